@@ -1,0 +1,1 @@
+"""The billing engine: one instance per tenant schema."""

@@ -1,0 +1,1 @@
+"""Billable: the Django project package (settings, API assembly, errors, platform-wide apps)."""

@@ -1,0 +1,192 @@
+"""The one error hierarchy of the platform.
+
+Every error a client can see is a `BillingError` subclass with a stable snake_case `code` (never
+renamed) and an HTTP `status`; the renderer in `problems.py` turns it into RFC 9457
+`application/problem+json`.
+
+    BillingError
+    ├── BadRequest (400): MalformedJson
+    ├── NotAuthenticated (401): ApiKeyRevoked, ApiKeyExpired
+    ├── Forbidden (403): TenantSuspended, InsufficientScope, WrongKeyType
+    ├── NotFound (404): TenantNotFound, ApiKeyNotFound
+    ├── MethodNotAllowed (405)
+    ├── Conflict (409): SlugTaken, TenantDeleting, TooManyKeys
+    ├── PayloadTooLarge (413)
+    ├── UnsupportedMediaType (415)
+    ├── Unprocessable (422): ValidationFailed, InvalidSlug, ConfirmationRequired
+    ├── RateLimited (429)
+    └── ServiceUnavailable (503): DatabaseBusy
+
+Billing-engine errors (`billable/errors.py`) extend the same classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class BillingError(Exception):
+    """A failure the client is told about, with a stable machine `code`."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.title
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+        super().__init__(self.detail)
+
+
+class BadRequest(BillingError):
+    status = 400
+    code = "bad_request"
+    title = "Bad request"
+
+
+class MalformedJson(BadRequest):
+    code = "malformed_json"
+    title = "The request body is not valid JSON"
+
+
+class NotAuthenticated(BillingError):
+    status = 401
+    code = "not_authenticated"
+    title = "A valid API key is required"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["WWW-Authenticate"] = 'Bearer realm="billable"'
+
+
+class ApiKeyRevoked(NotAuthenticated):
+    code = "api_key_revoked"
+    title = "This API key has been revoked"
+
+
+class ApiKeyExpired(NotAuthenticated):
+    code = "api_key_expired"
+    title = "This API key has expired"
+
+
+class Forbidden(BillingError):
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class TenantSuspended(Forbidden):
+    code = "tenant_suspended"
+    title = "This tenant is suspended"
+
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
+    title = "The API key lacks the scope this operation needs"
+
+
+class WrongKeyType(Forbidden):
+    code = "wrong_key_type"
+    title = "This kind of key cannot be used on this route"
+
+
+class NotFound(BillingError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class TenantNotFound(NotFound):
+    code = "tenant_not_found"
+    title = "No such tenant"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+    title = "No such API key"
+
+
+class MethodNotAllowed(BillingError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+
+class Conflict(BillingError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class SlugTaken(Conflict):
+    code = "slug_taken"
+    title = "A tenant with this slug already exists"
+
+
+class TenantDeleting(Conflict):
+    code = "tenant_deleting"
+    title = "This tenant is being deleted"
+
+
+class TooManyKeys(Conflict):
+    code = "too_many_keys"
+    title = "This tenant already has the maximum number of API keys"
+
+
+class PayloadTooLarge(BillingError):
+    status = 413
+    code = "payload_too_large"
+    title = "The request body is larger than 1 MiB"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Connection"] = "close"
+
+
+class UnsupportedMediaType(BillingError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Request bodies must be JSON (Content-Type: application/json)"
+
+
+class Unprocessable(BillingError):
+    status = 422
+    code = "unprocessable"
+    title = "Unprocessable request"
+
+
+class ValidationFailed(Unprocessable):
+    code = "validation_error"
+    title = "The request is not valid"
+
+
+class InvalidSlug(Unprocessable):
+    code = "invalid_slug"
+    title = "The slug is not valid"
+
+
+class ConfirmationRequired(Unprocessable):
+    code = "confirmation_required"
+    title = "Repeat the tenant's slug in ?confirm= to delete it"
+
+
+class RateLimited(BillingError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+
+class ServiceUnavailable(BillingError):
+    status = 503
+    code = "service_unavailable"
+    title = "Service unavailable"
+
+
+class DatabaseBusy(ServiceUnavailable):
+    code = "database_busy"
+    title = "The database is busy; retry shortly"
+
+    def __init__(self, detail: str | None = None, retry_after: int = 1, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Retry-After"] = str(retry_after)

@@ -1,0 +1,1 @@
+"""The public schema: tenants, API keys, platform keys, onboarding and API-key auth."""

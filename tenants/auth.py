@@ -1,0 +1,267 @@
+"""Resolve an API key to its tenant and select the tenant's schema for the request.
+
+Resolution is cached in Redis by lookup id, so a warm request costs no SQL. Every change that
+matters (revocation, expiry, suspension, rate limit, settings) deletes the cached entries at once
+and again when its transaction commits, so all processes see it on their next request.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja.security import APIKeyHeader, HttpBearer
+
+from billing_platform import errors
+from tenants import keys
+from tenants.models import ApiKey, PlatformKey, Tenant, TenantStatus
+
+_NEGATIVE = "missing"
+_NEGATIVE_TTL = 10
+LAST_USED_INTERVAL = 60
+
+
+@dataclass(frozen=True)
+class TenantRef:
+    """What a request knows of its tenant; also django-tenants' `connection.tenant`."""
+
+    id: int
+    slug: str
+    schema_name: str
+    status: str
+    rate_limit: str
+    settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class KeyContext:
+    """The authenticated caller of a request (`request.auth`)."""
+
+    kind: str
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+    tenant: TenantRef | None
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.key_id}"
+
+
+def _cache_key(kind: str, lookup_id: str) -> str:
+    return f"auth:{kind}:{lookup_id}"
+
+
+def _epoch(value: Any) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def tenant_ref(tenant: Tenant) -> TenantRef:
+    return TenantRef(
+        id=tenant.pk,
+        slug=tenant.slug,
+        schema_name=tenant.schema_name,
+        status=tenant.status,
+        rate_limit=tenant.rate_limit,
+        settings=tenant.merged_settings,
+    )
+
+
+def _tenant_entry(tenant: Tenant) -> dict[str, Any]:
+    ref = tenant_ref(tenant)
+    return {
+        "id": ref.id,
+        "slug": ref.slug,
+        "schema_name": ref.schema_name,
+        "status": ref.status,
+        "rate_limit": ref.rate_limit,
+        "settings": ref.settings,
+    }
+
+
+def _load(kind: str, lookup_id: str) -> dict[str, Any] | None:
+    row: ApiKey | PlatformKey | None
+    if kind == keys.TENANT_PREFIX:
+        row = ApiKey.objects.select_related("tenant").filter(lookup_id=lookup_id).first()
+    else:
+        row = PlatformKey.objects.filter(lookup_id=lookup_id).first()
+    if row is None:
+        return None
+    entry: dict[str, Any] = {
+        "key_id": str(row.pk),
+        "name": row.name,
+        "key_hash": row.key_hash,
+        "hash_version": row.hash_version,
+        "expires_at": _epoch(row.expires_at),
+        "revoked": row.revoked_at is not None,
+        "last_used_at": _epoch(row.last_used_at),
+        "scopes": list(keys_scopes(row)),
+        "tenant": _tenant_entry(row.tenant) if isinstance(row, ApiKey) else None,
+    }
+    return entry
+
+
+def keys_scopes(row: ApiKey | PlatformKey) -> list[str]:
+    return list(row.scopes) if isinstance(row, ApiKey) else ["platform"]
+
+
+def _touch(kind: str, lookup_id: str, entry: dict[str, Any], now: float) -> None:
+    """Record last use at most once a minute per key, across all processes."""
+    last = entry.get("last_used_at")
+    if last is not None and now - last < LAST_USED_INTERVAL:
+        return
+    if not cache.add(f"auth:touched:{entry['key_id']}", 1, LAST_USED_INTERVAL):
+        return
+    model = ApiKey if kind == keys.TENANT_PREFIX else PlatformKey
+    model.objects.filter(pk=entry["key_id"]).update(last_used_at=timezone.now())
+    entry["last_used_at"] = now
+    cache.set(_cache_key(kind, lookup_id), entry, settings.API_KEY_CACHE_SECONDS)
+
+
+def resolve(raw: str) -> KeyContext:
+    """Authenticate a presented key; raises the 401/403 errors of the API contract."""
+    parsed = keys.parse(raw.strip())
+    if parsed is None:
+        raise errors.NotAuthenticated("The API key is not of the form bk_… or bpk_….")
+    cache_key = _cache_key(parsed.kind, parsed.lookup_id)
+    entry = cache.get(cache_key)
+    if entry is None:
+        entry = _load(parsed.kind, parsed.lookup_id)
+        cache.set(
+            cache_key,
+            entry if entry is not None else _NEGATIVE,
+            settings.API_KEY_CACHE_SECONDS if entry is not None else _NEGATIVE_TTL,
+        )
+    if entry is None or entry == _NEGATIVE:
+        raise errors.NotAuthenticated("Unknown API key.")
+    if not keys.verify_key(parsed.raw, entry["key_hash"], entry["hash_version"]):
+        raise errors.NotAuthenticated("Unknown API key.")
+    if entry["revoked"]:
+        raise errors.ApiKeyRevoked()
+    now = time.time()
+    if entry["expires_at"] is not None and entry["expires_at"] <= now:
+        raise errors.ApiKeyExpired()
+    tenant: TenantRef | None = None
+    if entry["tenant"] is not None:
+        tenant = TenantRef(**entry["tenant"])
+        if tenant.status == TenantStatus.SUSPENDED:
+            raise errors.TenantSuspended()
+        if tenant.status != TenantStatus.ACTIVE:
+            raise errors.NotAuthenticated("Unknown API key.")
+    _touch(parsed.kind, parsed.lookup_id, entry, now)
+    return KeyContext(
+        kind=parsed.kind,
+        key_id=entry["key_id"],
+        name=entry["name"],
+        scopes=frozenset(entry["scopes"]),
+        tenant=tenant,
+    )
+
+
+# --- Invalidation: immediately (this process and the others) and again after commit, so a
+# reader that loaded the old row before the commit cannot keep it cached.
+
+
+def _delete_now_and_on_commit(cache_keys: list[str]) -> None:
+    if not cache_keys:
+        return
+    cache.delete_many(cache_keys)
+    transaction.on_commit(lambda: cache.delete_many(cache_keys))
+
+
+def invalidate_key(key: ApiKey | PlatformKey) -> None:
+    kind = keys.TENANT_PREFIX if isinstance(key, ApiKey) else keys.PLATFORM_PREFIX
+    _delete_now_and_on_commit([_cache_key(kind, key.lookup_id)])
+
+
+def invalidate_tenant(tenant: Tenant) -> None:
+    lookup_ids = ApiKey.objects.filter(tenant=tenant).values_list("lookup_id", flat=True)
+    _delete_now_and_on_commit([_cache_key(keys.TENANT_PREFIX, lid) for lid in lookup_ids])
+
+
+# --- Ninja auth classes.
+
+
+def _activate(request: HttpRequest, context: KeyContext) -> KeyContext:
+    if context.tenant is not None:
+        connection.set_tenant(context.tenant)
+    request.tenant = context.tenant  # type: ignore[attr-defined]
+    return context
+
+
+class _KeyAuth:
+    """Shared checks: key kind for the route, then scope; selects the tenant's schema."""
+
+    route_kind: str = keys.TENANT_PREFIX
+
+    def __init__(self, scope: str | None = None) -> None:
+        super().__init__()
+        self.scope = scope
+
+    def check(self, request: HttpRequest, raw: str | None) -> KeyContext | None:
+        if not raw:
+            return None
+        context = resolve(raw)
+        if context.kind != self.route_kind:
+            raise errors.WrongKeyType(
+                "Platform keys work only on /platform routes."
+                if context.kind == keys.PLATFORM_PREFIX
+                else "Tenant keys cannot be used on /platform routes."
+            )
+        if self.scope is not None and self.scope not in context.scopes:
+            raise errors.InsufficientScope(
+                f"This operation needs the {self.scope!r} scope.", required_scope=self.scope
+            )
+        return _activate(request, context)
+
+
+class TenantBearer(_KeyAuth, HttpBearer):
+    """`Authorization: Bearer bk_…`."""
+
+    openapi_description = "Tenant API key as a bearer token"
+
+    def __call__(self, request: HttpRequest) -> KeyContext | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self.check(request, token.strip())
+
+    def authenticate(self, request: HttpRequest, token: str) -> KeyContext | None:
+        return self.check(request, token)
+
+
+class TenantHeader(_KeyAuth, APIKeyHeader):
+    """`X-API-Key: bk_…` (n8n's Header Auth credential)."""
+
+    param_name = "X-API-Key"
+
+    def authenticate(self, request: HttpRequest, key: str | None) -> KeyContext | None:
+        return self.check(request, key)
+
+
+class PlatformBearer(TenantBearer):
+    """`Authorization: Bearer bpk_…`."""
+
+    route_kind = keys.PLATFORM_PREFIX
+    openapi_description = "Platform key as a bearer token"
+
+
+class PlatformHeader(TenantHeader):
+    """`X-API-Key: bpk_…`."""
+
+    route_kind = keys.PLATFORM_PREFIX
+
+
+def tenant_auth(scope: str) -> list[_KeyAuth]:
+    return [TenantBearer(scope), TenantHeader(scope)]
+
+
+def platform_auth() -> list[_KeyAuth]:
+    return [PlatformBearer(), PlatformHeader()]

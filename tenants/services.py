@@ -1,0 +1,314 @@
+"""Write services of the public schema: onboarding, the spare-schema pool, keys, tenant changes.
+
+Onboarding claims a pre-built spare schema (a real `Tenant` row with status `spare`, kept current
+by `migrate_schemas` like any tenant) and renames it to `t_<slug>` inside one short transaction.
+Only when no spare is left does it build a schema by migrations, outside any transaction, because
+django-tenants commits and reconnects while it migrates.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django_tenants.utils import schema_exists
+
+from billing_platform import errors
+from tenants import auth, keys
+from tenants.models import (
+    ALL_SCOPES,
+    ApiKey,
+    PlatformKey,
+    Tenant,
+    TenantStatus,
+)
+
+logger = logging.getLogger("billable.tenants")
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
+RESERVED_SLUGS = frozenset({"public", "www", "admin", "api", "platform", "static", "template"})
+RATE_LIMIT_RE = re.compile(r"^(0|[1-9][0-9]{0,8}/[smhd])$")
+MAX_KEYS_PER_TENANT = 50
+# pg_advisory_lock key that serialises spare-pool refills across processes ("BILLSPAR").
+_SPARE_LOCK_ID = 0x42494C4C53504152
+
+
+def schema_name_for(slug: str) -> str:
+    return "t_" + slug.replace("-", "_")
+
+
+def validate_slug(slug: str) -> str:
+    if not SLUG_RE.match(slug):
+        raise errors.InvalidSlug(
+            "A slug is 3–40 characters of a-z, 0-9 and '-', starting with a letter."
+        )
+    if slug in RESERVED_SLUGS:
+        raise errors.InvalidSlug(f"'{slug}' is reserved.")
+    return slug
+
+
+def validate_rate_limit(rate_limit: str) -> str:
+    if not RATE_LIMIT_RE.match(rate_limit):
+        raise errors.ValidationFailed(
+            "rate_limit is 'N/s', 'N/m', 'N/h', 'N/d' or '0' (unlimited).",
+            errors=[{"loc": ["body", "rate_limit"], "msg": "invalid rate limit"}],
+        )
+    return rate_limit
+
+
+def validate_scopes(scopes: list[str] | None) -> list[str]:
+    if scopes is None:
+        return list(ALL_SCOPES)
+    unknown = sorted(set(scopes) - set(ALL_SCOPES))
+    if unknown or not scopes:
+        raise errors.ValidationFailed(
+            f"Scopes are a non-empty subset of {', '.join(ALL_SCOPES)}.",
+            errors=[{"loc": ["body", "scopes"], "msg": f"unknown scopes: {unknown}"}],
+        )
+    return [scope for scope in ALL_SCOPES if scope in scopes]
+
+
+# --- Keys.
+
+
+def api_key_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a tenant key; the raw key is returned once and never stored."""
+    scopes = validate_scopes(scopes)
+    with transaction.atomic():
+        # Lock the tenant row so concurrent creations cannot pass the limit together.
+        Tenant.objects.select_for_update().filter(pk=tenant.pk).exists()
+        active = ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True).count()
+        if active >= MAX_KEYS_PER_TENANT:
+            raise errors.TooManyKeys(f"A tenant may hold {MAX_KEYS_PER_TENANT} active keys.")
+        new = keys.generate(keys.TENANT_PREFIX)
+        key = ApiKey.objects.create(
+            tenant=tenant,
+            name=name,
+            lookup_id=new.lookup_id,
+            key_hash=new.key_hash,
+            hash_version=new.hash_version,
+            scopes=scopes,
+            expires_at=expires_at,
+        )
+        auth.invalidate_key(key)
+    return key, new.raw
+
+
+def api_key_revoke(*, key: ApiKey) -> ApiKey:
+    """Revoke a key (idempotent); every process refuses it from its next request."""
+    with transaction.atomic():
+        ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        key.refresh_from_db()
+        auth.invalidate_key(key)
+    return key
+
+
+def platform_key_create(*, name: str, expires_at: datetime | None = None) -> tuple[PlatformKey, str]:
+    new = keys.generate(keys.PLATFORM_PREFIX)
+    with transaction.atomic():
+        key = PlatformKey.objects.create(
+            name=name,
+            lookup_id=new.lookup_id,
+            key_hash=new.key_hash,
+            hash_version=new.hash_version,
+            expires_at=expires_at,
+        )
+        auth.invalidate_key(key)
+    return key, new.raw
+
+
+def platform_key_revoke(*, key: PlatformKey) -> PlatformKey:
+    with transaction.atomic():
+        PlatformKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        key.refresh_from_db()
+        auth.invalidate_key(key)
+    return key
+
+
+# --- Onboarding.
+
+
+def _claim_spare(*, slug: str, name: str, rate_limit: str) -> Tenant | None:
+    """Inside the caller's transaction: take a spare schema and make it this tenant's."""
+    spare = (
+        Tenant.objects.select_for_update(skip_locked=True)
+        .filter(status=TenantStatus.SPARE)
+        .order_by("id")
+        .first()
+    )
+    if spare is None:
+        return None
+    new_schema = schema_name_for(slug)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"ALTER SCHEMA {connection.ops.quote_name(spare.schema_name)} "
+            f"RENAME TO {connection.ops.quote_name(new_schema)}"
+        )
+    spare.slug = slug
+    spare.name = name
+    spare.schema_name = new_schema
+    spare.status = TenantStatus.ACTIVE
+    spare.rate_limit = rate_limit
+    spare.identity_secret = secrets.token_hex(32)
+    spare.created_at = timezone.now()
+    spare.save()
+    return spare
+
+
+def _build_schema(*, slug: str, name: str, rate_limit: str) -> Tenant:
+    """Slow path: migrate a fresh schema (~0.5 s). Must run outside any transaction."""
+    if not transaction.get_autocommit():
+        raise RuntimeError("A tenant schema cannot be built inside a transaction.")
+    try:
+        with transaction.atomic():
+            tenant = Tenant.objects.create(
+                slug=slug, name=name, schema_name=schema_name_for(slug), rate_limit=rate_limit
+            )
+    except IntegrityError as exc:
+        raise errors.SlugTaken() from exc
+    try:
+        tenant.create_schema(check_if_exists=True, verbosity=0)
+    except Exception:
+        tenant.delete(force_drop=True)
+        raise
+    return tenant
+
+
+def tenant_onboard(
+    *,
+    name: str,
+    slug: str,
+    rate_limit: str | None = None,
+    demo_catalog: bool = False,
+    key_name: str = "onboarding",
+) -> tuple[Tenant, ApiKey, str]:
+    """Create a tenant with a working schema and a first key holding every scope.
+
+    Raises InvalidSlug (422), SlugTaken (409) and ValidationFailed (422, bad rate limit).
+    """
+    validate_slug(slug)
+    rate_limit = validate_rate_limit(rate_limit or "600/m")
+    if Tenant.objects.filter(slug=slug).exists() or schema_exists(schema_name_for(slug)):
+        raise errors.SlugTaken()
+    tenant: Tenant | None = None
+    try:
+        with transaction.atomic():
+            tenant = _claim_spare(slug=slug, name=name, rate_limit=rate_limit)
+            if tenant is not None:
+                key, raw = api_key_create(tenant=tenant, name=key_name)
+    except IntegrityError as exc:
+        raise errors.SlugTaken() from exc
+    if tenant is None:
+        logger.warning("no spare schema left; building %s by migrations", slug)
+        tenant = _build_schema(slug=slug, name=name, rate_limit=rate_limit)
+        key, raw = api_key_create(tenant=tenant, name=key_name)
+    if demo_catalog:
+        from billable.demo import install_demo_catalog
+
+        install_demo_catalog(tenant)
+    return tenant, key, raw
+
+
+def spare_pool_refill(*, target: int | None = None) -> int:
+    """Build spare schemas until `target` are waiting; returns how many were built.
+
+    One process at a time refills (advisory lock); the others return at once.
+    """
+    target = settings.TENANT_SPARE_SCHEMAS if target is None else target
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_SPARE_LOCK_ID])
+        (locked,) = cursor.fetchone()
+    if not locked:
+        return 0
+    built = 0
+    try:
+        missing = target - Tenant.objects.filter(status=TenantStatus.SPARE).count()
+        for _ in range(max(0, missing)):
+            token = secrets.token_hex(6)
+            spare = Tenant.objects.create(
+                slug=f"spare-{token}",
+                name="(spare schema)",
+                schema_name=f"spare_{token}",
+                status=TenantStatus.SPARE,
+            )
+            try:
+                spare.create_schema(check_if_exists=True, verbosity=0)
+            except Exception:
+                spare.delete(force_drop=True)
+                raise
+            built += 1
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_SPARE_LOCK_ID])
+    return built
+
+
+# --- Tenant changes.
+
+
+def tenant_update(
+    *,
+    tenant: Tenant,
+    name: str | None = None,
+    status: str | None = None,
+    rate_limit: str | None = None,
+) -> Tenant:
+    """Change a tenant; every process sees the change from its next request."""
+    if status is not None and status not in (TenantStatus.ACTIVE, TenantStatus.SUSPENDED):
+        raise errors.ValidationFailed(
+            "status is 'active' or 'suspended'.",
+            errors=[{"loc": ["body", "status"], "msg": "invalid status"}],
+        )
+    if tenant.status == TenantStatus.SPARE:
+        raise errors.TenantNotFound()
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        if name is not None:
+            tenant.name = name
+        if status is not None:
+            if status == TenantStatus.ACTIVE and tenant.deletion_requested_at is not None:
+                raise errors.TenantDeleting()
+            tenant.status = status
+        if rate_limit is not None:
+            tenant.rate_limit = validate_rate_limit(rate_limit)
+        tenant.save()
+        auth.invalidate_tenant(tenant)
+    return tenant
+
+
+def tenant_settings_update(*, tenant_id: int, changes: dict[str, Any]) -> Tenant:
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
+        tenant.settings = {**tenant.merged_settings, **changes}
+        tenant.save(update_fields=["settings", "updated_at"])
+        auth.invalidate_tenant(tenant)
+    return tenant
+
+
+def tenant_delete_request(*, tenant: Tenant, confirm: str | None) -> Tenant:
+    """Suspend at once and revoke every key; the schema is dropped later by a job."""
+    if confirm != tenant.slug:
+        raise errors.ConfirmationRequired()
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        now = timezone.now()
+        tenant.status = TenantStatus.SUSPENDED
+        tenant.deletion_requested_at = tenant.deletion_requested_at or now
+        tenant.save()
+        ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True).update(revoked_at=now)
+        auth.invalidate_tenant(tenant)
+    return tenant
