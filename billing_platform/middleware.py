@@ -16,6 +16,11 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
 
 
+def _empty_or_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in ("", "application/json") or media.endswith("+json")
+
+
 class RequestGuardMiddleware:
     """Refuse bodies over the limit from `Content-Length`, before anything reads them."""
 
@@ -36,12 +41,12 @@ class RequestGuardMiddleware:
         if (
             length == 0
             and request.method in _BODY_METHODS
-            and not request.META.get("CONTENT_TYPE")
+            and _empty_or_json(request.META.get("CONTENT_TYPE", ""))
             and request.path.startswith("/api/")
             and "HTTP_TRANSFER_ENCODING" not in request.META
         ):
-            # A POST with no body and no content type means `{}` (n8n sends such requests).
-            request._body = b"{}"  # type: ignore[attr-defined]
+            # A POST with no body means `{}` (n8n and curl -X POST send such requests).
+            request._body = b"{}"
         return self.get_response(request)
 
 
@@ -59,8 +64,8 @@ class TenantResetMiddleware:
         try:
             return self.get_response(request)
         finally:
-            if connection.schema_name != "public":
-                connection.set_schema_to_public()
+            if connection.schema_name != "public":  # type: ignore[attr-defined]
+                connection.set_schema_to_public()  # type: ignore[attr-defined]
 
 
 class ProblemFallbackMiddleware:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router
+from ninja import Query, Router, Status
 
 from billing_platform.pagination import PageParams, paginate
 from billing_platform.problems import error_responses
@@ -13,7 +13,6 @@ from tenants.models import ApiKey, Tenant
 from tenants.schemas import (
     ApiKeyCreatedOut,
     ApiKeyCreateIn,
-    ApiKeyOut,
     ApiKeyPage,
     PlatformKeyCreateIn,
     TenantCreatedOut,
@@ -43,7 +42,7 @@ def key_out(key: ApiKey) -> dict:
 
 
 def _context(request: HttpRequest) -> KeyContext:
-    return request.auth  # type: ignore[attr-defined,no-any-return]
+    return request.auth  # type: ignore[attr-defined]
 
 
 # --- /platform/tenants
@@ -55,14 +54,14 @@ def _context(request: HttpRequest) -> KeyContext:
     operation_id="platform_tenant_create",
     summary="Onboard a tenant",
 )
-def tenant_create(request: HttpRequest, payload: TenantCreateIn) -> tuple[int, dict]:
+def tenant_create(request: HttpRequest, payload: TenantCreateIn) -> Status:
     tenant, _key, raw = services.tenant_onboard(
         name=payload.name,
         slug=payload.slug,
         rate_limit=payload.rate_limit,
         demo_catalog=payload.demo_catalog,
     )
-    return 201, {"tenant": tenant, "api_key": raw}
+    return Status(201, {"tenant": tenant, "api_key": raw})
 
 
 @platform_router.get(
@@ -105,9 +104,9 @@ def tenant_update(request: HttpRequest, slug: str, payload: TenantPatchIn) -> Te
     operation_id="platform_tenant_delete",
     summary="Delete a tenant (suspend and revoke now; the schema is dropped by a job)",
 )
-def tenant_delete(request: HttpRequest, slug: str, confirm: str | None = None) -> tuple[int, Tenant]:
+def tenant_delete(request: HttpRequest, slug: str, confirm: str | None = None) -> Status:
     tenant = selectors.tenant_get(slug=slug)
-    return 202, services.tenant_delete_request(tenant=tenant, confirm=confirm)
+    return Status(202, services.tenant_delete_request(tenant=tenant, confirm=confirm))
 
 
 @platform_router.post(
@@ -118,10 +117,10 @@ def tenant_delete(request: HttpRequest, slug: str, confirm: str | None = None) -
 )
 def tenant_key_create(
     request: HttpRequest, slug: str, payload: PlatformKeyCreateIn
-) -> tuple[int, dict]:
+) -> Status:
     tenant = selectors.tenant_get(slug=slug)
     key, raw = services.api_key_create(tenant=tenant, name=payload.name, scopes=payload.scopes)
-    return 201, {**key_out(key), "key": raw}
+    return Status(201, {**key_out(key), "key": raw})
 
 
 # --- /keys (a tenant's own keys; scope `admin`)
@@ -147,13 +146,13 @@ def keys_list(request: HttpRequest, page: Query[PageParams]) -> dict:
     operation_id="keys_create",
     summary="Create an API key (the secret is shown once)",
 )
-def keys_create(request: HttpRequest, payload: ApiKeyCreateIn) -> tuple[int, dict]:
+def keys_create(request: HttpRequest, payload: ApiKeyCreateIn) -> Status:
     tenant_id = _context(request).tenant.id  # type: ignore[union-attr]
     tenant = Tenant.objects.get(pk=tenant_id)
     key, raw = services.api_key_create(
         tenant=tenant, name=payload.name, scopes=payload.scopes, expires_at=payload.expires_at
     )
-    return 201, {**key_out(key), "key": raw}
+    return Status(201, {**key_out(key), "key": raw})
 
 
 @keys_router.delete(

@@ -190,7 +190,7 @@ def invalidate_tenant(tenant: Tenant) -> None:
 
 def _activate(request: HttpRequest, context: KeyContext) -> KeyContext:
     if context.tenant is not None:
-        connection.set_tenant(context.tenant)
+        connection.set_tenant(context.tenant)  # type: ignore[attr-defined]
     request.tenant = context.tenant  # type: ignore[attr-defined]
     return context
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +63,7 @@ def validate_rate_limit(rate_limit: str) -> str:
     return rate_limit
 
 
-def validate_scopes(scopes: list[str] | None) -> list[str]:
+def validate_scopes(scopes: Sequence[str] | None) -> list[str]:
     if scopes is None:
         return list(ALL_SCOPES)
     unknown = sorted(set(scopes) - set(ALL_SCOPES))
@@ -81,7 +82,7 @@ def api_key_create(
     *,
     tenant: Tenant,
     name: str,
-    scopes: list[str] | None = None,
+    scopes: Sequence[str] | None = None,
     expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a tenant key; the raw key is returned once and never stored."""
@@ -115,7 +116,9 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     return key
 
 
-def platform_key_create(*, name: str, expires_at: datetime | None = None) -> tuple[PlatformKey, str]:
+def platform_key_create(
+    *, name: str, expires_at: datetime | None = None
+) -> tuple[PlatformKey, str]:
     new = keys.generate(keys.PLATFORM_PREFIX)
     with transaction.atomic():
         key = PlatformKey.objects.create(

@@ -120,13 +120,13 @@ def _clear_cache_prefix() -> None:
 @pytest.fixture(scope="session")
 def committed_tenants(
     django_db_setup: None, django_db_blocker: Any
-) -> Iterator[dict[str, TenantFixture]]:
+) -> dict[str, TenantFixture]:
     with django_db_blocker.unblock():
         result = {}
         for slug in ("acme", "globex"):
             tenant, key_row, raw = tenant_onboard(name=slug.title(), slug=slug)
             result[slug] = TenantFixture(tenant=tenant, key=raw, key_row=key_row)
-    yield result
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -183,3 +183,30 @@ def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]
     assert body["type"].endswith("/" + code)
     assert body["title"] and body["detail"]
     return body  # type: ignore[no-any-return]
+
+
+# --- Committed data. pytest-django's transactional tests truncate every public table afterwards,
+# which would erase the session's tenants and keys; tests that need real commits (threads,
+# servers, schema builds) use `committed` instead and remove what they create themselves.
+
+
+@pytest.fixture
+def committed(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Database access with real commits: no wrapping transaction, no flush afterwards."""
+    with django_db_blocker.unblock():
+        yield
+        connection.set_schema_to_public()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        uses_flush = bool(marker and marker.kwargs.get("transaction"))
+        fixtures = getattr(item, "fixturenames", ())
+        if uses_flush or "transactional_db" in fixtures or "live_server" in fixtures:
+            raise pytest.UsageError(
+                f"{item.nodeid}: transactional_db / django_db(transaction=True) / live_server "
+                "truncate the public tables after the test and destroy the session tenants. "
+                "Use the `committed` fixture (tests/conftest.py) and clean up what the test "
+                "creates; for a live server use tests/servers.py (live_server_url)."
+            )

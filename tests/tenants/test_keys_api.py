@@ -1,0 +1,78 @@
+"""Tenant key self-service (`/keys`) and how keys are stored."""
+
+from __future__ import annotations
+
+from django.db import connection
+
+from tenants import keys
+from tenants.models import ApiKey
+from tenants.services import MAX_KEYS_PER_TENANT
+from tests.conftest import Api, TenantFixture, assert_problem, make_key
+
+
+def test_create_shows_the_secret_once(api: Api, acme: TenantFixture) -> None:
+    response = api.post("keys", json={"name": "ci"}, key=acme.key)
+    assert response.status == 201
+    created = response.json
+    assert created["key"].startswith(created["prefix"] + "_")
+    assert set(created["scopes"]) == {"billing:read", "billing:write", "billing:grant", "admin"}
+    listed = api.get("keys", key=acme.key).json["items"]
+    row = next(item for item in listed if item["id"] == created["id"])
+    assert "key" not in row
+    assert api.get("keys", key=created["key"]).status == 200
+
+
+def test_keys_are_stored_as_keyed_hashes(acme: TenantFixture) -> None:
+    key, raw = make_key(acme.tenant)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM public.tenants_apikey WHERE id = %s", [key.pk])
+        row = cursor.fetchone()
+    assert all(raw not in str(value) for value in row)
+    secret_part = raw.rsplit("_", 1)[1]
+    assert all(secret_part not in str(value) for value in row)
+    assert key.key_hash == keys.hash_key(raw, key.hash_version)
+    assert len(key.key_hash) == 64
+
+
+def test_scopes_default_and_validation(api: Api, acme: TenantFixture) -> None:
+    response = api.post(
+        "keys", json={"name": "w", "scopes": ["billing:write", "billing:read"]}, key=acme.key
+    )
+    assert response.json["scopes"] == ["billing:read", "billing:write"]
+    assert_problem(
+        api.post("keys", json={"name": "w", "scopes": ["root"]}, key=acme.key),
+        422, "validation_error",
+    )
+    assert_problem(
+        api.post("keys", json={"name": "w", "scopes": []}, key=acme.key), 422, "validation_error"
+    )
+
+
+def test_revoke_answers_204_and_the_key_stops(api: Api, acme: TenantFixture) -> None:
+    key, raw = make_key(acme.tenant)
+    assert api.get("keys", key=raw).status == 200
+    response = api.delete(f"keys/{key.pk}", key=acme.key)
+    assert response.status == 204 and response.body == b""
+    assert_problem(api.get("keys", key=raw), 401, "api_key_revoked")
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    # Revoking again is harmless and keeps the first time.
+    first = key.revoked_at
+    assert api.delete(f"keys/{key.pk}", key=acme.key).status == 204
+    key.refresh_from_db()
+    assert key.revoked_at == first
+
+
+def test_at_most_fifty_active_keys(api: Api, acme: TenantFixture) -> None:
+    active = ApiKey.objects.filter(tenant=acme.tenant, revoked_at__isnull=True).count()
+    for i in range(MAX_KEYS_PER_TENANT - active):
+        make_key(acme.tenant, name=f"k{i}")
+    assert_problem(api.post("keys", json={"name": "one too many"}, key=acme.key), 409,
+                   "too_many_keys")
+
+
+def test_key_format(acme: TenantFixture) -> None:
+    _key, raw = make_key(acme.tenant)
+    prefix, lookup, secret = raw.split("_")
+    assert prefix == "bk" and len(lookup) == 8 and len(secret) >= 32
+    assert all(c in keys.BASE62 for c in lookup + secret)

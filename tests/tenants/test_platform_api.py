@@ -1,0 +1,198 @@
+"""The platform API: onboarding, listing, changing and deleting tenants; tenant key creation."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from tenants.models import ApiKey, Tenant, TenantStatus
+from tests.conftest import Api, TenantFixture, assert_problem
+
+
+def _schema_exists(name: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", [name])
+        return cursor.fetchone() is not None
+
+
+@pytest.fixture
+def cleanup_tenants(committed: None):
+    created: list[str] = []
+    yield created
+    for tenant in Tenant.objects.filter(slug__in=created):
+        tenant.delete(force_drop=True)
+    for spare in Tenant.objects.filter(status=TenantStatus.SPARE):
+        spare.delete(force_drop=True)
+
+
+def test_onboarding_gives_a_working_tenant_at_once(
+    api: Api, committed_platform_key: str, cleanup_tenants: list[str]
+) -> None:
+    cleanup_tenants.append("pa-new-one")
+    response = api.post(
+        "platform/tenants",
+        json={"name": "New One", "slug": "pa-new-one", "rate_limit": "100/m"},
+        key=committed_platform_key,
+    )
+    assert response.status == 201, response.body
+    body = response.json
+    assert body["tenant"] == {
+        "slug": "pa-new-one",
+        "name": "New One",
+        "schema_name": "t_pa_new_one",
+        "status": "active",
+        "rate_limit": "100/m",
+        "created_at": body["tenant"]["created_at"],
+    }
+    key = body["api_key"]
+    assert key.startswith("bk_")
+    assert _schema_exists("t_pa_new_one")
+    listed = api.get("keys", key=key)
+    assert listed.status == 200
+    (only,) = listed.json["items"]
+    assert set(only["scopes"]) == {"billing:read", "billing:write", "billing:grant", "admin"}
+
+
+def test_onboarding_claims_a_spare_schema(
+    api: Api, committed_platform_key: str, cleanup_tenants: list[str]
+) -> None:
+    from tenants.services import spare_pool_refill
+
+    spare_pool_refill(target=1)
+    spare = Tenant.objects.get(status=TenantStatus.SPARE)
+    cleanup_tenants.append("pa-spare-claim")
+    response = api.post(
+        "platform/tenants", json={"name": "Spare", "slug": "pa-spare-claim"},
+        key=committed_platform_key,
+    )
+    assert response.status == 201
+    claimed = Tenant.objects.get(slug="pa-spare-claim")
+    assert claimed.pk == spare.pk
+    assert claimed.schema_name == "t_pa_spare_claim"
+    assert _schema_exists("t_pa_spare_claim")
+    assert not _schema_exists(spare.schema_name)
+    assert not Tenant.objects.filter(status=TenantStatus.SPARE).exists()
+    # The renamed schema carries its migration history with it.
+    with connection.cursor() as cursor:
+        cursor.execute('SELECT app FROM "t_pa_spare_claim".django_migrations')
+        apps = {row[0] for row in cursor.fetchall()}
+    assert "billable" in apps or not _has_billable_migrations()
+    assert api.get("keys", key=response.json["api_key"]).status == 200
+
+
+def _has_billable_migrations() -> bool:
+    from django.db.migrations.loader import MigrationLoader
+
+    return any(app == "billable" for app, _ in MigrationLoader(None).disk_migrations)
+
+
+@pytest.mark.parametrize(
+    "slug", ["ab", "1abc", "Abc", "a_bc", "a" * 41, "public", "admin", "template", "with space"]
+)
+def test_invalid_slugs_are_422(
+    api: Api, platform_key: str, slug: str
+) -> None:
+    response = api.post("platform/tenants", json={"name": "X", "slug": slug}, key=platform_key)
+    assert_problem(response, 422, "invalid_slug")
+    assert not Tenant.objects.filter(slug=slug).exists()
+
+
+def test_duplicate_slug_is_409(api: Api, platform_key: str, acme: TenantFixture) -> None:
+    response = api.post("platform/tenants", json={"name": "X", "slug": "acme"}, key=platform_key)
+    assert_problem(response, 409, "slug_taken")
+
+
+def test_bad_rate_limit_is_422(api: Api, platform_key: str) -> None:
+    response = api.post(
+        "platform/tenants", json={"name": "X", "slug": "pa-rate", "rate_limit": "fast"},
+        key=platform_key,
+    )
+    body = assert_problem(response, 422, "validation_error")
+    assert body["errors"][0]["loc"] == ["body", "rate_limit"]
+
+
+def test_list_and_get_exclude_spares(
+    api: Api, platform_key: str, acme: TenantFixture, globex: TenantFixture
+) -> None:
+    Tenant.objects.create(
+        slug="spare-zzz", name="(spare)", schema_name="spare_zzz", status=TenantStatus.SPARE
+    )
+    slugs = [t["slug"] for t in api.get("platform/tenants", key=platform_key).json["items"]]
+    assert "acme" in slugs and "globex" in slugs and "spare-zzz" not in slugs
+    assert api.get("platform/tenants/acme", key=platform_key).json["schema_name"] == "t_acme"
+    assert_problem(api.get("platform/tenants/spare-zzz", key=platform_key), 404, "tenant_not_found")
+    assert_problem(api.get("platform/tenants/nobody", key=platform_key), 404, "tenant_not_found")
+
+
+def test_list_paginates_with_a_cursor(
+    api: Api, platform_key: str, acme: TenantFixture, globex: TenantFixture
+) -> None:
+    first = api.get("platform/tenants", key=platform_key, query={"limit": 1}).json
+    assert len(first["items"]) == 1 and first["next_cursor"]
+    second = api.get(
+        "platform/tenants", key=platform_key, query={"limit": 1, "cursor": first["next_cursor"]}
+    ).json
+    assert second["items"][0]["slug"] != first["items"][0]["slug"]
+    bad = api.get("platform/tenants", key=platform_key, query={"cursor": "garbage!"})
+    assert_problem(bad, 422, "validation_error")
+    assert_problem(
+        api.get("platform/tenants", key=platform_key, query={"limit": 0}), 422, "validation_error"
+    )
+
+
+def test_patch_suspends_and_changes_rate_limit(
+    api: Api, platform_key: str, acme: TenantFixture
+) -> None:
+    response = api.patch(
+        "platform/tenants/acme", json={"status": "suspended", "rate_limit": "0"}, key=platform_key
+    )
+    assert response.status == 200
+    assert response.json["status"] == "suspended" and response.json["rate_limit"] == "0"
+    assert_problem(api.get("keys", key=acme.key), 403, "tenant_suspended")
+    assert api.patch(
+        "platform/tenants/acme", json={"status": "active"}, key=platform_key
+    ).status == 200
+    assert api.get("keys", key=acme.key).status == 200
+    assert_problem(
+        api.patch("platform/tenants/acme", json={"status": "spare"}, key=platform_key),
+        422, "validation_error",
+    )
+
+
+def test_delete_needs_confirmation_then_suspends_and_revokes(
+    api: Api, platform_key: str, globex: TenantFixture
+) -> None:
+    assert_problem(
+        api.delete("platform/tenants/globex", key=platform_key), 422, "confirmation_required"
+    )
+    assert_problem(
+        api.delete("platform/tenants/globex", key=platform_key, query={"confirm": "acme"}),
+        422, "confirmation_required",
+    )
+    assert api.get("keys", key=globex.key).status == 200
+    response = api.delete("platform/tenants/globex", key=platform_key, query={"confirm": "globex"})
+    assert response.status == 202
+    assert response.json["status"] == "suspended"
+    assert not ApiKey.objects.filter(tenant=globex.tenant, revoked_at__isnull=True).exists()
+    assert_problem(api.get("keys", key=globex.key), 401, "api_key_revoked")
+    # A tenant being deleted cannot be reactivated.
+    assert_problem(
+        api.patch("platform/tenants/globex", json={"status": "active"}, key=platform_key),
+        409, "tenant_deleting",
+    )
+
+
+def test_platform_creates_tenant_keys_with_chosen_scopes(
+    api: Api, platform_key: str, acme: TenantFixture
+) -> None:
+    response = api.post(
+        "platform/tenants/acme/keys", json={"name": "reader", "scopes": ["billing:read"]},
+        key=platform_key,
+    )
+    assert response.status == 201
+    assert response.json["scopes"] == ["billing:read"]
+    assert_problem(api.get("keys", key=response.json["key"]), 403, "insufficient_scope")
+    assert_problem(
+        api.post("platform/tenants/nobody/keys", json={"name": "x"}, key=platform_key),
+        404, "tenant_not_found",
+    )
