@@ -1,0 +1,358 @@
+"""The platform admin: login and CSRF, onboarding form, tenant changes and key revocation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import User
+from django.test import Client
+
+from tenants.models import ApiKey, PlatformKey, Tenant, TenantStatus
+from tenants.services import api_key_revoke, platform_key_create, tenant_delete_request
+from tests.conftest import Api, TenantFixture, assert_problem, make_key
+
+ADD_URL = "/admin/tenants/tenant/add/"
+TENANTS_URL = "/admin/tenants/tenant/"
+API_KEYS_URL = "/admin/tenants/apikey/"
+PLATFORM_KEYS_URL = "/admin/tenants/platformkey/"
+_KEY_ON_PAGE = re.compile(r'id="api-key"[^>]*>(bk_[A-Za-z0-9_\-]+)<')
+
+
+def _superuser(username: str = "operator") -> User:
+    return User.objects.create_superuser(username, f"{username}@example.com", "correct-horse-9")
+
+
+@pytest.fixture
+def operator(db: None) -> Client:
+    client = Client()
+    client.force_login(_superuser())
+    return client
+
+
+@pytest.fixture
+def committed_operator(committed: None) -> Iterator[Client]:
+    """A logged-in superuser whose rows are committed, and removed after the test."""
+    user = _superuser("adm-committed-operator")
+    client = Client()
+    client.force_login(user)
+    yield client
+    client.logout()
+    user.delete()
+
+
+@pytest.fixture
+def cleanup_tenants(committed: None) -> Iterator[list[str]]:
+    """Slugs appended here are revoked and dropped (schema included) after the test."""
+    created: list[str] = []
+    yield created
+    for tenant in Tenant.objects.filter(slug__in=created):
+        for key in ApiKey.objects.filter(tenant=tenant):
+            api_key_revoke(key=key)
+        tenant.delete(force_drop=True)
+
+
+def _onboard_data(**overrides: Any) -> dict[str, Any]:
+    return {"name": "Admin Made", "slug": "adm-made", "rate_limit": "", "_save": "Save"} | overrides
+
+
+def _change_data(tenant: Tenant, **overrides: Any) -> dict[str, Any]:
+    data = {
+        "name": tenant.name,
+        "status": tenant.status,
+        "rate_limit": tenant.rate_limit,
+        "_save": "Save",
+    }
+    return data | overrides
+
+
+def _action(client: Client, url: str, action: str, pks: list[Any]) -> Any:
+    return client.post(
+        url, {"action": action, "_selected_action": [str(pk) for pk in pks], "index": "0"}
+    )
+
+
+def _form_errors(response: Any) -> dict[str, list[str]]:
+    return dict(response.context["adminform"].form.errors)
+
+
+# --- Access.
+
+
+def test_admin_requires_a_staff_login(db: None) -> None:
+    anonymous = Client()
+    for url in ("/admin/", TENANTS_URL, ADD_URL, API_KEYS_URL):
+        response = anonymous.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/admin/login/?next="), url
+
+    response = anonymous.post(ADD_URL, _onboard_data(slug="adm-anon"))
+    assert response.status_code == 302
+    assert not Tenant.objects.filter(slug="adm-anon").exists()
+
+    member = Client()
+    member.force_login(User.objects.create_user("member", "m@example.com", "correct-horse-9"))
+    response = member.get(TENANTS_URL)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_login_form_lets_an_operator_in(db: None) -> None:
+    _superuser()
+    client = Client()
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "operator", "password": "correct-horse-9", "next": "/admin/"},
+    )
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert client.get(TENANTS_URL).status_code == 200
+
+
+def test_csrf_is_enforced(db: None) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(_superuser())
+    before = Tenant.objects.count()
+
+    response = client.post(ADD_URL, _onboard_data(slug="adm-csrf"))
+
+    assert response.status_code == 403
+    assert Tenant.objects.count() == before
+    # The same client with the form's token gets past CSRF (and is stopped by the invalid slug).
+    client.get(ADD_URL)
+    token = client.cookies["csrftoken"].value
+    response = client.post(ADD_URL, _onboard_data(slug="Bad Slug", csrfmiddlewaretoken=token))
+    assert response.status_code == 200
+    assert "slug" in _form_errors(response)
+    assert Tenant.objects.count() == before
+
+
+# --- Onboarding.
+
+
+def test_onboarding_form_shows_a_key_that_works_at_once(
+    api: Api, cleanup_tenants: list[str], committed_operator: Client
+) -> None:
+    operator = committed_operator
+    cleanup_tenants.append("adm-onboard")
+
+    assert operator.get(ADD_URL).status_code == 200
+    response = operator.post(
+        ADD_URL, _onboard_data(name="Onboarded Co", slug="adm-onboard", rate_limit="120/m")
+    )
+
+    assert response.status_code == 200, response.content[:500]
+    assert "no-store" in response["Cache-Control"]
+    match = _KEY_ON_PAGE.search(response.content.decode())
+    assert match, response.content.decode()
+    raw = match.group(1)
+    tenant = Tenant.objects.get(slug="adm-onboard")
+    assert (tenant.name, tenant.status, tenant.rate_limit, tenant.schema_name) == (
+        "Onboarded Co",
+        TenantStatus.ACTIVE,
+        "120/m",
+        "t_adm_onboard",
+    )
+    listed = api.get("keys", key=raw)
+    assert listed.status == 200, listed.body
+    (only,) = listed.json["items"]
+    assert set(only["scopes"]) == {"billing:read", "billing:write", "billing:grant", "admin"}
+    assert LogEntry.objects.filter(object_id=str(tenant.pk)).exists()
+    # Shown once: no later page carries the key or the tenant's identity secret.
+    for url in (TENANTS_URL, f"{TENANTS_URL}{tenant.pk}/change/", API_KEYS_URL):
+        page = operator.get(url).content.decode()
+        assert raw not in page, url
+        assert tenant.identity_secret not in page, url
+
+
+@pytest.mark.parametrize("slug", ["ab", "Abc", "1abc", "a_bc", "admin", "with space"])
+def test_invalid_slug_is_a_form_error_and_creates_nothing(operator: Client, slug: str) -> None:
+    before = Tenant.objects.count()
+
+    response = operator.post(ADD_URL, _onboard_data(slug=slug))
+
+    assert response.status_code == 200
+    assert "slug" in _form_errors(response)
+    assert Tenant.objects.count() == before
+
+
+def test_duplicate_slug_is_a_form_error_and_creates_nothing(
+    operator: Client, acme: TenantFixture
+) -> None:
+    before = Tenant.objects.count()
+
+    response = operator.post(ADD_URL, _onboard_data(name="Another", slug="acme"))
+
+    assert response.status_code == 200
+    assert _form_errors(response)["slug"] == ["A tenant with this slug already exists"]
+    assert Tenant.objects.count() == before
+    assert Tenant.objects.get(slug="acme").name == acme.tenant.name
+
+
+def test_bad_rate_limit_is_a_form_error(operator: Client) -> None:
+    before = Tenant.objects.count()
+
+    response = operator.post(ADD_URL, _onboard_data(slug="adm-rate", rate_limit="fast"))
+
+    assert response.status_code == 200
+    assert "rate_limit" in _form_errors(response)
+    assert Tenant.objects.count() == before
+
+
+# --- Tenant list and changes.
+
+
+def test_changelist_hides_spares_and_filters(
+    operator: Client, acme: TenantFixture, globex: TenantFixture
+) -> None:
+    Tenant.objects.create(
+        slug="spare-adm", name="(spare)", schema_name="spare_adm", status=TenantStatus.SPARE
+    )
+    globex.tenant.status = TenantStatus.SUSPENDED
+    globex.tenant.save()
+
+    def slugs(query: dict[str, str]) -> set[str]:
+        response = operator.get(TENANTS_URL, query)
+        assert response.status_code == 200
+        return {t.slug for t in response.context["cl"].result_list}
+
+    assert {"acme", "globex"} <= slugs({})
+    assert "spare-adm" not in slugs({})
+    assert slugs({"status": "suspended"}) == {"globex"}
+    assert "globex" not in slugs({"status": "active"})
+    assert slugs({"q": "acme"}) == {"acme"}
+    spare = Tenant.objects.get(slug="spare-adm")
+    assert operator.get(f"{TENANTS_URL}{spare.pk}/change/").status_code == 302
+
+
+def test_change_form_goes_through_the_service(
+    api: Api, operator: Client, acme: TenantFixture
+) -> None:
+    assert api.get("keys", key=acme.key).status == 200  # caches the key with the tenant active
+    url = f"{TENANTS_URL}{acme.tenant.pk}/change/"
+    page = operator.get(url).content.decode()
+    assert acme.tenant.identity_secret not in page
+    assert 'name="schema_name"' not in page and 'name="slug"' not in page
+
+    response = operator.post(
+        url, _change_data(acme.tenant, status="suspended", rate_limit="10/s", name="Acme 2")
+    )
+
+    assert response.status_code == 302, _form_errors(response)
+    tenant = Tenant.objects.get(pk=acme.tenant.pk)
+    assert (tenant.status, tenant.rate_limit, tenant.name) == ("suspended", "10/s", "Acme 2")
+    assert_problem(api.get("keys", key=acme.key), 403, "tenant_suspended")
+
+
+def test_change_form_refuses_bad_values(operator: Client, globex: TenantFixture) -> None:
+    url = f"{TENANTS_URL}{globex.tenant.pk}/change/"
+
+    bad_rate = operator.post(url, _change_data(globex.tenant, rate_limit="fast"))
+    spare = operator.post(url, _change_data(globex.tenant, status="spare"))
+    tenant_delete_request(tenant=globex.tenant, confirm="globex")
+    deleting = operator.post(url, _change_data(globex.tenant, status="active"))
+
+    assert bad_rate.status_code == 200 and "rate_limit" in _form_errors(bad_rate)
+    assert spare.status_code == 200 and "status" in _form_errors(spare)
+    assert deleting.status_code == 200 and "status" in _form_errors(deleting)
+    tenant = Tenant.objects.get(pk=globex.tenant.pk)
+    assert (tenant.status, tenant.rate_limit) == ("suspended", globex.tenant.rate_limit)
+
+
+def test_tenants_cannot_be_deleted_from_the_admin(operator: Client, acme: TenantFixture) -> None:
+    assert operator.get(f"{TENANTS_URL}{acme.tenant.pk}/delete/").status_code == 403
+    action_field = operator.get(TENANTS_URL).context["action_form"].fields["action"]
+    offered = {name for name, _label in action_field.choices if name}
+    assert offered == {"suspend_tenants", "reactivate_tenants"}
+    _action(operator, TENANTS_URL, "delete_selected", [acme.tenant.pk])
+    assert Tenant.objects.filter(pk=acme.tenant.pk).exists()
+
+
+def test_suspend_and_reactivate_actions(api: Api, operator: Client, acme: TenantFixture) -> None:
+    assert api.get("keys", key=acme.key).status == 200
+
+    response = _action(operator, TENANTS_URL, "suspend_tenants", [acme.tenant.pk])
+
+    assert response.status_code == 302
+    assert Tenant.objects.get(pk=acme.tenant.pk).status == TenantStatus.SUSPENDED
+    assert_problem(api.get("keys", key=acme.key), 403, "tenant_suspended")
+    _action(operator, TENANTS_URL, "reactivate_tenants", [acme.tenant.pk])
+    assert Tenant.objects.get(pk=acme.tenant.pk).status == TenantStatus.ACTIVE
+    assert api.get("keys", key=acme.key).status == 200
+
+
+def test_reactivate_action_skips_a_tenant_being_deleted(
+    operator: Client, globex: TenantFixture
+) -> None:
+    tenant_delete_request(tenant=globex.tenant, confirm="globex")
+
+    response = _action(operator, TENANTS_URL, "reactivate_tenants", [globex.tenant.pk])
+
+    assert response.status_code == 302
+    assert Tenant.objects.get(pk=globex.tenant.pk).status == TenantStatus.SUSPENDED
+    shown = [str(m) for m in operator.get(TENANTS_URL).context["messages"]]
+    assert any("globex" in message and "deleted" in message for message in shown), shown
+
+
+# --- Keys.
+
+
+def test_revoke_action_refuses_the_key_at_once(
+    api: Api, operator: Client, acme: TenantFixture
+) -> None:
+    key, raw = make_key(acme.tenant, name="to revoke")
+    assert api.get("keys", key=raw).status == 200  # caches the key as valid
+
+    response = _action(operator, API_KEYS_URL, "revoke_keys", [key.pk])
+
+    assert response.status_code == 302
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+    assert_problem(api.get("keys", key=raw), 401, "api_key_revoked")
+    assert api.get("keys", key=acme.key).status == 200
+
+
+def test_key_pages_never_show_secrets_and_allow_no_edits(
+    operator: Client, acme: TenantFixture
+) -> None:
+    key, raw = make_key(acme.tenant, name="visible")
+    listing = operator.get(API_KEYS_URL)
+    assert listing.status_code == 200
+    listed = listing.content.decode()
+    assert key.prefix in listed and "visible" in listed
+    page = operator.get(f"{API_KEYS_URL}{key.pk}/change/")
+    assert page.status_code == 200
+    for secret in (raw, key.key_hash, raw.rsplit("_", 1)[-1]):
+        assert secret not in listed and secret not in page.content.decode()
+    assert 'name="name"' not in page.content.decode()  # view only
+    assert operator.get(f"{API_KEYS_URL}add/").status_code == 403
+    assert operator.get(f"{API_KEYS_URL}{key.pk}/delete/").status_code == 403
+    assert operator.post(f"{API_KEYS_URL}{key.pk}/change/", {"name": "x"}).status_code == 403
+    assert ApiKey.objects.get(pk=key.pk).name == "visible"
+    assert operator.get(f"{PLATFORM_KEYS_URL}add/").status_code == 403
+    assert operator.get("/admin/tenants/domain/").status_code == 404
+
+
+def test_revoked_filter(operator: Client, acme: TenantFixture) -> None:
+    revoked, _ = make_key(acme.tenant, name="gone")
+    api_key_revoke(key=revoked)
+
+    def names(query: dict[str, str]) -> set[str]:
+        return {k.name for k in operator.get(API_KEYS_URL, query).context["cl"].result_list}
+
+    assert "gone" in names({"revoked": "yes"}) and "gone" not in names({"revoked": "no"})
+    assert acme.key_row.name in names({"revoked": "no"})
+
+
+def test_platform_key_revoke_action(api: Api, operator: Client) -> None:
+    key, raw = platform_key_create(name="adm-platform")
+    assert api.get("platform/tenants", key=raw).status == 200
+
+    response = _action(operator, PLATFORM_KEYS_URL, "revoke_keys", [key.pk])
+
+    assert response.status_code == 302
+    assert PlatformKey.objects.get(pk=key.pk).revoked_at is not None
+    assert_problem(api.get("platform/tenants", key=raw), 401, "api_key_revoked")
+    page = operator.get(f"{PLATFORM_KEYS_URL}{key.pk}/change/").content.decode()
+    assert key.key_hash not in page and raw not in page
