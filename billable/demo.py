@@ -1,8 +1,10 @@
-"""The demo catalog installed by `onboard_tenant --demo-catalog` and `make run`."""
+"""The demo catalog installed by `onboard_tenant --demo-catalog`, the API flag and `make run`."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from django_tenants.utils import schema_context
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -10,5 +12,7 @@ if TYPE_CHECKING:
 
 def install_demo_catalog(tenant: Tenant) -> None:
     """Install the demo products and offers in the tenant's schema (idempotent)."""
-    # The catalog models arrive with the billing engine; until then there is nothing to install.
-    return None
+    from billable.services.catalog import install_demo_catalog as install
+
+    with schema_context(tenant.schema_name):
+        install()

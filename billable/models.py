@@ -1,1 +1,320 @@
-"""Tenant-schema models of the billing engine."""
+"""Tenant-schema models of the billing engine.
+
+Every table here exists once per tenant schema. No foreign key points into the public schema
+(Citus-ready, and a tenant migration never locks a shared table); customers are known only by
+their external identities.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+from django.db.models import Q
+
+
+class ProductType(models.TextChoices):
+    QUANTITY = "quantity", "Quantity (countable units)"
+    PERIOD = "period", "Period (time-boxed access)"
+    UNLIMITED = "unlimited", "Unlimited"
+
+
+class PeriodUnit(models.TextChoices):
+    HOURS = "hours", "hours"
+    DAYS = "days", "days"
+    MONTHS = "months", "months"
+    YEARS = "years", "years"
+    FOREVER = "forever", "forever"
+
+
+class CatalogKey(models.Model):
+    """The one namespace shared by product keys and offer SKUs (a unique row per name)."""
+
+    key = models.CharField(max_length=64, primary_key=True)
+    kind = models.CharField(max_length=8)  # "product" or "offer"
+
+
+class Product(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    key = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    product_type = models.CharField(max_length=16, choices=ProductType.choices)
+    is_active = models.BooleanField(default=True)
+    is_currency = models.BooleanField(default=False)
+    metadata = models.JSONField(default=dict, blank=True)
+    # Lower-case feature names, mirrored from metadata.features for indexed lookup.
+    features = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [GinIndex(fields=["features"], name="product_features_gin")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(product_type__in=["quantity", "period", "unlimited"]),
+                name="product_type_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Offer(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    sku = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    price = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=64)
+    is_active = models.BooleanField(default=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gte=0), name="offer_price_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.sku
+
+
+class OfferItem(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="items")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="offer_items")
+    quantity = models.BigIntegerField()
+    period_unit = models.CharField(
+        max_length=8, choices=PeriodUnit.choices, default=PeriodUnit.FOREVER
+    )
+    period_value = models.PositiveIntegerField(null=True, blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ("position", "id")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gte=1), name="offer_item_quantity_positive"
+            ),
+        ]
+
+
+class Customer(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    metadata = models.JSONField(default=dict, blank=True)
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged_from"
+    )
+    erased_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class ExternalIdentity(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
+    provider = models.CharField(max_length=64)
+    external_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("id",)
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "external_id"], name="identity_unique"),
+        ]
+
+
+class Grant(models.Model):
+    """An offer activated without payment (trial, bonus, referral reward, manual)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="grants")
+    sku = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16)
+    reason = models.TextField(blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Adjustment(models.Model):
+    """A support correction: credit (a new batch) or debit (usable batches) of one product."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="adjustments")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    amount = models.BigIntegerField()
+    reason = models.TextField()
+    actor = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class BatchState(models.TextChoices):
+    ACTIVE = "active", "active"
+    EXHAUSTED = "exhausted", "exhausted"
+    EXPIRED = "expired", "expired"
+    REVOKED = "revoked", "revoked"
+
+
+class BatchSource(models.TextChoices):
+    PURCHASE = "purchase", "purchase"
+    EXCHANGE = "exchange", "exchange"
+    TRIAL = "trial", "trial"
+    BONUS = "bonus", "bonus"
+    REFERRAL = "referral", "referral"
+    MANUAL = "manual", "manual"
+    ADJUSTMENT = "adjustment", "adjustment"
+
+
+class QuotaBatch(models.Model):
+    """One grant of units (or of access) of one product to one customer."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="batches")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="batches")
+    initial = models.BigIntegerField()
+    remaining = models.BigIntegerField()
+    valid_from = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=BatchState.choices, default=BatchState.ACTIVE)
+    source = models.CharField(max_length=16, choices=BatchSource.choices)
+    grant = models.ForeignKey(
+        Grant, null=True, blank=True, on_delete=models.PROTECT, related_name="batches"
+    )
+    adjustment = models.ForeignKey(
+        Adjustment, null=True, blank=True, on_delete=models.PROTECT, related_name="batches"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["customer", "product", "expires_at"],
+                name="batch_usable_idx",
+                condition=Q(state="active"),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0), name="batch_remaining_non_negative"
+            ),
+            models.CheckConstraint(condition=Q(initial__gte=0), name="batch_initial_non_negative"),
+            models.CheckConstraint(
+                condition=Q(state__in=["active", "exhausted", "expired", "revoked"]),
+                name="batch_state_valid",
+            ),
+        ]
+
+
+class Usage(models.Model):
+    """One successful consume (or hold commit)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="usages")
+    feature = models.CharField(max_length=64)
+    amount = models.BigIntegerField()
+    action_type = models.CharField(max_length=64, default="usage")
+    action_id = models.CharField(max_length=255, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class HoldStatus(models.TextChoices):
+    ACTIVE = "active", "active"
+    COMMITTED = "committed", "committed"
+    RELEASED = "released", "released"
+    EXPIRED = "expired", "expired"
+
+
+class Hold(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="holds")
+    feature = models.CharField(max_length=64)
+    amount = models.BigIntegerField()
+    committed_amount = models.BigIntegerField(null=True, blank=True)
+    # True when period or unlimited access covered the hold: nothing was reserved.
+    unmetered = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=HoldStatus.choices, default=HoldStatus.ACTIVE)
+    expires_at = models.DateTimeField()
+    usage = models.ForeignKey(
+        Usage, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["expires_at"], name="hold_active_expiry_idx", condition=Q(status="active")
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=1), name="hold_amount_positive"),
+        ]
+
+
+class Direction(models.TextChoices):
+    CREDIT = "credit", "credit"
+    DEBIT = "debit", "debit"
+
+
+class LedgerEntry(models.Model):
+    """An immutable credit or debit of units against a batch (the database refuses changes)."""
+
+    id = models.BigAutoField(primary_key=True)
+    batch = models.ForeignKey(QuotaBatch, on_delete=models.PROTECT, related_name="entries")
+    direction = models.CharField(max_length=6, choices=Direction.choices)
+    amount = models.BigIntegerField()
+    action_type = models.CharField(max_length=64)
+    action_id = models.CharField(max_length=255, blank=True, default="")
+    actor = models.CharField(max_length=100, blank=True, default="")
+    usage = models.ForeignKey(
+        Usage, null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
+    )
+    hold = models.ForeignKey(
+        Hold, null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["batch", "id"], name="ledger_batch_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="ledger_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(direction__in=["credit", "debit"]), name="ledger_direction_valid"
+            ),
+        ]
+
+
+class TrialHistory(models.Model):
+    """HMAC of one identity that has taken a trial in this tenant (never the identity itself)."""
+
+    id = models.BigAutoField(primary_key=True)
+    identity_hash = models.CharField(max_length=64, unique=True)
+    grant = models.ForeignKey(
+        Grant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a request sent with an Idempotency-Key, replayed byte for byte."""
+
+    id = models.BigAutoField(primary_key=True)
+    key = models.CharField(max_length=255, unique=True)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True)
+    content_type = models.CharField(max_length=100, blank=True, default="")
+    body = models.BinaryField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]

@@ -6,7 +6,10 @@ from typing import Any
 
 from ninja import NinjaAPI
 
+from billable.api import router as billing_router
+from billable.api import settings_router
 from billing_platform.problems import JsonParser, install_handlers, rewrite_error_content_types
+from billing_platform.transactions import transactional_posts
 from tenants.api import keys_router, platform_router
 
 
@@ -31,5 +34,7 @@ api = BillableAPI(
 )
 install_handlers(api)
 
+api.add_router("/billing", transactional_posts(billing_router, body_field=True))
+api.add_router("/settings", settings_router)
+api.add_router("/keys", transactional_posts(keys_router, body_field=False))
 api.add_router("/platform", platform_router)
-api.add_router("/keys", keys_router)

@@ -167,7 +167,14 @@ def private_dir(name: str, persistent_dir: Path | None) -> tuple[Path, bool]:
     return base, keep
 
 
-def start_private_postgres(persistent_dir: Path | None, *, fast: bool) -> tuple[str, Callable[[], None]]:
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def start_private_postgres(
+    persistent_dir: Path | None, *, fast: bool
+) -> tuple[str, Callable[[], None]]:
     initdb, pg_ctl = find_pg_bin("initdb"), find_pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise ServiceError(
@@ -184,19 +191,36 @@ def start_private_postgres(persistent_dir: Path | None, *, fast: bool) -> tuple[
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
-            raise ServiceError(f"initdb failed: {result.stderr.strip().splitlines()[-1:]}")
+            raise ServiceError(f"initdb failed: {_last_line(result.stderr)}")
+    status = subprocess.run(
+        _as_user(user, [pg_ctl, "-D", str(data), "status"]),
+        capture_output=True, text=True, check=False,
+    )
+    if status.returncode == 0:
+        # A server left running on this data folder by an earlier run that was killed: its port
+        # is unknown to us, so stop it and start afresh.
+        log(f"stopping a private PostgreSQL left running on {data}")
+        subprocess.run(
+            _as_user(user, [pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"]),
+            capture_output=True, check=False,
+        )
     port = free_port()
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=200"
     if fast:
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    log_file = base / "postgres.log"
     result = subprocess.run(
-        _as_user(user, [pg_ctl, "-D", str(data), "-l", str(base / "postgres.log"),
+        _as_user(user, [pg_ctl, "-D", str(data), "-l", str(log_file),
                         "-o", options, "-w", "-t", "60", "start"]),
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
-        tail = (base / "postgres.log").read_text()[-500:] if (base / "postgres.log").exists() else ""
-        raise ServiceError(f"pg_ctl start failed: {result.stderr.strip()} {tail}")
+        detail = _last_line(log_file.read_text()) if log_file.exists() else ""
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+        raise ServiceError(
+            f"pg_ctl start failed: {_last_line(result.stderr) or detail} (log: {log_file})"
+        )
     log(f"private PostgreSQL on 127.0.0.1:{port} ({data})")
 
     def stop() -> None:

@@ -7,6 +7,7 @@ renamed) and an HTTP `status`; the renderer in `problems.py` turns it into RFC 9
     BillingError
     ├── BadRequest (400): MalformedJson
     ├── NotAuthenticated (401): ApiKeyRevoked, ApiKeyExpired
+    ├── PaymentRequired (402)
     ├── Forbidden (403): TenantSuspended, InsufficientScope, WrongKeyType
     ├── NotFound (404): TenantNotFound, ApiKeyNotFound
     ├── MethodNotAllowed (405)
@@ -68,6 +69,12 @@ class ApiKeyRevoked(NotAuthenticated):
 class ApiKeyExpired(NotAuthenticated):
     code = "api_key_expired"
     title = "This API key has expired"
+
+
+class PaymentRequired(BillingError):
+    status = 402
+    code = "payment_required"
+    title = "Not enough quota"
 
 
 class Forbidden(BillingError):

@@ -122,7 +122,17 @@ class Supervisor:
                 child.kill()
 
 
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so `finally` blocks stop the private services."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def run() -> int:
+    _exit_on_sigterm()
     ensure_secrets()
     services = find_services(redis_required=False, persistent_dir=VAR / "postgres", fast=False)
     try:
@@ -167,6 +177,7 @@ def run() -> int:
 
 
 def test(extra: list[str]) -> int:
+    _exit_on_sigterm()
     os.environ.setdefault("BILLABLE_TESTING", "1")
     ensure_secrets()
     services = find_services(redis_required=True, persistent_dir=None, fast=True)
@@ -175,6 +186,8 @@ def test(extra: list[str]) -> int:
         env["SECURE_HTTPS"] = "false"
         env["WEBHOOKS_ALLOW_PRIVATE_NETWORKS"] = "true"
         env.setdefault("CACHE_KEY_PREFIX", f"billable-test-{secrets.token_hex(4)}")
+        # WhiteNoise warns on every request while STATIC_ROOT does not exist.
+        Path(env.get("STATIC_ROOT") or VAR / "static").mkdir(parents=True, exist_ok=True)
         steps = [
             ("ruff", [PYTHON, "-m", "ruff", "check", "."]),
             ("mypy", [PYTHON, "-m", "mypy", "."]),
@@ -192,6 +205,7 @@ def test(extra: list[str]) -> int:
 
 
 def exec_(argv: list[str]) -> int:
+    _exit_on_sigterm()
     ensure_secrets()
     services = find_services(redis_required=True, persistent_dir=None, fast=True)
     try:

@@ -136,6 +136,10 @@ def to_billing_error(exc: Exception) -> errors.BillingError | None:
 
 
 def handle_exception(request: HttpRequest, exc: Exception) -> HttpResponse:
+    from billing_platform.transactions import is_retryable, mark_retry
+
+    if is_retryable(exc):
+        mark_retry(request)
     error = to_billing_error(exc)
     if error is None:
         logger.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)

@@ -120,6 +120,12 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+# Bounded waits: a lock or statement timeout is retried by the transaction layer, then 503.
+DATABASES["default"]["OPTIONS"].setdefault(
+    "options",
+    f"-c lock_timeout={env.int('DB_LOCK_TIMEOUT_MS', default=5000)}"
+    f" -c statement_timeout={env.int('DB_STATEMENT_TIMEOUT_MS', default=30000)}",
+)
 if env.str("TEST_DATABASE_NAME", default=""):
     DATABASES["default"]["TEST"] = {"NAME": env.str("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,4 +1,6 @@
-"""gunicorn settings for production and `make run` (sync workers: the ORM code is synchronous)."""
+"""gunicorn settings for production, `make run` and the e2e tests (sync workers: the ORM code is
+synchronous). Every value can be changed from the environment; `--bind`/`--workers` on the command
+line win over these."""
 
 import multiprocessing
 import os
@@ -15,3 +17,11 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# gunicorn >= 25.1 opens a control socket at one fixed path per user ($HOME/.gunicorn/gunicorn.ctl),
+# so a second instance on the host (make run beside the e2e tests or a benchmark) takes it over.
+# It is off unless GUNICORN_CONTROL_SOCKET names a path; older gunicorn ignores both settings.
+_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not _control_socket
+if _control_socket:
+    control_socket = _control_socket

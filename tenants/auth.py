@@ -188,8 +188,19 @@ def invalidate_tenant(tenant: Tenant) -> None:
 # --- Ninja auth classes.
 
 
+def presented_key(request: HttpRequest) -> str | None:
+    """The key a request presents: `Authorization: Bearer …` or `X-API-Key: …`."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("X-API-Key") or None
+
+
 def _activate(request: HttpRequest, context: KeyContext) -> KeyContext:
-    if context.tenant is not None:
+    if context.tenant is not None and (
+        connection.schema_name != context.tenant.schema_name  # type: ignore[attr-defined]
+    ):
         connection.set_tenant(context.tenant)  # type: ignore[attr-defined]
     request.tenant = context.tenant  # type: ignore[attr-defined]
     return context
@@ -207,7 +218,9 @@ class _KeyAuth:
     def check(self, request: HttpRequest, raw: str | None) -> KeyContext | None:
         if not raw:
             return None
-        context = resolve(raw)
+        cached = getattr(request, "_billable_key_context", None)
+        # The transaction layer may have resolved this very key for the request already.
+        context = cached[1] if cached is not None and cached[0] == raw else resolve(raw)
         if context.kind != self.route_kind:
             raise errors.WrongKeyType(
                 "Platform keys work only on /platform routes."

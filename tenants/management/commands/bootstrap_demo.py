@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -21,8 +22,9 @@ class Command(BaseCommand):
             )
             return
         _tenant, _key, raw = tenant_onboard(name="Demo", slug=DEMO_SLUG, demo_catalog=True)
+        port = os.environ.get("PORT") or "8000"
         self.stdout.write(
             "Created the demo tenant `demo`. Its API key (shown this once):\n\n"
             f"    {raw}\n\n"
-            f"Try: curl -H 'X-API-Key: {raw}' http://127.0.0.1:8000/api/v1/keys"
+            f"Try: curl -H 'X-API-Key: {raw}' http://127.0.0.1:{port}/api/v1/keys"
         )

@@ -1,0 +1,115 @@
+"""Errors of the billing engine, on the platform's one hierarchy (billing_platform.errors)."""
+
+from __future__ import annotations
+
+from billing_platform.errors import (
+    Conflict,
+    NotFound,
+    PaymentRequired,
+    Unprocessable,
+)
+
+
+class QuotaExhausted(PaymentRequired):
+    code = "quota_exhausted"
+    title = "Nothing usable covers this feature"
+
+
+class InsufficientQuota(PaymentRequired):
+    code = "insufficient_quota"
+    title = "Not enough units left for this amount"
+
+
+class CustomerNotFound(NotFound):
+    code = "customer_not_found"
+    title = "No such customer"
+
+
+class ProductNotFound(NotFound):
+    code = "product_not_found"
+    title = "No such product"
+
+
+class OfferNotFound(NotFound):
+    code = "offer_not_found"
+    title = "No such offer"
+
+
+class BatchNotFound(NotFound):
+    code = "batch_not_found"
+    title = "No such batch"
+
+
+class HoldNotFound(NotFound):
+    code = "hold_not_found"
+    title = "No such hold"
+
+
+class KeyTaken(Conflict):
+    code = "key_taken"
+    title = "A product or offer already uses this key"
+
+
+class ProductInUse(Conflict):
+    code = "product_in_use"
+    title = "The product has batches; its type and currency flag are fixed"
+
+
+class HoldNotActive(Conflict):
+    code = "hold_not_active"
+    title = "The hold is no longer active"
+
+
+class BatchNotActive(Conflict):
+    code = "batch_not_active"
+    title = "The batch is not active"
+
+
+class IdempotencyKeyInUse(Conflict):
+    code = "idempotency_key_in_use"
+    title = "A request with this Idempotency-Key is still running"
+
+
+class CustomerMismatch(Unprocessable):
+    code = "customer_mismatch"
+    title = "customer_id and external_id name different customers"
+
+
+class UnknownSku(Unprocessable):
+    code = "unknown_sku"
+    title = "No offer has this SKU"
+
+
+class UnknownProduct(Unprocessable):
+    code = "unknown_product"
+    title = "No product has this key"
+
+
+class InactiveOffer(Unprocessable):
+    code = "inactive_offer"
+    title = "The offer is not active"
+
+
+class InactiveProduct(Unprocessable):
+    code = "inactive_product"
+    title = "The offer contains an inactive product"
+
+
+class InvalidCurrency(Unprocessable):
+    code = "invalid_currency"
+    title = "The currency is neither an ISO 4217 code nor a currency product"
+
+
+class NotAQuantityProduct(Unprocessable):
+    code = "not_a_quantity_product"
+    title = "Adjustments apply to quantity products only"
+
+
+class IdempotencyKeyReused(Unprocessable):
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was used for a different request"
+
+
+class TrialAlreadyUsed(Conflict):
+    code = "trial_already_used"
+    title = "One of these identities has already taken a trial"

@@ -1,0 +1,144 @@
+"""Plain-data views of billing objects, as the API shows them (and webhook events carry them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billable.currencies import format_amount
+from billable.models import (
+    Customer,
+    Grant,
+    Hold,
+    LedgerEntry,
+    Offer,
+    Product,
+    QuotaBatch,
+    Usage,
+)
+
+
+def product_data(product: Product) -> dict[str, Any]:
+    return {
+        "key": product.key,
+        "name": product.name,
+        "description": product.description,
+        "product_type": product.product_type,
+        "is_active": product.is_active,
+        "is_currency": product.is_currency,
+        "features": list(product.features),
+        "metadata": product.metadata,
+        "created_at": product.created_at,
+    }
+
+
+def offer_data(offer: Offer) -> dict[str, Any]:
+    return {
+        "sku": offer.sku,
+        "name": offer.name,
+        "description": offer.description,
+        "price": format_amount(offer.price, offer.currency),
+        "currency": offer.currency,
+        "is_active": offer.is_active,
+        "metadata": offer.metadata,
+        "items": [
+            {
+                "product": item.product.key,
+                "quantity": item.quantity,
+                "period_unit": item.period_unit,
+                "period_value": item.period_value,
+            }
+            for item in offer.items.all()
+        ],
+        "created_at": offer.created_at,
+    }
+
+
+def customer_data(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": str(customer.pk),
+        "identities": [
+            {"provider": i.provider, "external_id": i.external_id}
+            for i in customer.identities.all()
+        ],
+        "metadata": customer.metadata,
+        "created_at": customer.created_at,
+        "merged_into": str(customer.merged_into_id) if customer.merged_into_id else None,
+    }
+
+
+def customer_brief(customer: Customer) -> dict[str, Any]:
+    """The customer part of every event: id and identities."""
+    return {
+        "id": str(customer.pk),
+        "identities": [
+            {"provider": i.provider, "external_id": i.external_id}
+            for i in customer.identities.all()
+        ],
+    }
+
+
+def batch_data(batch: QuotaBatch) -> dict[str, Any]:
+    return {
+        "id": str(batch.pk),
+        "product": batch.product.key,
+        "initial": batch.initial,
+        "remaining": batch.remaining,
+        "valid_from": batch.valid_from,
+        "expires_at": batch.expires_at,
+        "state": batch.state,
+        "source": batch.source,
+        "created_at": batch.created_at,
+    }
+
+
+def entry_data(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "id": str(entry.pk),
+        "batch_id": str(entry.batch_id),
+        "product": entry.batch.product.key,
+        "direction": entry.direction,
+        "amount": entry.amount,
+        "action_type": entry.action_type,
+        "action_id": entry.action_id,
+        "actor": entry.actor,
+        "metadata": entry.metadata,
+        "created_at": entry.created_at,
+    }
+
+
+def usage_data(usage: Usage, *, remaining: int | None, unlimited: bool) -> dict[str, Any]:
+    return {
+        "usage_id": str(usage.pk),
+        "customer_id": str(usage.customer_id),
+        "feature": usage.feature,
+        "amount": usage.amount,
+        "remaining": remaining,
+        "unlimited": unlimited,
+        "metadata": usage.metadata,
+        "created_at": usage.created_at,
+    }
+
+
+def hold_data(hold: Hold) -> dict[str, Any]:
+    return {
+        "id": str(hold.pk),
+        "customer_id": str(hold.customer_id),
+        "feature": hold.feature,
+        "amount": hold.amount,
+        "status": hold.status,
+        "committed_amount": hold.committed_amount,
+        "expires_at": hold.expires_at,
+        "created_at": hold.created_at,
+    }
+
+
+def grant_data(grant: Grant, batches: list[QuotaBatch]) -> dict[str, Any]:
+    return {
+        "id": str(grant.pk),
+        "customer_id": str(grant.customer_id),
+        "sku": grant.sku,
+        "kind": grant.kind,
+        "reason": grant.reason,
+        "batches": [batch_data(b) for b in batches],
+        "created_at": grant.created_at,
+    }

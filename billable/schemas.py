@@ -1,0 +1,365 @@
+"""Request and response shapes of the billing API."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from ninja import Field, Schema
+from pydantic import AfterValidator, model_validator
+
+MAX_METADATA_BYTES = 16 * 1024
+
+
+def _metadata_size(value: dict[str, Any]) -> dict[str, Any]:
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
+        raise ValueError("metadata is larger than 16 KiB")
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_metadata_size)]
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+ProductTypeName = Literal["quantity", "period", "unlimited"]
+PeriodUnitName = Literal["hours", "days", "months", "years", "forever"]
+
+
+def _external_id(value: str | int | None) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        raise ValueError("external_id must not be blank")
+    if len(text) > 255:
+        raise ValueError("external_id is at most 255 characters")
+    return text
+
+
+ExternalId = Annotated[str | int | None, AfterValidator(_external_id)]
+
+
+class CustomerRefIn(Schema):
+    """A customer: `customer_id`, or `external_id` (+ `provider`, default `default`)."""
+
+    customer_id: str | None = Field(None, max_length=64)
+    external_id: ExternalId = Field(None, description="String or integer; trimmed.")
+    provider: str = Field("default", min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> CustomerRefIn:
+        if self.customer_id is None and self.external_id is None:
+            raise ValueError("give customer_id or external_id")
+        return self
+
+
+class IdempotentIn(Schema):
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="Alternative to the Idempotency-Key header (the header wins).",
+    )
+
+
+# --- Products and offers
+
+
+class ProductIn(Schema):
+    key: Name
+    name: str = Field(..., min_length=1, max_length=200)
+    product_type: ProductTypeName
+    description: str = Field("", max_length=5000)
+    is_active: bool = True
+    is_currency: bool = False
+    metadata: Metadata = Field(default_factory=dict)
+    features: list[Name] | None = None
+
+
+class ProductPatch(Schema):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    product_type: ProductTypeName | None = None
+    description: str | None = Field(None, max_length=5000)
+    is_active: bool | None = None
+    is_currency: bool | None = None
+    metadata: Metadata | None = None
+    features: list[Name] | None = None
+
+
+class ProductOut(Schema):
+    key: str
+    name: str
+    description: str
+    product_type: ProductTypeName
+    is_active: bool
+    is_currency: bool
+    features: list[str]
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class ProductPage(Schema):
+    items: list[ProductOut]
+    next_cursor: str | None
+
+
+class OfferItemIn(Schema):
+    product: Name
+    quantity: int = Field(1, ge=1, le=10**12)
+    period_unit: PeriodUnitName = "forever"
+    period_value: int | None = Field(None, ge=0, le=100_000)
+
+
+class OfferItemOut(Schema):
+    product: str
+    quantity: int
+    period_unit: PeriodUnitName
+    period_value: int | None
+
+
+class OfferIn(Schema):
+    sku: Name
+    name: str = Field(..., min_length=1, max_length=200)
+    price: Annotated[str, Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,4})?$")] | float | int = Field(
+        ..., description='Decimal amount as a string ("19.00").'
+    )
+    currency: str = Field(..., min_length=1, max_length=64)
+    description: str = Field("", max_length=5000)
+    is_active: bool = True
+    metadata: Metadata = Field(default_factory=dict)
+    items: list[OfferItemIn] = Field(..., min_length=1, max_length=50)
+
+
+class OfferPatch(Schema):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    price: Annotated[str, Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,4})?$")] | float | int | None = (
+        None
+    )
+    currency: str | None = Field(None, min_length=1, max_length=64)
+    description: str | None = Field(None, max_length=5000)
+    is_active: bool | None = None
+    metadata: Metadata | None = None
+    items: list[OfferItemIn] | None = Field(None, min_length=1, max_length=50)
+
+
+class OfferOut(Schema):
+    sku: str
+    name: str
+    description: str
+    price: str
+    currency: str
+    is_active: bool
+    metadata: dict[str, Any]
+    items: list[OfferItemOut]
+    created_at: datetime
+
+
+class OfferPage(Schema):
+    items: list[OfferOut]
+    next_cursor: str | None
+
+
+# --- Customers
+
+
+class IdentityOut(Schema):
+    provider: str
+    external_id: str
+
+
+class CustomerOut(Schema):
+    id: str
+    identities: list[IdentityOut]
+    metadata: dict[str, Any]
+    created_at: datetime
+    merged_into: str | None
+
+
+class CustomerPage(Schema):
+    items: list[CustomerOut]
+    next_cursor: str | None
+
+
+class IdentifyIn(IdempotentIn):
+    provider: str = Field("default", min_length=1, max_length=64)
+    external_id: ExternalId = Field(..., description="String or integer; trimmed.")
+    profile: Metadata = Field(default_factory=dict)
+
+
+class IdentifyOut(Schema):
+    customer_id: str
+    created: bool
+    trial_eligible: bool
+    metadata: dict[str, Any]
+
+
+# --- Balance, consume, holds
+
+
+class BalanceOut(Schema):
+    customer_id: str | None
+    feature: str
+    can_use: bool
+    remaining: int | None
+    unlimited: bool
+    expires_at: datetime | None
+    message: str
+
+
+class BalanceListOut(Schema):
+    customer_id: str | None
+    items: list[BalanceOut]
+
+
+class ConsumeIn(CustomerRefIn, IdempotentIn):
+    feature: Name | None = None
+    product_key: Name | None = None
+    amount: int = Field(1, ge=1, le=10**12)
+    action_type: str = Field("usage", min_length=1, max_length=64)
+    action_id: str = Field("", max_length=255)
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _feature(self) -> ConsumeIn:
+        if not (self.feature or self.product_key):
+            raise ValueError("give feature or product_key")
+        return self
+
+
+class UsageOut(Schema):
+    usage_id: str
+    customer_id: str
+    feature: str
+    amount: int
+    remaining: int | None
+    unlimited: bool
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class HoldIn(CustomerRefIn, IdempotentIn):
+    feature: Name
+    amount: int = Field(..., ge=1, le=10**12)
+    ttl_seconds: int = Field(900, ge=60, le=86_400)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class HoldCommitIn(IdempotentIn):
+    amount: int | None = Field(None, ge=0, le=10**12)
+
+
+class HoldReleaseIn(IdempotentIn):
+    pass
+
+
+class HoldOut(Schema):
+    id: str
+    customer_id: str
+    feature: str
+    amount: int
+    status: Literal["active", "committed", "released", "expired"]
+    committed_amount: int | None
+    expires_at: datetime
+    created_at: datetime
+
+
+# --- Batches, ledger, wallet, grants, adjustments
+
+
+class BatchOut(Schema):
+    id: str
+    product: str
+    initial: int
+    remaining: int
+    valid_from: datetime
+    expires_at: datetime | None
+    state: Literal["active", "exhausted", "expired", "revoked"]
+    source: str
+    created_at: datetime
+
+
+class BatchPage(Schema):
+    items: list[BatchOut]
+    next_cursor: str | None
+
+
+class LedgerEntryOut(Schema):
+    id: str
+    batch_id: str
+    product: str
+    direction: Literal["credit", "debit"]
+    amount: int
+    action_type: str
+    action_id: str
+    actor: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class LedgerPage(Schema):
+    items: list[LedgerEntryOut]
+    next_cursor: str | None
+
+
+class WalletOut(Schema):
+    customer_id: str
+    balances: dict[str, int | None]
+
+
+class GrantIn(CustomerRefIn, IdempotentIn):
+    sku: Name
+    kind: Literal["trial", "bonus", "referral", "manual"]
+    identities: dict[str, str | int] = Field(
+        default_factory=dict, description="Extra identities checked for trials: {type: value}."
+    )
+    expires_at: datetime | None = None
+    reason: str = Field("", max_length=1000)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class GrantOut(Schema):
+    id: str
+    customer_id: str
+    sku: str
+    kind: str
+    reason: str
+    batches: list[BatchOut]
+    created_at: datetime
+
+
+class AdjustmentIn(CustomerRefIn, IdempotentIn):
+    product: Name
+    amount: int = Field(..., ge=-(10**12), le=10**12)
+    expires_at: datetime | None = None
+    reason: str = Field(..., min_length=1, max_length=1000)
+
+
+class AdjustmentOut(Schema):
+    id: str
+    customer_id: str
+    product: str
+    amount: int
+    batches: list[BatchOut]
+    reason: str
+
+
+class RevokeIn(IdempotentIn):
+    reason: str = Field("", max_length=1000)
+
+
+# --- Settings
+
+
+class SettingsOut(Schema):
+    low_balance_threshold: int
+    idempotency_retention_days: int
+    referral_reward_sku: str | None
+    referee_reward_sku: str | None
+    public_catalog: bool
+
+
+class SettingsPatch(Schema):
+    low_balance_threshold: int | None = Field(None, ge=0, le=10**12)
+    idempotency_retention_days: int | None = Field(None, ge=1, le=30)
+    referral_reward_sku: Name | None = None
+    referee_reward_sku: Name | None = None
+    public_catalog: bool | None = None

@@ -1,0 +1,1 @@
+"""Write services of the billing engine: keyword-only, typed, one transaction each."""

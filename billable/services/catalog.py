@@ -1,0 +1,359 @@
+"""Products and offers: one key namespace, normalised upper-case, enforced by the database."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from billable import errors, signals
+from billable.currencies import is_iso, minor_digits
+from billable.models import CatalogKey, Offer, OfferItem, Product, ProductType, QuotaBatch
+from billing_platform.errors import ValidationFailed
+
+KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+FEATURE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def normalise_key(value: str, *, field: str = "key") -> str:
+    text = str(value).strip()
+    if not KEY_RE.match(text):
+        raise ValidationFailed(
+            f"{field} is 1–64 letters, digits, '_', '-' or '.'.",
+            errors=[{"loc": ["body", field], "msg": "invalid key"}],
+        )
+    return text.upper()
+
+
+def normalise_features(features: Sequence[Any]) -> list[str]:
+    result: list[str] = []
+    for item in features:
+        if not isinstance(item, str) or not FEATURE_RE.match(item.strip()):
+            raise ValidationFailed(
+                "Feature names are 1–64 letters, digits, '_', '-' or '.'.",
+                errors=[{"loc": ["body", "features"], "msg": f"invalid feature {item!r}"}],
+            )
+        name = item.strip().lower()
+        if name not in result:
+            result.append(name)
+    return result
+
+
+def _claim_key(key: str, kind: str) -> None:
+    """Reserve a name in the shared product/offer namespace (409 key_taken if used)."""
+    try:
+        with transaction.atomic():
+            CatalogKey.objects.create(key=key, kind=kind)
+    except IntegrityError as exc:
+        raise errors.KeyTaken(f"{key} is already a product key or an offer SKU.") from exc
+
+
+def _features_from(metadata: dict[str, Any], features: Sequence[Any] | None) -> list[str]:
+    if features is not None:
+        return normalise_features(features)
+    raw = metadata.get("features", [])
+    if not isinstance(raw, list):
+        raise ValidationFailed(
+            "metadata.features must be a list of names.",
+            errors=[{"loc": ["body", "metadata", "features"], "msg": "not a list"}],
+        )
+    return normalise_features(raw)
+
+
+def product_create(
+    *,
+    key: str,
+    name: str,
+    product_type: str,
+    description: str = "",
+    is_active: bool = True,
+    is_currency: bool = False,
+    metadata: dict[str, Any] | None = None,
+    features: Sequence[str] | None = None,
+) -> Product:
+    key = normalise_key(key)
+    if is_currency and is_iso(key):
+        raise ValidationFailed(
+            "A currency product may not use an ISO 4217 code as its key.",
+            errors=[{"loc": ["body", "key"], "msg": "ISO 4217 code"}],
+        )
+    metadata = dict(metadata or {})
+    feature_list = _features_from(metadata, features)
+    metadata["features"] = feature_list
+    with transaction.atomic():
+        _claim_key(key, "product")
+        return Product.objects.create(
+            key=key,
+            name=name,
+            description=description,
+            product_type=product_type,
+            is_active=is_active,
+            is_currency=is_currency,
+            metadata=metadata,
+            features=feature_list,
+        )
+
+
+_UNSET: Any = object()
+
+
+def product_update(
+    *,
+    product: Product,
+    name: str = _UNSET,
+    description: str = _UNSET,
+    product_type: str = _UNSET,
+    is_active: bool = _UNSET,
+    is_currency: bool = _UNSET,
+    metadata: dict[str, Any] = _UNSET,
+    features: Sequence[str] = _UNSET,
+) -> Product:
+    """Change a product; type and currency flag are fixed once batches exist (409)."""
+    with transaction.atomic():
+        product = Product.objects.select_for_update().get(pk=product.pk)
+        was_active = product.is_active
+        fixed_change = (product_type is not _UNSET and product_type != product.product_type) or (
+            is_currency is not _UNSET and is_currency != product.is_currency
+        )
+        if fixed_change and QuotaBatch.objects.filter(product=product).exists():
+            raise errors.ProductInUse()
+        if is_currency is not _UNSET and is_currency and is_iso(product.key):
+            raise ValidationFailed(
+                "A currency product may not use an ISO 4217 code as its key.",
+                errors=[{"loc": ["body", "is_currency"], "msg": "ISO 4217 key"}],
+            )
+        for field, value in (
+            ("name", name),
+            ("description", description),
+            ("product_type", product_type),
+            ("is_active", is_active),
+            ("is_currency", is_currency),
+        ):
+            if value is not _UNSET:
+                setattr(product, field, value)
+        if metadata is not _UNSET or features is not _UNSET:
+            new_metadata = dict(metadata if metadata is not _UNSET else product.metadata)
+            if features is not _UNSET:
+                feature_list = normalise_features(features)
+            elif metadata is not _UNSET and "features" in metadata:
+                feature_list = _features_from(new_metadata, None)
+            else:
+                feature_list = list(product.features)
+            new_metadata["features"] = feature_list
+            product.metadata = new_metadata
+            product.features = feature_list
+        product.save()
+        if was_active and not product.is_active:
+            signals.product_deactivated.send(sender=Product, product=product)
+    return product
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    product: str
+    quantity: int
+    period_unit: str = "forever"
+    period_value: int | None = None
+
+
+def _check_currency(currency: str, price: Decimal) -> str:
+    code = currency.strip().upper()
+    if is_iso(code):
+        digits = minor_digits(code)
+        if price != price.quantize(Decimal(1).scaleb(-digits)):
+            raise ValidationFailed(
+                f"{code} prices have at most {digits} decimal places.",
+                errors=[{"loc": ["body", "price"], "msg": "too many decimal places"}],
+            )
+        return code
+    currency_product = Product.objects.filter(key=code, is_currency=True).first()
+    if currency_product is None:
+        raise errors.InvalidCurrency(
+            f"{code} is neither an ISO 4217 code nor the key of a currency product."
+        )
+    if price != price.to_integral_value():
+        raise ValidationFailed(
+            "Prices in an internal currency are whole numbers.",
+            errors=[{"loc": ["body", "price"], "msg": "not a whole number"}],
+        )
+    return code
+
+
+def _resolve_items(items: Sequence[ItemSpec]) -> list[tuple[Product, ItemSpec]]:
+    if not items:
+        raise ValidationFailed(
+            "An offer has at least one item.",
+            errors=[{"loc": ["body", "items"], "msg": "empty"}],
+        )
+    keys = [normalise_key(item.product, field="product") for item in items]
+    products = {p.key: p for p in Product.objects.filter(key__in=keys)}
+    resolved = []
+    for key, item in zip(keys, items, strict=True):
+        product = products.get(key)
+        if product is None:
+            raise errors.UnknownProduct(f"No product has the key {key}.")
+        if not product.is_active:
+            raise errors.InactiveProduct(f"{key} is not active.")
+        resolved.append((product, item))
+    return resolved
+
+
+def _write_items(offer: Offer, resolved: list[tuple[Product, ItemSpec]]) -> None:
+    OfferItem.objects.bulk_create(
+        OfferItem(
+            offer=offer,
+            product=product,
+            quantity=item.quantity,
+            period_unit=item.period_unit,
+            period_value=item.period_value or None,
+            position=position,
+        )
+        for position, (product, item) in enumerate(resolved)
+    )
+
+
+def offer_create(
+    *,
+    sku: str,
+    name: str,
+    price: Decimal,
+    currency: str,
+    items: Sequence[ItemSpec],
+    description: str = "",
+    is_active: bool = True,
+    metadata: dict[str, Any] | None = None,
+) -> Offer:
+    sku = normalise_key(sku, field="sku")
+    with transaction.atomic():
+        currency = _check_currency(currency, price)
+        resolved = _resolve_items(items)
+        _claim_key(sku, "offer")
+        offer = Offer.objects.create(
+            sku=sku,
+            name=name,
+            description=description,
+            price=price,
+            currency=currency,
+            is_active=is_active,
+            metadata=metadata or {},
+        )
+        _write_items(offer, resolved)
+    return offer
+
+
+def offer_update(
+    *,
+    offer: Offer,
+    name: str = _UNSET,
+    description: str = _UNSET,
+    price: Decimal = _UNSET,
+    currency: str = _UNSET,
+    is_active: bool = _UNSET,
+    metadata: dict[str, Any] = _UNSET,
+    items: Sequence[ItemSpec] = _UNSET,
+) -> Offer:
+    """Change an offer; new items replace the old (orders keep their own snapshot)."""
+    with transaction.atomic():
+        offer = Offer.objects.select_for_update().get(pk=offer.pk)
+        for field, value in (
+            ("name", name),
+            ("description", description),
+            ("is_active", is_active),
+            ("metadata", metadata),
+        ):
+            if value is not _UNSET:
+                setattr(offer, field, value)
+        if price is not _UNSET or currency is not _UNSET:
+            new_price = price if price is not _UNSET else offer.price
+            new_currency = currency if currency is not _UNSET else offer.currency
+            offer.currency = _check_currency(new_currency, new_price)
+            offer.price = new_price
+        if items is not _UNSET:
+            resolved = _resolve_items(items)
+            offer.items.all().delete()
+            _write_items(offer, resolved)
+        offer.save()
+    return offer
+
+
+def install_demo_catalog() -> None:
+    """The demo products and offers (idempotent: existing keys are left alone)."""
+    from decimal import Decimal as D
+
+    products = [
+        ("REPORTS", "Reports", ProductType.QUANTITY, False, ["report_generation"]),
+        (
+            "PRO_ACCESS",
+            "Pro access",
+            ProductType.PERIOD,
+            False,
+            ["priority_support", "report_generation", "export"],
+        ),
+        ("COINS", "Coins", ProductType.QUANTITY, True, []),
+    ]
+    with transaction.atomic():
+        for key, name, product_type, is_currency, features in products:
+            if not Product.objects.filter(key=key).exists():
+                product_create(
+                    key=key,
+                    name=name,
+                    product_type=product_type,
+                    is_currency=is_currency,
+                    features=features,
+                )
+        offers = [
+            (
+                "REPORTS_10",
+                "10 reports",
+                D("9.00"),
+                "USD",
+                [ItemSpec("REPORTS", 10, "days", 30)],
+                {},
+            ),
+            (
+                "PRO_MONTH",
+                "Pro, one month",
+                D("19.00"),
+                "USD",
+                [ItemSpec("PRO_ACCESS", 1, "months", 1)],
+                {},
+            ),
+            (
+                "PRO_TRIAL",
+                "Pro trial, 7 days",
+                D("0.00"),
+                "USD",
+                [ItemSpec("PRO_ACCESS", 1, "days", 7)],
+                {"is_trial": True},
+            ),
+            (
+                "COINS_100",
+                "100 coins",
+                D("5.00"),
+                "USD",
+                [ItemSpec("COINS", 100, "forever", None)],
+                {},
+            ),
+            (
+                "REPORTS_5_FOR_COINS",
+                "5 reports for 30 coins",
+                D("30"),
+                "COINS",
+                [ItemSpec("REPORTS", 5, "days", 30)],
+                {},
+            ),
+        ]
+        for sku, name, price, currency, items, metadata in offers:
+            if not Offer.objects.filter(sku=sku).exists():
+                offer_create(
+                    sku=sku,
+                    name=name,
+                    price=price,
+                    currency=currency,
+                    items=items,
+                    metadata=metadata,
+                )

@@ -1,0 +1,141 @@
+"""Customers and their external identities ("no hardlinks")."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billable import errors
+from billable.models import Customer, ExternalIdentity, TrialHistory
+from billable.services import trials
+
+DEFAULT_PROVIDER = "default"
+
+
+@dataclass(frozen=True)
+class CustomerRef:
+    """How a request names a customer: by id, or by (provider, external_id)."""
+
+    customer_id: str | None = None
+    external_id: str | None = None
+    provider: str = DEFAULT_PROVIDER
+
+
+def normalise_external_id(value: str | int) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("external_id must not be blank")
+    return text
+
+
+def _by_id(customer_id: str) -> Customer | None:
+    try:
+        key = uuid.UUID(str(customer_id))
+    except ValueError:
+        return None
+    customer = Customer.objects.filter(pk=key).first()
+    seen = set()
+    # A merged customer's id resolves to the customer it was merged into.
+    while customer is not None and customer.merged_into_id is not None:
+        if customer.pk in seen:
+            break
+        seen.add(customer.pk)
+        customer = Customer.objects.filter(pk=customer.merged_into_id).first()
+    return customer
+
+
+def _by_identity(provider: str, external_id: str) -> Customer | None:
+    identity = (
+        ExternalIdentity.objects.select_related("customer")
+        .filter(provider=provider, external_id=external_id)
+        .first()
+    )
+    return identity.customer if identity is not None else None
+
+
+def _create_with_identity(provider: str, external_id: str) -> tuple[Customer, bool]:
+    """Create a customer for an identity; a concurrent creator wins and we return theirs."""
+    try:
+        with transaction.atomic():
+            customer = Customer.objects.create()
+            ExternalIdentity.objects.create(
+                customer=customer, provider=provider, external_id=external_id
+            )
+            return customer, True
+    except IntegrityError:
+        existing = _by_identity(provider, external_id)
+        if existing is None:
+            raise
+        return existing, False
+
+
+def customer_resolve(ref: CustomerRef, *, create: bool) -> Customer | None:
+    """Find the customer a reference names; with `create`, an unknown identity's is created.
+
+    Raises CustomerMismatch (422) when id and identity name different customers, and
+    CustomerNotFound (404) for an unknown id.
+    """
+    by_id = _by_id(ref.customer_id) if ref.customer_id else None
+    if ref.customer_id and by_id is None:
+        raise errors.CustomerNotFound()
+    if ref.external_id is None:
+        return by_id
+    by_identity = _by_identity(ref.provider, ref.external_id)
+    if by_id is not None and by_identity is not None and by_id.pk != by_identity.pk:
+        raise errors.CustomerMismatch()
+    if by_id is not None and by_identity is None:
+        raise errors.CustomerMismatch("That identity does not belong to this customer.")
+    if by_identity is None and create:
+        by_identity, _created = _create_with_identity(ref.provider, ref.external_id)
+    return by_identity
+
+
+def customer_require(ref: CustomerRef) -> Customer:
+    customer = customer_resolve(ref, create=False)
+    if customer is None:
+        raise errors.CustomerNotFound()
+    return customer
+
+
+def customer_ensure(ref: CustomerRef) -> Customer:
+    customer = customer_resolve(ref, create=True)
+    if customer is None:
+        raise errors.CustomerNotFound()
+    return customer
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    customer: Customer
+    created: bool
+    trial_eligible: bool
+
+
+def customer_identify(
+    *, provider: str, external_id: str, profile: dict[str, Any] | None = None
+) -> IdentifyResult:
+    """Register or look up an identity; shallow-merge `profile` into the customer's metadata."""
+    with transaction.atomic():
+        customer = _by_identity(provider, external_id)
+        created = False
+        if customer is None:
+            customer, created = _create_with_identity(provider, external_id)
+        if profile:
+            customer = Customer.objects.select_for_update().get(pk=customer.pk)
+            customer.metadata = {**(customer.metadata or {}), **profile}
+            customer.save(update_fields=["metadata"])
+        eligible = not TrialHistory.objects.filter(
+            identity_hash__in=trials.customer_identity_hashes(customer)
+        ).exists()
+    return IdentifyResult(customer=customer, created=created, trial_eligible=eligible)
+
+
+def customer_erase(*, customer: Customer) -> None:
+    """Erase identities and metadata; the ledger stays, anonymous."""
+    with transaction.atomic():
+        ExternalIdentity.objects.filter(customer=customer).delete()
+        Customer.objects.filter(pk=customer.pk).update(metadata={}, erased_at=timezone.now())

@@ -1,0 +1,269 @@
+"""Granting offers (the primitive behind orders, trials, bonuses and referral rewards),
+adjustments and batch revocation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+from billable import clock, errors, signals
+from billable.models import (
+    Adjustment,
+    BatchSource,
+    BatchState,
+    Customer,
+    Direction,
+    Grant,
+    Offer,
+    Product,
+    ProductType,
+    QuotaBatch,
+)
+from billable.periods import period_end
+from billable.services import ledger
+from billable.services.catalog import normalise_key
+from billing_platform.errors import ValidationFailed
+
+GRANT_KINDS = ("trial", "bonus", "referral", "manual")
+
+
+def offer_for_grant(sku: str) -> Offer:
+    """An active offer whose products are all active (422 unknown/inactive otherwise)."""
+    key = normalise_key(sku, field="sku")
+    offer = Offer.objects.filter(sku=key).prefetch_related("items__product").first()
+    if offer is None:
+        raise errors.UnknownSku(f"No offer has the SKU {key}.")
+    if not offer.is_active:
+        raise errors.InactiveOffer(f"{key} is not active.")
+    for item in offer.items.all():
+        if not item.product.is_active:
+            raise errors.InactiveProduct(f"{key} contains the inactive product {item.product.key}.")
+    return offer
+
+
+def grant_batches(
+    *,
+    customer: Customer,
+    items: list[dict[str, Any]],
+    source: str,
+    times: int = 1,
+    expires_at: datetime | None = None,
+    actor: str = "",
+    action_type: str,
+    action_id: str = "",
+    grant_id: Any = None,
+) -> list[QuotaBatch]:
+    """Create the batches for a list of offer items (a live offer's or an order's snapshot).
+
+    Each item: {product_id, product_type, quantity, period_unit, period_value}. Quantity
+    products get `quantity × times` units expiring one period from now; period products extend
+    access by `times` periods from where current access ends; unlimited ones get one batch.
+    `expires_at` (bonus and manual grants) overrides every computed expiry.
+    """
+    now = clock.now()
+    batches = []
+    for item in items:
+        product_type = item["product_type"]
+        start = now
+        if product_type == ProductType.QUANTITY:
+            units = item["quantity"] * times
+            end = period_end(now, item["period_unit"], item["period_value"])
+        elif product_type == ProductType.PERIOD:
+            units = 1
+            # Lock the customer's batches of this product so two renewals extend in turn.
+            list(
+                QuotaBatch.objects.select_for_update()
+                .filter(customer=customer, product_id=item["product_id"])
+                .values_list("id", flat=True)
+            )
+            current_end = ledger.period_access_end(customer.pk, item["product_id"], now)
+            start = now if current_end is None else current_end
+            end = period_end(
+                start, item["period_unit"], item["period_value"], times * item["quantity"]
+            )
+        else:
+            units = 1
+            end = period_end(now, item["period_unit"], item["period_value"])
+        if expires_at is not None:
+            start, end = now, expires_at
+        batches.append(
+            ledger.batch_create(
+                customer_id=customer.pk,
+                product_id=item["product_id"],
+                product_type=product_type,
+                units=units,
+                valid_from=start,
+                expires_at=end,
+                source=source,
+                actor=actor,
+                action_type=action_type,
+                action_id=action_id,
+                grant_id=grant_id,
+            )
+        )
+    return batches
+
+
+def offer_items(offer: Offer) -> list[dict[str, Any]]:
+    return [
+        {
+            "product_id": item.product_id,
+            "product_key": item.product.key,
+            "product_type": item.product.product_type,
+            "quantity": item.quantity,
+            "period_unit": item.period_unit,
+            "period_value": item.period_value,
+        }
+        for item in offer.items.all()
+    ]
+
+
+@dataclass(frozen=True)
+class GrantResult:
+    grant: Grant
+    batches: list[QuotaBatch]
+
+
+def offer_grant(
+    *,
+    customer: Customer,
+    offer: Offer,
+    kind: str,
+    reason: str = "",
+    expires_at: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+    actor: str = "",
+) -> GrantResult:
+    """Activate an offer without payment; sends `grant_created`."""
+    if kind not in GRANT_KINDS:
+        raise ValidationFailed(
+            f"kind is one of {', '.join(GRANT_KINDS)}.",
+            errors=[{"loc": ["body", "kind"], "msg": "invalid kind"}],
+        )
+    with transaction.atomic():
+        grant = Grant.objects.create(
+            customer=customer,
+            sku=offer.sku,
+            kind=kind,
+            reason=reason or "",
+            metadata=metadata or {},
+            actor=actor,
+        )
+        batches = grant_batches(
+            customer=customer,
+            items=offer_items(offer),
+            source=kind,
+            expires_at=expires_at if kind in ("bonus", "manual") else None,
+            actor=actor,
+            action_type=f"grant.{kind}",
+            action_id=str(grant.pk),
+            grant_id=grant.pk,
+        )
+        signals.grant_created.send(sender=Grant, grant=grant, customer=customer, batches=batches)
+    return GrantResult(grant=grant, batches=batches)
+
+
+@dataclass(frozen=True)
+class AdjustmentResult:
+    adjustment: Adjustment
+    batches: list[QuotaBatch]
+
+
+def adjustment_create(
+    *,
+    customer: Customer,
+    product_key: str,
+    amount: int,
+    reason: str,
+    expires_at: datetime | None = None,
+    actor: str = "",
+) -> AdjustmentResult:
+    """Credit a new batch (amount > 0) or debit usable batches (amount < 0) of a product."""
+    if amount == 0:
+        raise ValidationFailed(
+            "amount is a non-zero integer.",
+            errors=[{"loc": ["body", "amount"], "msg": "zero"}],
+        )
+    if not reason or not reason.strip():
+        raise ValidationFailed(
+            "reason is required.", errors=[{"loc": ["body", "reason"], "msg": "required"}]
+        )
+    key = normalise_key(product_key, field="product")
+    product = Product.objects.filter(key=key).first()
+    if product is None:
+        raise errors.UnknownProduct(f"No product has the key {key}.")
+    if product.product_type != ProductType.QUANTITY:
+        raise errors.NotAQuantityProduct()
+    now = clock.now()
+    with transaction.atomic():
+        adjustment = Adjustment.objects.create(
+            customer=customer, product=product, amount=amount, reason=reason, actor=actor
+        )
+        if amount > 0:
+            batches = [
+                ledger.batch_create(
+                    customer_id=customer.pk,
+                    product_id=product.pk,
+                    product_type=product.product_type,
+                    units=amount,
+                    valid_from=now,
+                    expires_at=expires_at,
+                    source=BatchSource.ADJUSTMENT,
+                    actor=actor,
+                    action_type="adjustment",
+                    action_id=str(adjustment.pk),
+                    adjustment_id=adjustment.pk,
+                )
+            ]
+        else:
+            lots = ledger.lock_quantity_lots(customer.pk, now, product_id=product.pk)
+            total = sum(lot.remaining for lot in lots)
+            if total < -amount:
+                raise errors.InsufficientQuota(
+                    f"{-amount} units cannot be debited; {total} are left.", remaining=total
+                )
+            takes = ledger.allocate(lots, -amount)
+            ledger.write_entries(
+                takes,
+                direction=Direction.DEBIT,
+                action_type="adjustment",
+                action_id=str(adjustment.pk),
+                actor=actor,
+                metadata={"reason": reason},
+            )
+            batches = list(
+                QuotaBatch.objects.filter(pk__in=[t.batch_id for t in takes]).order_by(
+                    "expires_at", "created_at"
+                )
+            )
+    return AdjustmentResult(adjustment=adjustment, batches=batches)
+
+
+def batch_revoke(
+    *,
+    batch: QuotaBatch,
+    reason: str = "",
+    actor: str = "",
+    action_type: str = "revoke",
+    action_id: str = "",
+) -> QuotaBatch:
+    """Revoke one batch: a debit of what remained; 409 batch_not_active if it is not active."""
+    with transaction.atomic():
+        batch = QuotaBatch.objects.select_for_update().get(pk=batch.pk)
+        if batch.state != BatchState.ACTIVE:
+            raise errors.BatchNotActive(f"The batch is {batch.state}.")
+        if batch.remaining > 0:
+            ledger.write_entries(
+                [ledger.Take(batch_id=batch.pk, amount=batch.remaining)],
+                direction=Direction.DEBIT,
+                action_type=action_type,
+                action_id=action_id or str(batch.pk),
+                actor=actor,
+                metadata={"reason": reason} if reason else None,
+            )
+        QuotaBatch.objects.filter(pk=batch.pk).update(state=BatchState.REVOKED)
+        batch.refresh_from_db()
+    return batch

@@ -1,0 +1,189 @@
+"""Holds: reserve units now, commit what the work really cost, release the rest.
+
+A hold debits like a consume (action `hold`), so reserved units leave the balance at once.
+Commit keeps `amount` spent (a usage is written) and credits the rest back; release credits all
+back. Credits return to the batches the units came from, latest-drawn first; a batch that has
+expired or been revoked meanwhile is debited again at once, since those units are gone.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+
+from billable import clock, errors, signals
+from billable.models import (
+    BatchState,
+    Customer,
+    Direction,
+    Hold,
+    HoldStatus,
+    LedgerEntry,
+    QuotaBatch,
+    Usage,
+)
+from billable.services import ledger
+from billable.services.quota import spend
+from billing_platform.errors import ValidationFailed
+
+MIN_TTL, MAX_TTL, DEFAULT_TTL = 60, 86_400, 900
+
+
+def hold_create(
+    *,
+    customer: Customer,
+    feature: str,
+    amount: int,
+    ttl_seconds: int = DEFAULT_TTL,
+    metadata: dict[str, Any] | None = None,
+    actor: str = "",
+) -> Hold:
+    """Reserve `amount` of a feature (402 as consume); with access, reserve nothing."""
+    now = clock.now()
+    with transaction.atomic():
+        unmetered = ledger.has_usable_access(customer.pk, feature, now)
+        takes: list[ledger.Take] = []
+        if not unmetered:
+            takes, _total = spend(customer, feature, amount, now)
+        hold = Hold.objects.create(
+            customer=customer,
+            feature=feature,
+            amount=amount,
+            unmetered=unmetered,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+            metadata=metadata or {},
+        )
+        ledger.write_entries(
+            takes,
+            direction=Direction.DEBIT,
+            action_type="hold",
+            action_id=str(hold.pk),
+            actor=actor,
+            hold=hold,
+        )
+        signals.hold_created.send(sender=Hold, hold=hold, customer=customer)
+    return hold
+
+
+def _give_back(hold: Hold, amount: int, *, actor: str) -> None:
+    """Credit `amount` reserved units back, latest-drawn batch first."""
+    if amount <= 0 or hold.unmetered:
+        return
+    now = clock.now()
+    reserved: dict[Any, int] = {}  # batch id -> units this hold drew from it, in draw order
+    for batch_id, units in (
+        LedgerEntry.objects.filter(hold=hold, direction=Direction.DEBIT, action_type="hold")
+        .order_by("id")
+        .values_list("batch_id", "amount")
+    ):
+        reserved[batch_id] = reserved.get(batch_id, 0) + units
+    batches = {
+        b.pk: b
+        for b in QuotaBatch.objects.select_for_update().filter(pk__in=list(reserved)).order_by("id")
+    }
+    credits: list[ledger.Take] = []
+    left = amount
+    for batch_id in reversed(list(reserved)):
+        take = min(reserved[batch_id], left)
+        if take > 0:
+            credits.append(ledger.Take(batch_id=batch_id, amount=take))
+            left -= take
+    ledger.write_entries(
+        credits,
+        direction=Direction.CREDIT,
+        action_type="hold.return",
+        action_id=str(hold.pk),
+        actor=actor,
+        hold=hold,
+    )
+    for credit in credits:
+        batch = batches[credit.batch_id]
+        if batch.state == BatchState.REVOKED:
+            action = "revoke"
+        elif batch.state == BatchState.EXPIRED or (
+            batch.expires_at is not None and batch.expires_at <= now
+        ):
+            action = "expiry"
+        else:
+            continue
+        # Units returned to a batch that is no longer usable are gone at once.
+        ledger.write_entries(
+            [credit],
+            direction=Direction.DEBIT,
+            action_type=action,
+            action_id=str(hold.pk),
+            actor=actor,
+            hold=hold,
+        )
+
+
+def _locked(hold: Hold) -> Hold:
+    return Hold.objects.select_for_update().get(pk=hold.pk)
+
+
+def hold_commit(*, hold: Hold, amount: int | None = None, actor: str = "") -> Hold:
+    """Keep `amount` (default: all) spent and return the rest; repeating answers unchanged."""
+    with transaction.atomic():
+        hold = _locked(hold)
+        if hold.status == HoldStatus.COMMITTED:
+            return hold
+        if hold.status != HoldStatus.ACTIVE:
+            raise errors.HoldNotActive(f"The hold is {hold.status}.")
+        keep = hold.amount if amount is None else amount
+        if keep < 0 or keep > hold.amount:
+            raise ValidationFailed(
+                f"amount is between 0 and the {hold.amount} units held.",
+                errors=[{"loc": ["body", "amount"], "msg": "out of range"}],
+            )
+        _give_back(hold, hold.amount - keep, actor=actor)
+        if keep > 0:
+            usage = Usage.objects.create(
+                customer_id=hold.customer_id,
+                feature=hold.feature,
+                amount=keep,
+                action_type="hold",
+                action_id=str(hold.pk),
+                metadata=hold.metadata,
+            )
+            hold.usage = usage
+        hold.committed_amount = keep
+        hold.status = HoldStatus.COMMITTED
+        hold.save(update_fields=["committed_amount", "status", "usage"])
+        signals.hold_committed.send(sender=Hold, hold=hold, customer=hold.customer)
+    return hold
+
+
+def hold_release(*, hold: Hold, actor: str = "", expired: bool = False) -> Hold:
+    """Return every reserved unit; repeating answers unchanged."""
+    with transaction.atomic():
+        hold = _locked(hold)
+        target = HoldStatus.EXPIRED if expired else HoldStatus.RELEASED
+        if hold.status == target:
+            return hold
+        if hold.status != HoldStatus.ACTIVE:
+            raise errors.HoldNotActive(f"The hold is {hold.status}.")
+        _give_back(hold, hold.amount, actor=actor)
+        hold.status = target
+        hold.committed_amount = 0
+        hold.save(update_fields=["status", "committed_amount"])
+        signals.hold_released.send(sender=Hold, hold=hold, customer=hold.customer, expired=expired)
+    return hold
+
+
+def holds_expire_due(*, limit: int = 500) -> int:
+    """Release active holds past their expiry (the sweep runs this every minute)."""
+    now = clock.now()
+    due = list(
+        Hold.objects.filter(status=HoldStatus.ACTIVE, expires_at__lte=now)
+        .order_by("expires_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    done = 0
+    for pk in due:
+        hold = Hold.objects.get(pk=pk)
+        if hold.status == HoldStatus.ACTIVE:
+            hold_release(hold=hold, expired=True)
+            done += 1
+    return done

@@ -1,0 +1,225 @@
+"""Ledger primitives: which batches are usable, locking them in a fixed order, debits, credits.
+
+A batch is usable when `state = active`, `valid_from <= now` and (`expires_at` is null or later
+than now): one definition, here, for every read and write. Every change of units is a ledger
+entry; `remaining` always equals credits minus debits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from billable import signals
+from billable.models import BatchState, Direction, Hold, LedgerEntry, ProductType, QuotaBatch, Usage
+
+# Products covering a name: the name is their key, or one of their features.
+COVERS_SQL = "(p.key = %s OR p.features @> ARRAY[%s]::varchar(64)[])"
+
+
+def cover_params(name: str) -> list[str]:
+    return [name.upper(), name.lower()]
+
+
+@dataclass
+class Lot:
+    """A usable quantity batch as locked for spending."""
+
+    batch_id: Any
+    remaining: int
+
+
+@dataclass
+class Take:
+    batch_id: Any
+    amount: int
+
+
+def has_usable_access(customer_id: Any, name: str, now: datetime) -> bool:
+    """Whether usable period or unlimited access covers `name`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT 1 FROM billable_quotabatch b JOIN billable_product p ON p.id = b.product_id
+            WHERE b.customer_id = %s AND b.state = 'active' AND b.valid_from <= %s
+              AND (b.expires_at IS NULL OR b.expires_at > %s)
+              AND p.product_type <> 'quantity' AND {COVERS_SQL}
+            LIMIT 1
+            """,
+            [customer_id, now, now, *cover_params(name)],
+        )
+        return cursor.fetchone() is not None
+
+
+def lock_quantity_lots(
+    customer_id: Any, now: datetime, *, name: str | None = None, product_id: Any = None
+) -> list[Lot]:
+    """Lock the usable quantity batches covering a name (or of one product), spend order.
+
+    Soonest expiry first (never-expiring last), then oldest first: the same order for every
+    caller, so concurrent spenders lock rows in one order and cannot deadlock.
+    """
+    if name is not None:
+        cover, params = COVERS_SQL, cover_params(name)
+    else:
+        cover, params = "p.id = %s", [product_id]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT b.id, b.remaining
+            FROM billable_quotabatch b JOIN billable_product p ON p.id = b.product_id
+            WHERE b.customer_id = %s AND b.state = 'active' AND b.remaining > 0
+              AND b.valid_from <= %s AND (b.expires_at IS NULL OR b.expires_at > %s)
+              AND p.product_type = 'quantity' AND {cover}
+            ORDER BY b.expires_at ASC NULLS LAST, b.created_at ASC, b.id ASC
+            FOR UPDATE OF b
+            """,
+            [customer_id, now, now, *params],
+        )
+        return [Lot(batch_id=row[0], remaining=int(row[1])) for row in cursor.fetchall()]
+
+
+def allocate(lots: Sequence[Lot], amount: int) -> list[Take]:
+    """Split `amount` over lots in order; the caller has checked the total suffices."""
+    takes: list[Take] = []
+    left = amount
+    for lot in lots:
+        if left <= 0:
+            break
+        take = min(lot.remaining, left)
+        if take > 0:
+            takes.append(Take(batch_id=lot.batch_id, amount=take))
+            left -= take
+    return takes
+
+
+def _apply(takes: Sequence[Take], sign: int) -> None:
+    if not takes:
+        return
+    values = ", ".join(["(%s::uuid, %s::bigint)"] * len(takes))
+    params: list[Any] = []
+    for take in takes:
+        params.extend([str(take.batch_id), take.amount])
+    delta = "- v.amount" if sign < 0 else "+ v.amount"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE billable_quotabatch AS b
+            SET remaining = b.remaining {delta},
+                state = CASE
+                    WHEN b.state IN ('active', 'exhausted') AND b.remaining {delta} = 0
+                        THEN 'exhausted'
+                    WHEN b.state = 'exhausted' AND b.remaining {delta} > 0 THEN 'active'
+                    ELSE b.state END
+            FROM (VALUES {values}) AS v(id, amount)
+            WHERE b.id = v.id
+            """,
+            params,
+        )
+
+
+def write_entries(
+    takes: Sequence[Take],
+    *,
+    direction: str,
+    action_type: str,
+    action_id: str = "",
+    actor: str = "",
+    usage: Usage | None = None,
+    hold: Hold | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> list[LedgerEntry]:
+    """Apply and record credits or debits, one entry per batch touched."""
+    if not takes:
+        return []
+    _apply(takes, -1 if direction == Direction.DEBIT else 1)
+    entries = LedgerEntry.objects.bulk_create(
+        LedgerEntry(
+            batch_id=take.batch_id,
+            direction=direction,
+            amount=take.amount,
+            action_type=action_type,
+            action_id=action_id or "",
+            actor=actor or "",
+            usage=usage,
+            hold=hold,
+            metadata=metadata or {},
+        )
+        for take in takes
+    )
+    for entry in entries:
+        signals.transaction_created.send(sender=LedgerEntry, entry=entry)
+    return entries
+
+
+def batch_create(
+    *,
+    customer_id: Any,
+    product_id: Any,
+    product_type: str,
+    units: int,
+    valid_from: datetime,
+    expires_at: datetime | None,
+    source: str,
+    actor: str = "",
+    action_type: str,
+    action_id: str = "",
+    grant_id: Any = None,
+    adjustment_id: Any = None,
+) -> QuotaBatch:
+    """A new batch and the credit entry that brings its units in."""
+    initial = units if product_type == ProductType.QUANTITY else 1
+    batch = QuotaBatch.objects.create(
+        customer_id=customer_id,
+        product_id=product_id,
+        initial=initial,
+        remaining=0,
+        valid_from=valid_from,
+        expires_at=expires_at,
+        state=BatchState.ACTIVE,
+        source=source,
+        grant_id=grant_id,
+        adjustment_id=adjustment_id,
+    )
+    write_entries(
+        [Take(batch_id=batch.pk, amount=initial)],
+        direction=Direction.CREDIT,
+        action_type=action_type,
+        action_id=action_id,
+        actor=actor,
+    )
+    batch.remaining = initial
+    return batch
+
+
+def period_access_end(customer_id: Any, product_id: Any, now: datetime) -> datetime | None:
+    """Where the customer's contiguous access to a period product ends (>= now).
+
+    None means access without end (a batch without expiry is usable).
+    """
+    rows = list(
+        QuotaBatch.objects.filter(
+            customer_id=customer_id, product_id=product_id, state=BatchState.ACTIVE
+        )
+        .exclude(expires_at__lte=now)
+        .order_by("valid_from")
+        .values_list("valid_from", "expires_at")
+    )
+    return contiguous_end(rows, now)
+
+
+def contiguous_end(
+    segments: Sequence[tuple[datetime, datetime | None]], now: datetime
+) -> datetime | None:
+    end = now
+    for valid_from, expires_at in sorted(segments, key=lambda s: s[0]):
+        if valid_from > end:
+            break
+        if expires_at is None:
+            return None
+        end = max(end, expires_at)
+    return end

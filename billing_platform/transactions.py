@@ -1,0 +1,249 @@
+"""The outermost transaction of every tenant POST: idempotency keys and retries.
+
+Wraps a Ninja operation's whole run (auth, validation, service, rendering). For a POST it opens
+the request's transaction; when an `Idempotency-Key` is given (header, or on /billing the body
+field `idempotency_key`; the header wins) it first claims the key in the tenant's
+`IdempotencyRecord` table. The record commits with the effect, behind a unique constraint:
+
+- a second request with the same key waits for the first (PostgreSQL blocks its INSERT on the
+  unique index until the first commits, bounded by `lock_timeout`) and then replays its answer,
+  byte for byte, with `Idempotent-Replayed: true`; if the first is still running after the
+  lock timeout, 409 `idempotency_key_in_use`;
+- the same key with a different method, path or body is 422 `idempotency_key_reused`;
+- only 2xx answers and the business answers 402 and 409 are kept; others remove the record.
+
+Lock and statement timeouts, deadlocks and serialization failures roll the whole request back
+and run it again (a few times, with jitter); if they persist the answer is 503 `database_busy`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.db import OperationalError, connection, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from ninja import Router
+from ninja.decorators import decorate_view
+
+from billing_platform import errors
+from billing_platform.problems import problem_response
+
+logger = logging.getLogger("billable.transactions")
+
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014"})
+LOCK_NOT_AVAILABLE = "55P03"
+ATTEMPTS = 4
+STORED_STATUSES = frozenset({402, 409})
+REPLAY_HEADER = "Idempotent-Replayed"
+
+Run = Callable[..., HttpResponseBase]
+
+
+class _Retry(Exception):
+    """Roll the request back and run it again."""
+
+
+class _KeyInUse(Exception):
+    """Another request with this key is still running."""
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    cause = exc.__cause__ or exc
+    return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and sqlstate(exc) in RETRYABLE_SQLSTATES
+
+
+def mark_retry(request: HttpRequest) -> None:
+    """Called by the error renderer when a retryable database error reached it."""
+    request._billable_retry = True  # type: ignore[attr-defined]
+
+
+def _valid_key(value: Any) -> str:
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= 255
+        or not all(" " <= ch <= "~" for ch in value)
+    ):
+        raise errors.ValidationFailed(
+            "An idempotency key is 1–255 printable ASCII characters.",
+            errors=[{"loc": ["header", "Idempotency-Key"], "msg": "invalid idempotency key"}],
+        )
+    return value
+
+
+def _body_object(request: HttpRequest) -> dict[str, Any] | None:
+    try:
+        data = json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _extract_key(request: HttpRequest, body_field: bool) -> str | None:
+    header = request.headers.get("Idempotency-Key")
+    if header is not None:
+        return _valid_key(header)
+    if body_field:
+        body = _body_object(request)
+        if body is not None and body.get("idempotency_key") is not None:
+            return _valid_key(body["idempotency_key"])
+    return None
+
+
+def _request_hash(request: HttpRequest, body_field: bool) -> str:
+    body = _body_object(request)
+    if body is None:
+        canonical = request.body
+    else:
+        if body_field:
+            body.pop("idempotency_key", None)
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256()
+    digest.update(f"{request.method}\n{request.path}\n".encode())
+    digest.update(canonical)
+    return digest.hexdigest()
+
+
+def _tenant_context(request: HttpRequest) -> Any:
+    """The caller's tenant if the key is a valid tenant key; None otherwise (auth decides)."""
+    from tenants.auth import presented_key, resolve
+
+    raw = presented_key(request)
+    if not raw:
+        return None
+    try:
+        context = resolve(raw)
+    except errors.BillingError:
+        return None
+    if context.tenant is None:
+        return None
+    request._billable_key_context = (raw, context)  # type: ignore[attr-defined]
+    return context
+
+
+def _select_schema(tenant: Any) -> None:
+    if connection.schema_name != tenant.schema_name:  # type: ignore[attr-defined]
+        connection.set_tenant(tenant)  # type: ignore[attr-defined]
+
+
+def _claim(key: str, request_hash: str) -> HttpResponse | None:
+    """Own the key (None), or the stored answer to replay, or a 422 for a reused key."""
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(
+                "INSERT INTO billable_idempotencyrecord"
+                " (key, request_hash, content_type, created_at)"
+                " VALUES (%s, %s, '', now()) ON CONFLICT (key) DO NOTHING RETURNING id",
+                [key, request_hash],
+            )
+        except OperationalError as exc:
+            if sqlstate(exc) == LOCK_NOT_AVAILABLE:
+                raise _KeyInUse from exc
+            raise
+        if cursor.fetchone() is not None:
+            return None
+        cursor.execute(
+            "SELECT request_hash, status_code, content_type, body "
+            "FROM billable_idempotencyrecord WHERE key = %s",
+            [key],
+        )
+        row = cursor.fetchone()
+    if row is None:  # removed meanwhile (its first request kept nothing): take it over
+        return _claim(key, request_hash)
+    stored_hash, status, content_type, body = row
+    if stored_hash != request_hash:
+        return problem_response(
+            errors_for_reuse()("This key was first used for a different request.")
+        )
+    if status is None:
+        raise _KeyInUse
+    response = HttpResponse(bytes(body), status=status, content_type=content_type)
+    response[REPLAY_HEADER] = "true"
+    return response
+
+
+def errors_for_reuse() -> type[errors.BillingError]:
+    from billable.errors import IdempotencyKeyReused
+
+    return IdempotencyKeyReused
+
+
+def _settle(key: str, response: HttpResponseBase) -> None:
+    status = response.status_code
+    with connection.cursor() as cursor:
+        if 200 <= status < 300 or status in STORED_STATUSES:
+            content = getattr(response, "content", b"")
+            cursor.execute(
+                "UPDATE billable_idempotencyrecord "
+                "SET status_code = %s, content_type = %s, body = %s WHERE key = %s",
+                [status, response.get("Content-Type", ""), content, key],
+            )
+        else:
+            cursor.execute("DELETE FROM billable_idempotencyrecord WHERE key = %s", [key])
+
+
+def transactional(*, body_field: bool) -> Callable[[Run], Run]:
+    """Decorate an operation's run: outer transaction, idempotency key, retries."""
+
+    def decorator(run: Run) -> Run:
+        @wraps(run)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if request.method != "POST":
+                return run(request, *args, **kwargs)
+            try:
+                key = _extract_key(request, body_field)
+            except errors.BillingError as exc:
+                return problem_response(exc)
+            context = _tenant_context(request) if key else None
+            if context is None:
+                key = None
+            request_hash = _request_hash(request, body_field) if key else ""
+            for attempt in range(ATTEMPTS):
+                request._billable_retry = False  # type: ignore[attr-defined]
+                try:
+                    with transaction.atomic():
+                        if key and context is not None:
+                            _select_schema(context.tenant)
+                            replay = _claim(key, request_hash)
+                            if replay is not None:
+                                return replay
+                        response = run(request, *args, **kwargs)
+                        if getattr(request, "_billable_retry", False):
+                            raise _Retry
+                        if key:
+                            _settle(key, response)
+                        return response
+                except _KeyInUse:
+                    from billable.errors import IdempotencyKeyInUse
+
+                    return problem_response(IdempotencyKeyInUse())
+                except (_Retry, OperationalError) as exc:
+                    if isinstance(exc, OperationalError) and not is_retryable(exc):
+                        raise
+                    logger.info("retrying %s %s (attempt %d)", request.method, request.path,
+                                attempt + 1)
+                    time.sleep(random.uniform(0.005, 0.03) * (2**attempt))
+            return problem_response(errors.DatabaseBusy(retry_after=1))
+
+        return wrapper
+
+    return decorator
+
+
+def transactional_posts(router: Router, *, body_field: bool) -> Router:
+    """Apply `transactional` to every POST operation of a router (before it is mounted)."""
+    for path_view in router.path_operations.values():
+        for operation in path_view.operations:
+            if "POST" in operation.methods:
+                decorate_view(transactional(body_field=body_field))(operation.view_func)
+    return router
