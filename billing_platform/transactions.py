@@ -1,9 +1,11 @@
 """The outermost transaction of every tenant POST: idempotency keys and retries.
 
-Wraps a Ninja operation's whole run (auth, validation, service, rendering). For a POST it opens
-the request's transaction; when an `Idempotency-Key` is given (header, or on /billing the body
-field `idempotency_key`; the header wins) it first claims the key in the tenant's
-`IdempotencyRecord` table. The record commits with the effect, behind a unique constraint:
+Wraps a Ninja operation's whole run (auth, validation, service, rendering). The tenant's schema
+is selected before any transaction opens. When a POST carries an `Idempotency-Key` (header, or on
+/billing the body field `idempotency_key`; the header wins) the layer opens the request's
+outermost transaction and first claims the key in the tenant's `IdempotencyRecord` table; the
+record commits with the effect, behind a unique constraint. Without a key, the service's own
+transaction is the outermost one (no savepoints, row locks released before rendering).
 
 - a second request with the same key waits for the first (PostgreSQL blocks its INSERT on the
   unique index until the first commits, bounded by `lock_timeout`) and then replays its answer,
@@ -193,7 +195,7 @@ def _settle(key: str, response: HttpResponseBase) -> None:
 
 
 def transactional(*, body_field: bool) -> Callable[[Run], Run]:
-    """Decorate an operation's run: outer transaction, idempotency key, retries."""
+    """Decorate an operation's run: schema first, idempotency key, retries."""
 
     def decorator(run: Run) -> Run:
         @wraps(run)
@@ -204,24 +206,31 @@ def transactional(*, body_field: bool) -> Callable[[Run], Run]:
                 key = _extract_key(request, body_field)
             except errors.BillingError as exc:
                 return problem_response(exc)
-            context = _tenant_context(request) if key else None
+            context = _tenant_context(request)
             if context is None:
                 key = None
+            else:
+                # Select the schema before the transaction opens: one `SET search_path`.
+                _select_schema(context.tenant)
             request_hash = _request_hash(request, body_field) if key else ""
             for attempt in range(ATTEMPTS):
                 request._billable_retry = False  # type: ignore[attr-defined]
                 try:
+                    if not key:
+                        # No record to commit with the effect: the service's own transaction
+                        # is the outermost one, so its row locks end before rendering.
+                        response = run(request, *args, **kwargs)
+                        if not getattr(request, "_billable_retry", False):
+                            return response
+                        raise _Retry
                     with transaction.atomic():
-                        if key and context is not None:
-                            _select_schema(context.tenant)
-                            replay = _claim(key, request_hash)
-                            if replay is not None:
-                                return replay
+                        replay = _claim(key, request_hash)
+                        if replay is not None:
+                            return replay
                         response = run(request, *args, **kwargs)
                         if getattr(request, "_billable_retry", False):
                             raise _Retry
-                        if key:
-                            _settle(key, response)
+                        _settle(key, response)
                         return response
                 except _KeyInUse:
                     from billable.errors import IdempotencyKeyInUse
@@ -230,8 +239,9 @@ def transactional(*, body_field: bool) -> Callable[[Run], Run]:
                 except (_Retry, OperationalError) as exc:
                     if isinstance(exc, OperationalError) and not is_retryable(exc):
                         raise
-                    logger.info("retrying %s %s (attempt %d)", request.method, request.path,
-                                attempt + 1)
+                    logger.info(
+                        "retrying %s %s (attempt %d)", request.method, request.path, attempt + 1
+                    )
                     time.sleep(random.uniform(0.005, 0.03) * (2**attempt))
             return problem_response(errors.DatabaseBusy(retry_after=1))
 

@@ -9,16 +9,21 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
+from billable.sweeping import sweep_all_tenants
 from tenants.services import spare_pool_refill
 
 logger = logging.getLogger("billable.worker")
 
 
 class Command(BaseCommand):
-    help = "Background work beside the server: keep the spare-schema pool full."
+    help = (
+        "Background work beside the server: keep the spare-schema pool full and run the "
+        "billing sweep every minute."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--interval", type=float, default=5.0)
+        parser.add_argument("--sweep-interval", type=float, default=60.0)
         parser.add_argument("--once", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -29,7 +34,17 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        next_sweep = 0.0
         while not self.stopping:
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + options["sweep_interval"]
+                try:
+                    totals = sweep_all_tenants()
+                    logger.info("sweep: %s", totals)
+                except Exception:
+                    logger.exception("sweep failed")
+                finally:
+                    close_old_connections()
             try:
                 built = spare_pool_refill()
                 if built:

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from billable.sweeping import sweep_all_tenants
+
+
+class Command(BaseCommand):
+    help = "Expire batches and holds and purge old idempotency keys in every tenant schema."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        totals = sweep_all_tenants()
+        self.stdout.write(
+            f"tenants={totals['tenants']} batches_expired={totals['batches_expired']} "
+            f"holds_expired={totals['holds_expired']} "
+            f"idempotency_purged={totals['idempotency_purged']}"
+        )

@@ -1,0 +1,74 @@
+"""Periodic upkeep of one tenant schema: expire batches and holds, purge old idempotency keys.
+
+Reads never depend on it having run (usability is decided by time); the sweep makes the ledger
+say what time already decided: an expired batch gets a debit of what was left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+
+from billable import clock, signals
+from billable.models import BatchState, Direction, IdempotencyRecord, QuotaBatch
+from billable.services import ledger
+from billable.services.holds import holds_expire_due
+from billable.tenancy import current_settings
+
+BATCH_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    batches_expired: int
+    holds_expired: int
+    idempotency_purged: int
+
+
+def batches_expire_due(*, limit: int = BATCH_CHUNK) -> int:
+    """Mark batches past their expiry `expired`, debiting what remained; sends batch_expired."""
+    now = clock.now()
+    with transaction.atomic():
+        due = list(
+            QuotaBatch.objects.select_for_update(skip_locked=True)
+            .filter(state__in=[BatchState.ACTIVE, BatchState.EXHAUSTED], expires_at__lte=now)
+            .select_related("product", "customer")
+            .order_by("expires_at")[:limit]
+        )
+        for batch in due:
+            if batch.remaining > 0:
+                ledger.write_entries(
+                    [ledger.Take(batch_id=batch.pk, amount=batch.remaining)],
+                    direction=Direction.DEBIT,
+                    action_type="expiry",
+                    action_id=str(batch.pk),
+                    actor="system:sweep",
+                )
+            QuotaBatch.objects.filter(pk=batch.pk).update(state=BatchState.EXPIRED)
+            batch.refresh_from_db()
+            signals.batch_expired.send(sender=QuotaBatch, batch=batch, customer=batch.customer)
+    return len(due)
+
+
+def idempotency_purge() -> int:
+    days = int(current_settings().get("idempotency_retention_days") or 7)
+    cutoff = clock.now() - timedelta(days=days)
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+def tenant_sweep() -> SweepResult:
+    """Run every upkeep task in the active tenant schema."""
+    expired = 0
+    while True:
+        done = batches_expire_due()
+        expired += done
+        if done < BATCH_CHUNK:
+            break
+    return SweepResult(
+        batches_expired=expired,
+        holds_expired=holds_expire_due(),
+        idempotency_purged=idempotency_purge(),
+    )
