@@ -17,10 +17,12 @@ from billable.schemas import (
     BalanceOut,
     BatchOut,
     BatchPage,
+    ConfirmIn,
     ConsumeIn,
     CustomerOut,
     CustomerPage,
     CustomerRefIn,
+    ExchangeIn,
     GrantIn,
     GrantOut,
     HoldCommitIn,
@@ -30,14 +32,23 @@ from billable.schemas import (
     IdentifyIn,
     IdentifyOut,
     LedgerPage,
+    MergeIn,
+    MergeOut,
     OfferIn,
     OfferOut,
     OfferPage,
     OfferPatch,
+    OrderIn,
+    OrderOut,
+    OrderPage,
     ProductIn,
     ProductOut,
     ProductPage,
     ProductPatch,
+    ReasonIn,
+    ReferralIn,
+    ReferralOut,
+    ReferralStatsOut,
     RevokeIn,
     SettingsOut,
     SettingsPatch,
@@ -48,7 +59,10 @@ from billable.services import catalog as catalog_services
 from billable.services import customers as customer_services
 from billable.services import grants as grant_services
 from billable.services import holds as hold_services
+from billable.services import merge as merge_services
+from billable.services import orders as order_services
 from billable.services import quota as quota_services
+from billable.services import referrals as referral_services
 from billable.services.catalog import ItemSpec
 from billable.services.customers import CustomerRef
 from billing_platform.errors import ValidationFailed
@@ -306,6 +320,28 @@ def identify(request: HttpRequest, payload: IdentifyIn) -> dict[str, Any]:
         "created": result.created,
         "trial_eligible": result.trial_eligible,
         "metadata": result.customer.metadata,
+    }
+
+
+@router.post(
+    "/customers/merge",
+    auth=GRANT,
+    response={200: MergeOut, **error_responses(404, 409)},
+    operation_id="billing_customer_merge",
+    summary="Merge the source customer into the target",
+)
+def customer_merge(request: HttpRequest, payload: MergeIn) -> dict[str, Any]:
+    target = selectors.customer_get(customer_id=payload.target_customer_id)
+    source = selectors.customer_get(customer_id=payload.source_customer_id)
+    result = merge_services.customer_merge(target=target, source=source)
+    return {
+        "target_customer_id": str(result.target.pk),
+        "moved_identities": result.moved_identities,
+        "moved_batches": result.moved_batches,
+        "moved_orders": result.moved_orders,
+        "moved_holds": result.moved_holds,
+        "moved_usages": result.moved_usages,
+        "moved_referrals": result.moved_referrals,
     }
 
 
@@ -573,6 +609,166 @@ def catalog(
         "items": [presenters.offer_data(o) for o in result.items],
         "next_cursor": result.next_cursor,
     }
+
+
+# --- Orders and exchange
+
+
+@router.post(
+    "/orders",
+    auth=WRITE,
+    response={201: OrderOut, **error_responses(404, 409)},
+    operation_id="billing_order_create",
+    summary="Create an order at the offers' prices (status pending)",
+)
+def order_create(request: HttpRequest, payload: OrderIn) -> Status:
+    customer = customer_services.customer_ensure(_ref(payload))
+    order = order_services.order_create(
+        customer=customer,
+        items=[order_services.LineIn(sku=i.sku, quantity=i.quantity) for i in payload.items],
+        metadata=payload.metadata,
+    )
+    return Status(201, presenters.order_data(selectors.order_get(order_id=str(order.pk))))
+
+
+@router.get(
+    "/orders",
+    auth=READ,
+    response={200: OrderPage, **error_responses(404)},
+    operation_id="billing_order_list",
+    summary="List orders, newest first (optionally of one customer, by status)",
+)
+def order_list(
+    request: HttpRequest,
+    page: Query[PageParams],
+    customer_id: str | None = None,
+    external_id: str | None = None,
+    provider: str = "default",
+    status: str | None = None,
+) -> dict[str, Any]:
+    customer = None
+    if customer_id is not None or external_id is not None:
+        customer = customer_services.customer_require(
+            CustomerRef(customer_id=customer_id, external_id=external_id, provider=provider)
+        )
+    result = paginate(
+        selectors.order_list(customer=customer, status=status),
+        limit=page.limit,
+        cursor=page.cursor,
+    )
+    return {
+        "items": [presenters.order_data(o) for o in result.items],
+        "next_cursor": result.next_cursor,
+    }
+
+
+@router.get(
+    "/orders/{order_id}",
+    auth=READ,
+    response={200: OrderOut, **error_responses(404)},
+    operation_id="billing_order_get",
+    summary="Get an order",
+)
+def order_get(request: HttpRequest, order_id: str) -> dict[str, Any]:
+    return presenters.order_data(selectors.order_get(order_id=order_id))
+
+
+@router.post(
+    "/orders/{order_id}/confirm",
+    auth=GRANT,
+    response={200: OrderOut, **error_responses(404, 409)},
+    operation_id="billing_order_confirm",
+    summary="Confirm payment and activate the order's rights",
+)
+def order_confirm(request: HttpRequest, order_id: str, payload: ConfirmIn) -> dict[str, Any]:
+    order = selectors.order_get(order_id=order_id)
+    order = order_services.order_confirm(
+        order=order,
+        payment_id=payload.payment_id,
+        payment_method=payload.payment_method,
+        actor=_actor(request),
+    )
+    return presenters.order_data(selectors.order_get(order_id=str(order.pk)))
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    auth=WRITE,
+    response={200: OrderOut, **error_responses(404, 409)},
+    operation_id="billing_order_cancel",
+    summary="Cancel a pending order",
+)
+def order_cancel(request: HttpRequest, order_id: str, payload: ReasonIn) -> dict[str, Any]:
+    order = order_services.order_cancel(
+        order=selectors.order_get(order_id=order_id), reason=payload.reason
+    )
+    return presenters.order_data(selectors.order_get(order_id=str(order.pk)))
+
+
+@router.post(
+    "/orders/{order_id}/refund",
+    auth=GRANT,
+    response={200: OrderOut, **error_responses(404, 409)},
+    operation_id="billing_order_refund",
+    summary="Refund a paid order (revokes what it granted)",
+)
+def order_refund(request: HttpRequest, order_id: str, payload: ReasonIn) -> dict[str, Any]:
+    order = order_services.order_refund(
+        order=selectors.order_get(order_id=order_id),
+        reason=payload.reason,
+        actor=_actor(request),
+    )
+    return presenters.order_data(selectors.order_get(order_id=str(order.pk)))
+
+
+@router.post(
+    "/exchange",
+    auth=GRANT,
+    response={200: OrderOut, **error_responses(402, 404, 409)},
+    operation_id="billing_exchange",
+    summary="Buy an offer priced in a currency product with that product's units",
+)
+def exchange(request: HttpRequest, payload: ExchangeIn) -> dict[str, Any]:
+    customer = customer_services.customer_ensure(_ref(payload))
+    order = order_services.exchange(customer=customer, sku=payload.sku, actor=_actor(request))
+    return presenters.order_data(selectors.order_get(order_id=str(order.pk)))
+
+
+# --- Referrals and merge
+
+
+@router.post(
+    "/referrals",
+    auth=WRITE,
+    response={200: ReferralOut, 201: ReferralOut, **error_responses(404, 409)},
+    operation_id="billing_referral_attach",
+    summary="Link a referrer and a referee",
+)
+def referral_attach(request: HttpRequest, payload: ReferralIn) -> Status:
+    referrer = customer_services.customer_ensure(_ref(payload.referrer))
+    referee = customer_services.customer_ensure(_ref(payload.referee))
+    result = referral_services.referral_attach(
+        referrer=referrer, referee=referee, metadata=payload.metadata
+    )
+    body = {
+        "id": str(result.referral.pk),
+        "referrer_id": str(result.referral.referrer_id),
+        "referee_id": str(result.referral.referee_id),
+        "created": result.created,
+    }
+    return Status(201 if result.created else 200, body)
+
+
+@router.get(
+    "/referrals/stats",
+    auth=READ,
+    response={200: ReferralStatsOut, **error_responses(404)},
+    operation_id="billing_referral_stats",
+    summary="How many customers this customer referred, and how many were rewarded",
+)
+def referral_stats(request: HttpRequest, customer: Query[CustomerQuery]) -> dict[str, int]:
+    found = customer_services.customer_require(_ref(customer))
+    return referral_services.referral_stats(customer=found)
 
 
 # --- Settings

@@ -113,3 +113,58 @@ class IdempotencyKeyReused(Unprocessable):
 class TrialAlreadyUsed(Conflict):
     code = "trial_already_used"
     title = "One of these identities has already taken a trial"
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+    title = "No such order"
+
+
+class InvalidOrderState(Conflict):
+    code = "invalid_order_state"
+    title = "The order cannot make this transition"
+
+
+class OrderAlreadyPaid(Conflict):
+    code = "order_already_paid"
+    title = "The order was already paid with another payment_id"
+
+
+class PaymentIdConflict(Conflict):
+    code = "payment_id_conflict"
+    title = "This payment_id already paid another order"
+
+
+class MixedCurrencies(Unprocessable):
+    code = "mixed_currencies"
+    title = "An order's items must share one currency"
+
+
+class NotACurrency(Unprocessable):
+    code = "not_a_currency"
+    title = "The offer is not priced in a currency product"
+
+
+class SelfReferral(Unprocessable):
+    code = "self_referral"
+    title = "A customer cannot refer itself"
+
+
+class AlreadyReferred(Conflict):
+    code = "already_referred"
+    title = "The referee already has another referrer"
+
+
+class ReferralCycle(Conflict):
+    code = "referral_cycle"
+    title = "This referral would make a cycle"
+
+
+class IdentityConflict(Conflict):
+    code = "identity_conflict"
+    title = "Both customers hold different external ids for the same provider"
+
+
+class SameCustomer(Unprocessable):
+    code = "same_customer"
+    title = "Source and target are the same customer"

@@ -191,6 +191,9 @@ class QuotaBatch(models.Model):
     adjustment = models.ForeignKey(
         Adjustment, null=True, blank=True, on_delete=models.PROTECT, related_name="batches"
     )
+    order_item = models.ForeignKey(
+        "OrderItem", null=True, blank=True, on_delete=models.PROTECT, related_name="batches"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -318,3 +321,77 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+
+
+class OrderStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    PAID = "paid", "paid"
+    CANCELLED = "cancelled", "cancelled"
+    REFUNDED = "refunded", "refunded"
+
+
+class Order(models.Model):
+    """A purchase; items keep a snapshot of the offers as they were when it was created."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="orders")
+    status = models.CharField(
+        max_length=16, choices=OrderStatus.choices, default=OrderStatus.PENDING
+    )
+    total = models.DecimalField(max_digits=24, decimal_places=4)
+    currency = models.CharField(max_length=64)
+    # NULL (not "") until paid, so the partial unique constraint ignores unpaid orders.
+    payment_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    payment_method = models.CharField(max_length=64, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["customer", "created_at"], name="order_customer_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payment_id"],
+                condition=Q(payment_id__isnull=False),
+                name="order_payment_id_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "paid", "cancelled", "refunded"]),
+                name="order_status_valid",
+            ),
+        ]
+
+
+class OrderItem(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
+    sku = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+    quantity = models.PositiveIntegerField()
+    unit_price = models.DecimalField(max_digits=20, decimal_places=4)
+    # The offer's items when the order was created: product id, key, type, quantity, period.
+    snapshot = models.JSONField(default=list)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ("position", "id")
+
+
+class Referral(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    referrer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="referrals")
+    referee = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="referred_by")
+    metadata = models.JSONField(default=dict, blank=True)
+    rewarded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["referee"], name="referral_one_referrer"),
+            models.CheckConstraint(
+                condition=~Q(referrer=models.F("referee")), name="referral_not_self"
+            ),
+        ]

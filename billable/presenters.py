@@ -11,6 +11,7 @@ from billable.models import (
     Hold,
     LedgerEntry,
     Offer,
+    Order,
     Product,
     QuotaBatch,
     Usage,
@@ -141,4 +142,29 @@ def grant_data(grant: Grant, batches: list[QuotaBatch]) -> dict[str, Any]:
         "reason": grant.reason,
         "batches": [batch_data(b) for b in batches],
         "created_at": grant.created_at,
+    }
+
+
+def order_data(order: Order) -> dict[str, Any]:
+    return {
+        "id": str(order.pk),
+        "customer_id": str(order.customer_id),
+        "status": order.status,
+        "total": format_amount(order.total, order.currency),
+        "currency": order.currency,
+        "items": [
+            {
+                "id": str(item.pk),
+                "sku": item.sku,
+                "name": item.name,
+                "quantity": item.quantity,
+                "unit_price": format_amount(item.unit_price, order.currency),
+            }
+            for item in order.items.all()
+        ],
+        "payment_id": order.payment_id,
+        "payment_method": order.payment_method,
+        "created_at": order.created_at,
+        "paid_at": order.paid_at,
+        "metadata": order.metadata,
     }

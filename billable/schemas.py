@@ -36,6 +36,7 @@ def _external_id(value: str | int | None) -> str | None:
 
 
 ExternalId = Annotated[str | int | None, AfterValidator(_external_id)]
+RequiredExternalId = Annotated[str | int, AfterValidator(_external_id)]
 
 
 class CustomerRefIn(Schema):
@@ -181,7 +182,7 @@ class CustomerPage(Schema):
 
 class IdentifyIn(IdempotentIn):
     provider: str = Field("default", min_length=1, max_length=64)
-    external_id: ExternalId = Field(..., description="String or integer; trimmed.")
+    external_id: RequiredExternalId = Field(..., description="String or integer; trimmed.")
     profile: Metadata = Field(default_factory=dict)
 
 
@@ -363,3 +364,89 @@ class SettingsPatch(Schema):
     referral_reward_sku: Name | None = None
     referee_reward_sku: Name | None = None
     public_catalog: bool | None = None
+
+
+# --- Orders, exchange, referrals, merge
+
+
+class OrderLineIn(Schema):
+    sku: Name
+    quantity: int = Field(1, ge=1, le=1_000_000)
+
+
+class OrderIn(CustomerRefIn, IdempotentIn):
+    items: list[OrderLineIn] = Field(..., min_length=1, max_length=100)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class OrderItemOut(Schema):
+    id: str
+    sku: str
+    name: str
+    quantity: int
+    unit_price: str
+
+
+class OrderOut(Schema):
+    id: str
+    customer_id: str
+    status: Literal["pending", "paid", "cancelled", "refunded"]
+    total: str
+    currency: str
+    items: list[OrderItemOut]
+    payment_id: str | None
+    payment_method: str
+    created_at: datetime
+    paid_at: datetime | None
+    metadata: dict[str, Any]
+
+
+class OrderPage(Schema):
+    items: list[OrderOut]
+    next_cursor: str | None
+
+
+class ConfirmIn(IdempotentIn):
+    payment_id: str | None = Field(None, min_length=1, max_length=255)
+    payment_method: str | None = Field(None, max_length=64)
+
+
+class ReasonIn(IdempotentIn):
+    reason: str = Field("", max_length=1000)
+
+
+class ExchangeIn(CustomerRefIn, IdempotentIn):
+    sku: Name
+
+
+class ReferralIn(IdempotentIn):
+    referrer: CustomerRefIn
+    referee: CustomerRefIn
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class ReferralOut(Schema):
+    id: str
+    referrer_id: str
+    referee_id: str
+    created: bool
+
+
+class ReferralStatsOut(Schema):
+    referred: int
+    rewarded: int
+
+
+class MergeIn(IdempotentIn):
+    target_customer_id: str = Field(..., min_length=1, max_length=64)
+    source_customer_id: str = Field(..., min_length=1, max_length=64)
+
+
+class MergeOut(Schema):
+    target_customer_id: str
+    moved_identities: int
+    moved_batches: int
+    moved_orders: int
+    moved_holds: int
+    moved_usages: int
+    moved_referrals: int

@@ -17,6 +17,7 @@ from billable.models import (
     LedgerEntry,
     Offer,
     OfferItem,
+    Order,
     Product,
     QuotaBatch,
 )
@@ -168,3 +169,20 @@ def wallet(*, customer: Customer) -> dict[str, Any]:
         elif key not in balances or balances[key] is not None:
             balances[key] = (balances.get(key) or 0) + batch.remaining
     return {"customer_id": str(customer.pk), "balances": balances}
+
+
+def order_list(*, customer: Customer | None = None, status: str | None = None) -> QuerySet[Order]:
+    queryset = Order.objects.prefetch_related("items")
+    if customer is not None:
+        queryset = queryset.filter(customer=customer)
+    if status:
+        queryset = queryset.filter(status=status)
+    return queryset
+
+
+def order_get(*, order_id: str) -> Order:
+    key = _uuid(order_id)
+    order = Order.objects.prefetch_related("items").filter(pk=key).first() if key else None
+    if order is None:
+        raise errors.OrderNotFound()
+    return order

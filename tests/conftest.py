@@ -87,7 +87,9 @@ class Api:
 
                 url += "?" + urlencode(query, doseq=True)
             if data is None:
-                response = handler(url, **extra)
+                # Like curl -X POST: no body and no content type.
+                response = self.client.generic(method.upper(), url, data=b"",
+                                               content_type="", **extra)
             else:
                 response = handler(url, data=data, **kwargs, **extra)
         return Response(

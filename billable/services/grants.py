@@ -55,6 +55,7 @@ def grant_batches(
     action_type: str,
     action_id: str = "",
     grant_id: Any = None,
+    order_item_id: Any = None,
 ) -> list[QuotaBatch]:
     """Create the batches for a list of offer items (a live offer's or an order's snapshot).
 
@@ -102,6 +103,7 @@ def grant_batches(
                 action_type=action_type,
                 action_id=action_id,
                 grant_id=grant_id,
+                order_item_id=order_item_id,
             )
         )
     return batches

@@ -170,6 +170,7 @@ def batch_create(
     action_id: str = "",
     grant_id: Any = None,
     adjustment_id: Any = None,
+    order_item_id: Any = None,
 ) -> QuotaBatch:
     """A new batch and the credit entry that brings its units in."""
     initial = units if product_type == ProductType.QUANTITY else 1
@@ -184,6 +185,7 @@ def batch_create(
         source=source,
         grant_id=grant_id,
         adjustment_id=adjustment_id,
+        order_item_id=order_item_id,
     )
     write_entries(
         [Take(batch_id=batch.pk, amount=initial)],

@@ -1,0 +1,220 @@
+"""Orders: created (pending), confirmed (paid: the snapshot is granted), cancelled, refunded.
+
+pending → paid → refunded, pending → cancelled; anything else is 409 invalid_order_state. Every
+transition locks the order row, so concurrent confirms grant once and a confirm racing a cancel
+or refund sees the other's result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billable import clock, errors, signals
+from billable.models import (
+    BatchState,
+    Customer,
+    Direction,
+    Order,
+    OrderItem,
+    OrderStatus,
+    Product,
+    QuotaBatch,
+    Usage,
+)
+from billable.services import ledger
+from billable.services.grants import grant_batches, offer_for_grant, offer_items
+from billable.services.quota import spend
+from billable.services.referrals import referral_reward_first_payment
+from billing_platform.errors import ValidationFailed
+
+
+@dataclass(frozen=True)
+class LineIn:
+    sku: str
+    quantity: int
+
+
+def order_create(
+    *, customer: Customer, items: list[LineIn], metadata: dict[str, Any] | None = None
+) -> Order:
+    """Create a pending order at the offers' own prices (a client's price is never used)."""
+    if not items:
+        raise ValidationFailed(
+            "An order has at least one item.", errors=[{"loc": ["body", "items"], "msg": "empty"}]
+        )
+    offers = [offer_for_grant(line.sku) for line in items]
+    currencies = {offer.currency for offer in offers}
+    if len(currencies) > 1:
+        raise errors.MixedCurrencies(f"The items are priced in {', '.join(sorted(currencies))}.")
+    total = sum(
+        (offer.price * line.quantity for offer, line in zip(offers, items, strict=True)), Decimal(0)
+    )
+    with transaction.atomic():
+        order = Order.objects.create(
+            customer=customer, total=total, currency=offers[0].currency, metadata=metadata or {}
+        )
+        OrderItem.objects.bulk_create(
+            OrderItem(
+                order=order,
+                sku=offer.sku,
+                name=offer.name,
+                quantity=line.quantity,
+                unit_price=offer.price,
+                snapshot=offer_items(offer),
+                position=position,
+            )
+            for position, (offer, line) in enumerate(zip(offers, items, strict=True))
+        )
+        signals.order_created.send(sender=Order, order=order, customer=customer)
+    return order
+
+
+def _grant_items(order: Order, *, source: str, actor: str) -> list[QuotaBatch]:
+    batches: list[QuotaBatch] = []
+    for item in order.items.all():
+        batches.extend(
+            grant_batches(
+                customer=order.customer,
+                items=item.snapshot,
+                source=source,
+                times=item.quantity,
+                actor=actor,
+                action_type="order",
+                action_id=str(order.pk),
+                order_item_id=item.pk,
+            )
+        )
+    return batches
+
+
+def order_confirm(
+    *,
+    order: Order,
+    payment_id: str | None = None,
+    payment_method: str | None = None,
+    actor: str = "",
+) -> Order:
+    """Mark paid and grant the snapshot; repeating with the same (or no) payment_id is a no-op."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().select_related("customer").get(pk=order.pk)
+        if order.status == OrderStatus.PAID:
+            if payment_id is None or payment_id == order.payment_id:
+                return order
+            raise errors.OrderAlreadyPaid()
+        if order.status != OrderStatus.PENDING:
+            raise errors.InvalidOrderState(f"A {order.status} order cannot be confirmed.")
+        if payment_id is not None and Order.objects.filter(payment_id=payment_id).exists():
+            raise errors.PaymentIdConflict()
+        order.status = OrderStatus.PAID
+        order.paid_at = timezone.now()
+        order.payment_id = payment_id
+        order.payment_method = payment_method or ""
+        try:
+            with transaction.atomic():
+                order.save(update_fields=["status", "paid_at", "payment_id", "payment_method"])
+        except IntegrityError as exc:  # a concurrent confirm of another order took the id
+            raise errors.PaymentIdConflict() from exc
+        batches = _grant_items(order, source="purchase", actor=actor)
+        signals.order_confirmed.send(
+            sender=Order, order=order, customer=order.customer, batches=batches
+        )
+        referral_reward_first_payment(customer=order.customer, actor=actor)
+    return order
+
+
+def order_cancel(*, order: Order, reason: str = "") -> Order:
+    with transaction.atomic():
+        order = Order.objects.select_for_update().select_related("customer").get(pk=order.pk)
+        if order.status != OrderStatus.PENDING:
+            raise errors.InvalidOrderState(f"A {order.status} order cannot be cancelled.")
+        order.status = OrderStatus.CANCELLED
+        order.cancelled_at = timezone.now()
+        order.reason = reason or ""
+        order.save(update_fields=["status", "cancelled_at", "reason"])
+        signals.order_cancelled.send(sender=Order, order=order, customer=order.customer)
+    return order
+
+
+def order_refund(*, order: Order, reason: str = "", actor: str = "") -> Order:
+    """Refund a paid order: revoke every batch it created (consumed units stay consumed)."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().select_related("customer").get(pk=order.pk)
+        if order.status != OrderStatus.PAID:
+            raise errors.InvalidOrderState(f"A {order.status} order cannot be refunded.")
+        batches = list(
+            QuotaBatch.objects.select_for_update().filter(order_item__order=order).order_by("id")
+        )
+        for batch in batches:
+            if batch.state not in (BatchState.ACTIVE, BatchState.EXHAUSTED):
+                continue
+            if batch.remaining > 0:
+                ledger.write_entries(
+                    [ledger.Take(batch_id=batch.pk, amount=batch.remaining)],
+                    direction=Direction.DEBIT,
+                    action_type="refund",
+                    action_id=str(order.pk),
+                    actor=actor,
+                )
+            QuotaBatch.objects.filter(pk=batch.pk).update(state=BatchState.REVOKED)
+        order.status = OrderStatus.REFUNDED
+        order.refunded_at = timezone.now()
+        order.reason = reason or ""
+        order.save(update_fields=["status", "refunded_at", "reason"])
+        signals.order_refunded.send(sender=Order, order=order, customer=order.customer)
+    return order
+
+
+def exchange(*, customer: Customer, sku: str, actor: str = "") -> Order:
+    """Buy an offer priced in a currency product by spending that many of its units."""
+    offer = offer_for_grant(sku)
+    currency = Product.objects.filter(key=offer.currency, is_currency=True).first()
+    if currency is None:
+        raise errors.NotACurrency(f"{offer.sku} is priced in {offer.currency}.")
+    price = int(offer.price)
+    now = clock.now()
+    with transaction.atomic():
+        takes: list[ledger.Take] = []
+        if price > 0:
+            takes, _total = spend(customer, currency.key, price, now)
+        order = Order.objects.create(
+            customer=customer,
+            total=offer.price,
+            currency=offer.currency,
+            status=OrderStatus.PAID,
+            payment_method="exchange",
+            paid_at=timezone.now(),
+        )
+        OrderItem.objects.create(
+            order=order,
+            sku=offer.sku,
+            name=offer.name,
+            quantity=1,
+            unit_price=offer.price,
+            snapshot=offer_items(offer),
+        )
+        if takes:
+            usage = Usage.objects.create(
+                customer=customer,
+                feature=currency.key,
+                amount=price,
+                action_type="exchange",
+                action_id=str(order.pk),
+            )
+            ledger.write_entries(
+                takes,
+                direction=Direction.DEBIT,
+                action_type="exchange",
+                action_id=str(order.pk),
+                actor=actor,
+                usage=usage,
+            )
+        signals.order_created.send(sender=Order, order=order, customer=customer)
+        batches = _grant_items(order, source="exchange", actor=actor)
+        signals.order_confirmed.send(sender=Order, order=order, customer=customer, batches=batches)
+        referral_reward_first_payment(customer=customer, actor=actor)
+    return order

@@ -1,0 +1,135 @@
+"""Referrals: one referrer per referee, no cycles, a reward once on the first payment."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billable import errors, signals
+from billable.models import Customer, Order, OrderStatus, Referral
+from billable.tenancy import current_settings
+from billing_platform.errors import BillingError
+
+logger = logging.getLogger("billable.referrals")
+
+
+@dataclass(frozen=True)
+class AttachResult:
+    referral: Referral
+    created: bool
+
+
+def _referrer_chain_contains(start: Customer, target: Customer) -> bool:
+    """Whether `target` is `start` or one of its referrers, up the chain."""
+    seen = set()
+    current: Any = start.pk
+    while current is not None and current not in seen:
+        if current == target.pk:
+            return True
+        seen.add(current)
+        current = (
+            Referral.objects.filter(referee_id=current)
+            .values_list("referrer_id", flat=True)
+            .first()
+        )
+    return False
+
+
+def referral_attach(
+    *, referrer: Customer, referee: Customer, metadata: dict[str, Any] | None = None
+) -> AttachResult:
+    if referrer.pk == referee.pk:
+        raise errors.SelfReferral()
+    with transaction.atomic():
+        existing = Referral.objects.select_for_update().filter(referee=referee).first()
+        if existing is not None:
+            if existing.referrer_id == referrer.pk:
+                return AttachResult(referral=existing, created=False)
+            raise errors.AlreadyReferred()
+        if _referrer_chain_contains(referrer, referee):
+            raise errors.ReferralCycle()
+        try:
+            with transaction.atomic():
+                referral = Referral.objects.create(
+                    referrer=referrer, referee=referee, metadata=metadata or {}
+                )
+        except IntegrityError as exc:
+            current = Referral.objects.filter(referee=referee).first()
+            if current is not None and current.referrer_id == referrer.pk:
+                return AttachResult(referral=current, created=False)
+            raise errors.AlreadyReferred() from exc
+        signals.referral_attached.send(
+            sender=Referral, referral=referral, referrer=referrer, referee=referee
+        )
+    return AttachResult(referral=referral, created=True)
+
+
+def referral_reward_first_payment(*, customer: Customer, actor: str = "") -> None:
+    """On a referee's first paid order, grant the tenant's reward offers, exactly once."""
+    settings = current_settings()
+    reward_sku = settings.get("referral_reward_sku")
+    if not reward_sku:
+        return
+    referral = (
+        Referral.objects.select_for_update()
+        .select_related("referrer", "referee")
+        .filter(referee=customer, rewarded_at__isnull=True)
+        .first()
+    )
+    if referral is None:
+        return
+    paid = Order.objects.filter(
+        customer=customer, status__in=[OrderStatus.PAID, OrderStatus.REFUNDED]
+    ).count()
+    if paid != 1:
+        return
+    from billable.services.grants import offer_for_grant, offer_grant
+
+    referee_sku = settings.get("referee_reward_sku")
+    try:
+        reward_offer = offer_for_grant(reward_sku)
+        referee_offer = offer_for_grant(referee_sku) if referee_sku else None
+    except BillingError:
+        # A misconfigured reward never blocks the payment that triggered it.
+        logger.warning(
+            "referral reward skipped: %s or %s is not grantable", reward_sku, referee_sku
+        )
+        return
+    referrer_grant = offer_grant(
+        customer=referral.referrer,
+        offer=reward_offer,
+        kind="referral",
+        reason=f"referral of {customer.pk}",
+        actor=actor,
+    )
+    referee_grant = None
+    if referee_offer is not None:
+        referee_grant = offer_grant(
+            customer=customer,
+            offer=referee_offer,
+            kind="referral",
+            reason="referred customer's first payment",
+            actor=actor,
+        )
+    referral.rewarded_at = timezone.now()
+    referral.save(update_fields=["rewarded_at"])
+    signals.referral_rewarded.send(
+        sender=Referral,
+        referral=referral,
+        referrer=referral.referrer,
+        referee=customer,
+        referrer_grant=referrer_grant.grant,
+        referee_grant=referee_grant.grant if referee_grant else None,
+    )
+
+
+def referral_stats(*, customer: Customer) -> dict[str, int]:
+    referrals = Referral.objects.filter(referrer=customer)
+    return {
+        "referred": referrals.count(),
+        "rewarded": referrals.filter(rewarded_at__isnull=False).count(),
+    }
