@@ -13,7 +13,10 @@ logger = logging.getLogger("billable.sweep")
 
 
 def sweep_all_tenants() -> dict[str, int]:
+    from billing_platform.webhooks.services import purge_old
+
     totals = {"tenants": 0, "batches_expired": 0, "holds_expired": 0, "idempotency_purged": 0}
+    totals["events_purged"] = purge_old()
     schemas = Tenant.objects.filter(
         status__in=[TenantStatus.ACTIVE, TenantStatus.SUSPENDED]
     ).values_list("schema_name", flat=True)

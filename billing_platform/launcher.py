@@ -160,6 +160,9 @@ def run() -> int:
             env,
         )
         supervisor.start("worker", [PYTHON, str(ROOT / "manage.py"), "run_worker"], env)
+        supervisor.start(
+            "webhooks", [PYTHON, str(ROOT / "manage.py"), "run_webhook_worker"], env
+        )
         base = f"http://127.0.0.1:{port}"
         print(
             f"\nBillable is serving on {base}\n"

@@ -57,6 +57,7 @@ SESSION_COOKIE_HTTPONLY = True
 SHARED_APPS = [
     "django_tenants",
     "tenants",
+    "billing_platform.webhooks",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.admin",
@@ -172,6 +173,19 @@ TENANT_SPARE_SCHEMAS = env.int("TENANT_SPARE_SCHEMAS", default=3)
 # Seconds a resolved API key stays cached; invalidation on change makes it exact earlier.
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=300)
 PLATFORM_OPEN_SIGNUP = env.bool("PLATFORM_OPEN_SIGNUP", default=False)
+
+# --- Webhooks.
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", default=False)
+# Seconds between attempts after a failure (then `failed`); tests compress it.
+WEBHOOK_RETRY_SCHEDULE = [
+    int(v) for v in env.list(
+        "WEBHOOK_RETRY_SCHEDULE", default=["5", "300", "1800", "7200", "18000", "36000", "36000"]
+    )
+]
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_LEASE_SECONDS = env.int("WEBHOOK_LEASE_SECONDS", default=60)
+WEBHOOK_RETENTION_DAYS = env.int("WEBHOOK_RETENTION_DAYS", default=30)
+WEBHOOK_MAX_ENDPOINTS = 20
 
 # --- Request limits: bodies over 1 MiB are refused before they are read.
 MAX_REQUEST_BODY_BYTES = 1024 * 1024

@@ -37,6 +37,8 @@ class TenantRef:
     status: str
     rate_limit: str
     settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # Active webhook endpoints: ((endpoint id, subscribed types or () for all), ...).
+    webhooks: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ def tenant_ref(tenant: Tenant) -> TenantRef:
 
 
 def _tenant_entry(tenant: Tenant) -> dict[str, Any]:
+    from billing_platform.webhooks.selectors import active_subscriptions
+
     ref = tenant_ref(tenant)
     return {
         "id": ref.id,
@@ -82,6 +86,7 @@ def _tenant_entry(tenant: Tenant) -> dict[str, Any]:
         "status": ref.status,
         "rate_limit": ref.rate_limit,
         "settings": ref.settings,
+        "webhooks": active_subscriptions(tenant.pk),
     }
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from billable import errors
 from billable.models import Customer, ExternalIdentity, TrialHistory
 from billable.services import trials
+from billing_platform.errors import ValidationFailed
 
 DEFAULT_PROVIDER = "default"
 
@@ -26,9 +27,13 @@ class CustomerRef:
 
 
 def normalise_external_id(value: str | int) -> str:
+    """An integer means its decimal string; trimmed; blank is refused (422)."""
     text = str(value).strip()
     if not text:
-        raise ValueError("external_id must not be blank")
+        raise ValidationFailed(
+            "external_id must not be blank.",
+            errors=[{"loc": ["body", "external_id"], "msg": "blank"}],
+        )
     return text
 
 
@@ -84,13 +89,14 @@ def customer_resolve(ref: CustomerRef, *, create: bool) -> Customer | None:
         raise errors.CustomerNotFound()
     if ref.external_id is None:
         return by_id
-    by_identity = _by_identity(ref.provider, ref.external_id)
+    external_id = normalise_external_id(ref.external_id)
+    by_identity = _by_identity(ref.provider, external_id)
     if by_id is not None and by_identity is not None and by_id.pk != by_identity.pk:
         raise errors.CustomerMismatch()
     if by_id is not None and by_identity is None:
         raise errors.CustomerMismatch("That identity does not belong to this customer.")
     if by_identity is None and create:
-        by_identity, _created = _create_with_identity(ref.provider, ref.external_id)
+        by_identity, _created = _create_with_identity(ref.provider, external_id)
     return by_identity
 
 
@@ -119,6 +125,7 @@ def customer_identify(
     *, provider: str, external_id: str, profile: dict[str, Any] | None = None
 ) -> IdentifyResult:
     """Register or look up an identity; shallow-merge `profile` into the customer's metadata."""
+    external_id = normalise_external_id(external_id)
     with transaction.atomic():
         customer = _by_identity(provider, external_id)
         created = False

@@ -146,6 +146,8 @@ def offer_grant(
             errors=[{"loc": ["body", "kind"], "msg": "invalid kind"}],
         )
     with transaction.atomic():
+        # Re-read the offer: it or one of its products may have been deactivated meanwhile.
+        offer = offer_for_grant(offer.sku)
         grant = Grant.objects.create(
             customer=customer,
             sku=offer.sku,

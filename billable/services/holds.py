@@ -25,7 +25,7 @@ from billable.models import (
     Usage,
 )
 from billable.services import ledger
-from billable.services.quota import spend
+from billable.services.quota import require_positive_amount, spend
 from billing_platform.errors import ValidationFailed
 
 MIN_TTL, MAX_TTL, DEFAULT_TTL = 60, 86_400, 900
@@ -41,6 +41,7 @@ def hold_create(
     actor: str = "",
 ) -> Hold:
     """Reserve `amount` of a feature (402 as consume); with access, reserve nothing."""
+    require_positive_amount(amount)
     now = clock.now()
     with transaction.atomic():
         unmetered = ledger.has_usable_access(customer.pk, feature, now)

@@ -12,6 +12,7 @@ from billable import clock, errors, signals
 from billable.models import Customer, Direction, ProductType, Usage
 from billable.services import ledger
 from billable.tenancy import current_settings
+from billing_platform.errors import ValidationFailed
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,11 @@ def _balance_from_rows(
         remaining=remaining,
         unlimited=False,
         expires_at=None,
-        message=f"{remaining} units left." if remaining > 0 else "No units left for this feature.",
+        message=(
+            f"{remaining} unit{'' if remaining == 1 else 's'} left."
+            if remaining > 0
+            else "No units left for this feature."
+        ),
     )
 
 
@@ -134,6 +139,15 @@ def _thresholds(customer: Customer, name: str, before: int, after: int) -> None:
         signals.quota_depleted.send(sender=Usage, customer=customer, feature=name)
 
 
+def require_positive_amount(amount: int) -> None:
+    """Amounts consumed or reserved are integers >= 1 (422 otherwise)."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+        raise ValidationFailed(
+            "amount is an integer of at least 1.",
+            errors=[{"loc": ["body", "amount"], "msg": "must be >= 1"}],
+        )
+
+
 def spend(
     customer: Customer, name: str, amount: int, now: datetime
 ) -> tuple[list[ledger.Take], int]:
@@ -166,6 +180,7 @@ def quota_consume(
     Period or unlimited access covers the use without decrement. Raises QuotaExhausted or
     InsufficientQuota (402, with `remaining`); locks the batches it spends in a fixed order.
     """
+    require_positive_amount(amount)
     now = clock.now()
     with transaction.atomic():
         if ledger.has_usable_access(customer.pk, feature, now):

@@ -1,0 +1,1 @@
+"""Per-tenant webhooks: the outbox (events, deliveries, attempts) and the delivery worker."""

@@ -1,0 +1,205 @@
+"""Write services of tenant webhook endpoints: create, change, rotate, test, redeliver."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from billing_platform.errors import Conflict, ValidationFailed
+from billing_platform.webhooks import crypto
+from billing_platform.webhooks.delivery import resolve_checked
+from billing_platform.webhooks.fanout import NOTIFY_CHANNEL, record_event
+from billing_platform.webhooks.models import ALL_EVENT_TYPES, Endpoint, Event
+from tenants import auth
+from tenants.models import Tenant
+
+HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "host",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "connection",
+        "transfer-encoding",
+    }
+)
+ROTATION_OVERLAP = timedelta(hours=24)
+
+
+class TooManyEndpoints(Conflict):
+    code = "too_many_endpoints"
+    title = "This tenant already has the maximum number of webhook endpoints"
+
+
+def _check_types(event_types: list[str]) -> list[str]:
+    unknown = sorted(set(event_types) - set(ALL_EVENT_TYPES))
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown event types: {', '.join(unknown)}.",
+            errors=[{"loc": ["body", "event_types"], "msg": "unknown event type"}],
+        )
+    return list(dict.fromkeys(event_types))
+
+
+def _check_headers(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        if not HEADER_NAME_RE.match(name) or name.lower() in RESERVED_HEADERS:
+            raise ValidationFailed(
+                f"{name!r} cannot be a custom header.",
+                errors=[{"loc": ["body", "headers", name], "msg": "invalid header name"}],
+            )
+        if not isinstance(value, str) or "\r" in value or "\n" in value or len(value) > 4000:
+            raise ValidationFailed(
+                f"The value of {name!r} is not a valid header value.",
+                errors=[{"loc": ["body", "headers", name], "msg": "invalid header value"}],
+            )
+    return headers
+
+
+def endpoint_create(
+    *,
+    tenant_id: int,
+    url: str,
+    event_types: list[str] | None = None,
+    description: str = "",
+    headers: dict[str, str] | None = None,
+    is_active: bool = True,
+) -> tuple[Endpoint, str]:
+    """Register an endpoint; returns it with its signing secret (shown once)."""
+    resolve_checked(url)
+    types = _check_types(event_types or [])
+    custom = _check_headers(headers or {})
+    secret = crypto.new_signing_secret()
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
+        if Endpoint.objects.filter(tenant=tenant).count() >= settings.WEBHOOK_MAX_ENDPOINTS:
+            raise TooManyEndpoints(
+                f"A tenant may register {settings.WEBHOOK_MAX_ENDPOINTS} endpoints."
+            )
+        endpoint = Endpoint.objects.create(
+            tenant=tenant,
+            url=url,
+            event_types=types,
+            description=description,
+            headers_encrypted=crypto.encrypt_json(custom) if custom else "",
+            secret_encrypted=crypto.encrypt(secret),
+            is_active=is_active,
+        )
+        auth.invalidate_tenant(tenant)
+    return endpoint, secret
+
+
+_UNSET: Any = object()
+
+
+def endpoint_update(
+    *,
+    endpoint: Endpoint,
+    url: str = _UNSET,
+    event_types: list[str] = _UNSET,
+    description: str = _UNSET,
+    headers: dict[str, str] = _UNSET,
+    is_active: bool = _UNSET,
+) -> Endpoint:
+    if url is not _UNSET:
+        resolve_checked(url)
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().select_related("tenant").get(pk=endpoint.pk)
+        if url is not _UNSET:
+            endpoint.url = url
+        if event_types is not _UNSET:
+            endpoint.event_types = _check_types(event_types)
+        if description is not _UNSET:
+            endpoint.description = description
+        if headers is not _UNSET:
+            custom = _check_headers(headers)
+            endpoint.headers_encrypted = crypto.encrypt_json(custom) if custom else ""
+        if is_active is not _UNSET:
+            endpoint.is_active = is_active
+            if is_active:
+                endpoint.disabled_at = None
+                endpoint.disabled_reason = ""
+                endpoint.consecutive_failures = 0
+                endpoint.failing_since = None
+        endpoint.save()
+        auth.invalidate_tenant(endpoint.tenant)
+    return endpoint
+
+
+def endpoint_delete(*, endpoint: Endpoint) -> None:
+    with transaction.atomic():
+        tenant = endpoint.tenant
+        endpoint.delete()
+        auth.invalidate_tenant(tenant)
+
+
+def endpoint_rotate_secret(*, endpoint: Endpoint) -> tuple[Endpoint, str]:
+    """A new secret; deliveries carry both signatures for 24 hours."""
+    secret = crypto.new_signing_secret()
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+        endpoint.previous_secret_expires_at = timezone.now() + ROTATION_OVERLAP
+        endpoint.secret_encrypted = crypto.encrypt(secret)
+        endpoint.save(
+            update_fields=[
+                "previous_secret_encrypted",
+                "previous_secret_expires_at",
+                "secret_encrypted",
+            ]
+        )
+    return endpoint, secret
+
+
+def endpoint_test(*, endpoint: Endpoint) -> Event:
+    """Send a `webhook.test` event to this endpoint only, whatever it subscribes to."""
+    with transaction.atomic():
+        return record_event(
+            endpoint.tenant_id,
+            "webhook.test",
+            {"endpoint_id": str(endpoint.pk), "message": "Test event from Billable."},
+            [str(endpoint.pk)],
+        )
+
+
+def event_redeliver(*, event: Event, endpoint: Endpoint | None = None) -> int:
+    """Queue the event again, to one endpoint or to every active subscribed one."""
+    if endpoint is not None:
+        ids = [endpoint.pk]
+    else:
+        ids = [
+            e.pk
+            for e in Endpoint.objects.filter(tenant_id=event.tenant_id, is_active=True)
+            if e.subscribes_to(event.type)
+        ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO webhooks_delivery
+                (id, event_id, endpoint_id, status, attempts, next_attempt_at, last_error,
+                 created_at, updated_at)
+            SELECT gen_random_uuid(), %s, e.id, 'pending', 0, now(), '', now(), now()
+            FROM webhooks_endpoint e WHERE e.id = ANY(%s::uuid[]) AND e.tenant_id = %s
+            """,
+            [event.pk, [str(i) for i in ids], event.tenant_id],
+        )
+        queued = cursor.rowcount
+        if queued:
+            cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    return queued
+
+
+def purge_old(*, days: int | None = None) -> int:
+    """Drop events (with their deliveries and attempt logs) older than the retention."""
+    cutoff = timezone.now() - timedelta(days=days or settings.WEBHOOK_RETENTION_DAYS)
+    deleted, _ = Event.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
