@@ -9,6 +9,7 @@ from ninja import NinjaAPI
 from billable.api import router as billing_router
 from billable.api import settings_router
 from billing_platform.problems import JsonParser, install_handlers, rewrite_error_content_types
+from billing_platform.public import router as public_router
 from billing_platform.transactions import transactional_posts
 from billing_platform.webhooks.api import router as webhooks_router
 from tenants.api import keys_router, platform_router
@@ -40,3 +41,4 @@ api.add_router("/settings", settings_router)
 api.add_router("/keys", transactional_posts(keys_router, body_field=False))
 api.add_router("/webhooks", transactional_posts(webhooks_router, body_field=False))
 api.add_router("/platform", platform_router)
+api.add_router("/public", public_router)

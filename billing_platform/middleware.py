@@ -84,3 +84,17 @@ class ProblemFallbackMiddleware:
                 replacement["Allow"] = response["Allow"]
             return replacement
         return response
+
+
+class RateLimitHeadersMiddleware:
+    """Put the RateLimit-* counts of a limited request on its response."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        from billing_platform.ratelimits import add_headers
+
+        add_headers(request, response)
+        return response

@@ -144,6 +144,10 @@ def handle_exception(request: HttpRequest, exc: Exception) -> HttpResponse:
     if error is None:
         logger.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
         return internal_error_response()
+    if isinstance(error, errors.NotAuthenticated):
+        from billing_platform.ratelimits import auth_failure_limited
+
+        error = auth_failure_limited(request) or error
     return problem_response(error)
 
 
@@ -177,7 +181,10 @@ def install_handlers(api: NinjaAPI) -> None:
 
 
 class JsonParser(Parser):
-    """Parse JSON bodies; anything else is 415, bad JSON is 400 `malformed_json`."""
+    """Parse JSON bodies strictly; anything else is 415, bad JSON is 400 `malformed_json`.
+
+    Duplicate keys and NaN/Infinity are refused; unknown fields are ignored by the schemas.
+    """
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
         content_type = (request.content_type or "").lower()
@@ -186,10 +193,25 @@ class JsonParser(Parser):
         ):
             raise errors.UnsupportedMediaType()
         try:
-            data: dict[str, Any] = json.loads(request.body)
+            data: dict[str, Any] = json.loads(
+                request.body, object_pairs_hook=_no_duplicates, parse_constant=_no_constants
+            )
         except (ValueError, UnicodeDecodeError) as exc:
             raise errors.MalformedJson(f"The body is not valid JSON: {exc}") from exc
         return data
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 # --- OpenAPI: declare the problem responses.

@@ -65,6 +65,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "ninja",
+    "corsheaders",
 ]
 TENANT_APPS = [
     "billable",
@@ -79,6 +80,7 @@ DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 
 MIDDLEWARE = [
     "billing_platform.middleware.RequestGuardMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "billing_platform.middleware.TenantResetMiddleware",
@@ -89,6 +91,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "billing_platform.middleware.ProblemFallbackMiddleware",
+    "billing_platform.middleware.RateLimitHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "billing_platform.urls"
@@ -173,6 +176,25 @@ TENANT_SPARE_SCHEMAS = env.int("TENANT_SPARE_SCHEMAS", default=3)
 # Seconds a resolved API key stays cached; invalidation on change makes it exact earlier.
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=300)
 PLATFORM_OPEN_SIGNUP = env.bool("PLATFORM_OPEN_SIGNUP", default=False)
+
+# --- Rate limits (django-ratelimit counters in the shared cache).
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+# How many proxies in front of the server append to X-Forwarded-For (0: use REMOTE_ADDR only).
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
+PUBLIC_RATE_LIMIT = env.str("PUBLIC_RATE_LIMIT", default="60/m")
+SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="5/h")
+AUTH_FAILURE_RATE_LIMIT = env.str("AUTH_FAILURE_RATE_LIMIT", default="30/m")
+
+# --- CORS: off unless origins are listed (django-cors-headers).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/v1/.*$"
+CORS_ALLOW_HEADERS = (
+    "accept", "authorization", "content-type", "idempotency-key", "x-api-key",
+)
+CORS_EXPOSE_HEADERS = (
+    "idempotent-replayed", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset",
+    "retry-after",
+)
 
 # --- Webhooks.
 WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", default=False)

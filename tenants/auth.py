@@ -236,6 +236,10 @@ class _KeyAuth:
             raise errors.InsufficientScope(
                 f"This operation needs the {self.scope!r} scope.", required_scope=self.scope
             )
+        if context.tenant is not None:
+            from billing_platform.ratelimits import limit_tenant
+
+            limit_tenant(request, context.tenant.id, context.tenant.rate_limit)
         return _activate(request, context)
 
 

@@ -51,6 +51,7 @@ class Tenant(TenantMixin):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deletion_requested_at = models.DateTimeField(null=True, blank=True)
+    contact_email = models.EmailField(blank=True, default="")
 
     # Schemas are created explicitly (spare pool, onboarding fallback), never on save() inside a
     # request transaction; see tenants.services.onboarding.

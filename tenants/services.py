@@ -198,6 +198,7 @@ def tenant_onboard(
     rate_limit: str | None = None,
     demo_catalog: bool = False,
     key_name: str = "onboarding",
+    contact_email: str = "",
 ) -> tuple[Tenant, ApiKey, str]:
     """Create a tenant with a working schema and a first key holding every scope.
 
@@ -219,6 +220,9 @@ def tenant_onboard(
         logger.warning("no spare schema left; building %s by migrations", slug)
         tenant = _build_schema(slug=slug, name=name, rate_limit=rate_limit)
         key, raw = api_key_create(tenant=tenant, name=key_name)
+    if contact_email:
+        Tenant.objects.filter(pk=tenant.pk).update(contact_email=contact_email)
+        tenant.contact_email = contact_email
     if demo_catalog:
         from billable.demo import install_demo_catalog
 

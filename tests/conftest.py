@@ -9,7 +9,7 @@ tenants.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ class TenantFixture:
 @dataclass
 class Response:
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # case-insensitive, as HTTP header names are
     body: bytes
 
     @property
@@ -93,7 +93,7 @@ class Api:
             else:
                 response = handler(url, data=data, **kwargs, **extra)
         return Response(
-            status=response.status_code, headers=dict(response.headers.items()),
+            status=response.status_code, headers=response.headers,
             body=response.content,
         )
 
