@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench fuzz clean
+.PHONY: run test bench fuzz clean e2e-n8n
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -26,3 +26,25 @@ test: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) var/static
+
+# Opt-in: a real n8n (pinned) driving the production server; not part of `make test`.
+# Installs n8n once under var/n8n (about 6 min and 2.3 GB with its npm cache; needs npm, node 20
+# and a C compiler), then runs tests/e2e_n8n against its own test database and cache prefix.
+# PYTEST_ARGS passes arguments to pytest (e.g. PYTEST_ARGS=-x).
+N8N_VERSION := 1.123.81
+N8N_DIR := var/n8n
+N8N_STAMP := $(N8N_DIR)/.installed-$(N8N_VERSION)
+
+$(N8N_STAMP):
+	mkdir -p $(N8N_DIR)
+	printf '%s\n' '{ "name": "billable-n8n-e2e", "private": true,' \
+	  '  "overrides": { "xlsx": "0.18.5", "isolated-vm": "5.0.4" } }' > $(N8N_DIR)/package.json
+	cd $(N8N_DIR) && SCARF_ANALYTICS=false npm_config_cache="$(CURDIR)/$(N8N_DIR)/npm-cache" \
+	  npm install n8n@$(N8N_VERSION) --no-audit --no-fund
+	test "$$($(N8N_DIR)/node_modules/.bin/n8n --version)" = "$(N8N_VERSION)"
+	@touch $@
+
+e2e-n8n: $(VENV)/.installed-dev $(N8N_STAMP)
+	BILLABLE_N8N=1 BILLABLE_TESTING=1 TEST_DATABASE_NAME=test_billable_n8n \
+	  CACHE_KEY_PREFIX=billable-n8n-e2e SECURE_HTTPS=false WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true \
+	  $(PY) -m billing_platform.launcher exec -- $(PY) -m pytest tests/e2e_n8n -m n8n $(PYTEST_ARGS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -66,6 +65,7 @@ from billable.services import referrals as referral_services
 from billable.services.catalog import ItemSpec
 from billable.services.customers import CustomerRef
 from billing_platform.errors import ValidationFailed
+from billing_platform.fields import UtcDateTime
 from billing_platform.pagination import PageParams, paginate
 from billing_platform.problems import error_responses
 from tenants.auth import KeyContext, tenant_auth
@@ -442,7 +442,7 @@ def wallet_transactions(
     page: Query[PageParams],
     product: str | None = None,
     action_type: str | None = None,
-    since: datetime | None = None,
+    since: UtcDateTime | None = None,
 ) -> dict[str, Any]:
     found = customer_services.customer_require(_ref(customer))
     result = paginate(
@@ -797,6 +797,12 @@ def settings_update(request: HttpRequest, payload: SettingsPatch) -> dict[str, A
 
     context: KeyContext = request.auth  # type: ignore[attr-defined]
     changes = payload.dict(exclude_unset=True)
+    # null clears a reward SKU; for the other settings null means "leave as is".
+    changes = {
+        name: value
+        for name, value in changes.items()
+        if value is not None or name in ("referral_reward_sku", "referee_reward_sku")
+    }
     for field in ("referral_reward_sku", "referee_reward_sku"):
         if changes.get(field):
             changes[field] = changes[field].upper()

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import AfterValidator, model_validator
 
+from billing_platform.fields import UtcDateTime
+
 MAX_METADATA_BYTES = 16 * 1024
 
 
@@ -312,7 +314,7 @@ class GrantIn(CustomerRefIn, IdempotentIn):
     identities: dict[str, str | int] = Field(
         default_factory=dict, description="Extra identities checked for trials: {type: value}."
     )
-    expires_at: datetime | None = None
+    expires_at: UtcDateTime | None = None
     reason: str = Field("", max_length=1000)
     metadata: Metadata = Field(default_factory=dict)
 
@@ -330,7 +332,7 @@ class GrantOut(Schema):
 class AdjustmentIn(CustomerRefIn, IdempotentIn):
     product: Name
     amount: int = Field(..., ge=-(10**12), le=10**12)
-    expires_at: datetime | None = None
+    expires_at: UtcDateTime | None = None
     reason: str = Field(..., min_length=1, max_length=1000)
 
 

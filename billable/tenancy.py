@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
@@ -25,3 +26,19 @@ def current_settings() -> dict[str, Any]:
 
 def current_tenant_row() -> Tenant:
     return Tenant.objects.get(schema_name=current_schema())
+
+
+def note_sweep_due(at: datetime) -> None:
+    """Pull the tenant's next sweep time forward to `at` if that is earlier (no-op otherwise)."""
+    tenant = getattr(connection, "tenant", None)
+    tenant_id = getattr(tenant, "id", None)
+    if tenant_id is not None:
+        match, value = "id = %s", tenant_id
+    else:
+        match, value = "schema_name = %s", current_schema()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE tenants_tenant SET sweep_due_at = %s WHERE {match} "  # noqa: S608
+            "AND (sweep_due_at IS NULL OR sweep_due_at > %s)",
+            [at, value, at],
+        )

@@ -34,6 +34,8 @@ class RequestGuardMiddleware:
             length = int(raw_length)
         except ValueError:
             return problem_response(errors.BadRequest("Content-Length is not a number."))
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+            return problem_response(errors.BadRequest("NUL characters are not allowed."))
         if length > self.limit:
             return problem_response(
                 errors.PayloadTooLarge(f"The body has {length} bytes; the limit is {self.limit}.")

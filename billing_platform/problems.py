@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import OperationalError
+from django.db import DataError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Throttled
@@ -61,7 +61,9 @@ class ValidationErrorItem(Schema):
 
 
 class ValidationProblem(Problem):
-    errors: list[ValidationErrorItem]
+    """A 422: validation errors list the offending fields; business 422s carry no list."""
+
+    errors: list[ValidationErrorItem] | None = None
 
 
 def problem_body(error: errors.BillingError) -> dict[str, Any]:
@@ -129,6 +131,13 @@ def to_billing_error(exc: Exception) -> errors.BillingError | None:
         return errors.PayloadTooLarge()
     if isinstance(exc, PermissionDenied):
         return errors.Forbidden()
+    if isinstance(exc, DataError):
+        # Input the database cannot store (out-of-range values): the client's to correct.
+        logger.info("database refused a value: %s", exc)
+        return errors.ValidationFailed(
+            "A value is out of the range the database can store.",
+            errors=[{"loc": ["body"], "msg": "value out of range"}],
+        )
     if isinstance(exc, OperationalError):
         logger.warning("database unavailable or busy: %s", exc)
         return errors.DatabaseBusy()
@@ -198,7 +207,39 @@ class JsonParser(Parser):
             )
         except (ValueError, UnicodeDecodeError) as exc:
             raise errors.MalformedJson(f"The body is not valid JSON: {exc}") from exc
+        _check_strings(data, ["body"])
         return data
+
+
+def _bad_string(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate escape
+        return True
+    return False
+
+
+def _check_strings(value: Any, loc: list[Any]) -> None:
+    """Refuse strings a database cannot store: NUL characters and unpaired surrogates."""
+    if isinstance(value, str):
+        if _bad_string(value):
+            raise errors.ValidationFailed(
+                "Strings may not contain NUL characters or unpaired surrogates.",
+                errors=[{"loc": loc, "msg": "unsupported character"}],
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if _bad_string(key):
+                raise errors.ValidationFailed(
+                    "Keys may not contain NUL characters or unpaired surrogates.",
+                    errors=[{"loc": [*loc, "<key>"], "msg": "unsupported character"}],
+                )
+            _check_strings(item, [*loc, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_strings(item, [*loc, index])
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

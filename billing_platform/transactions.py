@@ -4,8 +4,10 @@ Wraps a Ninja operation's whole run (auth, validation, service, rendering). The 
 is selected before any transaction opens. When a POST carries an `Idempotency-Key` (header, or on
 /billing the body field `idempotency_key`; the header wins) the layer opens the request's
 outermost transaction and first claims the key in the tenant's `IdempotencyRecord` table; the
-record commits with the effect, behind a unique constraint. Without a key, the service's own
-transaction is the outermost one (no savepoints, row locks released before rendering).
+record commits with the effect, behind a unique constraint. Without a key the layer still opens
+the outermost transaction, rolled back on any error answer, so a failed write leaves nothing
+behind (not even the customer its reference would have created); top-level services then join
+it instead of opening savepoints (`service_atomic`).
 
 - a second request with the same key waits for the first (PostgreSQL blocks its INSERT on the
   unique index until the first commits, bounded by `lock_timeout`) and then replays its answer,
@@ -194,6 +196,38 @@ def _settle(key: str, response: HttpResponseBase) -> None:
             cursor.execute("DELETE FROM billable_idempotencyrecord WHERE key = %s", [key])
 
 
+REQUEST_TRANSACTION_ATTR = "_billable_request_transaction"
+
+
+def service_atomic() -> transaction.Atomic:
+    """The transaction of a top-level service.
+
+    Inside a request transaction that rolls back on every error answer, a savepoint would only
+    cost two round trips: the service joins the request's transaction instead. Elsewhere (and
+    under an idempotency record, which must commit with a 402 or 409) it is a normal atomic block.
+    """
+    if getattr(connection, REQUEST_TRANSACTION_ATTR, False) and connection.in_atomic_block:
+        return transaction.atomic(savepoint=False)
+    return transaction.atomic()
+
+
+def _run_in_request_transaction(
+    run: Run, request: HttpRequest, *args: Any, **kwargs: Any
+) -> HttpResponseBase:
+    """One transaction for the whole request, rolled back on any error answer."""
+    with transaction.atomic():
+        setattr(connection, REQUEST_TRANSACTION_ATTR, True)
+        try:
+            response = run(request, *args, **kwargs)
+        finally:
+            setattr(connection, REQUEST_TRANSACTION_ATTR, False)
+        if getattr(request, "_billable_retry", False):
+            raise _Retry
+        if response.status_code >= 400:
+            transaction.set_rollback(True)
+        return response
+
+
 def transactional(*, body_field: bool) -> Callable[[Run], Run]:
     """Decorate an operation's run: schema first, idempotency key, retries."""
 
@@ -217,19 +251,20 @@ def transactional(*, body_field: bool) -> Callable[[Run], Run]:
                 request._billable_retry = False  # type: ignore[attr-defined]
                 try:
                     if not key:
-                        # No record to commit with the effect: the service's own transaction
-                        # is the outermost one, so its row locks end before rendering.
-                        response = run(request, *args, **kwargs)
-                        if not getattr(request, "_billable_retry", False):
-                            return response
-                        raise _Retry
+                        return _run_in_request_transaction(run, request, *args, **kwargs)
                     with transaction.atomic():
                         replay = _claim(key, request_hash)
                         if replay is not None:
                             return replay
+                        effect = transaction.savepoint()
                         response = run(request, *args, **kwargs)
                         if getattr(request, "_billable_retry", False):
                             raise _Retry
+                        if response.status_code >= 400:
+                            # The answer is kept (402, 409) or not, but the effect never is.
+                            transaction.savepoint_rollback(effect)
+                        else:
+                            transaction.savepoint_commit(effect)
                         _settle(key, response)
                         return response
                 except _KeyInUse:

@@ -52,6 +52,8 @@ class Tenant(TenantMixin):
     updated_at = models.DateTimeField(auto_now=True)
     deletion_requested_at = models.DateTimeField(null=True, blank=True)
     contact_email = models.EmailField(blank=True, default="")
+    # When the billing sweep next has work in this schema (null: unknown, sweep it).
+    sweep_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     # Schemas are created explicitly (spare pool, onboarding fallback), never on save() inside a
     # request transaction; see tenants.services.onboarding.

@@ -7,6 +7,8 @@ from typing import Literal
 
 from ninja import Field, Schema
 
+from billing_platform.fields import UtcDateTime
+
 Scope = Literal["billing:read", "billing:write", "billing:grant", "admin"]
 
 
@@ -60,7 +62,7 @@ class ApiKeyCreatedOut(ApiKeyOut):
 class ApiKeyCreateIn(Schema):
     name: str = Field(..., min_length=1, max_length=100)
     scopes: list[Scope] | None = Field(None, description="Defaults to all four scopes.")
-    expires_at: datetime | None = None
+    expires_at: UtcDateTime | None = None
 
 
 class PlatformKeyCreateIn(Schema):

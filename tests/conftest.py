@@ -196,6 +196,12 @@ def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]
 def committed(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """Database access with real commits: no wrapping transaction, no flush afterwards."""
     with django_db_blocker.unblock():
+        # pytest-django creates the test database only when a collected test asks for `db`;
+        # never commit into a development database.
+        assert str(connection.settings_dict["NAME"]).startswith("test_"), (
+            "committed data outside the test database; run this module with the whole suite "
+            "or mark it django_db"
+        )
         yield
         connection.set_schema_to_public()
 

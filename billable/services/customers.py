@@ -13,6 +13,7 @@ from billable import errors
 from billable.models import Customer, ExternalIdentity, TrialHistory
 from billable.services import trials
 from billing_platform.errors import ValidationFailed
+from billing_platform.transactions import service_atomic
 
 DEFAULT_PROVIDER = "default"
 
@@ -126,7 +127,7 @@ def customer_identify(
 ) -> IdentifyResult:
     """Register or look up an identity; shallow-merge `profile` into the customer's metadata."""
     external_id = normalise_external_id(external_id)
-    with transaction.atomic():
+    with service_atomic():
         customer = _by_identity(provider, external_id)
         created = False
         if customer is None:

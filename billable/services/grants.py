@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
-
 from billable import clock, errors, signals
 from billable.models import (
     Adjustment,
@@ -26,6 +24,7 @@ from billable.periods import period_end
 from billable.services import ledger
 from billable.services.catalog import normalise_key
 from billing_platform.errors import ValidationFailed
+from billing_platform.transactions import service_atomic
 
 GRANT_KINDS = ("trial", "bonus", "referral", "manual")
 
@@ -145,7 +144,7 @@ def offer_grant(
             f"kind is one of {', '.join(GRANT_KINDS)}.",
             errors=[{"loc": ["body", "kind"], "msg": "invalid kind"}],
         )
-    with transaction.atomic():
+    with service_atomic():
         # Re-read the offer: it or one of its products may have been deactivated meanwhile.
         offer = offer_for_grant(offer.sku)
         grant = Grant.objects.create(
@@ -202,7 +201,7 @@ def adjustment_create(
     if product.product_type != ProductType.QUANTITY:
         raise errors.NotAQuantityProduct()
     now = clock.now()
-    with transaction.atomic():
+    with service_atomic():
         adjustment = Adjustment.objects.create(
             customer=customer, product=product, amount=amount, reason=reason, actor=actor
         )
@@ -255,7 +254,7 @@ def batch_revoke(
     action_id: str = "",
 ) -> QuotaBatch:
     """Revoke one batch: a debit of what remained; 409 batch_not_active if it is not active."""
-    with transaction.atomic():
+    with service_atomic():
         batch = QuotaBatch.objects.select_for_update().get(pk=batch.pk)
         if batch.state != BatchState.ACTIVE:
             raise errors.BatchNotActive(f"The batch is {batch.state}.")

@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
-
 from billable import clock, errors, signals
 from billable.models import (
     BatchState,
@@ -26,7 +24,9 @@ from billable.models import (
 )
 from billable.services import ledger
 from billable.services.quota import require_positive_amount, spend
+from billable.tenancy import note_sweep_due
 from billing_platform.errors import ValidationFailed
+from billing_platform.transactions import service_atomic
 
 MIN_TTL, MAX_TTL, DEFAULT_TTL = 60, 86_400, 900
 
@@ -43,7 +43,7 @@ def hold_create(
     """Reserve `amount` of a feature (402 as consume); with access, reserve nothing."""
     require_positive_amount(amount)
     now = clock.now()
-    with transaction.atomic():
+    with service_atomic():
         unmetered = ledger.has_usable_access(customer.pk, feature, now)
         takes: list[ledger.Take] = []
         if not unmetered:
@@ -64,6 +64,7 @@ def hold_create(
             actor=actor,
             hold=hold,
         )
+        note_sweep_due(hold.expires_at)
         signals.hold_created.send(sender=Hold, hold=hold, customer=customer)
     return hold
 
@@ -126,7 +127,7 @@ def _locked(hold: Hold) -> Hold:
 
 def hold_commit(*, hold: Hold, amount: int | None = None, actor: str = "") -> Hold:
     """Keep `amount` (default: all) spent and return the rest; repeating answers unchanged."""
-    with transaction.atomic():
+    with service_atomic():
         hold = _locked(hold)
         if hold.status == HoldStatus.COMMITTED:
             return hold
@@ -158,7 +159,7 @@ def hold_commit(*, hold: Hold, amount: int | None = None, actor: str = "") -> Ho
 
 def hold_release(*, hold: Hold, actor: str = "", expired: bool = False) -> Hold:
     """Return every reserved unit; repeating answers unchanged."""
-    with transaction.atomic():
+    with service_atomic():
         hold = _locked(hold)
         target = HoldStatus.EXPIRED if expired else HoldStatus.RELEASED
         if hold.status == target:

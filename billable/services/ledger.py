@@ -16,6 +16,7 @@ from django.db import connection
 
 from billable import signals
 from billable.models import BatchState, Direction, Hold, LedgerEntry, ProductType, QuotaBatch, Usage
+from billable.tenancy import note_sweep_due
 
 # Products covering a name: the name is their key, or one of their features.
 COVERS_SQL = "(p.key = %s OR p.features @> ARRAY[%s]::varchar(64)[])"
@@ -195,6 +196,8 @@ def batch_create(
         actor=actor,
     )
     batch.remaining = initial
+    if expires_at is not None:
+        note_sweep_due(expires_at)
     return batch
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import transaction
-
 from billable import errors, signals
 from billable.models import (
     Adjustment,
@@ -18,6 +16,7 @@ from billable.models import (
     Referral,
     Usage,
 )
+from billing_platform.transactions import service_atomic
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ def customer_merge(*, target: Customer, source: Customer) -> MergeResult:
     """
     if target.pk == source.pk:
         raise errors.SameCustomer()
-    with transaction.atomic():
+    with service_atomic():
         locked = {
             c.pk: c
             for c in Customer.objects.select_for_update()

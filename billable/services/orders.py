@@ -31,6 +31,7 @@ from billable.services.grants import grant_batches, offer_for_grant, offer_items
 from billable.services.quota import spend
 from billable.services.referrals import referral_reward_first_payment
 from billing_platform.errors import ValidationFailed
+from billing_platform.transactions import service_atomic
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def order_create(
     total = sum(
         (offer.price * line.quantity for offer, line in zip(offers, items, strict=True)), Decimal(0)
     )
-    with transaction.atomic():
+    with service_atomic():
         order = Order.objects.create(
             customer=customer, total=total, currency=offers[0].currency, metadata=metadata or {}
         )
@@ -100,7 +101,7 @@ def order_confirm(
     actor: str = "",
 ) -> Order:
     """Mark paid and grant the snapshot; repeating with the same (or no) payment_id is a no-op."""
-    with transaction.atomic():
+    with service_atomic():
         order = Order.objects.select_for_update().select_related("customer").get(pk=order.pk)
         if order.status == OrderStatus.PAID:
             if payment_id is None or payment_id == order.payment_id:
@@ -128,7 +129,7 @@ def order_confirm(
 
 
 def order_cancel(*, order: Order, reason: str = "") -> Order:
-    with transaction.atomic():
+    with service_atomic():
         order = Order.objects.select_for_update().select_related("customer").get(pk=order.pk)
         if order.status != OrderStatus.PENDING:
             raise errors.InvalidOrderState(f"A {order.status} order cannot be cancelled.")
@@ -142,7 +143,7 @@ def order_cancel(*, order: Order, reason: str = "") -> Order:
 
 def order_refund(*, order: Order, reason: str = "", actor: str = "") -> Order:
     """Refund a paid order: revoke every batch it created (consumed units stay consumed)."""
-    with transaction.atomic():
+    with service_atomic():
         order = Order.objects.select_for_update().select_related("customer").get(pk=order.pk)
         if order.status != OrderStatus.PAID:
             raise errors.InvalidOrderState(f"A {order.status} order cannot be refunded.")
@@ -177,7 +178,7 @@ def exchange(*, customer: Customer, sku: str, actor: str = "") -> Order:
         raise errors.NotACurrency(f"{offer.sku} is priced in {offer.currency}.")
     price = int(offer.price)
     now = clock.now()
-    with transaction.atomic():
+    with service_atomic():
         takes: list[ledger.Take] = []
         if price > 0:
             takes, _total = spend(customer, currency.key, price, now)

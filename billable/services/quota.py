@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import connection
 
 from billable import clock, errors, signals
 from billable.models import Customer, Direction, ProductType, Usage
 from billable.services import ledger
 from billable.tenancy import current_settings
 from billing_platform.errors import ValidationFailed
+from billing_platform.transactions import service_atomic
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def quota_consume(
     """
     require_positive_amount(amount)
     now = clock.now()
-    with transaction.atomic():
+    with service_atomic():
         if ledger.has_usable_access(customer.pk, feature, now):
             usage = Usage.objects.create(
                 customer=customer,

@@ -13,6 +13,7 @@ from billable import errors, signals
 from billable.models import Customer, Order, OrderStatus, Referral
 from billable.tenancy import current_settings
 from billing_platform.errors import BillingError
+from billing_platform.transactions import service_atomic
 
 logger = logging.getLogger("billable.referrals")
 
@@ -44,7 +45,7 @@ def referral_attach(
 ) -> AttachResult:
     if referrer.pk == referee.pk:
         raise errors.SelfReferral()
-    with transaction.atomic():
+    with service_atomic():
         existing = Referral.objects.select_for_update().filter(referee=referee).first()
         if existing is not None:
             if existing.referrer_id == referrer.pk:

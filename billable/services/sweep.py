@@ -7,12 +7,19 @@ say what time already decided: an expired batch gets a debit of what was left.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 
 from billable import clock, signals
-from billable.models import BatchState, Direction, IdempotencyRecord, QuotaBatch
+from billable.models import (
+    BatchState,
+    Direction,
+    Hold,
+    HoldStatus,
+    IdempotencyRecord,
+    QuotaBatch,
+)
 from billable.services import ledger
 from billable.services.holds import holds_expire_due
 from billable.tenancy import current_settings
@@ -57,6 +64,32 @@ def idempotency_purge() -> int:
     cutoff = clock.now() - timedelta(days=days)
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+def next_due() -> datetime:
+    """When this schema next has sweep work: the earliest expiry or purge, at most a day out."""
+    now = clock.now()
+    candidates = [now + timedelta(days=1)]
+    batch = (
+        QuotaBatch.objects.filter(state__in=[BatchState.ACTIVE, BatchState.EXHAUSTED])
+        .exclude(expires_at__isnull=True)
+        .order_by("expires_at")
+        .values_list("expires_at", flat=True)
+        .first()
+    )
+    hold = (
+        Hold.objects.filter(status=HoldStatus.ACTIVE)
+        .order_by("expires_at")
+        .values_list("expires_at", flat=True)
+        .first()
+    )
+    oldest = IdempotencyRecord.objects.order_by("created_at").values_list("created_at", flat=True)
+    record = oldest.first()
+    days = int(current_settings().get("idempotency_retention_days") or 7)
+    candidates += [at for at in (batch, hold) if at is not None]
+    if record is not None:
+        candidates.append(record + timedelta(days=days))
+    return min(candidates)
 
 
 def tenant_sweep() -> SweepResult:

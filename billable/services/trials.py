@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
 
+from billing_platform.transactions import service_atomic
 from tenants.models import Tenant
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def trial_grant(
     hashes = customer_identity_hashes(customer, identities)
     if not hashes:
         hashes = [identity_hash("customer", str(customer.pk))]
-    with transaction.atomic():
+    with service_atomic():
         if TrialHistory.objects.filter(identity_hash__in=hashes).exists():
             raise errors.TrialAlreadyUsed()
         result = offer_grant(

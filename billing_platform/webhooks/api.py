@@ -10,6 +10,7 @@ from ninja import Query, Router, Status
 from billing_platform.pagination import PageParams, paginate
 from billing_platform.problems import error_responses
 from billing_platform.webhooks import crypto, selectors, services
+from billing_platform.webhooks.delivery import event_object
 from billing_platform.webhooks.models import Delivery, Endpoint, Event
 from billing_platform.webhooks.schemas import (
     AcceptedOut,
@@ -48,13 +49,7 @@ def endpoint_data(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def event_data(event: Event, slug: str) -> dict[str, Any]:
-    return {
-        "id": event.pk,
-        "type": event.type,
-        "created_at": event.created_at,
-        "tenant": slug,
-        "data": event.data,
-    }
+    return event_object(event, slug)
 
 
 def delivery_data(delivery: Delivery) -> dict[str, Any]:

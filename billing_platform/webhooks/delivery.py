@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from standardwebhooks.webhooks import Webhook
 
 from billing_platform.errors import Unprocessable
@@ -26,6 +29,7 @@ from billing_platform.errors import Unprocessable
 USER_AGENT = "Billable-Webhooks/1.0"
 MAX_READ = 64 * 1024
 LOG_BYTES = 4 * 1024
+MAX_RETRY_AFTER = 3600
 
 
 class InvalidWebhookUrl(Unprocessable):
@@ -81,16 +85,25 @@ def resolve_checked(url: str) -> tuple[str, int, list[str]]:
     return host, port, addresses
 
 
-def event_body(event: Any, tenant_slug: str) -> str:
-    """The delivered body: exactly the event object of the events API."""
-    payload = {
+def format_time(value: datetime) -> str:
+    """A time as the API renders it (ISO 8601, milliseconds, `Z`), so bodies match the API."""
+    return str(DjangoJSONEncoder().default(value))
+
+
+def event_object(event: Any, tenant_slug: str) -> dict[str, Any]:
+    """The event as the events API shows it and every delivery posts it."""
+    return {
         "id": event.pk,
         "type": event.type,
-        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": format_time(event.created_at),
         "tenant": tenant_slug,
         "data": event.data,
     }
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def event_body(event: Any, tenant_slug: str) -> str:
+    """The delivered body: compact JSON of the event object, non-ASCII kept as is."""
+    return json.dumps(event_object(event, tenant_slug), separators=(",", ":"), ensure_ascii=False)
 
 
 def signature_headers(event_id: str, body: str, secrets_: list[str]) -> dict[str, str]:
@@ -116,12 +129,20 @@ class Outcome:
 
 
 def _retry_after(value: str | None) -> int | None:
+    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date), capped at 1 h."""
     if not value:
         return None
+    value = value.strip()
+    if value.isdigit():
+        return min(MAX_RETRY_AFTER, int(value))
     try:
-        return max(0, min(3600, int(value)))
-    except ValueError:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0, min(MAX_RETRY_AFTER, math.ceil(seconds)))
 
 
 def post(client: httpx.Client, url: str, body: str, headers: dict[str, str]) -> Outcome:
@@ -159,7 +180,8 @@ def post(client: httpx.Client, url: str, body: str, headers: dict[str, str]) -> 
             duration = int((time.monotonic() - started) * 1000)
             return Outcome(
                 response.status_code,
-                received[:LOG_BYTES].decode("utf-8", "replace"),
+                # PostgreSQL text cannot hold NUL.
+                received[:LOG_BYTES].decode("utf-8", "replace").replace("\x00", "\ufffd"),
                 "",
                 duration,
                 _retry_after(response.headers.get("Retry-After")),

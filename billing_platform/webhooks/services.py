@@ -172,7 +172,11 @@ def endpoint_test(*, endpoint: Endpoint) -> Event:
 
 
 def event_redeliver(*, event: Event, endpoint: Endpoint | None = None) -> int:
-    """Queue the event again, to one endpoint or to every active subscribed one."""
+    """Queue the event again, to one endpoint or to every subscribed one; returns how many.
+
+    Only active endpoints are queued (re-enable a disabled one first); a delivery that already
+    succeeded is sent again all the same.
+    """
     if endpoint is not None:
         ids = [endpoint.pk]
     else:
@@ -188,7 +192,8 @@ def event_redeliver(*, event: Event, endpoint: Endpoint | None = None) -> int:
                 (id, event_id, endpoint_id, status, attempts, next_attempt_at, last_error,
                  created_at, updated_at)
             SELECT gen_random_uuid(), %s, e.id, 'pending', 0, now(), '', now(), now()
-            FROM webhooks_endpoint e WHERE e.id = ANY(%s::uuid[]) AND e.tenant_id = %s
+            FROM webhooks_endpoint e
+            WHERE e.id = ANY(%s::uuid[]) AND e.tenant_id = %s AND e.is_active
             """,
             [event.pk, [str(i) for i in ids], event.tenant_id],
         )
@@ -199,7 +204,28 @@ def event_redeliver(*, event: Event, endpoint: Endpoint | None = None) -> int:
 
 
 def purge_old(*, days: int | None = None) -> int:
-    """Drop events (with their deliveries and attempt logs) older than the retention."""
+    """Drop events, deliveries and attempt logs older than the retention; returns events dropped.
+
+    Plain SQL rather than the ORM's cascade, which would load every doomed row into memory.
+    """
     cutoff = timezone.now() - timedelta(days=days or settings.WEBHOOK_RETENTION_DAYS)
-    deleted, _ = Event.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            DELETE FROM webhooks_deliveryattempt
+            WHERE attempted_at < %s
+               OR delivery_id IN (SELECT d.id FROM webhooks_delivery d
+                                  JOIN webhooks_event e ON e.id = d.event_id
+                                  WHERE e.created_at < %s)
+            """,
+            [cutoff, cutoff],
+        )
+        cursor.execute(
+            """
+            DELETE FROM webhooks_delivery
+            WHERE event_id IN (SELECT id FROM webhooks_event WHERE created_at < %s)
+            """,
+            [cutoff],
+        )
+        cursor.execute("DELETE FROM webhooks_event WHERE created_at < %s", [cutoff])
+        return int(cursor.rowcount)

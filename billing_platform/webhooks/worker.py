@@ -3,21 +3,29 @@
 Any number of workers share the outbox: a claim takes rows with `FOR UPDATE SKIP LOCKED` and
 leases them (`locked_until`); a worker killed mid-delivery loses nothing, the delivery is taken
 again once its lease ends. Workers sleep on `LISTEN billable_webhooks` (the fan-out NOTIFYs when it
-writes deliveries) and poll once a second for retries that come due.
+writes deliveries) and poll for retries that come due.
+
+Within one worker, deliveries are posted by a small pool of threads (WEBHOOK_WORKER_THREADS). The
+main thread claims only as many deliveries as there are idle threads, so a lease starts when its
+post starts, never while it waits in a queue. On stop, in-flight posts finish and are recorded.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import psycopg
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, connection, connections, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing_platform.webhooks import crypto
@@ -35,15 +43,20 @@ logger = logging.getLogger("billable.webhooks.worker")
 
 MAX_CONSECUTIVE_FAILURES = 50
 FAILING_DAYS_BEFORE_DISABLE = 5
+# While posts are in flight the main thread checks for new work this often (seconds).
+BUSY_POLL_SECONDS = 0.05
 
 
 def claim_due(limit: int = 50) -> list[str]:
     """Lease up to `limit` due deliveries for this worker."""
+    if limit <= 0:
+        return []
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            UPDATE webhooks_delivery SET locked_until = clock_timestamp() + make_interval(secs => %s),
-                   attempts = attempts + 1, updated_at = now()
+            UPDATE webhooks_delivery
+            SET locked_until = clock_timestamp() + make_interval(secs => %s),
+                attempts = attempts + 1, updated_at = now()
             WHERE id IN (
                 SELECT id FROM webhooks_delivery
                 WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
@@ -82,7 +95,7 @@ def _next_delay(attempts: int, outcome: Outcome) -> int | None:
 def _disable(endpoint: Endpoint, reason: str) -> None:
     from tenants import auth
 
-    Endpoint.objects.filter(pk=endpoint.pk).update(
+    Endpoint.objects.filter(pk=endpoint.pk, is_active=True).update(
         is_active=False, disabled_at=timezone.now(), disabled_reason=reason[:200]
     )
     auth.invalidate_tenant(endpoint.tenant)
@@ -117,21 +130,27 @@ def record(delivery: Delivery, outcome: Outcome) -> None:
                 changes["status"] = DeliveryStatus.FAILED
             else:
                 changes["next_attempt_at"] = now + timedelta(seconds=delay)
-            failures = endpoint.consecutive_failures + 1
-            failing_since = endpoint.failing_since or now
+            # Counted in SQL: threads of this and other workers fail the same endpoint at once.
             Endpoint.objects.filter(pk=endpoint.pk).update(
-                consecutive_failures=failures, failing_since=failing_since
+                consecutive_failures=F("consecutive_failures") + 1,
+                failing_since=Coalesce(F("failing_since"), now),
+            )
+            failures, failing_since = (
+                Endpoint.objects.filter(pk=endpoint.pk)
+                .values_list("consecutive_failures", "failing_since")
+                .get()
             )
             if outcome.status_code == 410:
                 _disable(endpoint, "The receiver answered 410 Gone.")
             elif failures >= MAX_CONSECUTIVE_FAILURES:
                 _disable(endpoint, f"{failures} consecutive failed deliveries.")
-            elif now - failing_since >= timedelta(days=FAILING_DAYS_BEFORE_DISABLE):
-                _disable(endpoint, "Every delivery failed for 5 days.")
+            elif now - (failing_since or now) >= timedelta(days=FAILING_DAYS_BEFORE_DISABLE):
+                _disable(endpoint, f"Every delivery failed for {FAILING_DAYS_BEFORE_DISABLE} days.")
         Delivery.objects.filter(pk=delivery.pk).update(**changes)
 
 
 def deliver_one(delivery_id: str, client: httpx.Client) -> Outcome | None:
+    """Post one claimed delivery and record the attempt (None: nothing to post)."""
     delivery = (
         Delivery.objects.select_related("event", "endpoint", "endpoint__tenant")
         .filter(pk=delivery_id)
@@ -142,7 +161,10 @@ def deliver_one(delivery_id: str, client: httpx.Client) -> Outcome | None:
     endpoint = delivery.endpoint
     if not endpoint.is_active:
         Delivery.objects.filter(pk=delivery.pk).update(
-            status=DeliveryStatus.FAILED, locked_until=None, last_error="endpoint disabled"
+            status=DeliveryStatus.FAILED,
+            locked_until=None,
+            last_error="endpoint disabled",
+            updated_at=timezone.now(),
         )
         return None
     body = event_body(delivery.event, endpoint.tenant.slug)
@@ -155,41 +177,143 @@ def deliver_one(delivery_id: str, client: httpx.Client) -> Outcome | None:
     return outcome
 
 
+def _deliver_logged(delivery_id: str, client: httpx.Client) -> None:
+    try:
+        deliver_one(delivery_id, client)
+    except Exception:
+        logger.exception("delivery %s failed unexpectedly", delivery_id)
+
+
 def deliver_due(client: httpx.Client, *, limit: int = 50) -> int:
-    """Claim and post what is due now; returns how many were attempted."""
+    """Claim and post what is due now, one after the other; returns how many were attempted."""
     ids = claim_due(limit)
     for delivery_id in ids:
-        try:
-            deliver_one(delivery_id, client)
-        except Exception:
-            logger.exception("delivery %s failed unexpectedly", delivery_id)
+        _deliver_logged(delivery_id, client)
     return len(ids)
 
 
-def _listen_connection() -> psycopg.Connection[Any]:
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    params.pop("options", None)
-    conn = psycopg.connect(**params, autocommit=True)
-    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-    return conn
+class DeliveryPool:
+    """Threads that post claimed deliveries; each closes its own database connection."""
+
+    def __init__(self, size: int, client: httpx.Client) -> None:
+        self.size = max(1, size)
+        self.client = client
+        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(self.size)
+        self._busy = 0
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"webhook-post-{n}", daemon=True)
+            for n in range(self.size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        try:
+            while True:
+                delivery_id = self._queue.get()
+                if delivery_id is None:
+                    return
+                try:
+                    _deliver_logged(delivery_id, self.client)
+                    close_old_connections()
+                finally:
+                    with self._lock:
+                        self._busy -= 1
+                    self._idle.release()
+        finally:
+            connections.close_all()
+
+    def free(self) -> int:
+        with self._lock:
+            return self.size - self._busy
+
+    def busy(self) -> int:
+        with self._lock:
+            return self._busy
+
+    def submit(self, delivery_id: str) -> None:
+        self._idle.acquire()
+        with self._lock:
+            self._busy += 1
+        self._queue.put(delivery_id)
+
+    def wait_for_idle_thread(self, timeout: float) -> None:
+        if self._idle.acquire(timeout=timeout):
+            self._idle.release()
+
+    def shutdown(self) -> None:
+        """Let in-flight posts finish and record, then stop every thread."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
 
 
-def run(stop: threading.Event, *, poll_seconds: float = 1.0) -> None:
-    """Deliver until `stop` is set; woken by NOTIFY, polling for due retries."""
-    listener = _listen_connection()
+class _Listener:
+    """A LISTEN connection of its own, reconnected when it breaks."""
+
+    def __init__(self) -> None:
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        params = connection.get_connection_params()
+        for name in ("cursor_factory", "context", "options", "server_side_binding"):
+            params.pop(name, None)
+        conn = psycopg.connect(**params, autocommit=True)
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        return conn
+
+    def wait(self, timeout: float) -> None:
+        """Return on a notification or after `timeout` seconds."""
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = self._connect()
+            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+                break
+        except psycopg.Error:
+            logger.warning("LISTEN connection lost; polling until it is back", exc_info=True)
+            self.close()
+            time.sleep(timeout)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def run(stop: threading.Event, *, poll_seconds: float = 1.0, threads: int | None = None) -> None:
+    """Deliver until `stop` is set; woken by NOTIFY, polling for due retries.
+
+    Posts run on `threads` threads (default WEBHOOK_WORKER_THREADS); after `stop` the posts in
+    flight finish and are recorded before this returns.
+    """
+    listener = _Listener()
+    listener.wait(0)  # LISTEN before the first claim, so no notification falls between
     client = new_client()
+    pool = DeliveryPool(threads or settings.WEBHOOK_WORKER_THREADS, client)
     try:
         while not stop.is_set():
+            free = pool.free()
             try:
-                while deliver_due(client) and not stop.is_set():
-                    pass
+                claimed = claim_due(free)
             except Exception:
-                logger.exception("delivery loop failed")
+                logger.exception("claiming deliveries failed")
                 close_old_connections()
-            for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
-                break
+                connection.close()
+                claimed = []
+                stop.wait(poll_seconds)
+            for delivery_id in claimed:
+                pool.submit(delivery_id)
+            if free and len(claimed) == free:
+                continue  # more may be due: claim again as soon as a thread is idle
+            if not pool.free():
+                pool.wait_for_idle_thread(poll_seconds)
+                continue
+            listener.wait(BUSY_POLL_SECONDS if pool.busy() else poll_seconds)
     finally:
+        pool.shutdown()
         client.close()
         listener.close()
+        connection.close()

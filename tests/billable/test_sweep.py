@@ -81,3 +81,48 @@ def test_billing_sweep_command_covers_every_tenant(
     out = capsys.readouterr().out
     assert "batches_expired=1" in out
     assert "tenants=" in out
+
+
+def test_sweep_skips_tenants_with_nothing_due(
+    catalog: dict[str, Any], alice: Customer, acme: TenantFixture
+) -> None:
+    from billable.sweeping import sweep_all_tenants
+    from tenants.models import Tenant
+
+    start = clock.now()
+    Tenant.objects.filter(pk=acme.tenant.pk).update(sweep_due_at=start + timedelta(days=1))
+    with clock.frozen(start):
+        offer_grant(customer=alice, offer=catalog["REPORTS_10"], kind="bonus")
+    # The grant pulled the due time forward to the batch's expiry.
+    due = Tenant.objects.get(pk=acme.tenant.pk).sweep_due_at
+    assert due == start + timedelta(days=30) or due <= start + timedelta(days=1)
+    connection.set_schema_to_public()
+    with clock.frozen(start + timedelta(hours=1)):
+        Tenant.objects.filter(pk=acme.tenant.pk).update(sweep_due_at=start + timedelta(hours=2))
+        expected = sum(
+            1 for t in Tenant.objects.filter(status__in=["active", "suspended"])
+            if t.sweep_due_at is None or t.sweep_due_at <= start + timedelta(hours=1)
+        )
+        assert sweep_all_tenants()["tenants"] == expected
+        assert Tenant.objects.get(pk=acme.tenant.pk).sweep_due_at == start + timedelta(hours=2)
+    with clock.frozen(start + timedelta(days=30)):
+        Tenant.objects.filter(pk=acme.tenant.pk).update(sweep_due_at=start + timedelta(days=30))
+        totals = sweep_all_tenants()
+        assert totals["batches_expired"] >= 1
+        # After the sweep the next due time is recomputed (a day out at most).
+        next_due = Tenant.objects.get(pk=acme.tenant.pk).sweep_due_at
+        assert next_due is not None
+        assert start + timedelta(days=30) < next_due <= start + timedelta(days=31)
+
+
+def test_hold_pulls_the_due_time_forward(
+    catalog: dict[str, Any], alice: Customer, acme: TenantFixture
+) -> None:
+    from tenants.models import Tenant
+
+    start = clock.now()
+    with clock.frozen(start):
+        offer_grant(customer=alice, offer=catalog["REPORTS_5_FOREVER"], kind="bonus")
+        Tenant.objects.filter(pk=acme.tenant.pk).update(sweep_due_at=start + timedelta(days=1))
+        hold = hold_create(customer=alice, feature="reports", amount=1, ttl_seconds=120)
+    assert Tenant.objects.get(pk=acme.tenant.pk).sweep_due_at == hold.expires_at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,23 +11,32 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 @dataclass
+class Reply:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b'{"ok": true}'
+    delay: float = 0.0  # seconds to wait before answering
+
+
+@dataclass
 class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    received_at: float = 0.0  # time.time() when the body was read
 
 
 @dataclass
 class Receiver:
     url: str
+    port: int = 0
     requests: list[Received] = field(default_factory=list)
-    # Status codes to answer in turn; when exhausted, 200.
-    script: list[int] = field(default_factory=list)
+    # Replies (or bare status codes) to give in turn; when exhausted, `default`.
+    script: list[int | Reply] = field(default_factory=list)
+    default: Reply = field(default_factory=Reply)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
-        import time
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
@@ -35,29 +45,49 @@ class Receiver:
             time.sleep(0.02)
         raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
 
+    def count(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
 
 @contextmanager
 def running_receiver() -> Iterator[Receiver]:
     receiver = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             with receiver.lock:
                 receiver.requests.append(
-                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    Received(
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        body,
+                        time.time(),
+                    )
                 )
-                status = receiver.script.pop(0) if receiver.script else 200
-            self.send_response(status)
+                reply = receiver.script.pop(0) if receiver.script else receiver.default
+            if isinstance(reply, int):
+                reply = Reply(status=reply)
+            if reply.delay:
+                time.sleep(reply.delay)
+            self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply.body)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(b'{"ok": true}')
+            self.wfile.write(reply.body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    receiver.port = server.server_port
     receiver.url = f"http://127.0.0.1:{server.server_port}/hook"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -5,6 +5,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from billing_platform.webhooks.worker import run
@@ -15,6 +16,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--poll", type=float, default=1.0, help="seconds between polls")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="deliveries posted at once (default WEBHOOK_WORKER_THREADS)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         stop = threading.Event()
@@ -24,4 +31,8 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
-        run(stop, poll_seconds=options["poll"])
+        threads = options["threads"] or settings.WEBHOOK_WORKER_THREADS
+        self.stdout.write(f"webhook worker started ({threads} threads)", ending="\n")
+        self.stdout.flush()
+        run(stop, poll_seconds=options["poll"], threads=threads)
+        self.stdout.write("webhook worker stopped", ending="\n")

@@ -1,0 +1,146 @@
+"""The operators' view of webhooks: endpoints (secrets never shown), events, deliveries.
+
+Everything is read-only here; the one write is "Redeliver", through services.event_redeliver.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from billing_platform.webhooks import crypto, services
+from billing_platform.webhooks.models import Delivery, DeliveryAttempt, Endpoint, Event
+
+
+class _ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(_ReadOnly):
+    list_display = (
+        "url",
+        "tenant",
+        "is_active",
+        "subscribed_types",
+        "masked_headers",
+        "consecutive_failures",
+        "disabled_at",
+        "disabled_reason",
+        "created_at",
+    )
+    list_filter = ("is_active",)
+    list_select_related = ("tenant",)
+    search_fields = ("url", "description", "tenant__slug")
+    fields = (
+        "id",
+        "tenant",
+        "url",
+        "description",
+        "subscribed_types",
+        "masked_headers",
+        "is_active",
+        "disabled_at",
+        "disabled_reason",
+        "consecutive_failures",
+        "failing_since",
+        "previous_secret_expires_at",
+        "created_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="event types")
+    def subscribed_types(self, obj: Endpoint) -> str:
+        return ", ".join(obj.event_types) or "all"
+
+    @admin.display(description="headers")
+    def masked_headers(self, obj: Endpoint) -> str:
+        names = crypto.decrypt_json(obj.headers_encrypted)
+        return ", ".join(f"{name}: ••••" for name in names) or "—"
+
+
+def _redeliver(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, pairs: list[tuple[Event, Endpoint | None]]
+) -> None:
+    queued = sum(services.event_redeliver(event=event, endpoint=ep) for event, ep in pairs)
+    modeladmin.message_user(request, f"Queued {queued} delivery(ies).", messages.SUCCESS)
+
+
+@admin.register(Event)
+class EventAdmin(_ReadOnly):
+    list_display = ("id", "type", "tenant", "created_at")
+    list_filter = ("type",)
+    list_select_related = ("tenant",)
+    search_fields = ("id", "tenant__slug")
+    fields = ("id", "type", "tenant", "created_at", "pretty_data")
+    readonly_fields = fields
+    actions = ("redeliver",)
+
+    @admin.display(description="data")
+    def pretty_data(self, obj: Event) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.data, indent=2, ensure_ascii=False))
+
+    @admin.action(description="Redeliver to every subscribed endpoint")
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
+        _redeliver(self, request, [(event, None) for event in queryset])
+
+
+class AttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    fields = ("attempted_at", "duration_ms", "status_code", "error", "response_body")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(_ReadOnly):
+    list_display = (
+        "id",
+        "event",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+        "updated_at",
+    )
+    list_filter = ("status",)
+    list_select_related = ("event", "endpoint")
+    search_fields = ("event__id", "endpoint__url")
+    fields = (
+        "id",
+        "event",
+        "endpoint",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "locked_until",
+        "last_status_code",
+        "last_error",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+    inlines = (AttemptInline,)
+    actions = ("redeliver",)
+
+    @admin.action(description="Redeliver to the same endpoint")
+    def redeliver(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        rows = queryset.select_related("event", "endpoint")
+        _redeliver(self, request, [(d.event, d.endpoint) for d in rows])

@@ -1,0 +1,101 @@
+"""Query budgets of the hot paths: consume (with and without an idempotency key) and balance.
+
+Budgets are the counts measured with a warm key cache (the key lookup is cached in Redis), and
+include the test transaction's SAVEPOINT/RELEASE around each service transaction. They do not
+grow with the number of batches, products or features: an N+1 or an extra round trip fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from billable.models import Offer, Product
+from tests.conftest import Api, TenantFixture
+
+Catalog = dict[str, Product | Offer]
+
+CONSUME_QUERIES = 9
+# The record claim and settle, plus the savepoint that keeps an error answer from applying.
+CONSUME_WITH_KEY_QUERIES = 15
+CONSUME_REPLAY_QUERIES = 5
+CONSUME_ACCESS_QUERIES = 6
+BALANCE_QUERIES = 3
+BALANCE_UNKNOWN_QUERIES = 2
+
+
+def _fund(api: Api, key: str, grants: int) -> None:
+    for _ in range(grants):
+        for sku in ("reports_10", "reports_5_forever"):
+            response = api.post("billing/grants", json={"external_id": "q", "sku": sku,
+                                                        "kind": "manual"}, key=key)
+            assert response.status == 201
+    # A read warms the key cache, so the measured request pays no key lookup.
+    assert api.get("billing/products", key=key).status == 200
+
+
+@pytest.mark.parametrize("grants", [1, 4])
+def test_consume_budget(
+    api: Api, acme: TenantFixture, catalog: Catalog, django_assert_max_num_queries: Any,
+    grants: int,
+) -> None:
+    _fund(api, acme.key, grants)
+    body: dict[str, Any] = {"external_id": "q", "feature": "reports", "amount": 15 * grants - 1}
+    with django_assert_max_num_queries(CONSUME_QUERIES):
+        response = api.post("billing/quota/consume", json=body, key=acme.key)
+    assert response.status == 200 and response.json["remaining"] == 1
+
+
+def test_consume_with_key_budget(
+    api: Api, acme: TenantFixture, catalog: Catalog, django_assert_max_num_queries: Any
+) -> None:
+    _fund(api, acme.key, 2)
+    body = {"external_id": "q", "feature": "reports", "amount": 12}
+    headers = {"Idempotency-Key": "budget-1"}
+    with django_assert_max_num_queries(CONSUME_WITH_KEY_QUERIES):
+        first = api.post("billing/quota/consume", json=body, key=acme.key, headers=headers)
+    assert first.status == 200
+    with django_assert_max_num_queries(CONSUME_REPLAY_QUERIES):
+        replay = api.post("billing/quota/consume", json=body, key=acme.key, headers=headers)
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    with django_assert_max_num_queries(CONSUME_WITH_KEY_QUERIES):
+        by_field = api.post("billing/quota/consume",
+                            json={**body, "amount": 1, "idempotency_key": "budget-2"},
+                            key=acme.key)
+    assert by_field.status == 200 and by_field.json["remaining"] == 17
+
+
+def test_consume_with_access_budget(
+    api: Api, acme: TenantFixture, catalog: Catalog, django_assert_max_num_queries: Any
+) -> None:
+    for sku in ("pro_month", "unl_forever"):
+        api.post("billing/grants", json={"external_id": "q", "sku": sku, "kind": "manual"},
+                 key=acme.key)
+    api.get("billing/products", key=acme.key)
+    with django_assert_max_num_queries(CONSUME_ACCESS_QUERIES):
+        response = api.post("billing/quota/consume",
+                            json={"external_id": "q", "feature": "exports"}, key=acme.key)
+    assert response.status == 200 and response.json["unlimited"] is True
+
+
+@pytest.mark.parametrize("grants", [1, 4])
+def test_balance_budget(
+    api: Api, acme: TenantFixture, catalog: Catalog, django_assert_max_num_queries: Any,
+    grants: int,
+) -> None:
+    _fund(api, acme.key, grants)
+    for sku in ("pro_month", "unl_forever"):
+        api.post("billing/grants", json={"external_id": "q", "sku": sku, "kind": "manual"},
+                 key=acme.key)
+    with django_assert_max_num_queries(BALANCE_QUERIES):
+        one = api.get("billing/balance", key=acme.key,
+                      query={"external_id": "q", "feature": "report_generation"})
+    assert one.json["remaining"] == 15 * grants
+    with django_assert_max_num_queries(BALANCE_QUERIES):
+        every = api.get("billing/balance", key=acme.key, query={"external_id": "q"})
+    assert len(every.json["items"]) == 6
+    with django_assert_max_num_queries(BALANCE_UNKNOWN_QUERIES):
+        unknown = api.get("billing/balance", key=acme.key,
+                          query={"external_id": "nobody", "feature": "reports"})
+    assert unknown.json["customer_id"] is None

@@ -1,0 +1,330 @@
+"""Races against the real database: real threads, one connection each, requests released together.
+
+Every case runs in a fresh committed tenant (created for this module, dropped afterwards) and
+drives the API through Django's test client, one client per thread. A `threading.Barrier` makes
+the requests overlap; the assertions then read the committed ledger.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection, connections
+from django.db.models import Sum
+from django.test import Client
+from django_tenants.utils import tenant_context
+
+from billable.models import (
+    Customer,
+    Grant,
+    Hold,
+    LedgerEntry,
+    Offer,
+    QuotaBatch,
+    TrialHistory,
+    Usage,
+)
+from billable.services.catalog import ItemSpec, offer_create, product_create
+from billable.services.customers import CustomerRef, customer_ensure
+from billable.services.grants import offer_grant
+from billable.services.quota import balance_get
+from billable.services.verify import ledger_verify
+from tenants.models import ApiKey, Tenant
+from tenants.services import api_key_revoke, tenant_onboard
+from tests.conftest import Api, Response
+
+# PostgreSQL allows 100 connections; every thread holds one while it runs.
+MAX_THREADS = 64
+JOIN_TIMEOUT = 120.0
+
+
+@dataclass
+class ConcTenant:
+    tenant: Tenant
+    key: str
+    offers: dict[str, Offer]
+
+
+@pytest.fixture(scope="module")
+def conc(django_db_setup: None, django_db_blocker: Any) -> Iterator[ConcTenant]:
+    """A committed tenant without a rate limit, and a small catalog in its schema."""
+    if not str(connection.settings_dict["NAME"]).startswith("test_"):
+        pytest.fail("the test database is not set up: this module commits, so it must not run")
+    with django_db_blocker.unblock():
+        tenant, _key_row, raw = tenant_onboard(
+            name="Concurrency", slug=f"conc-{secrets.token_hex(4)}", rate_limit="0"
+        )
+        try:
+            with tenant_context(tenant):
+                product_create(
+                    key="credits", name="Credits", product_type="quantity", features=["compute"]
+                )
+                offers = {
+                    "c20_30d": offer_create(
+                        sku="c20_30d", name="20 credits", price=Decimal("2"), currency="USD",
+                        items=[ItemSpec("CREDITS", 20, "days", 30)],
+                    ),
+                    "c30": offer_create(
+                        sku="c30", name="30 credits", price=Decimal("3"), currency="USD",
+                        items=[ItemSpec("CREDITS", 30)],
+                    ),
+                    "c10": offer_create(
+                        sku="c10", name="10 credits", price=Decimal("1"), currency="USD",
+                        items=[ItemSpec("CREDITS", 10)],
+                    ),
+                    "trial": offer_create(
+                        sku="trial_5", name="Trial", price=Decimal("0"), currency="USD",
+                        items=[ItemSpec("CREDITS", 5, "days", 7)],
+                        metadata={"is_trial": True},
+                    ),
+                }
+            yield ConcTenant(tenant=tenant, key=raw, offers=offers)
+        finally:
+            connection.set_schema_to_public()
+            for key in ApiKey.objects.filter(tenant=tenant):
+                api_key_revoke(key=key)
+            tenant.delete(force_drop=True)
+
+
+Call = Callable[[Api], Response]
+
+
+def hammer(calls: Sequence[Call]) -> list[Response]:
+    """Run each call in its own thread (own client, own connection), released together."""
+    assert len(calls) <= MAX_THREADS
+    barrier = threading.Barrier(len(calls))
+    results: list[Response | None] = [None] * len(calls)
+    failures: list[BaseException] = []
+
+    def worker(index: int, call: Call) -> None:
+        try:
+            api = Api(Client())
+            barrier.wait(timeout=30)
+            results[index] = call(api)
+        except BaseException as exc:  # reported to the test below
+            failures.append(exc)
+            barrier.abort()
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=worker, args=(i, call), name=f"conc-{i}")
+        for i, call in enumerate(calls)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(JOIN_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads), "a request thread hung"
+    assert not failures, failures
+    return [result for result in results if result is not None]
+
+
+def poster(conc: ConcTenant, path: str, payload: dict[str, Any]) -> Call:
+    def call(api: Api) -> Response:
+        return api.post(path, json=payload, key=conc.key)
+
+    return call
+
+
+def statuses(responses: Sequence[Response]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for response in responses:
+        counts[response.status] = counts.get(response.status, 0) + 1
+    return counts
+
+
+def grant(conc: ConcTenant, external_id: str, *skus: str) -> Customer:
+    with tenant_context(conc.tenant):
+        customer = customer_ensure(CustomerRef(external_id=external_id))
+        for sku in skus:
+            offer_grant(customer=customer, offer=conc.offers[sku], kind="bonus")
+    return customer
+
+
+def ledger_totals(conc: ConcTenant, customer: Customer) -> dict[str, int]:
+    """Credits, debits and remaining of the customer's batches, read back from the database."""
+    with tenant_context(conc.tenant):
+        entries = LedgerEntry.objects.filter(batch__customer=customer)
+        credits = entries.filter(direction="credit").aggregate(s=Sum("amount"))["s"] or 0
+        debits = entries.filter(direction="debit").aggregate(s=Sum("amount"))["s"] or 0
+        batches = QuotaBatch.objects.filter(customer=customer)
+        remaining = batches.aggregate(s=Sum("remaining"))["s"] or 0
+        negative = batches.filter(remaining__lt=0).count()
+        balance = balance_get(customer=customer, feature="compute").remaining
+        report = ledger_verify(slug=conc.tenant.slug)
+    assert report.ok, [drift.describe() for drift in report.drifts]
+    assert negative == 0
+    return {
+        "credits": int(credits),
+        "debits": int(debits),
+        "remaining": int(remaining),
+        "balance": int(balance or 0),
+    }
+
+
+def test_the_module_runs_on_the_test_database(db: None) -> None:
+    """Also makes pytest-django create the test database when this module runs alone.
+
+    pytest-django sets up databases only for tests that use `db` (or a django_db marker); the
+    `committed` fixture alone would leave the connection on the development database.
+    """
+    assert str(connection.settings_dict["NAME"]).startswith("test_")
+
+
+def test_64_consumers_on_50_units_get_exactly_50(conc: ConcTenant, committed: None) -> None:
+    # given: 50 units in two batches
+    customer = grant(conc, "race-64", "c20_30d", "c30")
+    body = {"customer_id": str(customer.pk), "feature": "compute", "amount": 1}
+
+    def consume(api: Api) -> Response:
+        return api.post("billing/quota/consume", json=body, key=conc.key)
+
+    # when
+    responses = hammer([consume] * 64)
+
+    # then
+    assert statuses(responses) == {200: 50, 402: 14}, [r.body[:200] for r in responses]
+    for response in responses:
+        if response.status == 402:
+            assert response.json["code"] in ("insufficient_quota", "quota_exhausted")
+            assert response.json["remaining"] == 0
+    remaining_seen = sorted(r.json["remaining"] for r in responses if r.status == 200)
+    assert remaining_seen == list(range(50)), "each success saw a distinct balance"
+    totals = ledger_totals(conc, customer)
+    assert totals == {"credits": 50, "debits": 50, "remaining": 0, "balance": 0}
+    with tenant_context(conc.tenant):
+        assert Usage.objects.filter(customer=customer).count() == 50
+        usage_debits = LedgerEntry.objects.filter(
+            batch__customer=customer, direction="debit", action_type="usage"
+        ).aggregate(s=Sum("amount"))["s"]
+        assert usage_debits == 50
+
+
+def test_32_consumes_with_one_idempotency_key_debit_once(
+    conc: ConcTenant, committed: None
+) -> None:
+    # given
+    customer = grant(conc, "race-idem", "c10")
+    body = {"customer_id": str(customer.pk), "feature": "compute", "amount": 3}
+    idem_key = f"idem-{secrets.token_hex(8)}"
+
+    def consume(api: Api) -> Response:
+        return api.post(
+            "billing/quota/consume", json=body, key=conc.key,
+            headers={"Idempotency-Key": idem_key},
+        )
+
+    # when
+    responses = hammer([consume] * 32)
+
+    # then: one original, 31 byte-identical replays
+    assert statuses(responses) == {200: 32}, [(r.status, r.body[:200]) for r in responses]
+    originals = [r for r in responses if r.headers.get("Idempotent-Replayed") != "true"]
+    replays = [r for r in responses if r.headers.get("Idempotent-Replayed") == "true"]
+    assert len(originals) == 1 and len(replays) == 31
+    assert {r.body for r in replays} == {originals[0].body}
+    assert originals[0].json["remaining"] == 7
+    totals = ledger_totals(conc, customer)
+    assert totals == {"credits": 10, "debits": 3, "remaining": 7, "balance": 7}
+    with tenant_context(conc.tenant):
+        assert Usage.objects.filter(customer=customer).count() == 1
+
+
+def test_16_concurrent_trials_for_one_identity_grant_once(
+    conc: ConcTenant, committed: None
+) -> None:
+    # given: an identity nobody has seen yet, and an extra identity checked with it
+    external_id = f"trial-{secrets.token_hex(4)}"
+    body = {
+        "external_id": external_id,
+        "sku": "trial_5",
+        "kind": "trial",
+        "identities": {"email": f"{external_id}@example.com"},
+    }
+
+    def trial(api: Api) -> Response:
+        return api.post("billing/grants", json=body, key=conc.key)
+
+    # when
+    responses = hammer([trial] * 16)
+
+    # then
+    assert statuses(responses) == {201: 1, 409: 15}, [(r.status, r.body[:200]) for r in responses]
+    assert {r.json["code"] for r in responses if r.status == 409} == {"trial_already_used"}
+    (winner,) = [r for r in responses if r.status == 201]
+    with tenant_context(conc.tenant):
+        customer = customer_ensure(CustomerRef(external_id=external_id))
+        assert str(customer.pk) == winner.json["customer_id"]
+        assert Grant.objects.filter(customer=customer).count() == 1
+        assert QuotaBatch.objects.filter(customer=customer).count() == 1
+        assert TrialHistory.objects.filter(grant_id=winner.json["id"]).count() == 2
+    totals = ledger_totals(conc, customer)
+    assert totals == {"credits": 5, "debits": 0, "remaining": 5, "balance": 5}
+
+
+def test_holds_racing_consumes_add_up(conc: ConcTenant, committed: None) -> None:
+    # given: 30 units in two batches; 20 holds of 2 and 20 consumes of 1 want 60
+    customer = grant(conc, "race-holds", "c20_30d", "c10")
+    ref = {"customer_id": str(customer.pk), "feature": "compute"}
+
+    def hold(api: Api) -> Response:
+        return api.post("billing/holds", json={**ref, "amount": 2}, key=conc.key)
+
+    def consume(api: Api) -> Response:
+        return api.post("billing/quota/consume", json={**ref, "amount": 1}, key=conc.key)
+
+    # when: phase 1, reserve and consume together
+    first = hammer([hold, consume] * 20)
+
+    # then: every unit went to exactly one winner
+    held = [r for r in first if r.status == 201]
+    consumed = [r for r in first if r.status == 200]
+    assert set(statuses(first)) <= {200, 201, 402}, statuses(first)
+    assert 2 * len(held) + len(consumed) in (29, 30)
+    # A last single unit cannot be held in twos: 29 means one unit is left and holds failed.
+    assert ledger_totals(conc, customer)["balance"] == 30 - 2 * len(held) - len(consumed)
+
+    # when: phase 2, settle every hold twice at once (commit 0, 1 or 2, or release) while 20
+    # more consume
+    kept = 0
+    settle: list[Call] = []
+    for index, response in enumerate(held):
+        hold_id = response.json["id"]
+        if index % 4 == 3:
+            path, payload = f"billing/holds/{hold_id}/release", {}
+        else:
+            path, payload = f"billing/holds/{hold_id}/commit", {"amount": index % 3}
+            kept += index % 3
+        settle.extend([poster(conc, path, payload)] * 2)
+    second = hammer(settle + [consume] * 20)
+
+    # then: each hold settled once (the repeat answers it unchanged), consumes took only what was
+    # back, nothing negative
+    settled = second[: len(settle)]
+    late = second[len(settle) :]
+    assert all(r.status == 200 for r in settled), [(r.status, r.body[:200]) for r in settled]
+    for twin, other in zip(settled[::2], settled[1::2], strict=True):
+        assert twin.json == other.json
+        assert twin.json["status"] in ("committed", "released")
+    assert set(statuses(late)) <= {200, 402}, statuses(late)
+    late_consumed = sum(1 for r in late if r.status == 200)
+    spent = len(consumed) + kept + late_consumed
+    totals = ledger_totals(conc, customer)
+    assert totals["credits"] - totals["debits"] == totals["remaining"] == 30 - spent
+    assert totals["balance"] == totals["remaining"]
+    with tenant_context(conc.tenant):
+        usages = Usage.objects.filter(customer=customer).aggregate(s=Sum("amount"))["s"] or 0
+        assert usages == spent
+        returned = LedgerEntry.objects.filter(
+            batch__customer=customer, action_type="hold.return"
+        ).aggregate(s=Sum("amount"))["s"] or 0
+        assert returned == 2 * len(held) - kept
+        statuses_left = set(Hold.objects.filter(customer=customer).values_list("status", flat=True))
+        assert statuses_left <= {"committed", "released"}

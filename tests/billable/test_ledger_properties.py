@@ -1,0 +1,588 @@
+"""Stateful properties of the ledger: random grants, consumes, holds, expiry, revocations.
+
+A hypothesis state machine drives the services in acme's schema under a controllable clock and
+keeps its own model of every batch and hold. After every step: each batch's remaining equals its
+credits minus its debits and is never negative; the database agrees with the model batch by
+batch; every balance equals the sum of usable quantity batches read independently from the rows;
+the model's units add up. Each example runs in a savepoint that is rolled back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from hypothesis import HealthCheck, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from billable import clock, errors
+from billable.models import Customer, Hold, Offer, Product, QuotaBatch, Usage
+from billable.services import grants as grant_services
+from billable.services import holds as hold_services
+from billable.services import quota as quota_services
+from billable.services.catalog import ItemSpec, offer_create, product_create
+from billable.services.sweep import batches_expire_due
+from tests.conftest import TenantFixture
+
+ACTIVE, EXHAUSTED, EXPIRED, REVOKED = "active", "exhausted", "expired", "revoked"
+NAMES = ("work", "bonus_work", "units", "extra")
+# Product key -> (type, features). PASS and UNL cover `work`, so access makes its use unmetered.
+PRODUCTS: dict[str, tuple[str, list[str]]] = {
+    "UNITS": ("quantity", ["work"]),
+    "EXTRA": ("quantity", ["work", "bonus_work"]),
+    "PASS": ("period", ["work"]),
+    "UNL": ("unlimited", ["work"]),
+}
+# SKU -> items (product, quantity, period unit, period value).
+OFFERS: dict[str, list[tuple[str, int, str, int | None]]] = {
+    "P_U5_2H": [("UNITS", 5, "hours", 2)],
+    "P_U3": [("UNITS", 3, "forever", None)],
+    "P_U7_1D": [("UNITS", 7, "days", 1)],
+    "P_E4_5H": [("EXTRA", 4, "hours", 5)],
+    "P_MIX": [("UNITS", 2, "hours", 1), ("EXTRA", 3, "forever", None)],
+    "P_PASS_3H": [("PASS", 1, "hours", 3)],
+    "P_PASS_2X3H": [("PASS", 2, "hours", 3)],
+    "P_UNL_1H": [("UNL", 1, "hours", 1)],
+}
+QUANTITY_SKUS = sorted(
+    sku for sku, items in OFFERS.items() if all(PRODUCTS[i[0]][0] == "quantity" for i in items)
+)
+UNIT_DELTAS = {"hours": timedelta(hours=1), "days": timedelta(days=1)}
+FAR = datetime.max.replace(tzinfo=timezone.get_current_timezone())
+
+
+def covers(product: str, name: str) -> bool:
+    return product == name.upper() or name.lower() in PRODUCTS[product][1]
+
+
+@dataclass
+class MBatch:
+    id: Any
+    customer: int
+    product: str
+    remaining: int
+    valid_from: datetime
+    expires_at: datetime | None
+    created_at: datetime
+    state: str = ACTIVE
+
+    @property
+    def kind(self) -> str:
+        return PRODUCTS[self.product][0]
+
+    def usable(self, now: datetime) -> bool:
+        return (
+            self.state == ACTIVE
+            and self.valid_from <= now
+            and (self.expires_at is None or self.expires_at > now)
+        )
+
+    def move(self, delta: int) -> None:
+        """Change remaining with the state rule of the ledger's UPDATE."""
+        new = self.remaining + delta
+        assert new >= 0, f"model would take {self.id} negative"
+        if self.state in (ACTIVE, EXHAUSTED) and new == 0:
+            self.state = EXHAUSTED
+        elif self.state == EXHAUSTED and new > 0:
+            self.state = ACTIVE
+        self.remaining = new
+
+
+@dataclass
+class MHold:
+    id: Any
+    customer: int
+    feature: str
+    amount: int
+    expires_at: datetime
+    unmetered: bool
+    draws: list[tuple[Any, int]] = field(default_factory=list)
+    status: str = "active"
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """The model of one example; the catalog is created once per test, outside the examples."""
+
+    offers: dict[str, Offer] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._atomic = transaction.atomic()
+        self._atomic.__enter__()
+        self.now = timezone.now().replace(microsecond=0)
+        clock.set_now(self.now)
+        self.customers = [Customer.objects.create(), Customer.objects.create()]
+        self.batches: dict[Any, MBatch] = {}
+        self.holds: list[MHold] = []
+        # Units in (grants, adjustment credits) and out (spent, reserved, gone by expiry,
+        # revocation or adjustment debit) of the quantity batches.
+        self.units_in = 0
+        self.units_spent = 0
+        self.units_gone = 0
+        self.usage_total = 0
+
+    def teardown(self) -> None:
+        clock.set_now(None)
+        transaction.set_rollback(True)
+        self._atomic.__exit__(None, None, None)
+
+    # --- Model helpers
+
+    def lots(self, customer: int, *, name: str | None = None, product: str | None = None
+             ) -> list[MBatch]:
+        """Usable quantity batches with units, in the documented spend order."""
+        found = [
+            b
+            for b in self.batches.values()
+            if b.customer == customer
+            and b.kind == "quantity"
+            and b.remaining > 0
+            and b.usable(self.now)
+            and (covers(b.product, name) if name is not None else b.product == product)
+        ]
+        return sorted(
+            found, key=lambda b: (b.expires_at or FAR, b.created_at, b.id.int)
+        )
+
+    def has_access(self, customer: int, name: str) -> bool:
+        return any(
+            b.customer == customer
+            and b.kind != "quantity"
+            and b.usable(self.now)
+            and covers(b.product, name)
+            for b in self.batches.values()
+        )
+
+    def take(self, lots: list[MBatch], amount: int) -> list[tuple[Any, int]]:
+        taken: list[tuple[Any, int]] = []
+        left = amount
+        for lot in lots:
+            if left == 0:
+                break
+            units = min(lot.remaining, left)
+            lot.move(-units)
+            taken.append((lot.id, units))
+            left -= units
+        return taken
+
+    def expect_spend_error(self, total: int, amount: int) -> type[errors.BillingError] | None:
+        if total == 0:
+            return errors.QuotaExhausted
+        if total < amount:
+            return errors.InsufficientQuota
+        return None
+
+    def period_start(self, customer: int, product: str) -> datetime:
+        segments = sorted(
+            (b.valid_from, b.expires_at)
+            for b in self.batches.values()
+            if b.customer == customer
+            and b.product == product
+            and b.state == ACTIVE
+            and (b.expires_at is None or b.expires_at > self.now)
+        )
+        end = self.now
+        for valid_from, expires_at in segments:
+            if valid_from > end:
+                break
+            if expires_at is None:
+                return self.now
+            end = max(end, expires_at)
+        return end
+
+    def record(self, batch: QuotaBatch, customer: int, product: str) -> None:
+        self.batches[batch.pk] = MBatch(
+            id=batch.pk,
+            customer=customer,
+            product=product,
+            remaining=batch.remaining,
+            valid_from=batch.valid_from,
+            expires_at=batch.expires_at,
+            created_at=batch.created_at,
+        )
+
+    def give_back(self, hold: MHold, amount: int) -> None:
+        """Credit units back latest-drawn first; units of a dead batch are gone at once."""
+        left = amount
+        for batch_id, units in reversed(hold.draws):
+            if left == 0:
+                break
+            credit = min(units, left)
+            left -= credit
+            batch = self.batches[batch_id]
+            batch.move(credit)
+            self.units_spent -= credit
+            dead = batch.state in (REVOKED, EXPIRED) or (
+                batch.expires_at is not None and batch.expires_at <= self.now
+            )
+            if dead:
+                event("units returned to a dead batch")
+                batch.move(-credit)
+                self.units_gone += credit
+
+    # --- Rules
+
+    @initialize(
+        first=st.lists(st.sampled_from(QUANTITY_SKUS), min_size=1, max_size=3),
+        second=st.lists(st.sampled_from(QUANTITY_SKUS), min_size=0, max_size=2),
+    )
+    def fund(self, first: list[str], second: list[str]) -> None:
+        """Start each example with units, so spending rules mostly get past the 402s."""
+        assert QuotaBatch.objects.filter(customer__in=self.customers).count() == 0
+        for customer, skus in enumerate([first, second]):
+            for sku in skus:
+                self.grant(customer, sku, "bonus", None)
+
+    @rule(
+        customer=st.integers(0, 1),
+        sku=st.sampled_from(sorted(OFFERS)),
+        kind=st.sampled_from(["bonus", "manual"]),
+        override=st.sampled_from([None, None, timedelta(minutes=30), timedelta(hours=4),
+                                  timedelta(days=2)]),
+    )
+    def grant(self, customer: int, sku: str, kind: str, override: timedelta | None) -> None:
+        expected: list[tuple[str, int, datetime, datetime | None]] = []
+        for product, quantity, unit, value in OFFERS[sku]:
+            kind_of = PRODUCTS[product][0]
+            start = self.now
+            end = None if unit == "forever" or not value else self.now + UNIT_DELTAS[unit] * value
+            if kind_of == "period":
+                start = self.period_start(customer, product)
+                end = start + UNIT_DELTAS[unit] * (value or 0) * quantity
+            if override is not None:
+                start, end = self.now, self.now + override
+            units = quantity if kind_of == "quantity" else 1
+            expected.append((product, units, start, end))
+        result = grant_services.offer_grant(
+            customer=self.customers[customer],
+            offer=self.offers[sku],
+            kind=kind,
+            expires_at=None if override is None else self.now + override,
+        )
+        assert len(result.batches) == len(expected)
+        for batch, (product, units, start, end) in zip(result.batches, expected, strict=True):
+            assert (batch.initial, batch.remaining) == (units, units)
+            assert (batch.valid_from, batch.expires_at) == (start, end), (product, sku)
+            self.record(batch, customer, product)
+            if PRODUCTS[product][0] == "quantity":
+                self.units_in += units
+
+    @rule(customer=st.integers(0, 1), name=st.sampled_from(NAMES), amount=st.integers(1, 4))
+    def consume(self, customer: int, name: str, amount: int) -> None:
+        target = self.customers[customer]
+        if self.has_access(customer, name):
+            result = quota_services.quota_consume(customer=target, feature=name, amount=amount)
+            assert result.unlimited and result.remaining is None
+            self.usage_total += amount
+            return
+        lots = self.lots(customer, name=name)
+        total = sum(lot.remaining for lot in lots)
+        error = self.expect_spend_error(total, amount)
+        if error is not None:
+            with pytest.raises(error) as raised:
+                quota_services.quota_consume(customer=target, feature=name, amount=amount)
+            assert raised.value.extra["remaining"] == total
+            return
+        result = quota_services.quota_consume(customer=target, feature=name, amount=amount)
+        assert not result.unlimited and result.remaining == total - amount
+        self.take(lots, amount)
+        self.units_spent += amount
+        self.usage_total += amount
+
+    @rule(
+        customer=st.integers(0, 1),
+        name=st.sampled_from(NAMES),
+        amount=st.integers(1, 4),
+        ttl=st.sampled_from([60, 600, 3600]),
+    )
+    def hold(self, customer: int, name: str, amount: int, ttl: int) -> None:
+        target = self.customers[customer]
+        unmetered = self.has_access(customer, name)
+        lots = [] if unmetered else self.lots(customer, name=name)
+        if not unmetered:
+            error = self.expect_spend_error(sum(lot.remaining for lot in lots), amount)
+            if error is not None:
+                with pytest.raises(error):
+                    hold_services.hold_create(
+                        customer=target, feature=name, amount=amount, ttl_seconds=ttl
+                    )
+                return
+        created = hold_services.hold_create(
+            customer=target, feature=name, amount=amount, ttl_seconds=ttl
+        )
+        assert created.unmetered == unmetered
+        assert created.expires_at == self.now + timedelta(seconds=ttl)
+        draws = [] if unmetered else self.take(lots, amount)
+        if not unmetered:
+            self.units_spent += amount
+        self.holds.append(
+            MHold(
+                id=created.pk,
+                customer=customer,
+                feature=name,
+                amount=amount,
+                expires_at=created.expires_at,
+                unmetered=unmetered,
+                draws=draws,
+            )
+        )
+
+    def settle(self, hold: MHold, keep: int | None) -> None:
+        """Commit `keep` units of a hold (None: release it) and follow in the model."""
+        row = Hold.objects.get(pk=hold.id)
+        target = "released" if keep is None else "committed"
+
+        def call() -> Hold:
+            if keep is None:
+                return hold_services.hold_release(hold=row)
+            return hold_services.hold_commit(hold=row, amount=keep)
+
+        if hold.status not in ("active", target):
+            with pytest.raises(errors.HoldNotActive):
+                call()
+            return
+        done = call()
+        assert done.status == target
+        if hold.status == target:
+            return
+        self.give_back(hold, hold.amount - (keep or 0))
+        hold.status = target
+        self.usage_total += keep or 0
+        assert done.committed_amount == (keep or 0)
+
+    @precondition(lambda self: self.holds)
+    @rule(pick=st.integers(0, 1000), data=st.data())
+    def commit(self, pick: int, data: st.DataObject) -> None:
+        hold = self.holds[pick % len(self.holds)]
+        self.settle(hold, data.draw(st.integers(0, hold.amount), label="keep"))
+
+    @precondition(lambda self: self.holds)
+    @rule(pick=st.integers(0, 1000))
+    def release(self, pick: int) -> None:
+        self.settle(self.holds[pick % len(self.holds)], None)
+
+    @precondition(lambda self: any(h.status == "active" and h.draws for h in self.holds))
+    @rule(pick=st.integers(0, 1000), by_time=st.booleans(), data=st.data())
+    def settle_after_loss(self, pick: int, by_time: bool, data: st.DataObject) -> None:
+        """A batch a hold drew from dies (revoked, or reaches its expiry), then the hold settles."""
+        held = [h for h in self.holds if h.status == "active" and h.draws]
+        hold = held[pick % len(held)]
+        batches = [self.batches[batch_id] for batch_id, _units in hold.draws]
+        ends = [b.expires_at for b in batches if b.expires_at is not None]
+        if by_time and ends:
+            # Exactly at the expiry instant: the batch is no longer usable.
+            self.now = max(self.now, min(ends))
+            clock.set_now(self.now)
+        else:
+            victim = batches[data.draw(st.integers(0, len(batches) - 1), label="victim")]
+            self.revoke(list(self.batches).index(victim.id))
+        keep = data.draw(st.none() | st.integers(0, hold.amount), label="keep")
+        self.settle(hold, keep)
+
+    @rule(step=st.sampled_from([timedelta(minutes=1), timedelta(minutes=20), timedelta(hours=1),
+                                timedelta(hours=3), timedelta(days=1)]))
+    def advance_time(self, step: timedelta) -> None:
+        self.now += step
+        clock.set_now(self.now)
+
+    @rule()
+    def expire_holds(self) -> None:
+        due = [h for h in self.holds if h.status == "active" and h.expires_at <= self.now]
+        assert hold_services.holds_expire_due() == len(due)
+        for hold in sorted(due, key=lambda h: h.expires_at):
+            self.give_back(hold, hold.amount)
+            hold.status = "expired"
+
+    @rule()
+    def expire_batches(self) -> None:
+        due = [
+            b
+            for b in self.batches.values()
+            if b.state in (ACTIVE, EXHAUSTED)
+            and b.expires_at is not None
+            and b.expires_at <= self.now
+        ]
+        assert batches_expire_due() == len(due)
+        for batch in due:
+            if batch.kind == "quantity":
+                self.units_gone += batch.remaining
+            batch.move(-batch.remaining)
+            batch.state = EXPIRED
+
+    @precondition(lambda self: self.batches)
+    @rule(pick=st.integers(0, 1000))
+    def revoke(self, pick: int) -> None:
+        batch = list(self.batches.values())[pick % len(self.batches)]
+        row = QuotaBatch.objects.get(pk=batch.id)
+        if batch.state != ACTIVE:
+            with pytest.raises(errors.BatchNotActive):
+                grant_services.batch_revoke(batch=row, reason="property")
+            return
+        done = grant_services.batch_revoke(batch=row, reason="property")
+        assert done.state == REVOKED and done.remaining == 0
+        if batch.kind == "quantity":
+            self.units_gone += batch.remaining
+        batch.move(-batch.remaining)
+        batch.state = REVOKED
+
+    @rule(
+        customer=st.integers(0, 1),
+        product=st.sampled_from(["UNITS", "EXTRA"]),
+        amount=st.integers(1, 8),
+    )
+    def adjustment_debit(self, customer: int, product: str, amount: int) -> None:
+        target = self.customers[customer]
+        lots = self.lots(customer, product=product)
+        total = sum(lot.remaining for lot in lots)
+        if total < amount:
+            with pytest.raises(errors.InsufficientQuota):
+                grant_services.adjustment_create(
+                    customer=target, product_key=product, amount=-amount, reason="fix"
+                )
+            return
+        grant_services.adjustment_create(
+            customer=target, product_key=product, amount=-amount, reason="fix"
+        )
+        self.take(lots, amount)
+        self.units_gone += amount
+
+    @rule(
+        customer=st.integers(0, 1),
+        product=st.sampled_from(["UNITS", "EXTRA"]),
+        amount=st.integers(1, 8),
+        expires=st.sampled_from([None, timedelta(minutes=45), timedelta(hours=6)]),
+    )
+    def adjustment_credit(
+        self, customer: int, product: str, amount: int, expires: timedelta | None
+    ) -> None:
+        result = grant_services.adjustment_create(
+            customer=self.customers[customer],
+            product_key=product,
+            amount=amount,
+            reason="goodwill",
+            expires_at=None if expires is None else self.now + expires,
+        )
+        (batch,) = result.batches
+        assert (batch.remaining, batch.valid_from) == (amount, self.now)
+        self.record(batch, customer, product)
+        self.units_in += amount
+
+    # --- Invariants
+
+    @invariant()
+    def ledger_matches_every_batch(self) -> None:
+        rows = (
+            QuotaBatch.objects.filter(customer__in=self.customers)
+            .annotate(
+                credits=Coalesce(Sum("entries__amount", filter=Q(entries__direction="credit")), 0),
+                debits=Coalesce(Sum("entries__amount", filter=Q(entries__direction="debit")), 0),
+            )
+            .values_list("id", "remaining", "state", "credits", "debits")
+        )
+        seen = set()
+        for batch_id, remaining, state, credits, debits in rows:
+            seen.add(batch_id)
+            assert remaining == credits - debits, (batch_id, remaining, credits, debits)
+            assert remaining >= 0
+            model = self.batches[batch_id]
+            assert (remaining, state) == (model.remaining, model.state), (model, remaining, state)
+        assert seen == set(self.batches)
+
+    @invariant()
+    def balances_equal_usable_batches(self) -> None:
+        live = list(
+            QuotaBatch.objects.filter(
+                customer__in=self.customers, state=ACTIVE, valid_from__lte=self.now
+            )
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=self.now))
+            .values_list("customer_id", "product__key", "product__product_type", "remaining")
+        )
+        for index, customer in enumerate(self.customers):
+            for name in NAMES:
+                covering = [
+                    (kind, remaining)
+                    for owner, key, kind, remaining in live
+                    if owner == customer.pk and covers(key, name)
+                ]
+                access = any(kind != "quantity" for kind, _ in covering)
+                units = sum(remaining for kind, remaining in covering if kind == "quantity")
+                balance = quota_services.balance_get(customer=customer, feature=name)
+                assert access == self.has_access(index, name)
+                if access:
+                    assert balance.can_use and balance.unlimited and balance.remaining is None
+                else:
+                    assert balance.remaining == units, (name, balance, units)
+                    assert balance.can_use == (units > 0) and not balance.unlimited
+                    model_units = sum(lot.remaining for lot in self.lots(index, name=name))
+                    assert units == model_units
+
+    @invariant()
+    def units_add_up(self) -> None:
+        held = sum(
+            units for h in self.holds if h.status == "active" for _batch, units in h.draws
+        )
+        model_remaining = sum(
+            b.remaining for b in self.batches.values() if b.kind == "quantity"
+        )
+        assert self.units_in - self.units_spent - self.units_gone == model_remaining
+        assert self.units_spent >= held
+        stored = QuotaBatch.objects.filter(
+            customer__in=self.customers, product__product_type="quantity"
+        ).aggregate(s=Sum("remaining"))["s"] or 0
+        assert stored == model_remaining
+        usage = Usage.objects.filter(customer__in=self.customers).aggregate(s=Sum("amount"))
+        assert (usage["s"] or 0) == self.usage_total
+
+
+@pytest.fixture
+def property_catalog(in_acme: TenantFixture) -> dict[str, Offer]:
+    """Products and offers for the machine (in the test's rolled-back transaction)."""
+    for key, (kind, features) in PRODUCTS.items():
+        product_create(key=key, name=key.title(), product_type=kind, features=features)
+    assert Product.objects.filter(key__in=PRODUCTS).count() == len(PRODUCTS)
+    return {
+        sku: offer_create(
+            sku=sku,
+            name=sku,
+            price=Decimal("1"),
+            currency="USD",
+            items=[ItemSpec(product, quantity, unit, value) for product, quantity, unit, value
+                   in items],
+        )
+        for sku, items in OFFERS.items()
+    }
+
+
+# A failing example is shrunk for at most 300 s (hypothesis' own limit) before it is reported.
+@pytest.mark.timeout(600)
+def test_ledger_invariants_hold_for_random_histories(property_catalog: dict[str, Offer]) -> None:
+    LedgerMachine.offers = property_catalog
+    try:
+        run_state_machine_as_test(
+            LedgerMachine,
+            settings=settings(
+                max_examples=50,
+                stateful_step_count=40,
+                deadline=None,
+                database=None,
+                suppress_health_check=[HealthCheck.too_slow],
+            ),
+        )
+    finally:
+        LedgerMachine.offers = {}
+        clock.set_now(None)

@@ -1,0 +1,88 @@
+"""The webhooks admin: secrets never shown, deliveries filtered by status, Redeliver."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from billing_platform.webhooks.models import Delivery, Event
+from tests.billing_platform.webhooks.conftest import create_endpoint, drain
+from tests.billing_platform.webhooks.receiver import running_receiver
+from tests.conftest import Api, TenantFixture
+
+
+@pytest.fixture
+def operator(db: None) -> Client:
+    client = Client()
+    client.force_login(
+        User.objects.create_superuser("wh-operator", "wh@example.com", "correct-horse-9")
+    )
+    return client
+
+
+def test_endpoints_are_listed_without_secrets(
+    api: Api, acme: TenantFixture, operator: Client, private_ok: Any
+) -> None:
+    endpoint = create_endpoint(api, acme.key, "http://127.0.0.1:9/hook",
+                               headers={"X-Token": "header-secret-value"})
+    listing = operator.get("/admin/webhooks/endpoint/")
+    assert listing.status_code == 200
+    page = listing.content.decode()
+    assert "http://127.0.0.1:9/hook" in page and "X-Token: ••••" in page
+    detail = operator.get(f"/admin/webhooks/endpoint/{endpoint['id']}/change/").content.decode()
+    for page in (listing.content.decode(), detail):
+        assert endpoint["secret"] not in page
+        assert endpoint["secret"].removeprefix("whsec_") not in page
+        assert "header-secret-value" not in page
+    assert operator.get("/admin/webhooks/endpoint/add/").status_code == 403
+
+
+def test_deliveries_filter_by_status_and_redeliver(
+    api: Api, acme: TenantFixture, operator: Client, private_ok: Any
+) -> None:
+    private_ok.WEBHOOK_RETRY_SCHEDULE = []
+    with running_receiver() as receiver:
+        endpoint = create_endpoint(api, acme.key, receiver.url)
+        receiver.script = [500]
+        failed_event = api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key).json
+        drain()
+        ok_event = api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key).json
+        drain()
+        failed = Delivery.objects.get(event_id=failed_event["event_id"])
+        succeeded = Delivery.objects.get(event_id=ok_event["event_id"])
+        assert (failed.status, succeeded.status) == ("failed", "succeeded")
+
+        page = operator.get("/admin/webhooks/delivery/", {"status__exact": "failed"})
+        assert page.status_code == 200
+        shown = [str(d.pk) for d in page.context["cl"].result_list]
+        assert shown == [str(failed.pk)]
+        detail = operator.get(f"/admin/webhooks/delivery/{failed.pk}/change/")
+        assert detail.status_code == 200 and b"500" in detail.content
+
+        response = operator.post("/admin/webhooks/delivery/", {
+            "action": "redeliver", "_selected_action": [str(failed.pk), str(succeeded.pk)],
+            "index": "0",
+        })
+        assert response.status_code == 302
+        assert Delivery.objects.filter(endpoint_id=endpoint["id"], status="pending").count() == 2
+        drain()
+        assert receiver.count() == 4
+    ids = [r.headers["webhook-id"] for r in receiver.requests[2:]]
+    assert sorted(ids) == sorted([failed_event["event_id"], ok_event["event_id"]])
+
+
+def test_events_admin_redelivers_to_every_subscriber(
+    api: Api, acme: TenantFixture, operator: Client, private_ok: Any
+) -> None:
+    first = create_endpoint(api, acme.key, "http://127.0.0.1:9/a")
+    create_endpoint(api, acme.key, "http://127.0.0.1:9/b")
+    sent = api.post(f"webhooks/endpoints/{first['id']}/test", key=acme.key).json
+    event = Event.objects.get(pk=sent["event_id"])
+    assert operator.get("/admin/webhooks/event/").status_code == 200
+    assert operator.get(f"/admin/webhooks/event/{event.pk}/change/").status_code == 200
+    operator.post("/admin/webhooks/event/", {
+        "action": "redeliver", "_selected_action": [event.pk], "index": "0"})
+    assert Delivery.objects.filter(event=event).count() == 3

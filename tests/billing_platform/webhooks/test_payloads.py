@@ -1,0 +1,120 @@
+"""Real events of every type validate against their documented `data` models."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from pydantic import ValidationError
+
+from billable import clock
+from billable.sweeping import sweep_all_tenants
+from billing_platform.webhooks.models import ALL_EVENT_TYPES, Event
+from billing_platform.webhooks.payloads import PAYLOADS, validate_data
+from tests.billing_platform.webhooks.conftest import create_endpoint
+from tests.conftest import Api, TenantFixture
+
+
+def _ok(response: Any, status: int = 200) -> Any:
+    assert response.status == status, response.body
+    return response.json
+
+
+def produce_every_event(api: Api, acme: TenantFixture) -> None:
+    """Drive the API (and one sweep) so that each event type fires at least once."""
+    key = acme.key
+    _ok(api.patch("settings", json={"low_balance_threshold": 3,
+                                    "referral_reward_sku": "reports_5_forever"}, key=key))
+    # grant.created, trial.activated
+    _ok(api.post("billing/grants", json={"external_id": "Zoë", "sku": "reports_10",
+                                         "kind": "bonus"}, key=key), 201)
+    _ok(api.post("billing/grants", json={"external_id": "trial-1", "sku": "reports_5_forever",
+                                         "kind": "trial", "identities": {"phone": "+15550001"}},
+                 key=key), 201)
+    # quota.consumed, quota.low, quota.depleted
+    _ok(api.post("billing/quota/consume", json={"external_id": "trial-1", "feature": "reports",
+                                                "amount": 2}, key=key))
+    _ok(api.post("billing/quota/consume", json={"external_id": "trial-1", "feature": "reports",
+                                                "amount": 3}, key=key))
+    # hold.created, hold.committed, hold.released
+    hold = _ok(api.post("billing/holds", json={"external_id": "Zoë", "feature": "reports",
+                                               "amount": 2}, key=key), 201)
+    _ok(api.post(f"billing/holds/{hold['id']}/commit", json={"amount": 1}, key=key))
+    hold = _ok(api.post("billing/holds", json={"external_id": "Zoë", "feature": "reports",
+                                               "amount": 1}, key=key), 201)
+    _ok(api.post(f"billing/holds/{hold['id']}/release", json={}, key=key))
+    # referral.attached, order.created, order.confirmed, referral.rewarded, order.refunded
+    _ok(api.post("billing/referrals", json={"referrer": {"external_id": "Zoë"},
+                                            "referee": {"external_id": "ref-2"}}, key=key), 201)
+    order = _ok(api.post("billing/orders", json={"external_id": "ref-2",
+                                                 "items": [{"sku": "reports_10", "quantity": 1}]},
+                         key=key), 201)
+    _ok(api.post(f"billing/orders/{order['id']}/confirm", json={"payment_id": "pay_1"}, key=key))
+    _ok(api.post(f"billing/orders/{order['id']}/refund", json={"reason": "asked"}, key=key))
+    # order.cancelled
+    order = _ok(api.post("billing/orders", json={"external_id": "Zoë",
+                                                 "items": [{"sku": "pro_month", "quantity": 1}]},
+                         key=key), 201)
+    _ok(api.post(f"billing/orders/{order['id']}/cancel", json={}, key=key))
+    # customer.merged
+    target = _ok(api.post("billing/identify", json={"external_id": "merge-a"}, key=key))
+    source = _ok(api.post("billing/identify", json={"provider": "telegram", "external_id": 77},
+                          key=key))
+    _ok(api.post("billing/customers/merge", json={
+        "target_customer_id": target["customer_id"],
+        "source_customer_id": source["customer_id"]}, key=key))
+    # product.deactivated
+    _ok(api.patch("billing/products/unl", json={"is_active": False}, key=key))
+    # batch.expired: the 30-day batches of reports_10 expire
+    connection.set_schema_to_public()
+    with clock.frozen(clock.now() + timedelta(days=40)):
+        sweep_all_tenants(everything=True)
+    connection.set_schema_to_public()
+
+
+def test_every_event_type_validates_against_its_model(
+    api: Api, acme: TenantFixture, catalog: dict[str, Any], private_ok: Any
+) -> None:
+    # given an endpoint subscribed to everything
+    endpoint = create_endpoint(api, acme.key, "http://127.0.0.1:9/hook")
+    # when every kind of billing work happens
+    produce_every_event(api, acme)
+    _ok(api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key), 202)
+    # then each type was written and its data parses with its documented model
+    events = list(Event.objects.filter(tenant=acme.tenant).order_by("created_at"))
+    seen = {event.type for event in events}
+    assert seen == set(ALL_EVENT_TYPES), set(ALL_EVENT_TYPES) - seen
+    for event in events:
+        validate_data(event.type, event.data)
+    examples: dict[str, Any] = {}
+    listed = api.get("webhooks/events", key=acme.key, query={"limit": 200}).json["items"]
+    for item in reversed(listed):
+        examples.setdefault(item["type"], item)
+    if os.environ.get("WEBHOOK_EXAMPLES_OUT"):  # docs/webhooks.md takes its examples from here
+        with open(os.environ["WEBHOOK_EXAMPLES_OUT"], "w") as out:
+            json.dump(examples, out, indent=2, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("event_type", sorted(PAYLOADS))
+def test_models_refuse_drifted_data(event_type: str) -> None:
+    with pytest.raises(ValidationError):
+        validate_data(event_type, {"unexpected": 1})
+
+
+def test_customer_events_carry_the_identities(
+    api: Api, acme: TenantFixture, catalog: dict[str, Any], private_ok: Any
+) -> None:
+    create_endpoint(api, acme.key, "http://127.0.0.1:9/hook", event_types=["order.created"])
+    _ok(api.post("billing/identify", json={"provider": "telegram", "external_id": 4242},
+                 key=acme.key))
+    _ok(api.post("billing/orders", json={"external_id": 4242, "provider": "telegram",
+                                         "items": [{"sku": "reports_10", "quantity": 2}]},
+                 key=acme.key), 201)
+    (event,) = Event.objects.filter(tenant=acme.tenant)
+    data = validate_data("order.created", event.data).model_dump()
+    assert data["customer"]["identities"] == [{"provider": "telegram", "external_id": "4242"}]
+    assert [(i["sku"], i["quantity"]) for i in data["items"]] == [("REPORTS_10", 2)]

@@ -1,0 +1,533 @@
+"""A real n8n (pinned, var/n8n) driving the production server with the workflows of docs/n8n/.
+
+Opt-in: `make e2e-n8n`. One stack per module: gunicorn with production settings, the real
+webhook worker process, a fresh tenant with its catalog, two endpoints pointing at n8n's Webhook
+nodes (a custom header for their Header Auth), n8n with the five documented workflows imported and
+activated by the CLI, and a small receiver standing in for the "notify" URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.server import ROOT, Server, free_port, production_server, server_env
+from tests.e2e_n8n.n8n import WORKFLOWS_DIR, N8n, n8n_instance, render
+
+# django_db: so pytest-django creates this session's test database (the server runs over it); the
+# module's stack commits its tenant itself and drops it afterwards, like the `committed` fixture.
+pytestmark = [pytest.mark.n8n, pytest.mark.e2e, pytest.mark.django_db]
+
+CALL_TIMEOUT = 30.0  # per webhook call into n8n: the first Code node run takes seconds
+DELIVERY_TIMEOUT = 60.0
+HOOK_HEADER = "X-Hook-Token"
+API_CRED_ID = "billableApiKey01"
+HOOK_CRED_ID = "billableHookTk01"
+WORKFLOW_FILES = sorted(WORKFLOWS_DIR.glob("*.json"))
+PATHS = {
+    "payment": "billable-payment-received",
+    "bot": "billable-bot-start",
+    "paid": "billable-paid-action",
+    "depleted": "billable-quota-depleted",
+    "referral": "billable-referral-rewarded",
+}
+
+
+class Notifications:
+    """What n8n posted to the notify URL (a stand-in for a chat or e-mail service)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def add(self, body: dict[str, Any]) -> None:
+        with self.lock:
+            self.items.append(body)
+
+    def where(self, **match: Any) -> list[dict[str, Any]]:
+        with self.lock:
+            return [n for n in self.items if all(n.get(k) == v for k, v in match.items())]
+
+
+def _receiver(notifications: Notifications) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            notifications.add(json.loads(self.rfile.read(length) or b"{}"))
+            body = b'{"ok":true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@dataclass
+class Stack:
+    tenant: Any
+    server: Server
+    active_workflow_ids: set[str]
+    n8n: N8n
+    api: httpx.Client  # the tenant's API, with its key
+    hook_token: str
+    endpoints: dict[str, dict[str, Any]]
+    notifications: Notifications
+    worker_log: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def hook(self, name: str, body: Any, *, token: str | None = None) -> httpx.Response:
+        headers = {HOOK_HEADER: self.hook_token if token is None else token}
+        return httpx.post(
+            self.n8n.webhook_url(PATHS[name]), json=body, headers=headers, timeout=CALL_TIMEOUT
+        )
+
+    def diagnostics(self) -> str:
+        return (
+            f"--- n8n log\n{self.n8n.log_tail()}\n--- worker log\n"
+            f"{self.worker_log.read_text(errors='replace')[-3000:]}"
+        )
+
+
+def _ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, (response.status_code, response.text[:1000])
+    return response.json()
+
+
+def _catalog(api: httpx.Client) -> None:
+    products = [
+        {"key": "credits", "name": "Credits", "product_type": "quantity",
+         "features": ["pdf_analysis"]},
+        {"key": "pro", "name": "Pro access", "product_type": "period", "features": ["pro"]},
+    ]
+    offers = [
+        {"sku": "credits_10", "name": "10 credits", "price": "5.00", "currency": "usd",
+         "items": [{"product": "credits", "quantity": 10}]},
+        {"sku": "credits_1", "name": "1 credit", "price": "0.00", "currency": "usd",
+         "items": [{"product": "credits", "quantity": 1}]},
+        {"sku": "credits_2", "name": "2 credits", "price": "0.00", "currency": "usd",
+         "items": [{"product": "credits", "quantity": 2}]},
+        {"sku": "topup", "name": "Top-up: 10 credits", "price": "4.00", "currency": "usd",
+         "items": [{"product": "credits", "quantity": 10}]},
+        {"sku": "ref_bonus", "name": "Referral bonus: 5 credits", "price": "0.00",
+         "currency": "usd", "items": [{"product": "credits", "quantity": 5}]},
+        {"sku": "ref_reward", "name": "Referral reward: 3 credits", "price": "0.00",
+         "currency": "usd", "items": [{"product": "credits", "quantity": 3}]},
+        {"sku": "pro_trial", "name": "Pro, 7 days free", "price": "0.00", "currency": "usd",
+         "items": [{"product": "pro", "quantity": 1, "period_unit": "days", "period_value": 7}]},
+    ]
+    for product in products:
+        _ok(api.post("/billing/products", json=product), 201)
+    for offer in offers:
+        _ok(api.post("/billing/offers", json=offer), 201)
+    _ok(api.patch("/settings", json={"referral_reward_sku": "ref_reward"}))
+
+
+def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
+    env = server_env()
+    env.update(
+        WEBHOOKS_ALLOW_PRIVATE_NETWORKS="true",
+        # One attempt per test: a failed delivery is retried only after 10 minutes.
+        WEBHOOK_RETRY_SCHEDULE="600,600,600",
+        WEBHOOK_TIMEOUT_SECONDS="30",
+    )
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "run_webhook_worker", "--poll", "0.2"],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    log.close()
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    from tenants.models import Tenant
+    from tenants.services import tenant_onboard
+
+    # The server must accept endpoints on 127.0.0.1 (an n8n on the same host).
+    os.environ["WEBHOOKS_ALLOW_PRIVATE_NETWORKS"] = "true"
+    tmp = tmp_path_factory.mktemp("n8n")
+    timings: dict[str, float] = {}
+    slug = f"n8n-{secrets.token_hex(4)}"
+    with django_db_blocker.unblock():
+        tenant, _row, key = tenant_onboard(name="n8n e2e", slug=slug)
+    notifications = Notifications()
+    receiver = _receiver(notifications)
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        with production_server(workers=2) as server, httpx.Client(
+            base_url=f"{server.base_url}/api/v1", headers={"X-API-Key": key}, timeout=15.0
+        ) as api:
+            _catalog(api)
+            port, broker_port = free_port(), free_port()
+            hook_token = secrets.token_urlsafe(24)
+            with n8n_instance(tmp / "home", port, broker_port) as n8n:
+                endpoints = {}
+                for name, types in (("depleted", ["quota.depleted"]),
+                                    ("referral", ["referral.rewarded"])):
+                    endpoints[name] = _ok(api.post("/webhooks/endpoints", json={
+                        "url": n8n.webhook_url(PATHS[name]), "event_types": types,
+                        "description": f"n8n {name}", "headers": {HOOK_HEADER: hook_token},
+                    }), 201)
+                # n8n gets a key with the billing scopes only, as docs/n8n.md advises.
+                n8n_key = _ok(api.post("/keys", json={
+                    "name": "n8n", "scopes": ["billing:read", "billing:write", "billing:grant"],
+                }), 201)["key"]
+                started = time.monotonic()
+                n8n.import_credentials([
+                    {"id": HOOK_CRED_ID, "name": "Billable hook token", "type": "httpHeaderAuth",
+                     "data": {"name": HOOK_HEADER, "value": hook_token}},
+                    {"id": API_CRED_ID, "name": "Billable tenant API key",
+                     "type": "httpHeaderAuth", "data": {"name": "X-API-Key", "value": n8n_key}},
+                ])
+                common = {
+                    "__API_BASE__": f"{server.base_url}/api/v1",
+                    "__NOTIFY_URL__": f"http://127.0.0.1:{receiver.server_port}/notify",
+                    "__TRIAL_SKU__": "PRO_TRIAL",
+                    "__TOPUP_SKU__": "TOPUP",
+                    "__BONUS_SKU__": "REF_BONUS",
+                    "__FEATURE__": "pdf_analysis",
+                }
+                secrets_by_file = {"4-": endpoints["depleted"]["secret"],
+                                   "5-": endpoints["referral"]["secret"]}
+                rendered_dir = tmp / "workflows"
+                rendered_dir.mkdir()
+                for source in WORKFLOW_FILES:
+                    whsec = next((s for p, s in secrets_by_file.items()
+                                  if source.name.startswith(p)), "whsec_unused")
+                    target = rendered_dir / source.name
+                    target.write_text(
+                        render(source.read_text(), {**common, "__WHSEC__": whsec})
+                    )
+                n8n.import_workflows(rendered_dir)
+                n8n.activate_all()
+                active = n8n.active_workflow_ids()
+                timings["import_and_activate_s"] = time.monotonic() - started
+                started = time.monotonic()
+                n8n.start(list(PATHS.values()))
+                timings["n8n_start_s"] = time.monotonic() - started
+                worker_log = tmp / "worker.log"
+                worker = _start_worker(worker_log)
+                yield Stack(
+                    tenant=tenant, server=server, active_workflow_ids=active, n8n=n8n,
+                    api=api, hook_token=hook_token,
+                    endpoints=endpoints, notifications=notifications, worker_log=worker_log,
+                    timings=timings,
+                )
+                print(f"\nn8n timings: {timings}")
+    finally:
+        if worker is not None:
+            _stop(worker)
+        receiver.shutdown()
+        receiver.server_close()
+        with django_db_blocker.unblock():
+            Tenant.objects.filter(pk=tenant.pk).first().delete(force_drop=True)
+
+
+# --- helpers
+
+
+def _wait(
+    what: str, check: Callable[[], Any], stack: Stack, timeout: float = DELIVERY_TIMEOUT
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}\n{stack.diagnostics()}")
+
+
+def _deliveries(stack: Stack, event_id: str, endpoint_id: str) -> list[dict[str, Any]]:
+    page = _ok(stack.api.get("/webhooks/deliveries", params={
+        "event_id": event_id, "endpoint_id": endpoint_id,
+    }))
+    return page["items"]
+
+
+def _succeeded(stack: Stack, event_id: str, endpoint_id: str, attempts: int) -> Any:
+    def check() -> Any:
+        items = _deliveries(stack, event_id, endpoint_id)
+        done = [d for d in items if d["status"] == "succeeded"]
+        failed = [d for d in items if d["status"] != "succeeded" and d["last_status_code"]]
+        if failed:
+            pytest.fail(f"delivery failed: {failed}\n{stack.diagnostics()}")
+        return len(done) >= attempts and done
+    return _wait(f"{attempts} successful deliveries of {event_id}", check, stack)
+
+
+def _event(stack: Stack, type_: str, **data: Any) -> dict[str, Any]:
+    def check() -> Any:
+        page = _ok(stack.api.get("/webhooks/events", params={"type": type_, "limit": 200}))
+        found = [e for e in page["items"]
+                 if all(e["data"].get(k) == v for k, v in data.items())]
+        return found[0] if found else None
+    return _wait(f"a {type_} event with {data}", check, stack, timeout=15)
+
+
+def _ledger(stack: Stack, customer: dict[str, Any], action_type: str) -> list[dict[str, Any]]:
+    page = _ok(stack.api.get("/billing/wallet/transactions", params={
+        **customer, "action_type": action_type, "limit": 200,
+    }))
+    return page["items"]
+
+
+def _idempotency_status(stack: Stack, key: str) -> int | None:
+    """The stored status of the request made with this Idempotency-Key (None: no such key)."""
+    from django_tenants.utils import tenant_context
+
+    from billable.models import IdempotencyRecord
+
+    with tenant_context(stack.tenant):
+        rows = list(IdempotencyRecord.objects.filter(key=key).values_list("status_code", flat=True))
+    return rows[0] if rows else None
+
+
+def _bot_update(user_id: int, text: str) -> dict[str, Any]:
+    return {
+        "update_id": secrets.randbelow(10**9),
+        "message": {
+            "message_id": 1, "date": int(time.time()), "text": text,
+            "chat": {"id": user_id, "type": "private"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Ann", "username": "ann"},
+        },
+    }
+
+
+# --- tests
+
+
+def test_every_documented_workflow_imports_as_shipped(tmp_path: Path) -> None:
+    """The files of docs/n8n import unchanged (placeholders and all) into a fresh n8n."""
+    assert len(WORKFLOW_FILES) == 5, WORKFLOW_FILES
+    with n8n_instance(tmp_path / "home", free_port(), free_port()) as n8n:
+        n8n.import_workflows(WORKFLOWS_DIR)
+        listed = n8n.cli("list:workflow").stdout
+    for path in WORKFLOW_FILES:
+        data = json.loads(path.read_text())
+        assert len(data["id"]) == 16 and data["id"].isalnum(), data["id"]
+        assert f"{data['id']}|{data['name']}" in listed, listed
+
+
+def test_rendered_workflows_are_active_and_need_the_hook_token(stack: Stack) -> None:
+    expected = {json.loads(p.read_text())["id"] for p in WORKFLOW_FILES}
+    assert stack.active_workflow_ids == expected
+    for name in PATHS:
+        assert stack.hook(name, {}, token="wrong").status_code == 403, name
+        assert stack.hook(name, {}, token="").status_code == 403, name
+
+
+def test_bot_start_identifies_and_grants_the_trial_once(stack: Stack) -> None:
+    user_id = 5_000_000 + secrets.randbelow(10**6)
+    first = _ok(stack.hook("bot", _bot_update(user_id, "/start")))
+    assert first["trial"] == "granted", first
+    assert first["new_customer"] is True and first["method"] == "sendMessage"
+    assert first["chat_id"] == user_id
+
+    second = _ok(stack.hook("bot", _bot_update(user_id, "/start")))
+    assert second["trial"] == "not_eligible", second
+    assert second["customer_id"] == first["customer_id"] and second["new_customer"] is False
+
+    # Other messages are answered (else the bot platform would retry) and change nothing.
+    assert _ok(stack.hook("bot", _bot_update(user_id, "hello"))) == {"ok": True, "ignored": True}
+
+    customers = _ok(stack.api.get("/billing/customers", params={
+        "provider": "telegram", "external_id": str(user_id)}))["items"]
+    assert [c["id"] for c in customers] == [first["customer_id"]]
+    assert customers[0]["metadata"]["username"] == "ann"
+    ref = {"customer_id": first["customer_id"]}
+    assert len(_ledger(stack, ref, "grant.trial")) == 1
+    balance = _ok(stack.api.get("/billing/balance", params={**ref, "feature": "pro"}))
+    assert balance["can_use"] is True and balance["unlimited"] is True
+
+
+def test_paid_action_consumes_once_per_request_and_branches_on_402(stack: Stack) -> None:
+    user = str(6_000_000 + secrets.randbelow(10**6))
+    ref = {"provider": "telegram", "external_id": user}
+    _ok(stack.api.post("/billing/grants", json={**ref, "sku": "credits_2", "kind": "bonus"}), 201)
+
+    first = _ok(stack.hook("paid", {"external_id": user, "request_id": f"{user}-a"}))
+    assert first["ok"] is True and first["remaining"] == 1, first
+    # n8n's retry (or the caller's) with the same request id is replayed, not charged again.
+    again = _ok(stack.hook("paid", {"external_id": user, "request_id": f"{user}-a"}))
+    assert again == first
+    second = _ok(stack.hook("paid", {"external_id": user, "request_id": f"{user}-b"}))
+    assert second["ok"] is True and second["remaining"] == 0, second
+    refused = _ok(stack.hook("paid", {"external_id": user, "request_id": f"{user}-c"}))
+    assert refused == {"ok": False, "code": "quota_exhausted", "remaining": 0,
+                       "text": refused["text"]}, refused
+
+    usages = _ledger(stack, ref, "usage")
+    assert len(usages) == 2 and {u["direction"] for u in usages} == {"debit"}
+
+
+def test_payment_received_creates_and_confirms_one_order(stack: Stack) -> None:
+    user = str(7_000_000 + secrets.randbelow(10**6))
+    payment = {"payment_id": f"pay_{secrets.token_hex(6)}", "provider": "telegram",
+               "external_id": user, "sku": "credits_10", "quantity": 1,
+               "payment_method": "card"}
+    order = _ok(stack.hook("payment", payment))
+    assert order["status"] == "paid" and order["payment_id"] == payment["payment_id"], order
+    assert [i["sku"] for i in order["items"]] == ["CREDITS_10"]
+    # The payment provider retries its webhook: same order, granted once.
+    assert _ok(stack.hook("payment", payment))["id"] == order["id"]
+    ref = {"provider": "telegram", "external_id": user}
+    orders = _ok(stack.api.get("/billing/orders", params={"customer_id": order["customer_id"]}))
+    assert [o["id"] for o in orders["items"]] == [order["id"]]
+    assert _ok(stack.api.get("/billing/wallet", params=ref))["balances"] == {"CREDITS": 10}
+
+
+def test_quota_depleted_is_verified_and_offers_one_top_up_across_redelivery(
+    stack: Stack,
+) -> None:
+    user = str(8_000_000 + secrets.randbelow(10**6))
+    ref = {"provider": "telegram", "external_id": user}
+    grant = _ok(
+        stack.api.post("/billing/grants", json={**ref, "sku": "credits_1", "kind": "bonus"}), 201
+    )
+    customer_id = grant["customer_id"]
+    _ok(stack.api.post("/billing/quota/consume", json={**ref, "feature": "pdf_analysis"}))
+
+    event = _event(stack, "quota.depleted", customer_id=customer_id)
+    endpoint_id = stack.endpoints["depleted"]["id"]
+    _succeeded(stack, event["id"], endpoint_id, attempts=1)
+    sent = _wait("the notification", lambda: stack.notifications.where(event_id=event["id"]), stack)
+    orders = _ok(stack.api.get("/billing/orders", params={"customer_id": customer_id}))["items"]
+    assert len(orders) == 1 and orders[0]["status"] == "pending", orders
+    assert orders[0]["metadata"] == {"reason": "quota.depleted", "feature": "pdf_analysis",
+                                     "event_id": event["id"]}
+    assert sent[0]["order_id"] == orders[0]["id"] and sent[0]["sku"] == "TOPUP"
+
+    # The same event again (n8n sees the same webhook-id): the order is replayed, not repeated.
+    _ok(stack.api.post(f"/webhooks/events/{event['id']}/redeliver",
+                       json={"endpoint_id": endpoint_id}), 202)
+    _succeeded(stack, event["id"], endpoint_id, attempts=2)
+    sent = _wait("the second notification",
+                 lambda: len(stack.notifications.where(event_id=event["id"])) >= 2 and
+                 stack.notifications.where(event_id=event["id"]), stack)
+    assert {n["order_id"] for n in sent} == {orders[0]["id"]}
+    # n8n sent the event id (webhook-id) as the Idempotency-Key of its order.
+    assert _idempotency_status(stack, event["id"]) == 201
+    after = _ok(stack.api.get("/billing/orders", params={"customer_id": customer_id}))["items"]
+    assert [o["id"] for o in after] == [orders[0]["id"]]
+
+
+def test_referral_rewarded_is_verified_and_grants_the_bonus_once(stack: Stack) -> None:
+    referrer = {"provider": "telegram", "external_id": str(9_000_000 + secrets.randbelow(10**6))}
+    referee = {"provider": "telegram", "external_id": str(9_500_000 + secrets.randbelow(10**5))}
+    _ok(stack.api.post("/billing/referrals", json={"referrer": referrer, "referee": referee}), 201)
+    # The referee's first payment (through the payment workflow) rewards the referrer.
+    order = _ok(stack.hook("payment", {"payment_id": f"pay_{secrets.token_hex(6)}",
+                                       **referee, "sku": "credits_10"}))
+    assert order["status"] == "paid", order
+
+    event = _event(stack, "referral.rewarded", referee_id=order["customer_id"])
+    referrer_id = event["data"]["referrer_id"]
+    endpoint_id = stack.endpoints["referral"]["id"]
+    _succeeded(stack, event["id"], endpoint_id, attempts=1)
+    _ok(stack.api.post(f"/webhooks/events/{event['id']}/redeliver", json={}), 202)
+    _succeeded(stack, event["id"], endpoint_id, attempts=2)
+
+    sent = _wait("two notifications",
+                 lambda: len(stack.notifications.where(event_id=event["id"])) >= 2 and
+                 stack.notifications.where(event_id=event["id"]), stack)
+    assert {n["customer_id"] for n in sent} == {referrer_id}
+    assert len({n["grant_id"] for n in sent}) == 1, sent  # the second grant was a replay
+    assert _idempotency_status(stack, event["id"]) == 201  # keyed by webhook-id
+    ref = {"customer_id": referrer_id}
+    bonus = _ledger(stack, ref, "grant.bonus")
+    assert len(bonus) == 1 and bonus[0]["amount"] == 5, bonus
+    assert len(_ledger(stack, ref, "grant.referral")) == 1  # the platform's own reward
+    assert _ok(stack.api.get("/billing/wallet", params=ref))["balances"] == {"CREDITS": 8}
+
+
+def test_webhook_test_event_verifies_and_passes_without_effect(stack: Stack) -> None:
+    endpoint_id = stack.endpoints["depleted"]["id"]
+    test = _ok(stack.api.post(f"/webhooks/endpoints/{endpoint_id}/test"), 202)
+    _succeeded(stack, test["event_id"], endpoint_id, attempts=1)
+    assert not stack.notifications.where(event_id=test["event_id"])
+
+
+def test_verification_uses_the_raw_body_where_re_serialising_differs(stack: Stack) -> None:
+    """A body that JSON.stringify(JSON.parse(body)) does not reproduce still verifies in n8n."""
+    from billing_platform.webhooks.delivery import event_body
+    from billing_platform.webhooks.models import Event
+
+    endpoint_id = stack.endpoints["depleted"]["id"]
+    _ok(stack.api.patch(f"/webhooks/endpoints/{endpoint_id}",
+                        json={"event_types": ["quota.depleted", "order.created"]}))
+    try:
+        user = str(9_900_000 + secrets.randbelow(10**5))
+        # JavaScript writes 1.0 as 1 and puts integer-like keys first.
+        order = _ok(stack.api.post("/billing/orders", json={
+            "provider": "telegram", "external_id": user, "items": [{"sku": "topup"}],
+            "metadata": {"ratio": 1.0, "note": "Zoë", "10": "ten"},
+        }), 201)
+        event = _event(stack, "order.created", id=order["id"])
+        _succeeded(stack, event["id"], endpoint_id, attempts=1)
+    finally:
+        _ok(stack.api.patch(f"/webhooks/endpoints/{endpoint_id}",
+                            json={"event_types": ["quota.depleted"]}))
+    body = event_body(Event.objects.get(pk=event["id"]), stack.tenant.slug)
+    assert '"ratio":1.0' in body
+    node = subprocess.run(
+        ["node", "-e", "const r = require('fs').readFileSync(0, 'utf8');"
+         "process.stdout.write(String(JSON.stringify(JSON.parse(r)) === r))"],
+        input=body, capture_output=True, text=True, check=True, timeout=30,
+    )
+    assert node.stdout == "false"
+
+
+def test_a_wrong_secret_fails_in_n8n_and_the_platform_retries(stack: Stack) -> None:
+    # A second endpoint on the same n8n URL has its own secret, which the workflow does not know.
+    other = _ok(stack.api.post("/webhooks/endpoints", json={
+        "url": stack.n8n.webhook_url(PATHS["depleted"]), "event_types": ["webhook.test"],
+        "headers": {HOOK_HEADER: stack.hook_token},
+    }), 201)
+    try:
+        test = _ok(stack.api.post(f"/webhooks/endpoints/{other['id']}/test"), 202)
+
+        def attempted() -> Any:
+            items = _deliveries(stack, test["event_id"], other["id"])
+            return items and items[0]["last_status_code"] is not None and items[0]
+
+        delivery = _wait("the failed attempt", attempted, stack)
+        assert delivery["last_status_code"] == 500, delivery
+        assert delivery["status"] == "pending" and delivery["attempts"] == 1, delivery
+        assert delivery["next_attempt_at"] is not None
+    finally:
+        stack.api.delete(f"/webhooks/endpoints/{other['id']}")
