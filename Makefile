@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench fuzz clean e2e-n8n
+.PHONY: run test fuzz clean e2e-n8n
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -48,3 +48,8 @@ e2e-n8n: $(VENV)/.installed-dev $(N8N_STAMP)
 	BILLABLE_N8N=1 BILLABLE_TESTING=1 TEST_DATABASE_NAME=test_billable_n8n \
 	  CACHE_KEY_PREFIX=billable-n8n-e2e SECURE_HTTPS=false WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true \
 	  $(PY) -m billing_platform.launcher exec -- $(PY) -m pytest tests/e2e_n8n -m n8n $(PYTEST_ARGS)
+
+# A long schemathesis run over every operation (not part of `make test`).
+fuzz: $(VENV)/.installed-dev
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m billing_platform.launcher exec -- \
+		$(PY) -m pytest -q -p no:warnings tests/billing_platform/test_fuzz.py
