@@ -66,7 +66,7 @@ from billable.services.catalog import ItemSpec
 from billable.services.customers import CustomerRef
 from billing_platform.errors import ValidationFailed
 from billing_platform.fields import UtcDateTime
-from billing_platform.pagination import PageParams, paginate
+from billing_platform.pagination import PageParams, page_data, paginate
 from billing_platform.problems import error_responses
 from tenants.auth import KeyContext, tenant_auth
 
@@ -363,10 +363,7 @@ def customer_list(
         limit=page.limit,
         cursor=page.cursor,
     )
-    return {
-        "items": [presenters.customer_data(c) for c in result.items],
-        "next_cursor": result.next_cursor,
-    }
+    return page_data(result, presenters.customer_data)
 
 
 @router.get(
@@ -423,10 +420,7 @@ def wallet_batches(
         cursor=page.cursor,
         order=("sort_expires", "created_at", "pk"),
     )
-    return {
-        "items": [presenters.batch_data(b) for b in result.items],
-        "next_cursor": result.next_cursor,
-    }
+    return page_data(result, presenters.batch_data)
 
 
 @router.get(
@@ -453,10 +447,7 @@ def wallet_transactions(
         cursor=page.cursor,
         order=("-created_at", "-pk"),
     )
-    return {
-        "items": [presenters.entry_data(e) for e in result.items],
-        "next_cursor": result.next_cursor,
-    }
+    return page_data(result, presenters.entry_data)
 
 
 # --- Catalog
@@ -471,10 +462,7 @@ def wallet_transactions(
 )
 def product_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
     result = paginate(selectors.product_list(), limit=page.limit, cursor=page.cursor)
-    return {
-        "items": [presenters.product_data(p) for p in result.items],
-        "next_cursor": result.next_cursor,
-    }
+    return page_data(result, presenters.product_data)
 
 
 @router.post(
@@ -531,10 +519,7 @@ def product_update(request: HttpRequest, key: str, payload: ProductPatch) -> dic
 )
 def offer_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
     result = paginate(selectors.offer_list(), limit=page.limit, cursor=page.cursor)
-    return {
-        "items": [presenters.offer_data(o) for o in result.items],
-        "next_cursor": result.next_cursor,
-    }
+    return page_data(result, presenters.offer_data)
 
 
 @router.post(
@@ -605,10 +590,7 @@ def catalog(
         offers = selectors.catalog_by_skus(sku)
         return {"items": [presenters.offer_data(o) for o in offers], "next_cursor": None}
     result = paginate(selectors.catalog(), limit=page.limit, cursor=page.cursor)
-    return {
-        "items": [presenters.offer_data(o) for o in result.items],
-        "next_cursor": result.next_cursor,
-    }
+    return page_data(result, presenters.offer_data)
 
 
 # --- Orders and exchange
@@ -656,10 +638,7 @@ def order_list(
         limit=page.limit,
         cursor=page.cursor,
     )
-    return {
-        "items": [presenters.order_data(o) for o in result.items],
-        "next_cursor": result.next_cursor,
-    }
+    return page_data(result, presenters.order_data)
 
 
 @router.get(

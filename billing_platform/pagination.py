@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -87,3 +87,8 @@ def _value(obj: Model, name: str) -> Any:
     if hasattr(value, "hex") and not isinstance(value, (bytes, int, float)):
         return str(value)
     return value
+
+
+def page_data(page: Page[M], present: Callable[[M], Any]) -> dict[str, Any]:
+    """The page as the API shows it: `{"items": [...], "next_cursor": ...}`."""
+    return {"items": [present(item) for item in page.items], "next_cursor": page.next_cursor}

@@ -20,7 +20,7 @@ from ninja.decorators import decorate_view
 from billable import presenters, selectors
 from billable.schemas import OfferPage
 from billing_platform import errors
-from billing_platform.pagination import PageParams, paginate
+from billing_platform.pagination import PageParams, page_data, paginate
 from billing_platform.problems import error_responses, problem_response
 from billing_platform.ratelimits import limit_public
 from tenants.models import Tenant, TenantStatus
@@ -67,10 +67,7 @@ def public_catalog(
         raise errors.NotFound("No public catalog here.")
     connection.set_schema(tenant.schema_name)  # type: ignore[attr-defined]
     result = paginate(selectors.catalog(), limit=page.limit, cursor=page.cursor)
-    return {
-        "items": [presenters.offer_data(o) for o in result.items],
-        "next_cursor": result.next_cursor,
-    }
+    return page_data(result, presenters.offer_data)
 
 
 @router.post(

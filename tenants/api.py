@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
-from billing_platform.pagination import PageParams, paginate
+from billing_platform.pagination import PageParams, page_data, paginate
 from billing_platform.problems import error_responses
 from tenants import selectors, services
 from tenants.auth import KeyContext, platform_auth, tenant_auth
@@ -137,7 +137,7 @@ def keys_list(request: HttpRequest, page: Query[PageParams]) -> dict:
     result = paginate(
         selectors.api_key_list(tenant_id=tenant_id), limit=page.limit, cursor=page.cursor
     )
-    return {"items": [key_out(k) for k in result.items], "next_cursor": result.next_cursor}
+    return page_data(result, key_out)
 
 
 @keys_router.post(

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
-from billing_platform.pagination import PageParams, paginate
+from billing_platform.pagination import PageParams, page_data, paginate
 from billing_platform.problems import error_responses
 from billing_platform.webhooks import crypto, selectors, services
 from billing_platform.webhooks.delivery import event_object
@@ -77,7 +77,7 @@ def endpoint_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, An
         limit=page.limit,
         cursor=page.cursor,
     )
-    return {"items": [endpoint_data(e) for e in result.items], "next_cursor": result.next_cursor}
+    return page_data(result, endpoint_data)
 
 
 @router.post(
@@ -206,7 +206,7 @@ def delivery_list(
         limit=page.limit,
         cursor=page.cursor,
     )
-    return {"items": [delivery_data(d) for d in result.items], "next_cursor": result.next_cursor}
+    return page_data(result, delivery_data)
 
 
 @router.post(
