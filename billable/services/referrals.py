@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from billable import errors, signals
@@ -46,6 +46,13 @@ def referral_attach(
     if referrer.pk == referee.pk:
         raise errors.SelfReferral()
     with service_atomic():
+        # One attach at a time per tenant: the cycle check reads chains that a concurrent attach
+        # could close (A→B racing B→A), which row locks alone cannot prevent.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                [f"billable.referral_attach:{connection.schema_name}"],  # type: ignore[attr-defined]
+            )
         existing = Referral.objects.select_for_update().filter(referee=referee).first()
         if existing is not None:
             if existing.referrer_id == referrer.pk:

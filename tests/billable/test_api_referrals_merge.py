@@ -1,0 +1,309 @@
+"""Referrals (links, cycles, rewards) and customer merges through the API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db.models import Sum
+from django_tenants.utils import schema_context
+
+from billable import signals
+from billable.models import (
+    Customer,
+    ExternalIdentity,
+    Grant,
+    Hold,
+    LedgerEntry,
+    Order,
+    QuotaBatch,
+    Referral,
+    Usage,
+)
+from tenants.services import tenant_settings_update
+from tests.conftest import Api, TenantFixture, assert_problem
+
+Catalog = dict[str, Any]
+
+
+@pytest.fixture
+def sent() -> Iterator[dict[str, list[dict[str, Any]]]]:
+    names = ("referral_attached", "referral_rewarded", "customer_merged")
+    calls: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    receivers = []
+    for name in names:
+        def receiver(sender: Any, _name: str = name, **kwargs: Any) -> None:
+            calls[_name].append(kwargs)
+
+        getattr(signals, name).connect(receiver, weak=False)
+        receivers.append((name, receiver))
+    yield calls
+    for name, receiver in receivers:
+        getattr(signals, name).disconnect(receiver)
+
+
+def refer(api: Api, key: str, referrer: Any, referee: Any) -> Any:
+    def ref(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {"external_id": value}
+
+    return api.post("billing/referrals", json={"referrer": ref(referrer),
+                                               "referee": ref(referee)}, key=key)
+
+
+def ident(api: Api, key: str, external_id: Any, provider: str = "default") -> str:
+    response = api.post("billing/identify", json={"provider": provider,
+                                                  "external_id": external_id}, key=key)
+    assert response.status == 200, response.body
+    return response.json["customer_id"]  # type: ignore[no-any-return]
+
+
+def remaining(api: Api, key: str, query: dict[str, Any], feature: str = "reports") -> Any:
+    response = api.get("billing/balance", key=key, query={**query, "feature": feature})
+    assert response.status == 200, response.body
+    return response.json["remaining"]
+
+
+def pay(api: Api, key: str, external_id: str, sku: str = "reports_10") -> dict[str, Any]:
+    order = api.post("billing/orders", json={"external_id": external_id,
+                                             "items": [{"sku": sku}]}, key=key).json
+    confirmed = api.post(f"billing/orders/{order['id']}/confirm", json={}, key=key)
+    assert confirmed.status == 200, confirmed.body
+    return confirmed.json  # type: ignore[no-any-return]
+
+
+# --- Referrals
+
+
+def test_attach_by_id_or_identity_and_repeat(api: Api, acme: TenantFixture,
+                                             sent: dict[str, list[Any]]) -> None:
+    referrer_id = ident(api, acme.key, "ref-a")
+    first = refer(api, acme.key, {"customer_id": referrer_id}, {"external_id": 42})
+    assert first.status == 201, first.body
+    assert first.json["created"] is True and first.json["referrer_id"] == referrer_id
+    referee_id = first.json["referee_id"]
+    assert ident(api, acme.key, "42") == referee_id
+    again = refer(api, acme.key, "ref-a", {"customer_id": referee_id})
+    assert again.status == 200 and again.json["created"] is False
+    assert again.json["id"] == first.json["id"]
+    assert len(sent["referral_attached"]) == 1
+    with schema_context(acme.tenant.schema_name):
+        assert Referral.objects.count() == 1
+
+
+def test_self_referral_422(api: Api, acme: TenantFixture) -> None:
+    assert_problem(refer(api, acme.key, "me", "me"), 422, "self_referral")
+    me = ident(api, acme.key, "me")
+    assert_problem(refer(api, acme.key, {"customer_id": me}, "me"), 422, "self_referral")
+    with schema_context(acme.tenant.schema_name):
+        assert Referral.objects.count() == 0
+
+
+def test_already_referred_409(api: Api, acme: TenantFixture) -> None:
+    assert refer(api, acme.key, "a", "b").status == 201
+    assert_problem(refer(api, acme.key, "c", "b"), 409, "already_referred")
+    with schema_context(acme.tenant.schema_name):
+        assert Referral.objects.count() == 1
+
+
+def test_cycles_409(api: Api, acme: TenantFixture) -> None:
+    assert refer(api, acme.key, "A", "B").status == 201
+    assert_problem(refer(api, acme.key, "B", "A"), 409, "referral_cycle")
+    assert refer(api, acme.key, "B", "C").status == 201
+    assert_problem(refer(api, acme.key, "C", "A"), 409, "referral_cycle")
+    assert refer(api, acme.key, "C", "D").status == 201
+    assert_problem(refer(api, acme.key, "D", "A"), 409, "referral_cycle")
+    # not a cycle: a new root may refer the chain's head
+    assert refer(api, acme.key, "Z", "A").status == 201
+    with schema_context(acme.tenant.schema_name):
+        assert Referral.objects.count() == 4
+
+
+def test_stats(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
+    for referee in ("s1", "s2", "s3"):
+        assert refer(api, acme.key, "boss", referee).status == 201
+    stats = api.get("billing/referrals/stats", key=acme.key, query={"external_id": "boss"})
+    assert stats.json == {"referred": 3, "rewarded": 0}
+    assert api.get("billing/referrals/stats", key=acme.key,
+                   query={"external_id": "s1"}).json == {"referred": 0, "rewarded": 0}
+    assert_problem(api.get("billing/referrals/stats", key=acme.key,
+                           query={"external_id": "nobody"}), 404, "customer_not_found")
+
+
+@pytest.fixture
+def rewards(acme: TenantFixture, catalog: Catalog) -> None:
+    tenant_settings_update(tenant_id=acme.tenant.pk, changes={
+        "referral_reward_sku": "reports_5_forever", "referee_reward_sku": "unl_forever"})
+
+
+def test_reward_on_first_paid_order_once(api: Api, acme: TenantFixture, rewards: None,
+                                         sent: dict[str, list[Any]]) -> None:
+    assert refer(api, acme.key, "rw-a", "rw-b").status == 201
+    pending = api.post("billing/orders", json={"external_id": "rw-b",
+                                               "items": [{"sku": "reports_10"}]},
+                       key=acme.key).json
+    assert remaining(api, acme.key, {"external_id": "rw-a"}) == 0
+    api.post(f"billing/orders/{pending['id']}/cancel", key=acme.key)
+    assert sent["referral_rewarded"] == []
+    first = pay(api, acme.key, "rw-b")
+    assert remaining(api, acme.key, {"external_id": "rw-a"}) == 5
+    referee_unl = api.get("billing/balance", key=acme.key,
+                          query={"external_id": "rw-b", "feature": "exports"}).json
+    assert referee_unl["can_use"] is True and referee_unl["unlimited"] is True
+    assert len(sent["referral_rewarded"]) == 1
+    # replaying the confirm and paying again grant nothing more
+    api.post(f"billing/orders/{first['id']}/confirm", json={}, key=acme.key)
+    pay(api, acme.key, "rw-b")
+    assert remaining(api, acme.key, {"external_id": "rw-a"}) == 5
+    assert len(sent["referral_rewarded"]) == 1
+    # a refund does not take the reward back
+    assert api.post(f"billing/orders/{first['id']}/refund", key=acme.key).status == 200
+    assert remaining(api, acme.key, {"external_id": "rw-a"}) == 5
+    assert api.get("billing/balance", key=acme.key, query={
+        "external_id": "rw-b", "feature": "exports"}).json["can_use"] is True
+    assert api.get("billing/referrals/stats", key=acme.key,
+                   query={"external_id": "rw-a"}).json == {"referred": 1, "rewarded": 1}
+    with schema_context(acme.tenant.schema_name):
+        kinds = list(Grant.objects.filter(kind="referral").values_list("sku", flat=True))
+        assert sorted(kinds) == ["REPORTS_5_FOREVER", "UNL_FOREVER"]
+
+
+def test_no_reward_without_setting_or_referral(api: Api, acme: TenantFixture, catalog: Catalog,
+                                               sent: dict[str, list[Any]]) -> None:
+    assert refer(api, acme.key, "nr-a", "nr-b").status == 201
+    pay(api, acme.key, "nr-b")
+    assert remaining(api, acme.key, {"external_id": "nr-a"}) == 0
+    assert sent["referral_rewarded"] == []
+
+
+def test_reward_after_a_refunded_first_order_is_not_given_again(
+    api: Api, acme: TenantFixture, rewards: None, sent: dict[str, list[Any]]
+) -> None:
+    assert refer(api, acme.key, "rr-a", "rr-b").status == 201
+    first = pay(api, acme.key, "rr-b")
+    api.post(f"billing/orders/{first['id']}/refund", key=acme.key)
+    pay(api, acme.key, "rr-b")
+    assert remaining(api, acme.key, {"external_id": "rr-a"}) == 5
+    assert len(sent["referral_rewarded"]) == 1
+
+
+# --- Merge
+
+
+def _setup_pair(api: Api, key: str) -> tuple[str, str]:
+    target = ident(api, key, 1, provider="tg")
+    source = ident(api, key, "x@y.z", provider="email")
+    by_src = {"customer_id": source}
+    by_tgt = {"customer_id": target}
+    for ref in (by_src, by_tgt):
+        granted = api.post("billing/grants", json={**ref, "sku": "reports_10", "kind": "bonus"},
+                           key=key)
+        assert granted.status == 201, granted.body
+    order = api.post("billing/orders", json={**by_src, "items": [{"sku": "reports_5_forever"}]},
+                     key=key).json
+    assert api.post(f"billing/orders/{order['id']}/confirm", json={}, key=key).status == 200
+    api.post("billing/orders", json={**by_src, "items": [{"sku": "reports_10"}]}, key=key)
+    assert api.post("billing/quota/consume", json={**by_src, "feature": "reports", "amount": 2},
+                    key=key).status == 200
+    assert api.post("billing/holds", json={**by_src, "feature": "reports", "amount": 3},
+                    key=key).status == 201
+    assert refer(api, key, by_src, "friend-1").status == 201
+    assert refer(api, key, by_src, "friend-2").status == 201
+    return target, source
+
+
+def test_merge_moves_everything(api: Api, acme: TenantFixture, catalog: Catalog,
+                                sent: dict[str, list[Any]]) -> None:
+    target, source = _setup_pair(api, acme.key)
+    with schema_context(acme.tenant.schema_name):
+        ledger_before = sorted(LedgerEntry.objects.values_list(
+            "id", "batch_id", "direction", "amount", "action_type"))
+        batches_before = set(QuotaBatch.objects.filter(customer_id=source)
+                             .values_list("id", flat=True))
+    assert len(batches_before) == 2
+    before_source = remaining(api, acme.key, {"customer_id": source})
+    before_target = remaining(api, acme.key, {"customer_id": target})
+    assert (before_source, before_target) == (10, 10)
+
+    merged = api.post("billing/customers/merge", json={
+        "target_customer_id": target, "source_customer_id": source}, key=acme.key)
+
+    assert merged.status == 200, merged.body
+    assert merged.json == {
+        "target_customer_id": target, "moved_identities": 1, "moved_batches": 2,
+        "moved_orders": 2, "moved_holds": 1, "moved_usages": 1, "moved_referrals": 2,
+    }
+    with schema_context(acme.tenant.schema_name):
+        assert ExternalIdentity.objects.filter(customer_id=source).count() == 0
+        assert ExternalIdentity.objects.filter(customer_id=target).count() == 2
+        for model in (QuotaBatch, Order, Hold, Usage, Grant):
+            assert model.objects.filter(customer_id=source).count() == 0, model
+        assert QuotaBatch.objects.filter(customer_id=target).count() == 3
+        assert Order.objects.filter(customer_id=target).count() == 2
+        assert Referral.objects.filter(referrer_id=target).count() == 2
+        assert Referral.objects.filter(referrer_id=source).count() == 0
+        assert sorted(LedgerEntry.objects.values_list(
+            "id", "batch_id", "direction", "amount", "action_type")) == ledger_before
+        assert Customer.objects.get(pk=source).merged_into_id is not None
+        assert str(Customer.objects.get(pk=source).merged_into_id) == target
+    shown = api.get(f"billing/customers/{source}", key=acme.key).json
+    assert shown["merged_into"] == target
+    # the source's id now resolves to the target
+    assert remaining(api, acme.key, {"customer_id": source}) == 20
+    assert remaining(api, acme.key, {"customer_id": target}) == 20
+    assert remaining(api, acme.key, {"provider": "email", "external_id": "x@y.z"}) == 20
+    consumed = api.post("billing/quota/consume", json={
+        "customer_id": source, "feature": "reports", "amount": 1}, key=acme.key)
+    assert consumed.status == 200 and consumed.json["remaining"] == 19
+    listed = api.get("billing/orders", key=acme.key, query={"customer_id": source}).json
+    assert len(listed["items"]) == 2
+    assert {o["customer_id"] for o in listed["items"]} == {target}
+    assert len(sent["customer_merged"]) == 1
+    call = sent["customer_merged"][0]
+    assert str(call["target"].pk) == target and str(call["source"].pk) == source
+    # merging again (the source is gone) is refused
+    assert_problem(api.post("billing/customers/merge", json={
+        "target_customer_id": target, "source_customer_id": source}, key=acme.key),
+        422, "same_customer")
+
+
+def test_merge_identity_conflict(api: Api, acme: TenantFixture, catalog: Catalog,
+                                 sent: dict[str, list[Any]]) -> None:
+    target = ident(api, acme.key, "t@x.io", provider="email")
+    source = ident(api, acme.key, "s@x.io", provider="email")
+    api.post("billing/grants", json={"customer_id": source, "sku": "reports_10",
+                                     "kind": "bonus"}, key=acme.key)
+    response = api.post("billing/customers/merge", json={
+        "target_customer_id": target, "source_customer_id": source}, key=acme.key)
+    assert_problem(response, 409, "identity_conflict")
+    with schema_context(acme.tenant.schema_name):
+        assert Customer.objects.get(pk=source).merged_into_id is None
+        assert QuotaBatch.objects.filter(customer_id=source).count() == 1
+        assert ExternalIdentity.objects.filter(customer_id=source).count() == 1
+    assert sent["customer_merged"] == []
+
+
+def test_merge_same_customer_and_unknown(api: Api, acme: TenantFixture) -> None:
+    one = ident(api, acme.key, "solo")
+    assert_problem(api.post("billing/customers/merge", json={
+        "target_customer_id": one, "source_customer_id": one}, key=acme.key),
+        422, "same_customer")
+    assert_problem(api.post("billing/customers/merge", json={
+        "target_customer_id": one,
+        "source_customer_id": "00000000-0000-0000-0000-000000000000"}, key=acme.key),
+        404, "customer_not_found")
+
+
+def test_merge_drops_referral_between_the_two(api: Api, acme: TenantFixture,
+                                              catalog: Catalog) -> None:
+    target = ident(api, acme.key, "mt")
+    source = ident(api, acme.key, 77, provider="tg")
+    assert refer(api, acme.key, "mt", {"customer_id": source}).status == 201
+    merged = api.post("billing/customers/merge", json={
+        "target_customer_id": target, "source_customer_id": source}, key=acme.key)
+    assert merged.status == 200, merged.body
+    with schema_context(acme.tenant.schema_name):
+        assert Referral.objects.filter(referrer_id=target, referee_id=target).count() == 0
+        assert Referral.objects.count() == 0
+        total = LedgerEntry.objects.aggregate(s=Sum("amount"))["s"]
+    assert total is None
