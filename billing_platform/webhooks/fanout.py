@@ -131,11 +131,12 @@ def to_json(data: dict[str, Any]) -> dict[str, Any]:
     return loaded
 
 
-def record_event(
-    tenant_id: int, event_type: str, data: dict[str, Any], endpoint_ids: list[str]
-) -> Event:
-    """Write the event and one pending delivery per still-active endpoint; wake the workers."""
-    event = Event.objects.create(tenant_id=tenant_id, type=event_type, data=to_json(data))
+def queue_deliveries(event_id: str, tenant_id: int, endpoint_ids: list[str]) -> int:
+    """One pending delivery per still-active endpoint of the tenant; wake the workers.
+
+    Returns how many were queued. NOTIFY only when something was (committing transactions that
+    issued NOTIFY are serialised by PostgreSQL).
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -146,10 +147,20 @@ def record_event(
             FROM webhooks_endpoint e
             WHERE e.id = ANY(%s::uuid[]) AND e.is_active AND e.tenant_id = %s
             """,
-            [event.pk, endpoint_ids, tenant_id],
+            [event_id, [str(i) for i in endpoint_ids], tenant_id],
         )
-        if cursor.rowcount:
+        queued = cursor.rowcount
+        if queued:
             cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    return queued
+
+
+def record_event(
+    tenant_id: int, event_type: str, data: dict[str, Any], endpoint_ids: list[str]
+) -> Event:
+    """Write the event and one pending delivery per still-active endpoint; wake the workers."""
+    event = Event.objects.create(tenant_id=tenant_id, type=event_type, data=to_json(data))
+    queue_deliveries(event.pk, tenant_id, endpoint_ids)
     return event
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from billing_platform.errors import Conflict, ValidationFailed
 from billing_platform.webhooks import crypto
 from billing_platform.webhooks.delivery import resolve_checked
-from billing_platform.webhooks.fanout import NOTIFY_CHANNEL, record_event
+from billing_platform.webhooks.fanout import queue_deliveries, record_event
 from billing_platform.webhooks.models import ALL_EVENT_TYPES, Endpoint, Event
 from tenants import auth
 from tenants.models import Tenant
@@ -185,22 +185,8 @@ def event_redeliver(*, event: Event, endpoint: Endpoint | None = None) -> int:
             for e in Endpoint.objects.filter(tenant_id=event.tenant_id, is_active=True)
             if e.subscribes_to(event.type)
         ]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO webhooks_delivery
-                (id, event_id, endpoint_id, status, attempts, next_attempt_at, last_error,
-                 created_at, updated_at)
-            SELECT gen_random_uuid(), %s, e.id, 'pending', 0, now(), '', now(), now()
-            FROM webhooks_endpoint e
-            WHERE e.id = ANY(%s::uuid[]) AND e.tenant_id = %s AND e.is_active
-            """,
-            [event.pk, [str(i) for i in ids], event.tenant_id],
-        )
-        queued = cursor.rowcount
-        if queued:
-            cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-    return queued
+    with transaction.atomic():
+        return queue_deliveries(event.pk, event.tenant_id, [str(i) for i in ids])
 
 
 def purge_old(*, days: int | None = None) -> int:
