@@ -55,8 +55,10 @@ SESSION_COOKIE_HTTPONLY = True
 
 # --- Applications: django-tenants splits them between the public schema and each tenant schema.
 SHARED_APPS = [
-    "django_tenants",
+    # Before django_tenants: its commands `migrate_schemas`, `migrate` and `delete_tenant` replace
+    # django-tenants' commands of the same names (the first app listed wins).
     "tenants",
+    "django_tenants",
     "billing_platform.webhooks",
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -176,6 +178,8 @@ TENANT_SPARE_SCHEMAS = env.int("TENANT_SPARE_SCHEMAS", default=3)
 # Seconds a resolved API key stays cached; invalidation on change makes it exact earlier.
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=300)
 PLATFORM_OPEN_SIGNUP = env.bool("PLATFORM_OPEN_SIGNUP", default=False)
+# Seconds /readyz keeps its count of tenant schemas behind the code (migrate_schemas clears it).
+READYZ_MIGRATIONS_CACHE_SECONDS = env.int("READYZ_MIGRATIONS_CACHE_SECONDS", default=30)
 
 # --- Rate limits (django-ratelimit counters in the shared cache).
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)

@@ -7,8 +7,6 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from billing_platform import errors
@@ -38,24 +36,22 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _check_database() -> str | None:
+def _check_database() -> tuple[str | None, dict[str, Any] | None]:
+    """The database answers; and how far the schemas are behind the code's migrations."""
+    from tenants.schema_migrations import migration_status
+
     try:
-        connection = connections[DEFAULT_DB_ALIAS]
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        executor = MigrationExecutor(connection)
-        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-        # Only the shared apps are migrated in the public schema.
-        pending = [m for m, _ in plan if m.app_label in _shared_labels()]
-        if pending:
-            return f"{len(pending)} migrations not applied"
+        status = migration_status()
     except Exception as exc:
-        return f"database: {exc.__class__.__name__}"
-    return None
-
-
-def _shared_labels() -> set[str]:
-    return {app.rsplit(".", 1)[-1] for app in settings.SHARED_APPS}
+        return f"database: {exc.__class__.__name__}", None
+    migrations = {
+        "pending": status.pending,
+        "public": status.public_missing,
+        "tenant_schemas_behind": status.tenant_schemas_behind,
+    }
+    if status.public_missing:
+        return f"{status.public_missing} migrations not applied", migrations
+    return None, migrations
 
 
 def _check_cache() -> str | None:
@@ -71,10 +67,20 @@ def _check_cache() -> str | None:
 
 
 def readyz(request: HttpRequest) -> HttpResponse:
-    """Database reachable, migrations applied, Redis reachable when configured."""
-    checks: dict[str, Any] = {"database": _check_database(), "redis": _check_cache()}
+    """Database reachable, public migrations applied, Redis reachable when configured.
+
+    `migrations.pending` also counts tenant schemas behind the code (a cached check); they are
+    reported, not failed: one tenant's schema must not take every server out of the balancer.
+    """
+    database, migrations = _check_database()
+    checks: dict[str, Any] = {"database": database, "redis": _check_cache()}
     failures = {name: problem for name, problem in checks.items() if problem}
+    body: dict[str, Any] = {"status": "unavailable" if failures else "ready"}
+    if failures:
+        body["failures"] = failures
+    if migrations is not None:
+        body["migrations"] = migrations
     if failures:
         logger.warning("not ready: %s", failures)
-        return JsonResponse({"status": "unavailable", "failures": failures}, status=503)
-    return JsonResponse({"status": "ready"})
+        return JsonResponse(body, status=503)
+    return JsonResponse(body)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import Api
+from tests.conftest import Api, TenantFixture
 
 
 def test_healthz(api: Api) -> None:
@@ -13,7 +13,10 @@ def test_healthz(api: Api) -> None:
 def test_readyz_checks_database_and_redis(api: Api, db: None) -> None:
     response = api.get("/readyz")
     assert response.status == 200, response.body
-    assert response.json == {"status": "ready"}
+    assert response.json == {
+        "status": "ready",
+        "migrations": {"pending": False, "public": 0, "tenant_schemas_behind": 0},
+    }
 
 
 def test_readyz_reports_pending_migrations(api: Api, db: None) -> None:
@@ -24,3 +27,50 @@ def test_readyz_reports_pending_migrations(api: Api, db: None) -> None:
     response = api.get("/readyz")
     assert response.status == 503
     assert "database" in response.json["failures"]
+    assert response.json["migrations"]["pending"] is True
+    assert response.json["migrations"]["public"] > 0
+
+
+def test_readyz_reports_tenant_schemas_behind_without_failing(
+    api: Api, acme: TenantFixture
+) -> None:
+    # given: acme's schema lacks its last billable migration (inside the test's transaction)
+    from django.db import connection
+
+    from tenants.schema_migrations import forget_status
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'DELETE FROM "{acme.tenant.schema_name}".django_migrations '
+            "WHERE app = 'billable' AND name = '0003_orders_referrals'"
+        )
+    forget_status()
+
+    # when
+    response = api.get("/readyz")
+
+    # then: reported, but one tenant's schema does not take the server out of the balancer
+    assert response.status == 200, response.body
+    assert response.json["migrations"] == {
+        "pending": True, "public": 0, "tenant_schemas_behind": 1,
+    }
+
+
+def test_readyz_caches_the_tenant_check_until_a_migration_run(
+    api: Api, acme: TenantFixture
+) -> None:
+    from django.db import connection
+
+    from tenants.schema_migrations import forget_status
+
+    forget_status()
+    assert api.get("/readyz").json["migrations"]["tenant_schemas_behind"] == 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'DELETE FROM "{acme.tenant.schema_name}".django_migrations '
+            "WHERE app = 'billable' AND name = '0003_orders_referrals'"
+        )
+    # The cached answer stands until it expires or migrate_schemas clears it.
+    assert api.get("/readyz").json["migrations"]["tenant_schemas_behind"] == 0
+    forget_status()
+    assert api.get("/readyz").json["migrations"]["tenant_schemas_behind"] == 1

@@ -1,0 +1,175 @@
+"""Which schemas are behind the code's migrations, found with one cheap query per 500 schemas.
+
+A schema is current when every migration of the code's graph is recorded in its own
+`django_migrations` table. django-tenants records the shared apps' migrations in tenant schemas
+too (as no-ops), so every node of the graph is required, exactly as Django's `migrate` would
+apply it; a schema that lacks any of them, or has no `django_migrations` table at all, is behind.
+`migrate_schemas` uses this to skip current schemas, and `/readyz` to report pending migrations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError, connection
+from django.db.migrations.loader import MigrationLoader
+from django_tenants.utils import app_labels, get_public_schema_name
+
+from tenants.models import Tenant, TenantStatus
+
+# Schemas per query: keeps the statement text and its plan small with many thousands of tenants.
+CHUNK = 500
+_CACHE_PREFIX = "readyz:tenant-migrations"
+
+
+@lru_cache(maxsize=1)
+def required_migrations() -> tuple[tuple[str, str], ...]:
+    """Every migration of the code's graph as (app, name); the code cannot change in a process."""
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    return tuple(sorted(loader.graph.nodes))
+
+
+def graph_digest() -> str:
+    """A short fingerprint of the graph, so processes running other code never share a result."""
+    text = "\n".join(f"{app}.{name}" for app, name in required_migrations())
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _with_table(schemas: Sequence[str]) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
+            "WHERE c.relname = 'django_migrations' AND c.relkind IN ('r', 'p') "
+            "AND n.nspname = ANY(%s)",
+            [list(schemas)],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _missing_in_chunk(
+    schemas: Sequence[str], required: Sequence[tuple[str, str]]
+) -> dict[str, int]:
+    present = _with_table(schemas)
+    # No table: nothing recorded, every migration is missing.
+    result = {schema: len(required) for schema in schemas if schema not in present}
+    queried = [schema for schema in schemas if schema in present]
+    if not queried:
+        return result
+    # Schema names are identifiers, quoted by _quote; every value is a bound parameter.
+    parts = [
+        f"SELECT %s, (SELECT count(*) FROM required r WHERE NOT EXISTS "  # noqa: S608
+        f"(SELECT 1 FROM {_quote(schema)}.django_migrations m "
+        f"WHERE m.app = r.app AND m.name = r.name))"
+        for schema in queried
+    ]
+    sql = "WITH required(app, name) AS (SELECT * FROM unnest(%s::text[], %s::text[])) "
+    sql += " UNION ALL ".join(parts)
+    params: list[Any] = [[app for app, _ in required], [name for _, name in required]]
+    params.extend(queried)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        result.update({schema: int(missing) for schema, missing in cursor.fetchall()})
+    return result
+
+
+def missing_migrations(schemas: Iterable[str]) -> dict[str, int]:
+    """How many of the code's migrations each schema lacks (0: current)."""
+    required = required_migrations()
+    names = list(dict.fromkeys(schemas))
+    result: dict[str, int] = {}
+    for start in range(0, len(names), CHUNK):
+        chunk = names[start : start + CHUNK]
+        try:
+            result.update(_missing_in_chunk(chunk, required))
+        except DatabaseError:
+            # A schema dropped between the two queries: count the whole chunk as behind, so a
+            # schema is never skipped on a guess.
+            if not connection.get_autocommit():
+                raise
+            result.update({schema: len(required) for schema in chunk})
+    return result
+
+
+def tenant_schema_names(*, include_spare: bool = True) -> list[str]:
+    """Every schema `migrate_schemas` migrates after the public one: the template first, then
+    every tenant row (spare schemas included unless told otherwise)."""
+    public = get_public_schema_name()
+    names: list[str] = []
+    template = getattr(settings, "TENANT_BASE_SCHEMA", None)
+    if template:
+        names.append(template)
+    rows = Tenant.objects.exclude(schema_name=public)
+    if not include_spare:
+        rows = rows.exclude(status=TenantStatus.SPARE)
+    names.extend(rows.order_by("id").values_list("schema_name", flat=True))
+    return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    public_missing: int
+    tenant_schemas_behind: int
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.public_missing or self.tenant_schemas_behind)
+
+
+def _cache_key() -> str:
+    return f"{_CACHE_PREFIX}:{graph_digest()}"
+
+
+def tenant_schemas_behind(*, use_cache: bool = True) -> int:
+    """How many tenants' schemas lack migrations; cached for READYZ_MIGRATIONS_CACHE_SECONDS.
+
+    Spare schemas are left out: the worker builds them by migrations all the time, so one is
+    briefly behind while it is built, and none serves requests.
+    """
+    key = _cache_key()
+    if use_cache:
+        cached = cache.get(key)
+        if cached is not None:
+            return int(cached)
+    names = tenant_schema_names(include_spare=False)
+    template = getattr(settings, "TENANT_BASE_SCHEMA", None)
+    existing = _existing_schemas([n for n in names if n == template]) if template else set()
+    # A configured template schema that was never built is not a tenant: nothing to migrate.
+    names = [n for n in names if n != template or n in existing]
+    behind = sum(1 for missing in missing_migrations(names).values() if missing)
+    cache.set(key, behind, settings.READYZ_MIGRATIONS_CACHE_SECONDS)
+    return behind
+
+
+def _existing_schemas(names: Sequence[str]) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", [list(names)]
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def forget_status() -> None:
+    """Drop the cached tenant result (after a migration run), so `/readyz` checks again."""
+    cache.delete(_cache_key())
+
+
+def migration_status(*, use_cache: bool = True) -> MigrationStatus:
+    """Pending migrations of the public schema (shared apps) and of the tenant schemas."""
+    public = get_public_schema_name()
+    shared = set(app_labels(settings.SHARED_APPS))
+    public_required = [(app, name) for app, name in required_migrations() if app in shared]
+    public_missing = _missing_in_chunk([public], public_required)[public]
+    return MigrationStatus(
+        public_missing=public_missing,
+        tenant_schemas_behind=tenant_schemas_behind(use_cache=use_cache),
+    )
