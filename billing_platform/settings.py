@@ -178,6 +178,9 @@ TENANT_SPARE_SCHEMAS = env.int("TENANT_SPARE_SCHEMAS", default=3)
 # Seconds a resolved API key stays cached; invalidation on change makes it exact earlier.
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=300)
 PLATFORM_OPEN_SIGNUP = env.bool("PLATFORM_OPEN_SIGNUP", default=False)
+# Hours between a tenant's deletion request (suspended, keys revoked) and the purge of its schema
+# and rows by `run_worker`; the time to export its data (`manage.py export_tenant`).
+TENANT_PURGE_AFTER_HOURS = env.int("TENANT_PURGE_AFTER_HOURS", default=24)
 # Seconds /readyz keeps its count of tenant schemas behind the code (migrate_schemas clears it).
 READYZ_MIGRATIONS_CACHE_SECONDS = env.int("READYZ_MIGRATIONS_CACHE_SECONDS", default=30)
 

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from billable.sweeping import sweep_all_tenants
+from tenants.lifecycle import tenants_purge_due
 from tenants.services import spare_pool_refill
 
 logger = logging.getLogger("billable.worker")
@@ -17,8 +18,8 @@ logger = logging.getLogger("billable.worker")
 
 class Command(BaseCommand):
     help = (
-        "Background work beside the server: keep the spare-schema pool full and run the "
-        "billing sweep every minute."
+        "Background work beside the server: keep the spare-schema pool full, run the billing "
+        "sweep every minute and purge tenants whose deletion is due."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -43,6 +44,14 @@ class Command(BaseCommand):
                     logger.info("sweep: %s", totals)
                 except Exception:
                     logger.exception("sweep failed")
+                finally:
+                    close_old_connections()
+                try:
+                    purged = tenants_purge_due()
+                    if purged:
+                        logger.info("purged deleted tenants: %s", ", ".join(purged))
+                except Exception:
+                    logger.exception("tenant purge failed")
                 finally:
                     close_old_connections()
             try:
