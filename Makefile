@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test fuzz clean e2e-n8n
+.PHONY: run test fuzz clean e2e-n8n bench
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -53,3 +53,12 @@ e2e-n8n: $(VENV)/.installed-dev $(N8N_STAMP)
 fuzz: $(VENV)/.installed-dev
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m billing_platform.launcher exec -- \
 		$(PY) -m pytest -q -p no:warnings tests/billing_platform/test_fuzz.py
+
+# Benchmarks (not part of `make test`): all of them, or one with NAME=consume; see bench/README.md.
+# They use their own database (billable_bench, recreated each run) and cache key prefix.
+$(VENV)/.installed-bench: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	@touch $@ $(VENV)/.installed
+
+bench: $(VENV)/.installed-bench
+	$(PY) -m billing_platform.launcher exec -- $(PY) -m bench $(NAME)

@@ -1,0 +1,74 @@
+"""Run the benchmarks: `python -m bench [NAME ...]` (all of them without a name).
+
+Run it through the launcher so it finds PostgreSQL and Redis as the tests do:
+`make bench` or `make bench NAME=consume`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bench import harness
+
+NAMES = ("consume", "balance", "onboarding", "webhooks", "routing")
+
+
+def _runner(name: str) -> Callable[[Any], dict[str, Any]]:
+    if name in ("consume", "balance"):
+        from bench import hotpath
+
+        return lambda ctx: hotpath.run(ctx, name)
+    module = importlib.import_module(f"bench.{name}")
+    run: Callable[[Any], dict[str, Any]] = module.run
+    return run
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(NAMES)}")
+    parser.add_argument("--no-plot", action="store_true", help="skip docs/benchmarks-consume.png")
+    args = parser.parse_args(argv)
+    names = [n for part in args.names for n in part.replace(",", " ").split()] or list(NAMES)
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+    harness.install_signal_handlers()
+    started = time.monotonic()
+    from bench.context import Context
+
+    ctx = Context()
+    failed: list[str] = []
+    try:
+        for name in names:
+            harness.say(f"--- {name}")
+            began = time.monotonic()
+            result = _runner(name)(ctx)
+            result["duration_seconds"] = round(time.monotonic() - began, 1)
+            path = harness.write_result(name, result)
+            where = path.relative_to(harness.ROOT)
+            harness.say(f"{name}: {result['duration_seconds']} s, wrote {where}")
+            if result.get("correct") is False:
+                failed.append(name)
+            if name == "consume" and not args.no_plot:
+                from bench import plot
+
+                plot.consume(result)
+    except KeyboardInterrupt:
+        harness.say("interrupted; stopping everything started")
+        return 130
+    finally:
+        ctx.close()
+    harness.say(f"done in {time.monotonic() - started:.0f} s")
+    if failed:
+        harness.say(f"correctness check FAILED in: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
