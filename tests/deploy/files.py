@@ -95,7 +95,9 @@ def unit_values(name: str, section: str, option: str) -> list[str]:
 
 
 def unit_argvs(name: str) -> list[list[str]]:
-    return [shlex.split(line) for line in unit_values(name, "Service", "ExecStart")]
+    """ExecStartPre= then ExecStart= commands, in the order systemd runs them."""
+    lines = unit_values(name, "Service", "ExecStartPre") + unit_values(name, "Service", "ExecStart")
+    return [shlex.split(line) for line in lines]
 
 
 def unit_environment(name: str) -> dict[str, str]:
@@ -108,7 +110,11 @@ def unit_environment(name: str) -> dict[str, str]:
 
 
 def production_argvs(source: str, role: str) -> list[list[str]]:
-    """The role's commands as the compose file or the unit writes them."""
+    """The role's commands as the compose file or the unit writes them, in order.
+
+    For the long-running roles the last one is the process that keeps running; any before it
+    (the unit's ExecStartPre=) run to completion first.
+    """
     name = ROLES[role][source]
     return compose_argvs(name) if source == "compose" else unit_argvs(name)
 

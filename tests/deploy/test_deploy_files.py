@@ -165,27 +165,50 @@ def assert_gunicorn(argv: list[str], local: list[str]) -> None:
     assert config.exists()
 
 
-@pytest.mark.parametrize("source", SOURCES)
-def test_every_role_runs_the_expected_management_commands(source: str) -> None:
-    expected = {
+# What each role runs, in order; "gunicorn" is the API server. Compose's migrate job also collects
+# the static files into the volume the API reads; on a VM each API machine collects its own.
+EXPECTED_COMMANDS = {
+    "compose": {
         "migrate": ["migrate_schemas", "collectstatic"],
+        "web": ["gunicorn"],
         "webhooks": ["run_webhook_worker"],
         "worker": ["run_worker"],
-    }
+    },
+    "systemd": {
+        "migrate": ["migrate_schemas"],
+        "web": ["collectstatic", "gunicorn"],
+        "webhooks": ["run_webhook_worker"],
+        "worker": ["run_worker"],
+    },
+}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_role_runs_the_expected_commands(source: str) -> None:
     for role in ROLES:
-        argvs = production_argvs(source, role)
-        assert argvs, (source, role)
-        if role == "web":
-            assert len(argvs) == 1
-            assert_gunicorn(argvs[0], localize(argvs[0], source))
-            continue
         names = []
-        for argv in argvs:
-            assert Path(argv[0]).name == "python", argv
-            names.append(assert_real_command(argv, localize(argv, source)))
-        assert names == expected[role], (source, role)
-    migrate = production_argvs(source, "migrate")
-    assert all("--noinput" in argv for argv in migrate), migrate
+        for argv in production_argvs(source, role):
+            local = localize(argv, source)
+            if Path(argv[0]).name == "gunicorn":
+                assert_gunicorn(argv, local)
+                names.append("gunicorn")
+            else:
+                assert Path(argv[0]).name == "python", argv
+                names.append(assert_real_command(argv, local))
+        assert names == EXPECTED_COMMANDS[source][role], (source, role)
+        for argv in production_argvs(source, role):
+            if argv[2:3] in (["migrate_schemas"], ["collectstatic"]):
+                assert "--noinput" in argv, argv
+
+
+def test_web_unit_collects_static_files_before_each_start_and_reload() -> None:
+    pre = unit_values("billable-web.service", "Service", "ExecStartPre")
+    reload = unit_values("billable-web.service", "Service", "ExecReload")
+    assert reload[0] == pre[0]
+    assert "collectstatic" in pre[0]
+    assert reload[-1] == "/bin/kill -s HUP $MAINPID"
+    assert unit_environment("billable-web.service")["STATIC_ROOT"] == "/var/lib/billable/static"
+    assert unit("billable-web.service")["Service"]["StateDirectory"] == "billable"
 
 
 def test_systemd_units_use_the_vm_layout() -> None:
@@ -298,7 +321,6 @@ def test_units_start_after_migrations_and_restart() -> None:
     web = unit("billable-web.service")["Service"]
     # gunicorn tells systemd when it serves (sd_notify READY=1; tests/e2e checks it does).
     assert web["Type"] == "notify"
-    assert web["ExecReload"] == "/bin/kill -s HUP $MAINPID"
 
 
 def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
@@ -330,3 +352,25 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
     )
     assert "ProtectSytem" in typo.stderr, typo.stderr
+
+
+def test_env_file_reads_the_same_in_systemd_compose_and_sh() -> None:
+    """Plain NAME=value lines: systemd's EnvironmentFile=, compose's env_file and `set -a; .`
+    (deploy/README.md runs manage.py that way) read the same values only without quoting or `$`."""
+    plain = {}
+    for line in (DEPLOY / "env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            assert re.fullmatch(r"[^\s'\"$`\\;&|<>()]*", value), f"quote-free value needed: {line}"
+            plain[name] = value
+
+    result = subprocess.run(
+        ["sh", "-c", 'set -a; . "$0"; set +a; env -0', str(DEPLOY / "env.example")],
+        capture_output=True, timeout=30, check=True, env={"PATH": "/usr/bin:/bin"},
+    )
+
+    sourced = dict(
+        entry.split("=", 1) for entry in result.stdout.decode().split("\0") if "=" in entry
+    )
+    assert len(plain) >= 40
+    assert {name: sourced.get(name) for name in plain} == plain
