@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
+from django.utils import timezone
 
 from billable import signals
 from billable.models import BatchState, Direction, Hold, LedgerEntry, ProductType, QuotaBatch, Usage
@@ -98,29 +99,9 @@ def allocate(lots: Sequence[Lot], amount: int) -> list[Take]:
     return takes
 
 
-def _apply(takes: Sequence[Take], sign: int) -> None:
-    if not takes:
-        return
-    values = ", ".join(["(%s::uuid, %s::bigint)"] * len(takes))
-    params: list[Any] = []
-    for take in takes:
-        params.extend([str(take.batch_id), take.amount])
-    delta = "- v.amount" if sign < 0 else "+ v.amount"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            UPDATE billable_quotabatch AS b
-            SET remaining = b.remaining {delta},
-                state = CASE
-                    WHEN b.state IN ('active', 'exhausted') AND b.remaining {delta} = 0
-                        THEN 'exhausted'
-                    WHEN b.state = 'exhausted' AND b.remaining {delta} > 0 THEN 'active'
-                    ELSE b.state END
-            FROM (VALUES {values}) AS v(id, amount)
-            WHERE b.id = v.id
-            """,
-            params,
-        )
+_ENTRY_ROW = (
+    "(%s::uuid, %s, %s::bigint, %s, %s, %s, %s::uuid, %s::uuid, %s::jsonb, %s::timestamptz)"
+)
 
 
 def write_entries(
@@ -134,11 +115,15 @@ def write_entries(
     hold: Hold | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> list[LedgerEntry]:
-    """Apply and record credits or debits, one entry per batch touched."""
+    """Apply and record credits or debits, one entry per batch touched.
+
+    The batches' `remaining` and the entries change in one statement (a data-modifying CTE):
+    a spender holds its batch locks for one round trip fewer.
+    """
     if not takes:
         return []
-    _apply(takes, -1 if direction == Direction.DEBIT else 1)
-    entries = LedgerEntry.objects.bulk_create(
+    now = timezone.now()
+    entries = [
         LedgerEntry(
             batch_id=take.batch_id,
             direction=direction,
@@ -149,9 +134,53 @@ def write_entries(
             usage=usage,
             hold=hold,
             metadata=metadata or {},
+            created_at=now,
         )
         for take in takes
-    )
+    ]
+    delta = "- v.amount" if direction == Direction.DEBIT else "+ v.amount"
+    batch_params: list[Any] = []
+    for take in takes:
+        batch_params.extend([str(take.batch_id), take.amount])
+    entry_params: list[Any] = []
+    metadata_field = LedgerEntry._meta.get_field("metadata")
+    for entry in entries:
+        entry_params.extend([
+            str(entry.batch_id), entry.direction, entry.amount, entry.action_type,
+            entry.action_id, entry.actor,
+            str(entry.usage_id) if entry.usage_id else None,
+            str(entry.hold_id) if entry.hold_id else None,
+            metadata_field.get_db_prep_value(entry.metadata, connection),
+            entry.created_at,
+        ])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH applied AS (
+                UPDATE billable_quotabatch AS b
+                SET remaining = b.remaining {delta},
+                    state = CASE
+                        WHEN b.state IN ('active', 'exhausted') AND b.remaining {delta} = 0
+                            THEN 'exhausted'
+                        WHEN b.state = 'exhausted' AND b.remaining {delta} > 0 THEN 'active'
+                        ELSE b.state END
+                FROM (VALUES {", ".join(["(%s::uuid, %s::bigint)"] * len(takes))})
+                    AS v(id, amount)
+                WHERE b.id = v.id
+                RETURNING b.id
+            )
+            INSERT INTO billable_ledgerentry
+                (batch_id, direction, amount, action_type, action_id, actor, usage_id, hold_id,
+                 metadata, created_at)
+            VALUES {", ".join([_ENTRY_ROW] * len(entries))}
+            RETURNING id
+            """,
+            [*batch_params, *entry_params],
+        )
+        for entry, (pk,) in zip(entries, cursor.fetchall(), strict=True):
+            entry.pk = pk
+            entry._state.adding = False
+            entry._state.db = connection.alias
     for entry in entries:
         signals.transaction_created.send(sender=LedgerEntry, entry=entry)
     return entries

@@ -197,7 +197,8 @@ def quota_consume(
                 sender=Usage, usage=usage, customer=customer, remaining=None, unlimited=True
             )
             return Consumption(usage=usage, remaining=None, unlimited=True)
-        takes, total = spend(customer, feature, amount, now)
+        # The usage row first: the batch locks taken next are then held for two round trips
+        # (the debit and the commit). A 402 rolls the usage back with everything else.
         usage = Usage.objects.create(
             customer=customer,
             feature=feature,
@@ -206,6 +207,7 @@ def quota_consume(
             action_id=action_id,
             metadata=metadata or {},
         )
+        takes, total = spend(customer, feature, amount, now)
         ledger.write_entries(
             takes,
             direction=Direction.DEBIT,
