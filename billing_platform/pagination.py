@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, Q, QuerySet
 from ninja import Field, Schema
 
@@ -46,12 +47,30 @@ def _decode(cursor: str, count: int) -> list[Any]:
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
         if not isinstance(values, list) or len(values) != count:
             raise ValueError("wrong shape")
+        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError("a cursor holds scalar values only")
         return values
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise errors.ValidationFailed(
-            "The cursor is not one this API issued.",
-            errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
-        ) from exc
+        raise _invalid_cursor() from exc
+
+
+def _invalid_cursor() -> errors.ValidationFailed:
+    return errors.ValidationFailed(
+        "The cursor is not one this API issued.",
+        errors=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
+    )
+
+
+def _typed(model: type[Model], fields: Sequence[str], values: list[Any]) -> list[Any]:
+    """Each cursor value as its field's Python type; a value of the wrong type is a 422."""
+    typed = []
+    for name, value in zip(fields, values, strict=True):
+        field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+        try:
+            typed.append(field.to_python(value))  # type: ignore[union-attr]
+        except (DjangoValidationError, TypeError, ValueError, OverflowError) as exc:
+            raise _invalid_cursor() from exc
+    return typed
 
 
 def paginate(
@@ -66,7 +85,7 @@ def paginate(
     descending = order[0].startswith("-")
     queryset = queryset.order_by(*order)
     if cursor:
-        values = _decode(cursor, len(fields))
+        values = _typed(queryset.model, fields, _decode(cursor, len(fields)))
         lookup = "lt" if descending else "gt"
         condition = Q()
         for i, name in enumerate(fields):
