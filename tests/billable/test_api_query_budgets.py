@@ -16,9 +16,9 @@ from tests.conftest import Api, TenantFixture
 
 Catalog = dict[str, Product | Offer]
 
-CONSUME_QUERIES = 9
+CONSUME_QUERIES = 8
 # The record claim and settle, plus the savepoint that keeps an error answer from applying.
-CONSUME_WITH_KEY_QUERIES = 15
+CONSUME_WITH_KEY_QUERIES = 14
 CONSUME_REPLAY_QUERIES = 5
 CONSUME_ACCESS_QUERIES = 6
 BALANCE_QUERIES = 3
