@@ -87,6 +87,8 @@ def problem_response(error: errors.BillingError) -> HttpResponse:
     )
     for name, value in error.headers.items():
         response[name] = value
+    # Read by the request metrics (consume outcomes by problem code).
+    response.problem_code = error.code  # type: ignore[attr-defined]
     return response
 
 

@@ -5,12 +5,14 @@ from django.urls import path
 
 from billing_platform import views
 from billing_platform.api import api
+from billing_platform.metrics import metrics_view
 
 urlpatterns = [
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 handler400 = "billing_platform.views.bad_request"

@@ -4,6 +4,7 @@ line win over these."""
 
 import multiprocessing
 import os
+from typing import Any
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
@@ -25,3 +26,43 @@ _control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not _control_socket
 if _control_socket:
     control_socket = _control_socket
+
+# Prometheus metrics from every worker: prometheus_client's multiprocess mode keeps each process's
+# counts in files under PROMETHEUS_MULTIPROC_DIR and /metrics sums them. The variable must be set
+# before any worker imports prometheus_client, so here; without one, each start gets its own.
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="billable-metrics-")
+
+
+def on_starting(server: Any) -> None:
+    """Start from zero: drop the files of processes that are gone (a previous run's)."""
+    import re
+
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        match = re.search(r"_(\d+)\.db$", name)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            os.remove(os.path.join(directory, name))
+        except PermissionError:
+            pass  # alive, another user's process
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _own_metrics_dir:
+        import shutil
+
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

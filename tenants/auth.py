@@ -19,6 +19,7 @@ from django.utils import timezone
 from ninja.security import APIKeyHeader, HttpBearer
 
 from billing_platform import errors
+from billing_platform.observability import bind_caller
 from tenants import keys
 from tenants.models import ApiKey, PlatformKey, Tenant, TenantStatus
 
@@ -203,6 +204,10 @@ def presented_key(request: HttpRequest) -> str | None:
 
 
 def _activate(request: HttpRequest, context: KeyContext) -> KeyContext:
+    bind_caller(
+        tenant_slug=context.tenant.slug if context.tenant is not None else None,
+        key_id=context.key_id,
+    )
     if context.tenant is not None and (
         connection.schema_name != context.tenant.schema_name  # type: ignore[attr-defined]
     ):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_exists
 
-from billing_platform import errors
+from billing_platform import errors, metrics
 from tenants import auth, keys
 from tenants.models import (
     ALL_SCOPES,
@@ -204,11 +205,13 @@ def tenant_onboard(
 
     Raises InvalidSlug (422), SlugTaken (409) and ValidationFailed (422, bad rate limit).
     """
+    started = time.perf_counter()
     validate_slug(slug)
     rate_limit = validate_rate_limit(rate_limit or "600/m")
     if Tenant.objects.filter(slug=slug).exists() or schema_exists(schema_name_for(slug)):
         raise errors.SlugTaken()
     tenant: Tenant | None = None
+    path = "spare"
     try:
         with transaction.atomic():
             tenant = _claim_spare(slug=slug, name=name, rate_limit=rate_limit)
@@ -218,6 +221,7 @@ def tenant_onboard(
         raise errors.SlugTaken() from exc
     if tenant is None:
         logger.warning("no spare schema left; building %s by migrations", slug)
+        path = "build"
         tenant = _build_schema(slug=slug, name=name, rate_limit=rate_limit)
         key, raw = api_key_create(tenant=tenant, name=key_name)
     if contact_email:
@@ -227,6 +231,7 @@ def tenant_onboard(
         from billable.demo import install_demo_catalog
 
         install_demo_catalog(tenant)
+    metrics.ONBOARDING_SECONDS.labels(path=path).observe(time.perf_counter() - started)
     return tenant, key, raw
 
 

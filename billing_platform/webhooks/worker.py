@@ -28,6 +28,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from billing_platform import metrics
 from billing_platform.webhooks import crypto
 from billing_platform.webhooks.delivery import (
     Outcome,
@@ -105,6 +106,7 @@ def record(delivery: Delivery, outcome: Outcome) -> None:
     """Log the attempt and move the delivery (and its endpoint's health) on."""
     now = timezone.now()
     endpoint = delivery.endpoint
+    result = "succeeded"
     with transaction.atomic():
         DeliveryAttempt.objects.create(
             delivery=delivery,
@@ -128,8 +130,10 @@ def record(delivery: Delivery, outcome: Outcome) -> None:
             delay = None if outcome.status_code == 410 else _next_delay(delivery.attempts, outcome)
             if delay is None:
                 changes["status"] = DeliveryStatus.FAILED
+                result = "gone" if outcome.status_code == 410 else "failed"
             else:
                 changes["next_attempt_at"] = now + timedelta(seconds=delay)
+                result = "retrying"
             # Counted in SQL: threads of this and other workers fail the same endpoint at once.
             Endpoint.objects.filter(pk=endpoint.pk).update(
                 consecutive_failures=F("consecutive_failures") + 1,
@@ -147,6 +151,8 @@ def record(delivery: Delivery, outcome: Outcome) -> None:
             elif now - (failing_since or now) >= timedelta(days=FAILING_DAYS_BEFORE_DISABLE):
                 _disable(endpoint, f"Every delivery failed for {FAILING_DAYS_BEFORE_DISABLE} days.")
         Delivery.objects.filter(pk=delivery.pk).update(**changes)
+    # Counted once the attempt is recorded, so a rolled-back record is not counted.
+    metrics.WEBHOOK_DELIVERIES.labels(outcome=result).inc()
 
 
 def deliver_one(delivery_id: str, client: httpx.Client) -> Outcome | None:
