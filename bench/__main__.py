@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +48,13 @@ def main(argv: list[str]) -> int:
         for name in names:
             harness.say(f"--- {name}")
             began = time.monotonic()
-            result = _runner(name)(ctx)
+            try:
+                result = _runner(name)(ctx)
+            except (Exception, SystemExit) as exc:  # one broken benchmark must not stop the rest
+                harness.say(f"{name} FAILED: {exc!r}")
+                traceback.print_exc()
+                failed.append(name)
+                continue
             result["duration_seconds"] = round(time.monotonic() - began, 1)
             path = harness.write_result(name, result)
             where = path.relative_to(harness.ROOT)
@@ -65,7 +72,7 @@ def main(argv: list[str]) -> int:
         ctx.close()
     harness.say(f"done in {time.monotonic() - started:.0f} s")
     if failed:
-        harness.say(f"correctness check FAILED in: {', '.join(failed)}")
+        harness.say(f"FAILED (error or correctness check): {', '.join(failed)}")
         return 1
     return 0
 

@@ -455,6 +455,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return {
+        # Other work on the machine lowers every figure; the load average says how busy it was.
+        "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
         "cpus": os.cpu_count(),
         "memory_mib": memory,
         "python": platform.python_version(),

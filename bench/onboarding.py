@@ -22,6 +22,7 @@ from bench.context import Context
 LEVELS = (0, 100, 300)
 PER_LEVEL = 10
 BASELINE_PER_LEVEL = 3
+TEMPLATE_SLUG = "bench-clone-source"
 TEMPLATE = "t_bench_clone_source"
 
 
@@ -41,13 +42,10 @@ def _grow_to(level: int, counter: list[int]) -> None:
     missing = level - _tenant_count()
     if missing <= 0:
         return
-    if not any(t.schema_name == TEMPLATE for t in Tenant.objects.filter(schema_name=TEMPLATE)):
+    if not Tenant.objects.filter(schema_name=TEMPLATE).exists():
         from tenants.services import _build_schema
 
-        _build_schema(slug="bench-clone-source", name="clone source", rate_limit="0")
-        Tenant.objects.filter(slug="bench-clone-source").update(schema_name=TEMPLATE)
-        with connection.cursor() as cursor:
-            cursor.execute(f'ALTER SCHEMA "t_bench_clone_source" RENAME TO "{TEMPLATE}"')
+        _build_schema(slug=TEMPLATE_SLUG, name="clone source", rate_limit="0")
         missing -= 1
     started = time.monotonic()
     cloner = CloneSchema()
