@@ -15,7 +15,9 @@ MAX_METADATA_BYTES = 16 * 1024
 
 
 def _metadata_size(value: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
+    """Measure the UTF-8 bytes of compact JSON, so a non-ASCII text counts what it stores."""
+    encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if len(encoded.encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
         raise ValueError("metadata is larger than 16 KiB")
     return value
 

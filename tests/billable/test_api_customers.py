@@ -265,3 +265,19 @@ def test_unknown_customer_id_on_write_is_404(
                         key=acme.key)
     assert_problem(response, 404, "customer_not_found")
     assert _customers(acme) == 0
+
+
+def test_metadata_limit_counts_utf8_bytes(api: Api, acme: TenantFixture) -> None:
+    # 5,000 Cyrillic letters are 10,000 UTF-8 bytes: within 16 KiB, though escaped JSON is 30,000.
+    fits = api.post("billing/identify", json={
+        "provider": "telegram", "external_id": "utf8-fits", "profile": {"bio": "ж" * 5_000},
+    }, key=acme.key)
+    assert fits.status == 200 and fits.json["metadata"]["bio"] == "ж" * 5_000
+    # 8,200 of them are 16,400 bytes: over the limit, and nothing is created.
+    too_big = api.post("billing/identify", json={
+        "provider": "telegram", "external_id": "utf8-too-big", "profile": {"bio": "ж" * 8_200},
+    }, key=acme.key)
+    assert_problem(too_big, 422, "validation_error")
+    missing = api.get("billing/customers", key=acme.key,
+                      query={"provider": "telegram", "external_id": "utf8-too-big"})
+    assert missing.json["items"] == []
