@@ -318,6 +318,7 @@ def test_units_start_after_migrations_and_restart() -> None:
         assert "billable-migrate.service" in parsed["Unit"]["After"].split(), name
         assert parsed["Service"]["Restart"] in ("always", "on-failure"), name
         assert parsed["Install"]["WantedBy"] == "multi-user.target", name
+        assert parsed["Service"]["StateDirectory"] == "billable", name
     web = unit("billable-web.service")["Service"]
     # gunicorn tells systemd when it serves (sd_notify READY=1; tests/e2e checks it does).
     assert web["Type"] == "notify"
