@@ -181,7 +181,7 @@ def exchange(*, customer: Customer, sku: str, actor: str = "") -> Order:
     with service_atomic():
         takes: list[ledger.Take] = []
         if price > 0:
-            takes, _total = spend(customer, currency.key, price, now)
+            takes, _total = spend(customer, currency.key, price, now, product_id=currency.pk)
         order = Order.objects.create(
             customer=customer,
             total=offer.price,

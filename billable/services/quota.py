@@ -150,10 +150,17 @@ def require_positive_amount(amount: int) -> None:
 
 
 def spend(
-    customer: Customer, name: str, amount: int, now: datetime
+    customer: Customer, name: str, amount: int, now: datetime, *, product_id: Any = None
 ) -> tuple[list[ledger.Take], int]:
-    """Lock and allocate `amount` units of `name`; raises the 402s. Returns takes and total."""
-    lots = ledger.lock_quantity_lots(customer.pk, now, name=name)
+    """Lock and allocate `amount` units of `name`; raises the 402s. Returns takes and total.
+
+    With `product_id`, only that product's batches are spent (a currency), not every product
+    whose features include `name`.
+    """
+    if product_id is not None:
+        lots = ledger.lock_quantity_lots(customer.pk, now, product_id=product_id)
+    else:
+        lots = ledger.lock_quantity_lots(customer.pk, now, name=name)
     total = sum(lot.remaining for lot in lots)
     if total == 0:
         raise errors.QuotaExhausted(

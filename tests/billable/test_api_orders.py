@@ -368,6 +368,32 @@ def test_exchange_short_is_402_and_changes_nothing(api: Api, acme: TenantFixture
     assert nobody.json["code"] in ("insufficient_quota", "quota_exhausted")
 
 
+def test_exchange_spends_only_the_currency_product(api: Api, acme: TenantFixture,
+                                                  coins: Any) -> None:
+    # A non-currency product that lists the currency's key among its features is not money.
+    with schema_context(acme.tenant.schema_name):
+        product_create(key="points", name="Points", product_type="quantity", features=["coins"])
+        points = offer_create(sku="points_50", name="50 points", price=Decimal("1"),
+                              currency="USD", items=[ItemSpec("POINTS", 50)])
+        holder = customer_ensure(CustomerRef(external_id="points-only"))
+        offer_grant(customer=holder, offer=points, kind="bonus")
+    response = api.post("billing/exchange", json={"external_id": "points-only",
+                                                  "sku": "reports_for_coins"}, key=acme.key)
+    assert_problem(response, 402, "quota_exhausted")
+    assert remaining(api, acme.key, "points-only", "points") == 50
+    assert remaining(api, acme.key, "points-only", "reports") == 0
+    # The real currency is spent, and the points stay where they are.
+    with schema_context(acme.tenant.schema_name):
+        offer_grant(customer=holder, offer=coins["pack"], kind="bonus")
+    paid = api.post("billing/exchange", json={"external_id": "points-only",
+                                              "sku": "reports_for_coins"}, key=acme.key)
+    assert paid.status == 200, paid.body
+    with schema_context(acme.tenant.schema_name):
+        coin_batches = QuotaBatch.objects.filter(customer=holder, product__key="COINS")
+        assert coin_batches.aggregate(s=Sum("remaining"))["s"] == 70
+    assert remaining(api, acme.key, "points-only", "points") == 50
+
+
 def test_exchange_of_money_offer_is_not_a_currency(api: Api, acme: TenantFixture,
                                                    coins: Any) -> None:
     response = api.post("billing/exchange", json={"external_id": "ex", "sku": "reports_10"},
