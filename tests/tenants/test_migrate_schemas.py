@@ -199,3 +199,31 @@ def test_all_schemas_runs_migrate_everywhere(twenty: list[Tenant], committed: No
                  stdout=out)
     assert "skipped" not in out.getvalue()
     assert set(missing_migrations(tenant_schema_names()).values()) == {0}
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_progress_bar(twenty: list[Tenant], released: None) -> None:
+    # given: two schemas behind
+    _migrate()
+    lagging = [twenty[3].schema_name, twenty[-1].schema_name]  # a tenant and the spare
+    with connection.cursor() as cursor:
+        for name in lagging:
+            cursor.execute(f'ALTER TABLE "{name}".billable_product DROP COLUMN {COLUMN}')
+            cursor.execute(f'DELETE FROM "{name}".django_migrations '
+                           "WHERE app = 'billable' AND name = %s", [NEW])
+
+    # when
+    out = _Terminal()
+    call_command("migrate_schemas", "--tenant", "--noinput", stdout=out)
+
+    # then: the bar is redrawn in place after each schema, and migrate's own chatter is left out
+    text = out.getvalue()
+    assert "\r[" + "#" * 15 + "." * 15 + "] 1/2" in text
+    assert "\r[" + "#" * 30 + "] 2/2" in text
+    assert "Applying billable" not in text
+    assert "Tenant schemas: 2 migrated" in text
+    assert all(_has_column(name) for name in lagging)
