@@ -73,12 +73,9 @@ def grant_batches(
             end = period_end(now, item["period_unit"], item["period_value"])
         elif product_type == ProductType.PERIOD:
             units = 1
-            # Lock the customer's batches of this product so two renewals extend in turn.
-            list(
-                QuotaBatch.objects.select_for_update()
-                .filter(customer=customer, product_id=item["product_id"])
-                .values_list("id", flat=True)
-            )
+            # Lock the customer row, so two renewals extend in turn even when the customer has
+            # no batch yet to lock (the first two grants would otherwise both start now).
+            list(Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk"))
             current_end = ledger.period_access_end(customer.pk, item["product_id"], now)
             start = now if current_end is None else current_end
             end = period_end(

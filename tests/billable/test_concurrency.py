@@ -7,10 +7,12 @@ the requests overlap; the assertions then read the committed ledger.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -65,6 +67,7 @@ def conc(django_db_setup: None, django_db_blocker: Any) -> Iterator[ConcTenant]:
                 product_create(
                     key="credits", name="Credits", product_type="quantity", features=["compute"]
                 )
+                product_create(key="pro", name="Pro access", product_type="period")
                 offers = {
                     "c20_30d": offer_create(
                         sku="c20_30d", name="20 credits", price=Decimal("2"), currency="USD",
@@ -77,6 +80,10 @@ def conc(django_db_setup: None, django_db_blocker: Any) -> Iterator[ConcTenant]:
                     "c10": offer_create(
                         sku="c10", name="10 credits", price=Decimal("1"), currency="USD",
                         items=[ItemSpec("CREDITS", 10)],
+                    ),
+                    "pro_30d": offer_create(
+                        sku="pro_30d", name="Pro, 30 days", price=Decimal("9"), currency="USD",
+                        items=[ItemSpec("PRO", 1, "days", 30)],
                     ),
                     "trial": offer_create(
                         sku="trial_5", name="Trial", price=Decimal("0"), currency="USD",
@@ -328,3 +335,29 @@ def test_holds_racing_consumes_add_up(conc: ConcTenant, committed: None) -> None
         assert returned == 2 * len(held) - kept
         statuses_left = set(Hold.objects.filter(customer=customer).values_list("status", flat=True))
         assert statuses_left <= {"committed", "released"}
+
+
+def test_8_concurrent_period_grants_extend_one_after_another(
+    conc: ConcTenant, committed: None
+) -> None:
+    # given: a customer with no access yet, so there is no batch to lock
+    external_id = f"period-{secrets.token_hex(4)}"
+    grant(conc, external_id)
+    body = {"external_id": external_id, "sku": "pro_30d", "kind": "bonus"}
+
+    # when: eight renewals at once
+    responses = hammer([poster(conc, "billing/grants", body)] * 8)
+
+    # then: eight back-to-back 30-day segments, none overlapping, none lost
+    assert statuses(responses) == {201: 8}, [(r.status, r.body[:200]) for r in responses]
+    with tenant_context(conc.tenant):
+        customer = customer_ensure(CustomerRef(external_id=external_id))
+        segments = list(
+            QuotaBatch.objects.filter(customer=customer, product__key="PRO")
+            .order_by("valid_from")
+            .values_list("valid_from", "expires_at")
+        )
+    assert len(segments) == 8
+    for (_start, end), (next_start, _next_end) in itertools.pairwise(segments):
+        assert next_start == end
+    assert segments[-1][1] - segments[0][0] == timedelta(days=240)
