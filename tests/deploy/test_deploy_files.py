@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from django.conf import settings
 from django.core.management import get_commands, load_command_class
 
 from tests.deploy.files import (
@@ -247,6 +249,49 @@ def test_dockerfile_builds_the_image_the_services_run() -> None:
     # The image's default command is the API's.
     cmd = next(line for line in instructions if line.startswith("CMD "))
     assert json.loads(cmd.removeprefix("CMD ")) == compose_argvs("api")[0]
+
+
+def test_the_image_files_are_enough_to_run_the_app(tmp_path: Path) -> None:
+    """The files the Dockerfile copies, laid out as in the image, load every app and URL."""
+    dockerfile = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
+    workdir = Path("/")
+    for line in dockerfile.splitlines():
+        parts = line.split()
+        if parts[:1] == ["WORKDIR"]:
+            workdir = Path(parts[1])
+        if parts[:1] == ["COPY"]:
+            *sources, target = parts[1:]
+            destination = tmp_path / (workdir / target).relative_to("/")
+            for source in sources:
+                path = ROOT / source
+                into = destination / path.name if target.endswith("/") else destination
+                if path.is_dir():
+                    shutil.copytree(path, into, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    into.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(path, into)
+    app_dir = tmp_path / workdir.relative_to("/")
+    assert workdir == Path("/app") and (app_dir / "manage.py").is_file()
+    env = {name: value for name, value in os.environ.items() if name != "BILLABLE_TESTING"}
+    env.update(
+        SECRET_KEY=settings.SECRET_KEY,
+        API_KEY_HASH_SECRETS=settings.API_KEY_HASH_SECRETS,
+        ENCRYPTION_KEYS=",".join(settings.ENCRYPTION_KEYS),
+        REDIS_URL=settings.REDIS_URL,
+        DJANGO_SETTINGS_MODULE="billing_platform.settings",
+    )
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c",
+         "import billing_platform; from django.urls import resolve; resolve('/readyz');"
+         " print(billing_platform.__file__)"],
+        cwd=app_dir, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The copied package was used, not the checkout's.
+    loaded_from = result.stdout.strip().splitlines()[-1]
+    assert loaded_from == str(app_dir / "billing_platform" / "__init__.py")
 
 
 # --- environment variables
