@@ -16,6 +16,11 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+# A process started outside gunicorn (the webhook worker) with PROMETHEUS_MULTIPROC_DIR set would
+# fail on its first count if the directory did not exist yet.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase

@@ -31,17 +31,25 @@ from tenants.schema_migrations import (
 )
 from tenants.services import api_key_revoke, tenant_onboard
 
-LEAF = "0003_orders_referrals"
 NEW = "0099_release_marker"
 COLUMN = "release_marker"
 MODULE = "billable_release_migrations"
 
-NEW_MIGRATION = f'''
+
+def _billable_leaf() -> str:
+    from django.db.migrations.loader import MigrationLoader
+
+    leaves = [name for app, name in MigrationLoader(None).graph.leaf_nodes() if app == "billable"]
+    assert len(leaves) == 1, leaves
+    return leaves[0]
+
+
+NEW_MIGRATION = '''
 from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("billable", "{LEAF}")]
+    dependencies = [("billable", "{leaf}")]
     operations = [
         migrations.RunSQL(
             "ALTER TABLE billable_product ADD COLUMN {COLUMN} integer NOT NULL DEFAULT 7",
@@ -62,7 +70,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     package = root / MODULE
     shutil.copytree(Path(billable.migrations.__file__).parent, package,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (package / f"{NEW}.py").write_text(NEW_MIGRATION)
+    (package / f"{NEW}.py").write_text(NEW_MIGRATION.format(leaf=_billable_leaf(), COLUMN=COLUMN))
     sys.path.insert(0, str(root))
     try:
         yield MODULE

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from billing_platform.errors import BillingError
 from tenants import selectors
@@ -36,5 +37,12 @@ class Command(BaseCommand):
         except BillingError as exc:
             raise CommandError(f"{exc.code}: no tenant {slug!r}") from exc
         schema = tenant.schema_name
-        tenant_purge(tenant=tenant)
+        try:
+            tenant_purge(tenant=tenant)
+        except DatabaseError as exc:
+            # Typically lock_timeout: requests still hold its tables. Nothing was changed.
+            raise CommandError(
+                f"{slug!r} was not deleted ({exc.__class__.__name__}: {exc}); nothing changed. "
+                "Suspend it first (DELETE /api/v1/platform/tenants/...) and try again."
+            ) from exc
         self.stdout.write(f"Tenant {slug} deleted: schema {schema} dropped, rows removed.")
