@@ -235,3 +235,33 @@ def test_a_terminal_gets_a_progress_bar(twenty: list[Tenant], released: None) ->
     assert "Applying billable" not in text
     assert "Tenant schemas: 2 migrated" in text
     assert all(_has_column(name) for name in lagging)
+
+
+@pytest.fixture
+def template(committed: None) -> Iterator[str]:
+    """A template schema (TENANT_BASE_SCHEMA) built at the current leaf; no tenant row."""
+    name = f"tmpl_{secrets.token_hex(3)}"
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE SCHEMA "{name}"')
+    try:
+        call_command("migrate_schemas", "--tenant", "-s", name, "--noinput", "-v", "0",
+                     stdout=io.StringIO())
+        connection.set_schema_to_public()
+        yield name
+    finally:
+        connection.set_schema_to_public()
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def test_the_template_schema_is_migrated_first(
+    twenty: list[Tenant], template: str, released: None
+) -> None:
+    with override_settings(TENANT_BASE_SCHEMA=template):
+        assert missing_migrations([template]) == {template: 1}
+        migrated, skipped, text = _migrate()
+        names = tenant_schema_names()
+    assert names[0] == template
+    assert migrated == len(names) and skipped == 0
+    assert re.search(rf"\[1/\d+\] {template}: 1 migrations to apply", text)
+    assert _has_column(template)
