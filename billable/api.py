@@ -383,9 +383,12 @@ def customer_get(request: HttpRequest, customer_id: str) -> dict[str, Any]:
     response={204: None, **error_responses(404)},
     operation_id="billing_customer_erase",
     summary="Erase a customer's identities and metadata (the ledger stays, anonymous)",
+    description="A merged customer's id erases the customer it was merged into, with every "
+    "customer merged into that one: the same person under earlier ids.",
 )
 def customer_erase(request: HttpRequest, customer_id: str) -> HttpResponse:
-    customer_services.customer_erase(customer=selectors.customer_get(customer_id=customer_id))
+    customer = selectors.customer_get(customer_id=customer_id, follow_merge=True)
+    customer_services.customer_erase(customer=customer)
     return HttpResponse(status=204)
 
 

@@ -316,11 +316,17 @@ class IdempotencyRecord(models.Model):
     request_hash = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField(null=True)
     content_type = models.CharField(max_length=100, blank=True, default="")
-    body = models.BinaryField(null=True)
+    body = models.BinaryField(null=True)  # encrypted (it can hold a new key or signing secret)
+    # The customers the stored answer names, so erasing a customer can redact it.
+    # Nullable, so code that predates the column keeps inserting while tenants migrate.
+    customer_ids = ArrayField(models.CharField(max_length=64), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["created_at"], name="idempotency_created_idx")]
+        indexes = [
+            models.Index(fields=["created_at"], name="idempotency_created_idx"),
+            GinIndex(fields=["customer_ids"], name="idempotency_customers_idx"),
+        ]
 
 
 class OrderStatus(models.TextChoices):

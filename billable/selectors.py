@@ -105,13 +105,21 @@ def customer_list(
     return queryset
 
 
-def customer_get(*, customer_id: str) -> Customer:
+def customer_get(*, customer_id: str, follow_merge: bool = False) -> Customer:
+    """The customer with this id; with `follow_merge`, the one it was merged into, if any."""
     key = _uuid(customer_id)
     customer = (
         Customer.objects.prefetch_related("identities").filter(pk=key).first() if key else None
     )
     if customer is None:
         raise errors.CustomerNotFound()
+    seen = {customer.pk}
+    while follow_merge and customer.merged_into_id is not None:
+        target = Customer.objects.prefetch_related("identities").get(pk=customer.merged_into_id)
+        if target.pk in seen:
+            break
+        seen.add(target.pk)
+        customer = target
     return customer
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, Q, QuerySet
 from ninja import Field, Schema
@@ -61,13 +62,24 @@ def _invalid_cursor() -> errors.ValidationFailed:
     )
 
 
-def _typed(model: type[Model], fields: Sequence[str], values: list[Any]) -> list[Any]:
+def _field(queryset: QuerySet[Any], name: str) -> Any:
+    """The model field, or the annotation's output field, that orders by `name`."""
+    meta = queryset.model._meta
+    if name == "pk":
+        return meta.pk
+    try:
+        return meta.get_field(name)
+    except FieldDoesNotExist:
+        return queryset.query.annotations[name].output_field
+
+
+def _typed(queryset: QuerySet[Any], fields: Sequence[str], values: list[Any]) -> list[Any]:
     """Each cursor value as its field's Python type; a value of the wrong type is a 422."""
     typed = []
     for name, value in zip(fields, values, strict=True):
-        field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+        field = _field(queryset, name)
         try:
-            typed.append(field.to_python(value))  # type: ignore[union-attr]
+            typed.append(field.to_python(value))
         except (DjangoValidationError, TypeError, ValueError, OverflowError) as exc:
             raise _invalid_cursor() from exc
     return typed
@@ -85,7 +97,7 @@ def paginate(
     descending = order[0].startswith("-")
     queryset = queryset.order_by(*order)
     if cursor:
-        values = _typed(queryset.model, fields, _decode(cursor, len(fields)))
+        values = _typed(queryset, fields, _decode(cursor, len(fields)))
         lookup = "lt" if descending else "gt"
         condition = Q()
         for i, name in enumerate(fields):

@@ -15,6 +15,8 @@ it instead of opening savepoints (`service_atomic`).
   lock timeout, 409 `idempotency_key_in_use`;
 - the same key with a different method, path or body is 422 `idempotency_key_reused`;
 - only 2xx answers and the business answers 402 and 409 are kept; others remove the record.
+  Kept answers are encrypted at rest (a `POST /keys` answer holds the new key) and tagged with
+  the customers they name, so erasing a customer can redact them.
 
 Lock and statement timeouts, deadlocks and serialization failures roll the whole request back
 and run it again (a few times, with jitter); if they persist the answer is 503 `database_busy`.
@@ -38,6 +40,7 @@ from ninja.decorators import decorate_view
 
 from billing_platform import errors
 from billing_platform.problems import problem_response
+from billing_platform.webhooks import crypto
 
 logger = logging.getLogger("billable.transactions")
 
@@ -171,7 +174,9 @@ def _claim(key: str, request_hash: str) -> HttpResponse | None:
         )
     if status is None:
         raise _KeyInUse
-    response = HttpResponse(bytes(body), status=status, content_type=content_type)
+    response = HttpResponse(
+        crypto.decrypt_bytes(bytes(body)), status=status, content_type=content_type
+    )
     response[REPLAY_HEADER] = "true"
     return response
 
@@ -182,15 +187,34 @@ def errors_for_reuse() -> type[errors.BillingError]:
     return IdempotencyKeyReused
 
 
+# Fields of the API's answers that name a customer (usage, hold, order, grant, identify, merge,
+# referral): erasing that customer redacts the stored answer.
+CUSTOMER_FIELDS = (
+    "customer_id", "target_customer_id", "source_customer_id", "referrer_id", "referee_id",
+)
+
+
+def customer_ids_of(content: bytes) -> list[str]:
+    """The customer ids a JSON answer names at its top level."""
+    try:
+        data = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    return [str(data[name]) for name in CUSTOMER_FIELDS if isinstance(data.get(name), str)]
+
+
 def _settle(key: str, response: HttpResponseBase) -> None:
     status = response.status_code
     with connection.cursor() as cursor:
         if 200 <= status < 300 or status in STORED_STATUSES:
             content = getattr(response, "content", b"")
             cursor.execute(
-                "UPDATE billable_idempotencyrecord "
-                "SET status_code = %s, content_type = %s, body = %s WHERE key = %s",
-                [status, response.get("Content-Type", ""), content, key],
+                "UPDATE billable_idempotencyrecord SET status_code = %s, content_type = %s, "
+                "body = %s, customer_ids = %s WHERE key = %s",
+                [status, response.get("Content-Type", ""), crypto.encrypt_bytes(content),
+                 customer_ids_of(content), key],
             )
         else:
             cursor.execute("DELETE FROM billable_idempotencyrecord WHERE key = %s", [key])

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billable import errors
-from billable.models import Customer, ExternalIdentity, TrialHistory
+from billable import errors, signals
+from billable.models import Customer, ExternalIdentity, IdempotencyRecord, TrialHistory
 from billable.services import trials
 from billing_platform.errors import ValidationFailed
 from billing_platform.transactions import service_atomic
+from billing_platform.webhooks import crypto
 
 DEFAULT_PROVIDER = "default"
 
@@ -142,8 +145,58 @@ def customer_identify(
     return IdentifyResult(customer=customer, created=created, trial_eligible=eligible)
 
 
-def customer_erase(*, customer: Customer) -> None:
-    """Erase identities and metadata; the ledger stays, anonymous."""
+def customer_erase(*, customer: Customer) -> list[str]:
+    """Erase identities and metadata; the ledger stays, anonymous.
+
+    Covers the customers merged into this one (the same person's earlier ids), redacts the
+    stored idempotent answers that name any of them, and sends `customer_erased` so stored
+    events are scrubbed in the same transaction. Returns the erased customer ids.
+    """
     with transaction.atomic():
-        ExternalIdentity.objects.filter(customer=customer).delete()
-        Customer.objects.filter(pk=customer.pk).update(metadata={}, erased_at=timezone.now())
+        ids = [customer.pk]
+        frontier = [customer.pk]
+        while frontier:
+            frontier = list(
+                Customer.objects.filter(merged_into__in=frontier).values_list("pk", flat=True)
+            )
+            ids.extend(frontier)
+        ExternalIdentity.objects.filter(customer_id__in=ids).delete()
+        Customer.objects.filter(pk__in=ids).update(metadata={}, erased_at=timezone.now())
+        texts = [str(pk) for pk in ids]
+        _redact_stored_answers(texts)
+        signals.customer_erased.send(sender=Customer, customer=customer, customer_ids=texts)
+    return texts
+
+
+REDACTED_FIELDS: dict[str, Any] = {"metadata": {}, "identities": [], "profile": {}}
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: REDACTED_FIELDS[k] if k in REDACTED_FIELDS else _redacted(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def _redact_stored_answers(customer_ids: list[str]) -> None:
+    """Blank metadata and identities in kept idempotent answers that name these customers.
+
+    A retry with such a key still replays (nothing is applied twice), without the personal data.
+    """
+    records = IdempotencyRecord.objects.select_for_update().filter(
+        customer_ids__overlap=customer_ids, body__isnull=False
+    )
+    for record in records:
+        if record.body is None:
+            continue
+        try:
+            data = json.loads(crypto.decrypt_bytes(bytes(record.body)))
+        except (InvalidToken, ValueError):
+            continue
+        body = json.dumps(_redacted(data), ensure_ascii=False).encode()
+        record.body = crypto.encrypt_bytes(body)
+        record.save(update_fields=["body"])

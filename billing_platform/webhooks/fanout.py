@@ -180,6 +180,28 @@ def _receiver(event_type: str, build: Builder) -> Callable[..., None]:
     return receive
 
 
+def scrub_erased_customer(sender: Any, *, customer_ids: list[str], **kwargs: Any) -> None:
+    """Empty the identities of an erased customer in the tenant's stored events.
+
+    Runs in the erasing transaction, so the events listed, redelivered or still pending no longer
+    carry what the customer was known by.
+    """
+    current = _current_tenant()
+    if current is None:
+        return
+    tenant_id = current[0]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE webhooks_event
+            SET data = jsonb_set(data, '{customer,identities}', '[]'::jsonb)
+            WHERE tenant_id = %s AND data->'customer'->>'id' = ANY(%s)
+              AND data->'customer'->'identities' <> '[]'::jsonb
+            """,
+            [tenant_id, customer_ids],
+        )
+
+
 _receivers: list[Callable[..., None]] = []
 
 
@@ -188,3 +210,4 @@ def connect() -> None:
         receiver = _receiver(event_type, build)
         _receivers.append(receiver)  # signals hold receivers weakly
         signal.connect(receiver, dispatch_uid=f"webhooks:{event_type}")
+    signals.customer_erased.connect(scrub_erased_customer, dispatch_uid="webhooks:scrub")

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from billable.models import Customer, ExternalIdentity, LedgerEntry, Offer, Product
+from billable.models import (
+    Customer,
+    ExternalIdentity,
+    IdempotencyRecord,
+    LedgerEntry,
+    Offer,
+    Product,
+)
 from tests.conftest import Api, TenantFixture, assert_problem
 
 Catalog = dict[str, Product | Offer]
@@ -281,3 +288,47 @@ def test_metadata_limit_counts_utf8_bytes(api: Api, acme: TenantFixture) -> None
     missing = api.get("billing/customers", key=acme.key,
                       query={"provider": "telegram", "external_id": "utf8-too-big"})
     assert missing.json["items"] == []
+
+
+def test_stored_answers_are_encrypted_and_erasing_redacts_them(
+    api: Api, acme: TenantFixture
+) -> None:
+    body = {"provider": "telegram", "external_id": "redact-me",
+            "profile": {"email": "redact-me@example.com"}}
+    headers = {"Idempotency-Key": "identify-redact-me"}
+    first = api.post("billing/identify", json=body, key=acme.key, headers=headers)
+    assert first.status == 200
+    connection.set_schema(acme.tenant.schema_name)
+    record = IdempotencyRecord.objects.get(key="identify-redact-me")
+    assert b"redact-me@example.com" not in bytes(record.body)  # encrypted at rest
+    assert record.customer_ids == [first.json["customer_id"]]
+    replay = api.post("billing/identify", json=body, key=acme.key, headers=headers)
+    assert replay.body == first.body and replay.headers["Idempotent-Replayed"] == "true"
+
+    assert api.delete(f"billing/customers/{first.json['customer_id']}",
+                      key=acme.key).status == 204
+
+    # A retry still replays (nothing is applied again), without the personal data.
+    after = api.post("billing/identify", json=body, key=acme.key, headers=headers)
+    assert after.status == 200 and after.headers["Idempotent-Replayed"] == "true"
+    assert after.json["customer_id"] == first.json["customer_id"]
+    assert after.json["metadata"] == {} and b"redact-me@example.com" not in after.body
+    assert api.get("billing/customers", key=acme.key,
+                   query={"external_id": "redact-me"}).json["items"] == []
+
+
+def test_erasing_a_merged_id_erases_the_person(api: Api, acme: TenantFixture) -> None:
+    old = _identify(api, acme.key, provider="telegram", external_id="old-account")
+    new = _identify(api, acme.key, provider="email", external_id="new-account")
+    merged = api.post("billing/customers/merge", json={
+        "target_customer_id": new["customer_id"], "source_customer_id": old["customer_id"],
+    }, key=acme.key)
+    assert merged.status == 200, merged.body
+
+    assert api.delete(f"billing/customers/{old['customer_id']}", key=acme.key).status == 204
+
+    target = api.get(f"billing/customers/{new['customer_id']}", key=acme.key).json
+    assert target["identities"] == []
+    for external_id in ("old-account", "new-account"):
+        assert api.get("billing/customers", key=acme.key,
+                       query={"external_id": external_id}).json["items"] == []

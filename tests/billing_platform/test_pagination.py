@@ -19,7 +19,10 @@ LISTS = [
     "webhooks/endpoints",
     "webhooks/events",
     "webhooks/deliveries",
+    "billing/wallet/batches",
+    "billing/wallet/transactions",
 ]
+WALLET_CUSTOMER = "cursor-probe"
 
 FORGED: list[Any] = [
     [True, []],
@@ -39,7 +42,13 @@ def _cursor(values: Any) -> str:
 @pytest.mark.parametrize("path", LISTS)
 @pytest.mark.parametrize("values", FORGED, ids=[json.dumps(v) for v in FORGED])
 def test_forged_cursor_is_422(api: Api, acme: TenantFixture, path: str, values: Any) -> None:
-    response = api.get(path, key=acme.key, query={"cursor": _cursor(values)})
+    query = {"cursor": _cursor(values)}
+    if path.startswith("billing/wallet/"):
+        identified = api.post("billing/identify", json={"external_id": WALLET_CUSTOMER},
+                              key=acme.key)
+        assert identified.status == 200
+        query["external_id"] = WALLET_CUSTOMER
+    response = api.get(path, key=acme.key, query=query)
     problem = assert_problem(response, 422, "validation_error")
     assert problem["errors"][0]["loc"] == ["query", "cursor"]
 

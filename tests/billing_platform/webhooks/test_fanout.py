@@ -114,3 +114,36 @@ def test_the_sweep_purges_what_is_older_than_30_days(
     assert not Delivery.objects.filter(event_id=old.pk).exists()
     assert not DeliveryAttempt.objects.filter(delivery__event_id=old.pk).exists()
     assert list(DeliveryAttempt.objects.filter(delivery__event=recent)) == [recent_attempt]
+
+
+def test_erasing_a_customer_scrubs_its_identities_from_stored_events(
+    api: Api, acme: TenantFixture, catalog: dict[str, Any], private_ok: Any
+) -> None:
+    # given: events about two customers, each carrying the customer's identities
+    create_endpoint(api, acme.key, URL)
+    assert grant_and_consume(api, acme.key, external_id="erase-me").status == 200
+    assert grant_and_consume(api, acme.key, external_id="keep-me").status == 200
+    connection.set_schema(acme.tenant.schema_name)
+    erased_id = Customer.objects.get(identities__external_id="erase-me").pk
+
+    def identities(external_id: str) -> list[Any]:
+        return [
+            e.data["customer"]["identities"]
+            for e in Event.objects.filter(tenant=acme.tenant)
+            if e.data["customer"]["identities"]
+            and e.data["customer"]["identities"][0]["external_id"] == external_id
+        ]
+
+    assert len(identities("erase-me")) == 2  # grant.created, quota.consumed
+
+    # when
+    assert api.delete(f"billing/customers/{erased_id}", key=acme.key).status == 204
+
+    # then: the erased customer's events stay (the ledger happened) but name nobody
+    assert identities("erase-me") == []
+    scrubbed = [e for e in Event.objects.filter(tenant=acme.tenant)
+                if e.data["customer"]["id"] == str(erased_id)]
+    assert len(scrubbed) == 2 and all(e.data["customer"]["identities"] == [] for e in scrubbed)
+    assert len(identities("keep-me")) == 2
+    listed = api.get("webhooks/events", key=acme.key).json["items"]
+    assert "erase-me" not in str(listed) and "keep-me" in str(listed)
