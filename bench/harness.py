@@ -229,6 +229,22 @@ def production_server(
         log_path.with_suffix(".access").unlink(missing_ok=True)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children (gunicorn's
+    workers): a figure that other work on the machine does not inflate, unlike latency."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        own = int(stat.parent.name)
+        if own == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 # --- The load driver: a closed loop of `concurrency` async clients.
 
 

@@ -163,7 +163,13 @@ def run(ctx: Context, name: str) -> dict[str, Any]:
                     "headers": headers,
                 }
 
+            cpu_before = harness.tree_cpu_seconds(ctx.server.process.pid)
             result = harness.drive(base, request, label=label, concurrency=concurrency)
+            served = result.extra["total_ok"] + result.extra["total_failed"]
+            result.extra["server_cpu_ms_per_request"] = round(
+                (harness.tree_cpu_seconds(ctx.server.process.pid) - cpu_before) * 1000
+                / max(1, served), 2
+            )
             check: dict[str, Any] = {}
             if name == "consume":
                 check = check_consume(ctx, label, result.ok)
@@ -173,7 +179,8 @@ def run(ctx: Context, name: str) -> dict[str, Any]:
             points.append({"shape": shape, "concurrency": concurrency, "api": result.as_dict(),
                            "pgbench": baseline.as_dict(), "ratio": share, "check": check})
             rows.append([shape, concurrency, result.rps, result.p50_ms, result.p95_ms,
-                         result.p99_ms, result.errors, baseline.tps, baseline.p99_ms,
+                         result.p99_ms, result.errors, result.extra["server_cpu_ms_per_request"],
+                         baseline.tps, baseline.p99_ms,
                          f"{share:.0%}", "ok" if check.get("correct", True) else "WRONG"])
             harness.say(f"{label}: {result.rps} req/s, p99 {result.p99_ms} ms, "
                         f"pgbench {baseline.tps} tps ({share:.0%})")
@@ -182,7 +189,8 @@ def run(ctx: Context, name: str) -> dict[str, Any]:
         all_correct = all_correct and variant["check"]["correct"]
     print(harness.table(
         f"{name} ({ctx.server.describe()}; {harness.SECONDS:.0f} s per point)",
-        ["shape", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "pgbench tps",
+        ["shape", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "CPU ms/req",
+         "pgbench tps",
          "pgbench p99", "ratio", "check"],
         rows,
     ))

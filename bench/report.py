@@ -28,13 +28,16 @@ def hotpath(name: str) -> str:
         api, base = p["api"], p["pgbench"]
         shape = "hot customer" if p["shape"] == "hot" else "1,000 customers"
         rows.append([shape, p["concurrency"], api["rps"], api["p50_ms"], api["p95_ms"],
-                     api["p99_ms"], api["errors"], base["tps"], base["p99_ms"],
+                     api["p99_ms"], api["errors"],
+                     api["extra"].get("server_cpu_ms_per_request", ""), base["tps"],
+                     base["p99_ms"],
                      f"{p['ratio']:.0%}", "ok" if p["check"].get("correct", True) else "WRONG"])
     text = f"{data['server']}, {data['seconds_per_point']:.0f} s per point after "
     text += f"{data['warmup_seconds']:.0f} s of warm-up ({data['when']}, load average "
     text += f"{data['machine'].get('load_average_1_5_15', ['?'])[0]} at the end).\n\n"
     text += _table(["shape", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
-                    "pgbench tps", "pgbench p99 ms", "ratio", "check"], rows)
+                    "server CPU ms/req", "pgbench tps", "pgbench p99 ms", "ratio", "check"],
+                   rows)
     variants = data.get("worker_classes") or []
     if variants:
         text += "\n\n" + _table(
