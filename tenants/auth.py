@@ -8,6 +8,7 @@ and again when its transaction commits, so all processes see it on their next re
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,6 @@ from billing_platform.observability import bind_caller
 from tenants import keys
 from tenants.models import ApiKey, PlatformKey, Tenant, TenantStatus
 
-_NEGATIVE = "missing"
 _NEGATIVE_TTL = 10
 LAST_USED_INTERVAL = 60
 
@@ -59,6 +59,11 @@ class KeyContext:
 
 def _cache_key(kind: str, lookup_id: str) -> str:
     return f"auth:{kind}:{lookup_id}"
+
+
+def _generation_key(kind: str, lookup_id: str) -> str:
+    """Changes whenever the key or its tenant changes; a cached entry names the one it saw."""
+    return f"auth:generation:{kind}:{lookup_id}"
 
 
 def _epoch(value: Any) -> float | None:
@@ -100,6 +105,7 @@ def _load(kind: str, lookup_id: str) -> dict[str, Any] | None:
     if row is None:
         return None
     entry: dict[str, Any] = {
+        "kind": kind,
         "key_id": str(row.pk),
         "name": row.name,
         "key_hash": row.key_hash,
@@ -117,17 +123,26 @@ def keys_scopes(row: ApiKey | PlatformKey) -> list[str]:
     return list(row.scopes) if isinstance(row, ApiKey) else ["platform"]
 
 
-def _touch(kind: str, lookup_id: str, entry: dict[str, Any], now: float) -> None:
-    """Record last use at most once a minute per key, across all processes."""
-    last = entry.get("last_used_at")
-    if last is not None and now - last < LAST_USED_INTERVAL:
+# Keys this process has recorded a use of, with when: at most one shared-cache call per key
+# and minute from each process.
+_touched: dict[str, float] = {}
+
+
+def _touch(entry: dict[str, Any], now: float) -> None:
+    """Record last use at most once a minute per key, across all processes.
+
+    Never writes the cached entry back: a request that read it before a revocation must not
+    put the old entry in place again.
+    """
+    key_id = entry["key_id"]
+    last = max(entry.get("last_used_at") or 0.0, _touched.get(key_id, 0.0))
+    if now - last < LAST_USED_INTERVAL:
         return
-    if not cache.add(f"auth:touched:{entry['key_id']}", 1, LAST_USED_INTERVAL):
+    _touched[key_id] = now
+    if not cache.add(f"auth:touched:{key_id}", 1, LAST_USED_INTERVAL):
         return
-    model = ApiKey if kind == keys.TENANT_PREFIX else PlatformKey
-    model.objects.filter(pk=entry["key_id"]).update(last_used_at=timezone.now())
-    entry["last_used_at"] = now
-    cache.set(_cache_key(kind, lookup_id), entry, settings.API_KEY_CACHE_SECONDS)
+    model = ApiKey if entry["kind"] == keys.TENANT_PREFIX else PlatformKey
+    model.objects.filter(pk=key_id).update(last_used_at=timezone.now())
 
 
 def resolve(raw: str) -> KeyContext:
@@ -136,15 +151,22 @@ def resolve(raw: str) -> KeyContext:
     if parsed is None:
         raise errors.NotAuthenticated("The API key is not of the form bk_… or bpk_….")
     cache_key = _cache_key(parsed.kind, parsed.lookup_id)
-    entry = cache.get(cache_key)
-    if entry is None:
+    generation_key = _generation_key(parsed.kind, parsed.lookup_id)
+    found = cache.get_many([cache_key, generation_key])  # one round trip
+    generation = found.get(generation_key)
+    cached = found.get(cache_key)
+    if isinstance(cached, dict) and cached.get("generation") == generation:
+        entry = cached["entry"]
+    else:
+        # Stamped with the generation read *before* the row: if the key or tenant changes
+        # meanwhile, the invalidation moves the generation on and this entry is never used.
         entry = _load(parsed.kind, parsed.lookup_id)
         cache.set(
             cache_key,
-            entry if entry is not None else _NEGATIVE,
+            {"generation": generation, "entry": entry},
             settings.API_KEY_CACHE_SECONDS if entry is not None else _NEGATIVE_TTL,
         )
-    if entry is None or entry == _NEGATIVE:
+    if entry is None:
         raise errors.NotAuthenticated("Unknown API key.")
     if not keys.verify_key(parsed.raw, entry["key_hash"], entry["hash_version"]):
         raise errors.NotAuthenticated("Unknown API key.")
@@ -160,7 +182,7 @@ def resolve(raw: str) -> KeyContext:
             raise errors.TenantSuspended()
         if tenant.status != TenantStatus.ACTIVE:
             raise errors.NotAuthenticated("Unknown API key.")
-    _touch(parsed.kind, parsed.lookup_id, entry, now)
+    _touch(entry, now)
     return KeyContext(
         kind=parsed.kind,
         key_id=entry["key_id"],
@@ -174,21 +196,28 @@ def resolve(raw: str) -> KeyContext:
 # reader that loaded the old row before the commit cannot keep it cached.
 
 
-def _delete_now_and_on_commit(cache_keys: list[str]) -> None:
-    if not cache_keys:
+def _new_generations(generation_keys: list[str]) -> None:
+    cache.set_many({key: uuid.uuid4().hex for key in generation_keys}, timeout=None)
+
+
+def _invalidate(kind: str, lookup_ids: list[str]) -> None:
+    """Move the keys' generations on now and again after commit; drop their entries."""
+    if not lookup_ids:
         return
-    cache.delete_many(cache_keys)
-    transaction.on_commit(lambda: cache.delete_many(cache_keys))
+    generation_keys = [_generation_key(kind, lid) for lid in lookup_ids]
+    cache.delete_many([_cache_key(kind, lid) for lid in lookup_ids])
+    _new_generations(generation_keys)
+    transaction.on_commit(lambda: _new_generations(generation_keys))
 
 
 def invalidate_key(key: ApiKey | PlatformKey) -> None:
     kind = keys.TENANT_PREFIX if isinstance(key, ApiKey) else keys.PLATFORM_PREFIX
-    _delete_now_and_on_commit([_cache_key(kind, key.lookup_id)])
+    _invalidate(kind, [key.lookup_id])
 
 
 def invalidate_tenant(tenant: Tenant) -> None:
     lookup_ids = ApiKey.objects.filter(tenant=tenant).values_list("lookup_id", flat=True)
-    _delete_now_and_on_commit([_cache_key(keys.TENANT_PREFIX, lid) for lid in lookup_ids])
+    _invalidate(keys.TENANT_PREFIX, list(lookup_ids))
 
 
 # --- Ninja auth classes.
