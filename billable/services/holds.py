@@ -23,7 +23,7 @@ from billable.models import (
     Usage,
 )
 from billable.services import ledger
-from billable.services.quota import require_positive_amount, spend
+from billable.services.quota import require_positive_amount, spend, thresholds_signal
 from billable.tenancy import note_sweep_due
 from billing_platform.errors import ValidationFailed
 from billing_platform.transactions import service_atomic
@@ -46,8 +46,9 @@ def hold_create(
     with service_atomic():
         unmetered = ledger.has_usable_access(customer.pk, feature, now)
         takes: list[ledger.Take] = []
+        total = 0
         if not unmetered:
-            takes, _total = spend(customer, feature, amount, now)
+            takes, total = spend(customer, feature, amount, now)
         hold = Hold.objects.create(
             customer=customer,
             feature=feature,
@@ -66,6 +67,8 @@ def hold_create(
         )
         note_sweep_due(hold.expires_at)
         signals.hold_created.send(sender=Hold, hold=hold, customer=customer)
+        if takes:  # reserved units leave the balance at once, so they can cross a threshold
+            thresholds_signal(customer, feature, total, total - amount)
     return hold
 
 

@@ -28,7 +28,7 @@ from billable.models import (
 )
 from billable.services import ledger
 from billable.services.grants import grant_batches, offer_for_grant, offer_items
-from billable.services.quota import spend
+from billable.services.quota import spend, thresholds_signal
 from billable.services.referrals import referral_reward_first_payment
 from billing_platform.errors import ValidationFailed
 from billing_platform.transactions import service_atomic
@@ -180,8 +180,9 @@ def exchange(*, customer: Customer, sku: str, actor: str = "") -> Order:
     now = clock.now()
     with service_atomic():
         takes: list[ledger.Take] = []
+        total = 0
         if price > 0:
-            takes, _total = spend(customer, currency.key, price, now, product_id=currency.pk)
+            takes, total = spend(customer, currency.key, price, now, product_id=currency.pk)
         order = Order.objects.create(
             customer=customer,
             total=offer.price,
@@ -214,6 +215,7 @@ def exchange(*, customer: Customer, sku: str, actor: str = "") -> Order:
                 actor=actor,
                 usage=usage,
             )
+            thresholds_signal(customer, currency.key, total, total - price)
         signals.order_created.send(sender=Order, order=order, customer=customer)
         batches = _grant_items(order, source="exchange", actor=actor)
         signals.order_confirmed.send(sender=Order, order=order, customer=customer, batches=batches)

@@ -130,7 +130,8 @@ def balance_list(*, customer: Customer | None) -> list[Balance]:
     ]
 
 
-def _thresholds(customer: Customer, name: str, before: int, after: int) -> None:
+def thresholds_signal(customer: Customer, name: str, before: int, after: int) -> None:
+    """Send `quota_low` / `quota_depleted` if a spend took `name` across them."""
     threshold = int(current_settings().get("low_balance_threshold") or 0)
     if threshold > 0 and before > threshold >= after:
         signals.quota_low.send(
@@ -227,5 +228,5 @@ def quota_consume(
         signals.quota_consumed.send(
             sender=Usage, usage=usage, customer=customer, remaining=after, unlimited=False
         )
-        _thresholds(customer, feature, total, after)
+        thresholds_signal(customer, feature, total, after)
         return Consumption(usage=usage, remaining=after, unlimited=False)

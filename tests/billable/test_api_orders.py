@@ -394,6 +394,34 @@ def test_exchange_spends_only_the_currency_product(api: Api, acme: TenantFixture
     assert remaining(api, acme.key, "points-only", "points") == 50
 
 
+def test_exchange_spending_the_last_coins_sends_depleted(
+    api: Api, acme: TenantFixture, coins: Any
+) -> None:
+    depleted: list[dict[str, Any]] = []
+
+    def receive(sender: Any, **kwargs: Any) -> None:
+        depleted.append(kwargs)
+
+    signals.quota_depleted.connect(receive)
+    try:
+        for _ in range(3):  # 100 -> 70 -> 40 -> 10
+            assert api.post("billing/exchange", json={"external_id": "ex",
+                                                      "sku": "reports_for_coins"},
+                            key=acme.key).status == 200
+        assert depleted == []
+        with schema_context(acme.tenant.schema_name):
+            offer_create(sku="reports_for_10_coins", name="One report", price=Decimal("10"),
+                         currency="COINS", items=[ItemSpec("REPORTS", 1)])
+        assert api.post("billing/exchange", json={"external_id": "ex",
+                                                  "sku": "reports_for_10_coins"},
+                        key=acme.key).status == 200  # 10 -> 0
+    finally:
+        signals.quota_depleted.disconnect(receive)
+    assert [(c["feature"], c["customer"].pk) for c in depleted] == [
+        ("COINS", coins["customer"].pk)
+    ]
+
+
 def test_exchange_of_money_offer_is_not_a_currency(api: Api, acme: TenantFixture,
                                                    coins: Any) -> None:
     response = api.post("billing/exchange", json={"external_id": "ex", "sku": "reports_10"},

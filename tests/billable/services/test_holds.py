@@ -416,3 +416,23 @@ def test_failing_hold_receiver_rolls_the_reserve_back(catalog: Catalog, alice: C
     assert remaining_of(batch) == 10
     assert not Hold.objects.exists()
     assert not LedgerEntry.objects.filter(direction=Direction.DEBIT).exists()
+
+
+def test_a_reservation_crossing_the_threshold_sends_low_and_depleted(
+    catalog: Catalog, alice: Customer, in_acme: Any
+) -> None:
+    from tenants.services import tenant_settings_update
+
+    tenant_settings_update(tenant_id=in_acme.tenant.pk, changes={"low_balance_threshold": 3})
+    grant(alice, "reports_10")
+
+    with captured(signals.quota_low) as low, captured(signals.quota_depleted) as depleted:
+        hold_create(customer=alice, feature="reports", amount=5)  # 10 -> 5
+        assert low == []
+        hold_create(customer=alice, feature="reports", amount=3)  # 5 -> 2
+        assert [(c["remaining"], c["feature"]) for c in low] == [(2, "reports")]
+        assert depleted == []
+        hold_create(customer=alice, feature="reports", amount=2)  # 2 -> 0
+
+    assert len(low) == 1
+    assert [c["customer"].pk for c in depleted] == [alice.pk]
