@@ -91,7 +91,11 @@ def api_key_create(
     with transaction.atomic():
         # Lock the tenant row so concurrent creations cannot pass the limit together.
         Tenant.objects.select_for_update().filter(pk=tenant.pk).exists()
-        active = ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True).count()
+        active = (
+            ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True)
+            .exclude(expires_at__lte=timezone.now())
+            .count()
+        )
         if active >= MAX_KEYS_PER_TENANT:
             raise errors.TooManyKeys(f"A tenant may hold {MAX_KEYS_PER_TENANT} active keys.")
         new = keys.generate(keys.TENANT_PREFIX)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import connection
+from django.utils import timezone
 
 from tenants import keys
 from tenants.models import ApiKey
@@ -67,6 +70,13 @@ def test_at_most_fifty_active_keys(api: Api, acme: TenantFixture) -> None:
     active = ApiKey.objects.filter(tenant=acme.tenant, revoked_at__isnull=True).count()
     for i in range(MAX_KEYS_PER_TENANT - active):
         make_key(acme.tenant, name=f"k{i}")
+    assert_problem(api.post("keys", json={"name": "one too many"}, key=acme.key), 409,
+                   "too_many_keys")
+    # A key past its expiry no longer counts: it can never work again.
+    spent = ApiKey.objects.filter(tenant=acme.tenant, name="k0").get()
+    spent.expires_at = timezone.now() - timedelta(seconds=1)
+    spent.save(update_fields=["expires_at"])
+    assert api.post("keys", json={"name": "replaces an expired one"}, key=acme.key).status == 201
     assert_problem(api.post("keys", json={"name": "one too many"}, key=acme.key), 409,
                    "too_many_keys")
 
