@@ -37,6 +37,9 @@ def client_ip(request: HttpRequest) -> str:
     return remote
 
 
+COUNTED_ATTR = "_billable_tenant_limit_counted"
+
+
 def _usage(request: HttpRequest, group: str, value: str, rate: str) -> dict[str, Any] | None:
     return get_usage(
         request, group=group, key=lambda _group, _request: value, rate=rate, increment=True
@@ -69,8 +72,15 @@ def _enforce(request: HttpRequest, group: str, value: str, rate: str) -> None:
 
 
 def limit_tenant(request: HttpRequest, tenant_id: int, rate: str) -> None:
-    """Count a request against its tenant's limit (shared by all the tenant's keys)."""
+    """Count a request against its tenant's limit (shared by all the tenant's keys).
+
+    Once per request: a request the transaction layer runs again after a lock timeout has
+    already been counted and let through.
+    """
+    if getattr(request, COUNTED_ATTR, False):
+        return
     _enforce(request, "tenant", str(tenant_id), rate)
+    setattr(request, COUNTED_ATTR, True)
 
 
 def limit_public(request: HttpRequest, group: str, rate: str) -> None:

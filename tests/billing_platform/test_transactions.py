@@ -73,6 +73,8 @@ def test_a_lock_that_outlasts_every_retry_is_503_database_busy(
         f'LOCK TABLE "{acme.tenant.schema_name}".billable_usage IN SHARE MODE'
     )
 
+    before = int(api.get("keys", key=acme.key).headers["RateLimit-Remaining"])
+
     # when
     response = api.post("billing/quota/consume", json={"external_id": "alice",
                                                        "feature": "reports"}, key=acme.key)
@@ -81,6 +83,8 @@ def test_a_lock_that_outlasts_every_retry_is_503_database_busy(
     problem = assert_problem(response, 503, "database_busy")
     assert problem["status"] == 503
     assert int(response.headers["Retry-After"]) >= 1
+    # Every attempt ran the request again, but the tenant's limit counted it once.
+    assert int(response.headers["RateLimit-Remaining"]) == before - 1
     other_connection.rollback()
     connection.set_schema(acme.tenant.schema_name)
     assert QuotaBatch.objects.get(customer=alice).remaining == 10
