@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +20,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.db.migrations.loader import MigrationLoader
+from django.utils import timezone
 from django_tenants.utils import app_labels, get_public_schema_name
 
 from tenants.models import Tenant, TenantStatus
@@ -26,6 +28,7 @@ from tenants.models import Tenant, TenantStatus
 # Schemas per query: keeps the statement text and its plan small with many thousands of tenants.
 CHUNK = 500
 _CACHE_PREFIX = "readyz:tenant-migrations"
+NEW_SCHEMA_GRACE_SECONDS = 60
 
 
 @lru_cache(maxsize=1)
@@ -100,9 +103,12 @@ def missing_migrations(schemas: Iterable[str]) -> dict[str, int]:
     return result
 
 
-def tenant_schema_names(*, include_spare: bool = True) -> list[str]:
+def tenant_schema_names(
+    *, include_spare: bool = True, created_before: datetime | None = None
+) -> list[str]:
     """Every schema `migrate_schemas` migrates after the public one: the template first, then
-    every tenant row (spare schemas included unless told otherwise)."""
+    every tenant row (spare schemas included unless told otherwise; with `created_before`, only
+    tenants created before then)."""
     public = get_public_schema_name()
     names: list[str] = []
     template = getattr(settings, "TENANT_BASE_SCHEMA", None)
@@ -111,6 +117,8 @@ def tenant_schema_names(*, include_spare: bool = True) -> list[str]:
     rows = Tenant.objects.exclude(schema_name=public)
     if not include_spare:
         rows = rows.exclude(status=TenantStatus.SPARE)
+    if created_before is not None:
+        rows = rows.filter(created_at__lt=created_before)
     names.extend(rows.order_by("id").values_list("schema_name", flat=True))
     return list(dict.fromkeys(names))
 
@@ -133,14 +141,18 @@ def tenant_schemas_behind(*, use_cache: bool = True) -> int:
     """How many tenants' schemas lack migrations; cached for READYZ_MIGRATIONS_CACHE_SECONDS.
 
     Spare schemas are left out: the worker builds them by migrations all the time, so one is
-    briefly behind while it is built, and none serves requests.
+    briefly behind while it is built, and none serves requests. So are tenants created in the
+    last minute: onboarding without a spare builds the schema after the tenant row exists.
     """
     key = _cache_key()
     if use_cache:
         cached = cache.get(key)
         if cached is not None:
             return int(cached)
-    names = tenant_schema_names(include_spare=False)
+    names = tenant_schema_names(
+        include_spare=False,
+        created_before=timezone.now() - timedelta(seconds=NEW_SCHEMA_GRACE_SECONDS),
+    )
     template = getattr(settings, "TENANT_BASE_SCHEMA", None)
     existing = _existing_schemas([n for n in names if n == template]) if template else set()
     # A configured template schema that was never built is not a tenant: nothing to migrate.

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
 from tests.conftest import Api, TenantFixture
 
 
@@ -31,14 +36,21 @@ def test_readyz_reports_pending_migrations(api: Api, db: None) -> None:
     assert response.json["migrations"]["public"] > 0
 
 
-def test_readyz_reports_tenant_schemas_behind_without_failing(
-    api: Api, acme: TenantFixture
-) -> None:
+def _age(tenant: Any, seconds: int) -> None:
+    from tenants.models import Tenant
+
+    Tenant.objects.filter(pk=tenant.pk).update(
+        created_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+def test_readyz_is_503_while_a_tenant_schema_is_behind(api: Api, acme: TenantFixture) -> None:
     # given: acme's schema lacks its last billable migration (inside the test's transaction)
     from django.db import connection
 
     from tenants.schema_migrations import forget_status
 
+    _age(acme.tenant, 3600)
     with connection.cursor() as cursor:
         cursor.execute(
             f'DELETE FROM "{acme.tenant.schema_name}".django_migrations '
@@ -49,11 +61,31 @@ def test_readyz_reports_tenant_schemas_behind_without_failing(
     # when
     response = api.get("/readyz")
 
-    # then: reported, but one tenant's schema does not take the server out of the balancer
-    assert response.status == 200, response.body
+    # then: code whose migrations have not reached every tenant is not ready to serve them
+    assert response.status == 503, response.body
     assert response.json["migrations"] == {
         "pending": True, "public": 0, "tenant_schemas_behind": 1,
     }
+    assert "tenant schemas behind" in response.json["failures"]["database"]
+
+
+def test_readyz_leaves_out_a_tenant_whose_schema_is_being_built(
+    api: Api, acme: TenantFixture
+) -> None:
+    from django.db import connection
+
+    from tenants.schema_migrations import forget_status
+
+    _age(acme.tenant, 5)  # created a moment ago: its schema may still be migrating
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'DELETE FROM "{acme.tenant.schema_name}".django_migrations '
+            "WHERE app = 'billable' AND name = '0003_orders_referrals'"
+        )
+    forget_status()
+    response = api.get("/readyz")
+    assert response.status == 200, response.body
+    assert response.json["migrations"]["tenant_schemas_behind"] == 0
 
 
 def test_readyz_caches_the_tenant_check_until_a_migration_run(
@@ -63,6 +95,7 @@ def test_readyz_caches_the_tenant_check_until_a_migration_run(
 
     from tenants.schema_migrations import forget_status
 
+    _age(acme.tenant, 3600)
     forget_status()
     assert api.get("/readyz").json["migrations"]["tenant_schemas_behind"] == 0
     with connection.cursor() as cursor:
