@@ -1,4 +1,5 @@
-"""Stateful properties of the ledger: random grants, consumes, holds, expiry, revocations.
+"""Stateful properties of the ledger: random grants, orders, consumes, holds, expiry, revocations
+and merges.
 
 A hypothesis state machine drives the services in acme's schema under a controllable clock and
 keeps its own model of every batch and hold. After every step: each batch's remaining equals its
@@ -31,9 +32,11 @@ from hypothesis.stateful import (
 )
 
 from billable import clock, errors
-from billable.models import Customer, Hold, Offer, Product, QuotaBatch, Usage
+from billable.models import Customer, Hold, Offer, Order, Product, QuotaBatch, Usage
 from billable.services import grants as grant_services
 from billable.services import holds as hold_services
+from billable.services import merge as merge_services
+from billable.services import orders as order_services
 from billable.services import quota as quota_services
 from billable.services.catalog import ItemSpec, offer_create, product_create
 from billable.services.sweep import batches_expire_due
@@ -115,6 +118,15 @@ class MHold:
     status: str = "active"
 
 
+@dataclass
+class MOrder:
+    id: Any
+    customer: int
+    sku: str
+    quantity: int
+    status: str = "pending"
+
+
 class LedgerMachine(RuleBasedStateMachine):
     """The model of one example; the catalog is created once per test, outside the examples."""
 
@@ -129,6 +141,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.customers = [Customer.objects.create(), Customer.objects.create()]
         self.batches: dict[Any, MBatch] = {}
         self.holds: list[MHold] = []
+        self.orders: list[MOrder] = []
         # Units in (grants, adjustment credits) and out (spent, reserved, gone by expiry,
         # revocation or adjustment debit) of the quantity batches.
         self.units_in = 0
@@ -216,6 +229,23 @@ class LedgerMachine(RuleBasedStateMachine):
             created_at=batch.created_at,
         )
 
+    def expected_batches(
+        self, customer: int, sku: str, *, times: int
+    ) -> list[tuple[str, int, datetime, datetime | None]]:
+        """What granting `times` of an offer gives: quantity units expire one period from now;
+        period access extends from where the customer's current access ends."""
+        expected: list[tuple[str, int, datetime, datetime | None]] = []
+        for product, quantity, unit, value in OFFERS[sku]:
+            kind_of = PRODUCTS[product][0]
+            start = self.now
+            end = None if unit == "forever" or not value else self.now + UNIT_DELTAS[unit] * value
+            if kind_of == "period":
+                start = self.period_start(customer, product)
+                end = start + UNIT_DELTAS[unit] * (value or 0) * quantity * times
+            units = quantity * times if kind_of == "quantity" else 1
+            expected.append((product, units, start, end))
+        return expected
+
     def give_back(self, hold: MHold, amount: int) -> None:
         """Credit units back latest-drawn first; units of a dead batch are gone at once."""
         left = amount
@@ -256,18 +286,9 @@ class LedgerMachine(RuleBasedStateMachine):
                                   timedelta(days=2)]),
     )
     def grant(self, customer: int, sku: str, kind: str, override: timedelta | None) -> None:
-        expected: list[tuple[str, int, datetime, datetime | None]] = []
-        for product, quantity, unit, value in OFFERS[sku]:
-            kind_of = PRODUCTS[product][0]
-            start = self.now
-            end = None if unit == "forever" or not value else self.now + UNIT_DELTAS[unit] * value
-            if kind_of == "period":
-                start = self.period_start(customer, product)
-                end = start + UNIT_DELTAS[unit] * (value or 0) * quantity
-            if override is not None:
-                start, end = self.now, self.now + override
-            units = quantity if kind_of == "quantity" else 1
-            expected.append((product, units, start, end))
+        expected = self.expected_batches(customer, sku, times=1)
+        if override is not None:
+            expected = [(p, units, self.now, self.now + override) for p, units, _s, _e in expected]
         result = grant_services.offer_grant(
             customer=self.customers[customer],
             offer=self.offers[sku],
@@ -481,6 +502,97 @@ class LedgerMachine(RuleBasedStateMachine):
         assert (batch.remaining, batch.valid_from) == (amount, self.now)
         self.record(batch, customer, product)
         self.units_in += amount
+
+    @rule(customer=st.integers(0, 1), sku=st.sampled_from(sorted(OFFERS)),
+          quantity=st.integers(1, 2))
+    def order_create(self, customer: int, sku: str, quantity: int) -> None:
+        order = order_services.order_create(
+            customer=self.customers[customer],
+            items=[order_services.LineIn(sku=sku, quantity=quantity)],
+        )
+        assert order.status == "pending" and order.total == Decimal(quantity)
+        assert not QuotaBatch.objects.filter(order_item__order=order).exists()
+        self.orders.append(MOrder(id=order.pk, customer=customer, sku=sku, quantity=quantity))
+
+    @precondition(lambda self: self.orders)
+    @rule(pick=st.integers(0, 1000))
+    def order_confirm(self, pick: int) -> None:
+        order = self.orders[pick % len(self.orders)]
+        row = Order.objects.get(pk=order.id)
+        granted = QuotaBatch.objects.filter(order_item__order_id=order.id)
+        if order.status == "paid":  # a repeated confirm changes nothing
+            before = granted.count()
+            assert order_services.order_confirm(order=row).status == "paid"
+            assert granted.count() == before
+            return
+        if order.status != "pending":
+            with pytest.raises(errors.InvalidOrderState):
+                order_services.order_confirm(order=row)
+            return
+        expected = self.expected_batches(order.customer, order.sku, times=order.quantity)
+        assert order_services.order_confirm(order=row).status == "paid"
+        by_product = {b.product.key: b for b in granted.select_related("product")}
+        assert len(by_product) == len(expected)
+        for product, units, start, end in expected:
+            batch = by_product[product]
+            assert (batch.initial, batch.remaining) == (units, units)
+            assert (batch.valid_from, batch.expires_at) == (start, end), (product, order.sku)
+            self.record(batch, order.customer, product)
+            if PRODUCTS[product][0] == "quantity":
+                self.units_in += units
+        order.status = "paid"
+
+    @precondition(lambda self: self.orders)
+    @rule(pick=st.integers(0, 1000))
+    def order_cancel(self, pick: int) -> None:
+        order = self.orders[pick % len(self.orders)]
+        row = Order.objects.get(pk=order.id)
+        if order.status != "pending":
+            with pytest.raises(errors.InvalidOrderState):
+                order_services.order_cancel(order=row)
+            return
+        assert order_services.order_cancel(order=row).status == "cancelled"
+        order.status = "cancelled"
+
+    @precondition(lambda self: self.orders)
+    @rule(pick=st.integers(0, 1000))
+    def order_refund(self, pick: int) -> None:
+        """A refund revokes what remains of the order's live batches; spent units stay spent."""
+        order = self.orders[pick % len(self.orders)]
+        row = Order.objects.get(pk=order.id)
+        if order.status != "paid":
+            with pytest.raises(errors.InvalidOrderState):
+                order_services.order_refund(order=row)
+            return
+        assert order_services.order_refund(order=row).status == "refunded"
+        for batch_id in QuotaBatch.objects.filter(order_item__order_id=order.id).values_list(
+            "id", flat=True
+        ):
+            batch = self.batches[batch_id]
+            if batch.state not in (ACTIVE, EXHAUSTED):
+                continue
+            if batch.kind == "quantity":
+                self.units_gone += batch.remaining
+            batch.move(-batch.remaining)
+            batch.state = REVOKED
+        order.status = "refunded"
+
+    @rule()
+    def merge(self) -> None:
+        """Customer 1 is merged into customer 0; a new customer 1 takes its place."""
+        result = merge_services.customer_merge(target=self.customers[0], source=self.customers[1])
+        moved = [b for b in self.batches.values() if b.customer == 1]
+        assert result.moved_batches == len(moved)
+        assert result.moved_orders == sum(1 for o in self.orders if o.customer == 1)
+        for batch in moved:
+            batch.customer = 0
+        for hold in self.holds:
+            if hold.customer == 1:
+                hold.customer = 0
+        for order in self.orders:
+            if order.customer == 1:
+                order.customer = 0
+        self.customers[1] = Customer.objects.create()
 
     # --- Invariants
 
