@@ -252,6 +252,19 @@ def _run_in_request_transaction(
         return response
 
 
+def _authenticate(run: Run, request: HttpRequest) -> HttpResponseBase | None:
+    """Run the operation's own authentication now; its error answer, or None to go on.
+
+    `run` is the operation's bound `run`; the operation runs the same checks again inside it,
+    at no cost (the key was resolved once per request, the rate limit counts once).
+    """
+    operation = getattr(run, "__self__", None)
+    if operation is None or not getattr(operation, "auth_callbacks", None):
+        return None
+    denied: HttpResponseBase | None = operation._run_authentication(request)
+    return denied
+
+
 def transactional(*, body_field: bool) -> Callable[[Run], Run]:
     """Decorate an operation's run: schema first, idempotency key, retries."""
 
@@ -260,11 +273,16 @@ def transactional(*, body_field: bool) -> Callable[[Run], Run]:
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.method != "POST":
                 return run(request, *args, **kwargs)
+            context = _tenant_context(request)
+            # Authenticate fully (key kind, scope, the tenant's rate limit) before anything
+            # else: a stored answer is replayed only to a caller allowed to make the request.
+            denied = _authenticate(run, request)
+            if denied is not None:
+                return denied
             try:
                 key = _extract_key(request, body_field)
             except errors.BillingError as exc:
                 return problem_response(exc)
-            context = _tenant_context(request)
             if context is None:
                 key = None
             else:

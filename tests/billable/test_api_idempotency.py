@@ -313,3 +313,44 @@ def test_keys_post_takes_the_header(api: Api, acme: TenantFixture) -> None:
     bad = api.post("keys", json=body, key=acme.key, headers={"Idempotency-Key": ""})
     assert_problem(bad, 422, "validation_error")
     assert ApiKey.objects.filter(tenant=acme.tenant, name="ci").count() == 1
+
+
+# --- A stored answer goes only to a caller allowed to make the request
+
+
+def test_replay_needs_the_scope_of_the_first_request(api: Api, acme: TenantFixture) -> None:
+    from tests.conftest import make_key
+
+    headers = {"Idempotency-Key": "key-create-once"}
+    first = api.post("keys", json={"name": "made once"}, key=acme.key, headers=headers)
+    assert first.status == 201
+    secret = first.json["key"]
+    _row, reader = make_key(acme.tenant, name="reader", scopes=["billing:read"])
+
+    replay = api.post("keys", json={"name": "made once"}, key=reader, headers=headers)
+
+    assert_problem(replay, 403, "insufficient_scope")
+    assert secret.encode() not in replay.body
+    assert "Idempotent-Replayed" not in replay.headers
+
+
+def test_replays_count_against_the_tenant_rate_limit(api: Api, acme: TenantFixture) -> None:
+    from tenants.services import tenant_update
+
+    tenant_update(tenant=acme.tenant, rate_limit="1000/h")
+    headers = {"Idempotency-Key": "identify-counted"}
+    body = {"external_id": "counted"}
+    before = int(api.get("keys", key=acme.key).headers["RateLimit-Remaining"])
+    first = api.post("billing/identify", json=body, key=acme.key, headers=headers)
+    replay = api.post("billing/identify", json=body, key=acme.key, headers=headers)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert int(first.headers["RateLimit-Remaining"]) == before - 1
+    assert int(replay.headers["RateLimit-Remaining"]) == before - 2
+
+
+def test_authentication_comes_before_the_idempotency_key(api: Api, acme: TenantFixture) -> None:
+    too_long = {"Idempotency-Key": "k" * 300}
+    assert_problem(api.post("billing/identify", json={"external_id": "x"}, headers=too_long),
+                   401, "not_authenticated")
+    assert_problem(api.post("billing/identify", json={"external_id": "x"}, key=acme.key,
+                            headers=too_long), 422, "validation_error")
