@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from ninja import NinjaAPI
 
 from billable.api import router as billing_router
@@ -18,6 +19,9 @@ from tenants.api import keys_router, platform_router
 class BillableAPI(NinjaAPI):
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
         schema = super().get_openapi_schema(*args, **kwargs)
+        if not settings.PLATFORM_OPEN_SIGNUP:  # a closed signup is an absent route
+            for path in [p for p in schema["paths"] if p.endswith("/public/signup")]:
+                del schema["paths"][path]
         return rewrite_error_content_types(schema)
 
 

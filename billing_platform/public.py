@@ -82,3 +82,14 @@ def signup(request: HttpRequest, payload: SignupIn) -> Status:
         name=payload.name, slug=payload.slug, contact_email=payload.email
     )
     return Status(201, {"tenant": tenant, "api_key": raw})
+
+
+@router.api_operation(
+    ["GET", "PUT", "PATCH", "DELETE"], "/signup", include_in_schema=False, auth=None
+)
+def signup_other_methods(request: HttpRequest) -> HttpResponseBase:
+    """While signup is closed the route is absent for every method, not only for POST."""
+    if not settings.PLATFORM_OPEN_SIGNUP:
+        return problem_response(errors.NotFound(f"No route for {request.path}."))
+    return problem_response(errors.MethodNotAllowed(f"{request.method} is not allowed here."))
+

@@ -271,5 +271,8 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django_tenants": {"level": "WARNING"},
+        # At INFO httpx logs every webhook URL, whose path or query can be a receiver's secret.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }

@@ -12,7 +12,9 @@ import ipaddress
 import json
 import math
 import socket
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -37,9 +39,19 @@ class InvalidWebhookUrl(Unprocessable):
     title = "The webhook URL is not allowed"
 
 
+SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+
+
 def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # Forms that carry an IPv4 address inside are judged by that address.
+        embedded = address.ipv4_mapped or address.sixtofour
+        if address.teredo is not None:
+            embedded = address.teredo[1]
+        if address in SITE_LOCAL:
+            return True
+        if embedded is not None:
+            return _forbidden(embedded)
     return bool(
         address.is_loopback
         or address.is_private
@@ -145,8 +157,18 @@ def _retry_after(value: str | None) -> int | None:
     return max(0, min(MAX_RETRY_AFTER, math.ceil(seconds)))
 
 
-def post(client: httpx.Client, url: str, body: str, headers: dict[str, str]) -> Outcome:
+def post(clients: Clients, url: str, body: str, headers: dict[str, str]) -> Outcome:
+    """Post a body to the checked address of `url`; every failure is an Outcome, never raised.
+
+    The whole exchange, the answer's body included, must end within WEBHOOK_TIMEOUT_SECONDS of
+    the first byte read: a receiver that trickles its answer is cut off and counted as failed.
+    """
     started = time.monotonic()
+    timeout = float(settings.WEBHOOK_TIMEOUT_SECONDS)
+
+    def failed(error: str) -> Outcome:
+        return Outcome(None, "", error[:1000], int((time.monotonic() - started) * 1000), None)
+
     try:
         host, _port, addresses = resolve_checked(url)
     except InvalidWebhookUrl as exc:
@@ -160,12 +182,14 @@ def post(client: httpx.Client, url: str, body: str, headers: dict[str, str]) -> 
     request_headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        "Host": parts.netloc.rsplit("@", 1)[-1],
+        # Read as sent: a compressed answer would be expanded past the read cap.
+        "Accept-Encoding": "identity",
+        "Host": _ascii_host(parts),
         **headers,
     }
-    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    extensions = {"sni_hostname": _ascii_hostname(host)} if parts.scheme == "https" else {}
     try:
-        with client.stream(
+        with clients.for_host(host).stream(
             "POST",
             target,
             content=body.encode(),
@@ -173,10 +197,12 @@ def post(client: httpx.Client, url: str, body: str, headers: dict[str, str]) -> 
             extensions=extensions,
         ) as response:
             received = b""
-            for chunk in response.iter_bytes():
+            for chunk in response.iter_raw():
                 received += chunk
                 if len(received) >= MAX_READ:
                     break
+                if time.monotonic() - started > timeout:
+                    return failed(f"timeout: no complete answer within {timeout:g} s")
             duration = int((time.monotonic() - started) * 1000)
             return Outcome(
                 response.status_code,
@@ -186,13 +212,71 @@ def post(client: httpx.Client, url: str, body: str, headers: dict[str, str]) -> 
                 duration,
                 _retry_after(response.headers.get("Retry-After")),
             )
-    except httpx.HTTPError as exc:
-        duration = int((time.monotonic() - started) * 1000)
-        return Outcome(None, "", f"{exc.__class__.__name__}: {exc}"[:1000], duration, None)
+    except Exception as exc:  # any failure to post is a failed attempt, logged and retried
+        return failed(f"{exc.__class__.__name__}: {exc}")
 
 
-def new_client() -> httpx.Client:
+def _ascii_hostname(host: str) -> str:
+    """The host as it goes on the wire (IDNA for international names)."""
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host
+
+
+def _ascii_host(parts: Any) -> str:
+    host = _ascii_hostname(parts.hostname or "")
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+class Clients:
+    """One pooled HTTP client per receiving host name.
+
+    Requests go to a checked IP address with the name in `Host` and TLS SNI, so a pool keyed by
+    address would reuse a TLS connection verified for one name to post to another name that
+    shares the address; a client per name never does. Least recently used clients are closed
+    past `max_hosts`.
+    """
+
+    def __init__(self, max_hosts: int = 256) -> None:
+        self.max_hosts = max_hosts
+        self._clients: OrderedDict[str, httpx.Client] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def for_host(self, host: str) -> httpx.Client:
+        with self._lock:
+            client = self._clients.get(host)
+            if client is not None:
+                self._clients.move_to_end(host)
+                return client
+            client = _client()
+            self._clients[host] = client
+            while len(self._clients) > self.max_hosts:
+                _name, evicted = self._clients.popitem(last=False)
+                evicted.close()  # a post in flight on it fails and is retried
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+    def __enter__(self) -> Clients:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _client() -> httpx.Client:
     timeout = settings.WEBHOOK_TIMEOUT_SECONDS
     return httpx.Client(
         timeout=httpx.Timeout(timeout, connect=timeout), follow_redirects=False, trust_env=False
     )
+
+
+def new_client() -> Clients:
+    return Clients()

@@ -30,8 +30,20 @@ RESERVED_HEADERS = frozenset(
         "webhook-signature",
         "connection",
         "transfer-encoding",
+        # Hop-by-hop and encoding headers belong to the connection, not to the receiver.
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "proxy-connection",
+        "content-encoding",
+        "accept-encoding",
     }
 )
+# Visible ASCII and spaces inside: what every HTTP stack sends unchanged.
+HEADER_VALUE_RE = re.compile(r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$")
 ROTATION_OVERLAP = timedelta(hours=24)
 
 
@@ -57,7 +69,7 @@ def _check_headers(headers: dict[str, str]) -> dict[str, str]:
                 f"{name!r} cannot be a custom header.",
                 errors=[{"loc": ["body", "headers", name], "msg": "invalid header name"}],
             )
-        if not isinstance(value, str) or "\r" in value or "\n" in value or len(value) > 4000:
+        if not isinstance(value, str) or not HEADER_VALUE_RE.fullmatch(value) or len(value) > 4000:
             raise ValidationFailed(
                 f"The value of {name!r} is not a valid header value.",
                 errors=[{"loc": ["body", "headers", name], "msg": "invalid header value"}],

@@ -20,7 +20,6 @@ import time
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import psycopg
 from django.conf import settings
 from django.db import close_old_connections, connection, connections, transaction
@@ -31,6 +30,7 @@ from django.utils import timezone
 from billing_platform import metrics
 from billing_platform.webhooks import crypto
 from billing_platform.webhooks.delivery import (
+    Clients,
     Outcome,
     event_body,
     new_client,
@@ -103,11 +103,23 @@ def _disable(endpoint: Endpoint, reason: str) -> None:
 
 
 def record(delivery: Delivery, outcome: Outcome) -> None:
-    """Log the attempt and move the delivery (and its endpoint's health) on."""
+    """Log the attempt and move the delivery (and its endpoint's health) on.
+
+    Only while this worker's lease holds: a post that outlived its lease has been claimed again
+    (and will be posted and recorded by the new holder), so its late result is dropped.
+    """
     now = timezone.now()
     endpoint = delivery.endpoint
     result = "succeeded"
     with transaction.atomic():
+        still_ours = (
+            Delivery.objects.select_for_update()
+            .filter(pk=delivery.pk, locked_until=delivery.locked_until, status="pending")
+            .exists()
+        )
+        if not still_ours:
+            logger.warning("delivery %s outlived its lease; its result is dropped", delivery.pk)
+            return
         DeliveryAttempt.objects.create(
             delivery=delivery,
             duration_ms=outcome.duration_ms,
@@ -155,7 +167,7 @@ def record(delivery: Delivery, outcome: Outcome) -> None:
     metrics.WEBHOOK_DELIVERIES.labels(outcome=result).inc()
 
 
-def deliver_one(delivery_id: str, client: httpx.Client) -> Outcome | None:
+def deliver_one(delivery_id: str, client: Clients) -> Outcome | None:
     """Post one claimed delivery and record the attempt (None: nothing to post)."""
     delivery = (
         Delivery.objects.select_related("event", "endpoint", "endpoint__tenant")
@@ -183,14 +195,14 @@ def deliver_one(delivery_id: str, client: httpx.Client) -> Outcome | None:
     return outcome
 
 
-def _deliver_logged(delivery_id: str, client: httpx.Client) -> None:
+def _deliver_logged(delivery_id: str, client: Clients) -> None:
     try:
         deliver_one(delivery_id, client)
     except Exception:
         logger.exception("delivery %s failed unexpectedly", delivery_id)
 
 
-def deliver_due(client: httpx.Client, *, limit: int = 50) -> int:
+def deliver_due(client: Clients, *, limit: int = 50) -> int:
     """Claim and post what is due now, one after the other; returns how many were attempted."""
     ids = claim_due(limit)
     for delivery_id in ids:
@@ -201,7 +213,7 @@ def deliver_due(client: httpx.Client, *, limit: int = 50) -> int:
 class DeliveryPool:
     """Threads that post claimed deliveries; each closes its own database connection."""
 
-    def __init__(self, size: int, client: httpx.Client) -> None:
+    def __init__(self, size: int, client: Clients) -> None:
         self.size = max(1, size)
         self.client = client
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()

@@ -110,6 +110,13 @@ def test_signup_is_absent_unless_enabled(api: Api, settings: Any, db: None) -> N
     for body in ({"name": "X", "slug": "sign-up-a", "email": "a@b.co"}, {"bad": 1}, None):
         assert_problem(api.post("public/signup", json=body), 404, "not_found")
     assert not Tenant.objects.filter(slug="sign-up-a").exists()
+    for method in ("GET", "PUT", "DELETE"):
+        assert_problem(api.request(method, "public/signup"), 404, "not_found")
+    assert "/api/v1/public/signup" not in api.get("openapi.json").json["paths"]
+    # Open, the route is there: in the schema, and other methods are 405.
+    settings.PLATFORM_OPEN_SIGNUP = True
+    assert_problem(api.get("public/signup"), 405, "method_not_allowed")
+    assert "/api/v1/public/signup" in api.get("openapi.json").json["paths"]
 
 
 def test_signup_creates_a_working_tenant_and_is_limited(

@@ -16,6 +16,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b'{"ok": true}'
     delay: float = 0.0  # seconds to wait before answering
+    trickle: float = 0.0  # seconds between the body's bytes (a receiver that drags its answer)
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     received_at: float = 0.0  # time.time() when the body was read
+    peer: tuple[str, int] = ("", 0)  # the sender's address and port: one per connection
 
 
 @dataclass
@@ -67,6 +69,7 @@ def running_receiver() -> Iterator[Receiver]:
                         {k.lower(): v for k, v in self.headers.items()},
                         body,
                         time.time(),
+                        (str(self.client_address[0]), int(self.client_address[1])),
                     )
                 )
                 reply = receiver.script.pop(0) if receiver.script else receiver.default
@@ -80,7 +83,16 @@ def running_receiver() -> Iterator[Receiver]:
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
+            if not reply.trickle:
+                self.wfile.write(reply.body)
+                return
+            for byte in reply.body:
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:  # the sender gave up
+                    return
+                time.sleep(reply.trickle)
 
         def log_message(self, format: str, *args: object) -> None:
             pass

@@ -289,3 +289,85 @@ def test_custom_headers_are_sent_and_reserved_ones_refused(
         drain()
         (received,) = receiver.wait_for(1)
     assert received.headers["authorization"] == "Bearer n8n-token"
+
+
+def test_a_receiver_that_drags_its_answer_is_cut_off_at_the_timeout(
+    api: Api, acme: TenantFixture, catalog: dict[str, Any], private_ok: Any
+) -> None:
+    # private_ok sets WEBHOOK_TIMEOUT_SECONDS = 2: each byte arrives in time, the whole does not
+    slow = Reply(status=200, body=b'{"ok": true, "padding": "................"}', trickle=0.3)
+    with running_receiver() as receiver:
+        receiver.default = slow
+        endpoint = create_endpoint(api, acme.key, receiver.url)
+        api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key)
+        drain(rounds=1)
+        receiver.wait_for(1)
+    delivery = Delivery.objects.get(endpoint_id=endpoint["id"])
+    (attempt,) = DeliveryAttempt.objects.filter(delivery=delivery)
+    assert attempt.status_code is None and attempt.error.startswith("timeout")
+    assert delivery.status == "pending" and delivery.last_error.startswith("timeout")
+
+
+def test_headers_that_would_not_travel_unchanged_are_refused(
+    api: Api, acme: TenantFixture, private_ok: Any
+) -> None:
+    for headers in ({"X-Token": "café"}, {"X-Token": "two\nlines"}, {"X-Token": ""},
+                    {"Keep-Alive": "timeout=5"}, {"Accept-Encoding": "gzip"}):
+        refused = api.post("webhooks/endpoints",
+                           json={"url": "http://127.0.0.1:9/hook", "headers": headers},
+                           key=acme.key)
+        assert refused.status == 422, (headers, refused.body)
+
+
+def test_answers_are_asked_for_uncompressed(
+    api: Api, acme: TenantFixture, catalog: dict[str, Any], private_ok: Any
+) -> None:
+    with running_receiver() as receiver:
+        endpoint = create_endpoint(api, acme.key, receiver.url)
+        api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key)
+        drain()
+        (received,) = receiver.wait_for(1)
+    assert received.headers["accept-encoding"] == "identity"
+
+
+def test_one_connection_is_never_shared_by_two_host_names(private_ok: Any) -> None:
+    # `localhost` and `127.0.0.1` reach the same address: a pool keyed by address would post to
+    # the second name over the first name's connection (and, over TLS, its verified identity).
+    from billing_platform.webhooks.delivery import new_client, post
+
+    with running_receiver() as receiver, new_client() as clients:
+        by_name = receiver.url.replace("127.0.0.1", "localhost")
+        for url in (receiver.url, by_name, receiver.url, by_name):
+            assert post(clients, url, "{}", {}).ok
+        received = receiver.wait_for(4)
+    peers: dict[str, set[tuple[str, int]]] = {}
+    for request in received:
+        peers.setdefault(request.headers["host"].split(":")[0], set()).add(request.peer)
+    assert set(peers) == {"127.0.0.1", "localhost"}
+    assert len(peers["127.0.0.1"]) == 1 and len(peers["localhost"]) == 1  # each name reuses
+    assert not peers["127.0.0.1"] & peers["localhost"]
+
+
+def test_a_result_that_outlived_its_lease_is_not_recorded(
+    api: Api, acme: TenantFixture, catalog: dict[str, Any], private_ok: Any
+) -> None:
+    from billing_platform.webhooks import worker
+    from billing_platform.webhooks.delivery import new_client
+
+    with running_receiver() as receiver:
+        endpoint = create_endpoint(api, acme.key, receiver.url)
+        api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key)
+        claimed = worker.claim_due(50)
+        ours = Delivery.objects.get(pk__in=claimed, endpoint_id=endpoint["id"])
+        # The post outlives the lease; another worker claims the delivery again meanwhile.
+        Delivery.objects.filter(pk=ours.pk).update(
+            locked_until=timezone.now() + timedelta(seconds=90), attempts=ours.attempts + 1
+        )
+        with new_client() as clients:
+            outcome = worker.post(clients, endpoint["url"], "{}", {})
+            worker.record(ours, outcome)
+        receiver.wait_for(1)
+    assert outcome.ok
+    assert not DeliveryAttempt.objects.filter(delivery=ours).exists()
+    after = Delivery.objects.get(pk=ours.pk)
+    assert after.status == "pending" and after.attempts == ours.attempts + 1

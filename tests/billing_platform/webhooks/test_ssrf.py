@@ -25,6 +25,10 @@ PRIVATE_URLS = [
     "http://224.0.0.1/hook",
     "http://[fe80::1]/hook",
     "http://[fc00::1]/hook",
+    "http://[fec0::1]/hook",  # site-local
+    "http://[2002:7f00:1::]/hook",  # 6to4 around 127.0.0.1
+    "http://[2002:a9fe:a9fe::]/hook",  # 6to4 around 169.254.169.254
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook",  # Teredo around 127.0.0.1
     "https://localhost/hook",
     "http://localhost:5432/",
 ]
