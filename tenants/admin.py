@@ -140,7 +140,11 @@ class TenantAdmin(admin.ModelAdmin):
     onboarded_template = "admin/tenants/tenant/onboarded.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
-        return super().get_queryset(request).exclude(status=TenantStatus.SPARE)
+        return (
+            super()
+            .get_queryset(request)
+            .exclude(status__in=[TenantStatus.SPARE, TenantStatus.BUILDING])
+        )
 
     def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
         # Deletion drops a schema: it goes through the platform API's confirmed request and a job.

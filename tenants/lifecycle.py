@@ -164,7 +164,7 @@ def tenants_purge_due(*, now: Any = None) -> list[str]:
     due = list(
         Tenant.objects.filter(
             deletion_requested_at__isnull=False, deletion_requested_at__lte=cutoff
-        ).exclude(status=TenantStatus.SPARE)
+        ).exclude(status__in=[TenantStatus.SPARE, TenantStatus.BUILDING])
     )
     purged = []
     for tenant in due:

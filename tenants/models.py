@@ -33,6 +33,8 @@ class TenantStatus(models.TextChoices):
     SUSPENDED = "suspended", "Suspended"
     # A pre-built schema waiting to be claimed by onboarding; never reachable by a key.
     SPARE = "spare", "Spare (unclaimed)"
+    # A spare whose schema is still being migrated: never claimed, never migrated by others.
+    BUILDING = "building", "Spare (being built)"
 
 
 class Tenant(TenantMixin):
@@ -64,7 +66,7 @@ class Tenant(TenantMixin):
         ordering = ("-created_at", "-id")
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(status__in=["active", "suspended", "spare"]),
+                condition=models.Q(status__in=["active", "suspended", "spare", "building"]),
                 name="tenant_status_valid",
             ),
         ]

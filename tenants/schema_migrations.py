@@ -114,7 +114,8 @@ def tenant_schema_names(
     template = getattr(settings, "TENANT_BASE_SCHEMA", None)
     if template:
         names.append(template)
-    rows = Tenant.objects.exclude(schema_name=public)
+    # A spare being built is being migrated by its builder.
+    rows = Tenant.objects.exclude(schema_name=public).exclude(status=TenantStatus.BUILDING)
     if not include_spare:
         rows = rows.exclude(status=TenantStatus.SPARE)
     if created_before is not None:

@@ -9,7 +9,7 @@ from tenants.models import ApiKey, Tenant, TenantStatus
 
 
 def tenant_list() -> QuerySet[Tenant]:
-    return Tenant.objects.exclude(status=TenantStatus.SPARE)
+    return Tenant.objects.exclude(status__in=[TenantStatus.SPARE, TenantStatus.BUILDING])
 
 
 def tenant_get(*, slug: str) -> Tenant:

@@ -150,14 +150,24 @@ def platform_key_revoke(*, key: PlatformKey) -> PlatformKey:
 # --- Onboarding.
 
 
+SPARE_CANDIDATES = 5
+
+
 def _claim_spare(*, slug: str, name: str, rate_limit: str) -> Tenant | None:
-    """Inside the caller's transaction: take a spare schema and make it this tenant's."""
-    spare = (
+    """Inside the caller's transaction: take a spare schema and make it this tenant's.
+
+    Only a finished spare (not one still `building`) whose schema has every migration of this
+    code: one built by older code during a release is left for `migrate_schemas`.
+    """
+    from tenants.schema_migrations import missing_migrations
+
+    candidates = list(
         Tenant.objects.select_for_update(skip_locked=True)
         .filter(status=TenantStatus.SPARE)
-        .order_by("id")
-        .first()
+        .order_by("id")[:SPARE_CANDIDATES]
     )
+    behind = missing_migrations([c.schema_name for c in candidates]) if candidates else {}
+    spare = next((c for c in candidates if not behind.get(c.schema_name)), None)
     if spare is None:
         return None
     new_schema = schema_name_for(slug)
@@ -252,6 +262,9 @@ def spare_pool_refill(*, target: int | None = None) -> int:
         return 0
     built = 0
     try:
+        # Holding the lock, no build is running: a `building` row is one a crash left behind.
+        for stale in Tenant.objects.filter(status=TenantStatus.BUILDING):
+            stale.delete(force_drop=True)
         missing = target - Tenant.objects.filter(status=TenantStatus.SPARE).count()
         for _ in range(max(0, missing)):
             token = secrets.token_hex(6)
@@ -259,13 +272,18 @@ def spare_pool_refill(*, target: int | None = None) -> int:
                 slug=f"spare-{token}",
                 name="(spare schema)",
                 schema_name=f"spare_{token}",
-                status=TenantStatus.SPARE,
+                status=TenantStatus.BUILDING,
             )
             try:
                 spare.create_schema(check_if_exists=True, verbosity=0)
             except Exception:
-                spare.delete(force_drop=True)
+                # Still `building`, so still ours: nothing can have claimed it.
+                for row in Tenant.objects.filter(pk=spare.pk, status=TenantStatus.BUILDING):
+                    row.delete(force_drop=True)
                 raise
+            Tenant.objects.filter(pk=spare.pk, status=TenantStatus.BUILDING).update(
+                status=TenantStatus.SPARE
+            )
             built += 1
     finally:
         with connection.cursor() as cursor:
@@ -289,7 +307,7 @@ def tenant_update(
             "status is 'active' or 'suspended'.",
             errors=[{"loc": ["body", "status"], "msg": "invalid status"}],
         )
-    if tenant.status == TenantStatus.SPARE:
+    if tenant.status in (TenantStatus.SPARE, TenantStatus.BUILDING):
         raise errors.TenantNotFound()
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)

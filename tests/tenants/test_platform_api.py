@@ -21,7 +21,7 @@ def cleanup_tenants(committed: None):
     yield created
     for tenant in Tenant.objects.filter(slug__in=created):
         tenant.delete(force_drop=True)
-    for spare in Tenant.objects.filter(status=TenantStatus.SPARE):
+    for spare in Tenant.objects.filter(status__in=[TenantStatus.SPARE, TenantStatus.BUILDING]):
         spare.delete(force_drop=True)
 
 
@@ -196,3 +196,38 @@ def test_platform_creates_tenant_keys_with_chosen_scopes(
         api.post("platform/tenants/nobody/keys", json={"name": "x"}, key=platform_key),
         404, "tenant_not_found",
     )
+
+
+def test_onboarding_never_claims_a_spare_still_being_built_or_behind(
+    api: Api, committed_platform_key: str, cleanup_tenants: list[str]
+) -> None:
+    from tenants.services import spare_pool_refill
+
+    spare_pool_refill(target=2)
+    building, behind = Tenant.objects.filter(status=TenantStatus.SPARE).order_by("id")
+    # given: one spare whose build is still running, one built by code older than this
+    Tenant.objects.filter(pk=building.pk).update(status=TenantStatus.BUILDING)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'DELETE FROM "{behind.schema_name}".django_migrations '
+            "WHERE app = 'billable' AND name = '0004_idempotency_customer_ids'"
+        )
+    cleanup_tenants.append("pa-no-half-built")
+
+    # when
+    response = api.post("platform/tenants", json={"name": "X", "slug": "pa-no-half-built"},
+                        key=committed_platform_key)
+
+    # then: built by migrations instead; both spares untouched
+    assert response.status == 201, response.body
+    tenant = Tenant.objects.get(slug="pa-no-half-built")
+    assert tenant.pk not in (building.pk, behind.pk)
+    assert Tenant.objects.get(pk=building.pk).status == TenantStatus.BUILDING
+    assert Tenant.objects.get(pk=behind.pk).status == TenantStatus.SPARE
+    assert _schema_exists(building.schema_name) and _schema_exists(behind.schema_name)
+    assert api.get("keys", key=response.json["api_key"]).status == 200
+    # The next refill (nothing else builds while it holds the lock) clears the abandoned build.
+    spare_pool_refill(target=2)
+    assert not Tenant.objects.filter(pk=building.pk).exists()
+    assert not _schema_exists(building.schema_name)
+    Tenant.objects.get(pk=behind.pk).delete(force_drop=True)
