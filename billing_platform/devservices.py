@@ -16,6 +16,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -144,6 +145,17 @@ def _traversable_by(path: Path, user: str) -> bool:
     )
 
 
+def _refuse_foreign(path: Path, user: str) -> None:
+    """A predictable folder under /tmp must be a real folder of ours or the service user's."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    owners = {0, os.getuid(), pwd.getpwnam(user).pw_uid}
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in owners:
+        raise ServiceError(f"{path} exists and is not a folder of this user or {user}; remove it")
+
+
 def private_dir(name: str, persistent_dir: Path | None) -> tuple[Path, bool]:
     """A folder for a private service, reachable by the user that runs it.
 
@@ -156,6 +168,7 @@ def private_dir(name: str, persistent_dir: Path | None) -> tuple[Path, bool]:
             # e.g. a checkout under /root: keep the data in a stable folder under /tmp instead.
             digest = hashlib.sha256(str(persistent_dir).encode()).hexdigest()[:12]
             base = Path(tempfile.gettempdir()) / f"billable-{name}-{digest}"
+            _refuse_foreign(base, user)
         base.mkdir(parents=True, exist_ok=True)
         keep = True
     else:

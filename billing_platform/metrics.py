@@ -19,7 +19,17 @@ from typing import Any
 # A process started outside gunicorn (the webhook worker) with PROMETHEUS_MULTIPROC_DIR set would
 # fail on its first count if the directory did not exist yet.
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    try:
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    except OSError as _exc:
+        # Never stop a command for metrics: count in this process alone and say so.
+        import logging
+
+        logging.getLogger("billable.metrics").warning(
+            "PROMETHEUS_MULTIPROC_DIR %s cannot be created (%s); counting in this process only",
+            os.environ["PROMETHEUS_MULTIPROC_DIR"], _exc,
+        )
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 from django.conf import settings
 from django.db import connection

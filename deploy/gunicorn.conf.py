@@ -12,9 +12,11 @@ worker_class = "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5
-max_requests = 10_000
-max_requests_jitter = 1_000
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+# Workers are not recycled: each recycled worker would leave its metric files behind for good.
+max_requests = 0
+# The application writes one JSON access line per request (billable.access); gunicorn's own
+# plain-text access log is off unless asked for ("-": stdout).
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
@@ -30,11 +32,15 @@ if _control_socket:
 # Prometheus metrics from every worker: prometheus_client's multiprocess mode keeps each process's
 # counts in files under PROMETHEUS_MULTIPROC_DIR and /metrics sums them. The variable must be set
 # before any worker imports prometheus_client, so here; without one, each start gets its own.
-_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _own_metrics_dir:
+# A reload (HUP) reads this file again with the variable already set: remember, in the
+# environment too, that the directory is this server's own, to remove it at exit.
+_OWN = "BILLABLE_OWN_METRICS_DIR"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     import tempfile
 
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="billable-metrics-")
+    os.environ[_OWN] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+_own_metrics_dir = os.environ.get(_OWN) == os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def on_starting(server: Any) -> None:

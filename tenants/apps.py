@@ -5,3 +5,6 @@ class TenantsConfig(AppConfig):
     name = "tenants"
     verbose_name = "Tenants and API keys"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from tenants import checks  # noqa: F401  (registers the deployment checks)

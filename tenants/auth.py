@@ -197,7 +197,10 @@ def resolve(raw: str) -> KeyContext:
 
 
 def _new_generations(generation_keys: list[str]) -> None:
-    cache.set_many({key: uuid.uuid4().hex for key in generation_keys}, timeout=None)
+    # Kept far longer than any entry (API_KEY_CACHE_SECONDS), so an entry never outlives the
+    # generation it was checked against, and not for ever.
+    timeout = max(86_400, 10 * settings.API_KEY_CACHE_SECONDS)
+    cache.set_many({key: uuid.uuid4().hex for key in generation_keys}, timeout=timeout)
 
 
 def _invalidate(kind: str, lookup_ids: list[str]) -> None:

@@ -103,25 +103,34 @@ def missing_migrations(schemas: Iterable[str]) -> dict[str, int]:
     return result
 
 
-def tenant_schema_names(
+def tenant_schemas(
     *, include_spare: bool = True, created_before: datetime | None = None
-) -> list[str]:
-    """Every schema `migrate_schemas` migrates after the public one: the template first, then
-    every tenant row (spare schemas included unless told otherwise; with `created_before`, only
-    tenants created before then)."""
+) -> dict[str, int | None]:
+    """Every schema `migrate_schemas` migrates after the public one, with its tenant's id (None
+    for the template), read in one query: the template first, then every tenant row (spare
+    schemas included unless told otherwise; with `created_before`, only tenants created before
+    then)."""
     public = get_public_schema_name()
-    names: list[str] = []
+    schemas: dict[str, int | None] = {}
     template = getattr(settings, "TENANT_BASE_SCHEMA", None)
     if template:
-        names.append(template)
+        schemas[template] = None
     # A spare being built is being migrated by its builder.
     rows = Tenant.objects.exclude(schema_name=public).exclude(status=TenantStatus.BUILDING)
     if not include_spare:
         rows = rows.exclude(status=TenantStatus.SPARE)
     if created_before is not None:
         rows = rows.filter(created_at__lt=created_before)
-    names.extend(rows.order_by("id").values_list("schema_name", flat=True))
-    return list(dict.fromkeys(names))
+    for name, pk in rows.order_by("id").values_list("schema_name", "pk"):
+        schemas.setdefault(name, pk)
+    return schemas
+
+
+def tenant_schema_names(
+    *, include_spare: bool = True, created_before: datetime | None = None
+) -> list[str]:
+    """The names of `tenant_schemas`, in the same order."""
+    return list(tenant_schemas(include_spare=include_spare, created_before=created_before))
 
 
 @dataclass(frozen=True)

@@ -73,8 +73,9 @@ def test_production_settings_pass_check_deploy() -> None:
         ({"SECURE_HTTPS": "false"}, HTTPS_WARNINGS),
         ({"SECURE_HTTPS": "true", "DEBUG": "true"}, ("security.W018",)),
         ({"SECRET_KEY": "short"}, ("security.W009",)),
+        ({"REDIS_URL": ""}, ("billable.E001",)),
     ],
-    ids=["plain-http", "debug-on", "weak-secret-key"],
+    ids=["plain-http", "debug-on", "weak-secret-key", "no-redis"],
 )
 def test_check_deploy_reports_unsafe_settings(
     overrides: dict[str, str], expected: tuple[str, ...]

@@ -23,7 +23,7 @@ from django_tenants.migration_executors.base import run_migrations
 from django_tenants.utils import get_public_schema_name, has_multi_type_tenants, schema_exists
 
 from tenants.models import Tenant
-from tenants.schema_migrations import forget_status, missing_migrations, tenant_schema_names
+from tenants.schema_migrations import forget_status, missing_migrations, tenant_schemas
 
 _UNCHANGED_OPTIONS = ("app_label", "migration_name", "fake", "fake_initial", "prune", "plan")
 BAR_WIDTH = 30
@@ -67,12 +67,14 @@ class Command(MigrateSchemasCommand):
         verbosity = int(self.options.get("verbosity", 1))
         template = _template()
         # A configured template schema that was never built is not a tenant: nothing to migrate.
-        names = [
-            name for name in tenant_schema_names() if name != template or schema_exists(name)
-        ]
-        ids = dict(
-            Tenant.objects.filter(schema_name__in=names).values_list("schema_name", "pk")
-        )
+        # Names and ids from one query: a spare renamed by onboarding meanwhile is still found
+        # by its id under its new name.
+        ids = {
+            name: pk
+            for name, pk in tenant_schemas().items()
+            if name != template or schema_exists(name)
+        }
+        names = list(ids)
         missing = missing_migrations(names)
         behind = [name for name in names if missing.get(name, 1)]
         skipped = len(names) - len(behind)
