@@ -44,18 +44,24 @@ def _age(tenant: Any, seconds: int) -> None:
     )
 
 
+def _unapply_last_billable_migration(tenant: Any) -> None:
+    """Make a tenant's schema lack a migration (inside the test's transaction)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'DELETE FROM "{tenant.schema_name}".django_migrations '
+            "WHERE app = 'billable' AND name = '0003_orders_referrals'"
+        )
+
+
 def test_readyz_is_503_while_a_tenant_schema_is_behind(api: Api, acme: TenantFixture) -> None:
     # given: acme's schema lacks its last billable migration (inside the test's transaction)
-    from django.db import connection
 
     from tenants.schema_migrations import forget_status
 
     _age(acme.tenant, 3600)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'DELETE FROM "{acme.tenant.schema_name}".django_migrations '
-            "WHERE app = 'billable' AND name = '0003_orders_referrals'"
-        )
+    _unapply_last_billable_migration(acme.tenant)
     forget_status()
 
     # when
@@ -72,16 +78,11 @@ def test_readyz_is_503_while_a_tenant_schema_is_behind(api: Api, acme: TenantFix
 def test_readyz_leaves_out_a_tenant_whose_schema_is_being_built(
     api: Api, acme: TenantFixture
 ) -> None:
-    from django.db import connection
 
     from tenants.schema_migrations import forget_status
 
     _age(acme.tenant, 5)  # created a moment ago: its schema may still be migrating
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'DELETE FROM "{acme.tenant.schema_name}".django_migrations '
-            "WHERE app = 'billable' AND name = '0003_orders_referrals'"
-        )
+    _unapply_last_billable_migration(acme.tenant)
     forget_status()
     response = api.get("/readyz")
     assert response.status == 200, response.body
@@ -91,18 +92,13 @@ def test_readyz_leaves_out_a_tenant_whose_schema_is_being_built(
 def test_readyz_caches_the_tenant_check_until_a_migration_run(
     api: Api, acme: TenantFixture
 ) -> None:
-    from django.db import connection
 
     from tenants.schema_migrations import forget_status
 
     _age(acme.tenant, 3600)
     forget_status()
     assert api.get("/readyz").json["migrations"]["tenant_schemas_behind"] == 0
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'DELETE FROM "{acme.tenant.schema_name}".django_migrations '
-            "WHERE app = 'billable' AND name = '0003_orders_referrals'"
-        )
+    _unapply_last_billable_migration(acme.tenant)
     # The cached answer stands until it expires or migrate_schemas clears it.
     assert api.get("/readyz").json["migrations"]["tenant_schemas_behind"] == 0
     forget_status()
