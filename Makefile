@@ -19,10 +19,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	@touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(PY) -m billing_platform.launcher run
+	$(PY) -m billing_platform.devserver.launcher run
 
 test: $(VENV)/.installed-dev
-	$(PY) -m billing_platform.launcher test
+	$(PY) -m billing_platform.devserver.launcher test
 
 clean:
 	rm -rf $(VENV) var/static
@@ -47,11 +47,11 @@ $(N8N_STAMP):
 e2e-n8n: $(VENV)/.installed-dev $(N8N_STAMP)
 	BILLABLE_N8N=1 BILLABLE_TESTING=1 TEST_DATABASE_NAME=test_billable_n8n \
 	  CACHE_KEY_PREFIX=billable-n8n-e2e SECURE_HTTPS=false WEBHOOKS_ALLOW_PRIVATE_NETWORKS=true \
-	  $(PY) -m billing_platform.launcher exec -- $(PY) -m pytest tests/e2e_n8n -m n8n $(PYTEST_ARGS)
+	  $(PY) -m billing_platform.devserver.launcher exec -- $(PY) -m pytest tests/e2e_n8n -m n8n $(PYTEST_ARGS)
 
 # A long schemathesis run over every operation (not part of `make test`).
 fuzz: $(VENV)/.installed-dev
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m billing_platform.launcher exec -- \
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m billing_platform.devserver.launcher exec -- \
 		$(PY) -m pytest -q -p no:warnings tests/billing_platform/test_fuzz.py
 
 # Benchmarks (not part of `make test`): all of them, or one with NAME=consume; see bench/README.md.
@@ -61,4 +61,4 @@ $(VENV)/.installed-bench: pyproject.toml | $(PY)
 	@touch $@ $(VENV)/.installed
 
 bench: $(VENV)/.installed-bench
-	$(PY) -m billing_platform.launcher exec -- $(PY) -m bench $(NAME)
+	$(PY) -m billing_platform.devserver.launcher exec -- $(PY) -m bench $(NAME)

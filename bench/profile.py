@@ -1,6 +1,6 @@
 """Where a consume's time goes in the server: py-spy samples of gunicorn's workers under load.
 
-    python -m billing_platform.launcher exec -- python -m bench.profile [SECONDS]
+    python -m billing_platform.devserver.launcher exec -- python -m bench.profile [SECONDS]
 
 Drives consume (1,000 customers, 16 clients) while `py-spy` (pip install py-spy) samples every
 worker, then prints the share of samples spent in the parts of a request, inclusive (a sample
@@ -28,7 +28,7 @@ PARTS = [
     ("logging", "logging/__init__.py"),
     ("API-key resolution (cache, HMAC)", "resolve (tenants/auth.py"),
     ("rate limit", "ratelimits.py"),
-    ("request transaction wrapper", "wrapper (billing_platform/transactions.py"),
+    ("request transaction wrapper", "wrapper (billing_platform/http/pipeline.py"),
     ("ninja: parse and validate input", "_get_values (ninja/operation.py"),
     ("the view (customer, consume, presenter)", "consume (billable/api.py"),
     ("customer lookup", "customer_ensure (billable/services/customers.py"),

@@ -1,8 +1,8 @@
-"""Errors of the billing engine, on the platform's one hierarchy (billing_platform.errors)."""
+"""Errors of the billing engine, on the platform's one hierarchy (billing_platform.core.errors)."""
 
 from __future__ import annotations
 
-from billing_platform.errors import (
+from billing_platform.core.errors import (
     Conflict,
     NotFound,
     PaymentRequired,
@@ -65,11 +65,6 @@ class BatchNotActive(Conflict):
     title = "The batch is not active"
 
 
-class IdempotencyKeyInUse(Conflict):
-    code = "idempotency_key_in_use"
-    title = "A request with this Idempotency-Key is still running"
-
-
 class CustomerMismatch(Unprocessable):
     code = "customer_mismatch"
     title = "customer_id and external_id name different customers"
@@ -103,11 +98,6 @@ class InvalidCurrency(Unprocessable):
 class NotAQuantityProduct(Unprocessable):
     code = "not_a_quantity_product"
     title = "Adjustments apply to quantity products only"
-
-
-class IdempotencyKeyReused(Unprocessable):
-    code = "idempotency_key_reused"
-    title = "This Idempotency-Key was used for a different request"
 
 
 class TrialAlreadyUsed(Conflict):

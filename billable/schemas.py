@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import AfterValidator, model_validator
 
-from billing_platform.fields import UtcDateTime
+from billing_platform.core.schema_types import UtcDateTime
 
 MAX_METADATA_BYTES = 16 * 1024
 

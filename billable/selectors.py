@@ -10,6 +10,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 
 from billable import clock, errors
+from billable.catalog_keys import KEY_RE, normalise_key
 from billable.models import (
     Customer,
     ExternalIdentity,
@@ -21,7 +22,6 @@ from billable.models import (
     Product,
     QuotaBatch,
 )
-from billable.services.catalog import KEY_RE, normalise_key
 
 # Batches without expiry sort after every dated one.
 FAR_FUTURE_AWARE = datetime(9999, 12, 31, tzinfo=UTC)

@@ -9,11 +9,14 @@ from ninja import NinjaAPI
 
 from billable.api import router as billing_router
 from billable.api import settings_router
-from billing_platform.problems import JsonParser, install_handlers, rewrite_error_content_types
-from billing_platform.public import router as public_router
-from billing_platform.transactions import transactional_posts
+from billable.api.public import router as public_catalog_router
+from billing_platform.core.jsonbody import JsonParser
+from billing_platform.core.problems import rewrite_error_content_types
+from billing_platform.http.handlers import install_handlers
+from billing_platform.http.pipeline import transactional_posts
+from billing_platform.operations.api import platform_router
 from billing_platform.webhooks.api import router as webhooks_router
-from tenants.api import keys_router, platform_router
+from tenants.api import keys_router, signup_router
 
 
 class BillableAPI(NinjaAPI):
@@ -45,4 +48,5 @@ api.add_router("/settings", settings_router)
 api.add_router("/keys", transactional_posts(keys_router, body_field=False))
 api.add_router("/webhooks", transactional_posts(webhooks_router, body_field=False))
 api.add_router("/platform", platform_router)
-api.add_router("/public", public_router)
+api.add_router("/public", public_catalog_router)
+api.add_router("/public", signup_router)

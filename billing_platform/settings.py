@@ -58,6 +58,7 @@ SHARED_APPS = [
     # Before django_tenants: its commands `migrate_schemas`, `migrate` and `delete_tenant` replace
     # django-tenants' commands of the same names (the first app listed wins).
     "tenants",
+    "billing_platform.operations",
     "django_tenants",
     "billing_platform.webhooks",
     "django.contrib.contenttypes",
@@ -82,20 +83,20 @@ DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 
 MIDDLEWARE = [
     # First: every answer (even a refused body) gets a request id, a log line and its metrics.
-    "billing_platform.observability.RequestContextMiddleware",
-    "billing_platform.middleware.RequestGuardMiddleware",
+    "billing_platform.http.middleware.RequestContextMiddleware",
+    "billing_platform.http.middleware.RequestGuardMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "billing_platform.middleware.TenantResetMiddleware",
+    "billing_platform.http.middleware.TenantResetMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "billing_platform.middleware.ProblemFallbackMiddleware",
-    "billing_platform.middleware.RateLimitHeadersMiddleware",
+    "billing_platform.http.middleware.ProblemFallbackMiddleware",
+    "billing_platform.http.middleware.RateLimitHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "billing_platform.urls"
@@ -144,7 +145,7 @@ CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="billable")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "billing_platform.cache.SharedRedisCache",
+            "BACKEND": "billing_platform.core.cache.SharedRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
@@ -259,7 +260,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        "json": {"()": "billing_platform.observability.JsonFormatter"},
+        "json": {"()": "billing_platform.core.observability.JsonFormatter"},
     },
     "handlers": {
         "console": {

@@ -3,19 +3,19 @@
 from django.contrib import admin
 from django.urls import path
 
-from billing_platform import views
 from billing_platform.api import api
-from billing_platform.metrics import metrics_view
+from billing_platform.http import health
+from billing_platform.http.metrics import metrics_view
 
 urlpatterns = [
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
-    path("healthz", views.healthz, name="healthz"),
-    path("readyz", views.readyz, name="readyz"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
 ]
 
-handler400 = "billing_platform.views.bad_request"
-handler403 = "billing_platform.views.permission_denied"
-handler404 = "billing_platform.views.not_found"
-handler500 = "billing_platform.views.server_error"
+handler400 = "billing_platform.http.handlers.bad_request"
+handler403 = "billing_platform.http.handlers.permission_denied"
+handler404 = "billing_platform.http.handlers.not_found"
+handler500 = "billing_platform.http.handlers.server_error"

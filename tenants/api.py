@@ -1,126 +1,40 @@
-"""Platform endpoints (`/platform`, platform key) and tenant key self-service (`/keys`)."""
+"""Tenant key self-service (`/keys`, scope `admin`) and the open signup (`/public/signup`)."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router, Status
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
-from billing_platform.pagination import PageParams, page_data, paginate
-from billing_platform.problems import error_responses
-from tenants import selectors, services
-from tenants.auth import KeyContext, platform_auth, tenant_auth
-from tenants.models import ApiKey, Tenant
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from ninja import Field, Query, Router, Schema, Status
+from ninja.decorators import decorate_view
+
+from billing_platform.core import errors
+from billing_platform.core.identity import KeyContext
+from billing_platform.core.pagination import PageParams, page_data, paginate
+from billing_platform.core.problems import error_responses, problem_response
+from billing_platform.core.ratelimits import limit_public
+from tenants import presenters, selectors, services
+from tenants.auth import tenant_auth
+from tenants.models import Tenant
 from tenants.schemas import (
     ApiKeyCreatedOut,
     ApiKeyCreateIn,
     ApiKeyPage,
-    PlatformKeyCreateIn,
     TenantCreatedOut,
-    TenantCreateIn,
-    TenantOut,
-    TenantPage,
-    TenantPatchIn,
 )
 
-platform_router = Router(tags=["platform"], auth=platform_auth())
 keys_router = Router(tags=["keys"], auth=tenant_auth("admin"))
+# Mounted at /public beside the public catalog (`billable.api.public`).
+signup_router = Router(tags=["public"], auth=None)
 
-_PLATFORM_ERRORS = (400, 401, 403, 413, 415, 422, 503)
-
-
-def key_out(key: ApiKey) -> dict:
-    return {
-        "id": str(key.pk),
-        "name": key.name,
-        "prefix": key.prefix,
-        "scopes": key.scopes,
-        "created_at": key.created_at,
-        "last_used_at": key.last_used_at,
-        "expires_at": key.expires_at,
-        "revoked_at": key.revoked_at,
-    }
+_PUBLIC_ERRORS = (400, 413, 415, 422, 429, 503)
 
 
 def _context(request: HttpRequest) -> KeyContext:
     return request.auth  # type: ignore[attr-defined]
-
-
-# --- /platform/tenants
-
-
-@platform_router.post(
-    "/tenants",
-    response={201: TenantCreatedOut, **error_responses(409, common=_PLATFORM_ERRORS)},
-    operation_id="platform_tenant_create",
-    summary="Onboard a tenant",
-)
-def tenant_create(request: HttpRequest, payload: TenantCreateIn) -> Status:
-    tenant, _key, raw = services.tenant_onboard(
-        name=payload.name,
-        slug=payload.slug,
-        rate_limit=payload.rate_limit,
-        demo_catalog=payload.demo_catalog,
-    )
-    return Status(201, {"tenant": tenant, "api_key": raw})
-
-
-@platform_router.get(
-    "/tenants",
-    response={200: TenantPage, **error_responses(common=_PLATFORM_ERRORS)},
-    operation_id="platform_tenant_list",
-    summary="List tenants",
-)
-def tenant_list(request: HttpRequest, page: Query[PageParams]) -> dict:
-    result = paginate(selectors.tenant_list(), limit=page.limit, cursor=page.cursor)
-    return {"items": result.items, "next_cursor": result.next_cursor}
-
-
-@platform_router.get(
-    "/tenants/{slug}",
-    response={200: TenantOut, **error_responses(404, common=_PLATFORM_ERRORS)},
-    operation_id="platform_tenant_get",
-    summary="Get a tenant",
-)
-def tenant_get(request: HttpRequest, slug: str) -> Tenant:
-    return selectors.tenant_get(slug=slug)
-
-
-@platform_router.patch(
-    "/tenants/{slug}",
-    response={200: TenantOut, **error_responses(404, 409, common=_PLATFORM_ERRORS)},
-    operation_id="platform_tenant_update",
-    summary="Change a tenant's name, status or rate limit",
-)
-def tenant_update(request: HttpRequest, slug: str, payload: TenantPatchIn) -> Tenant:
-    tenant = selectors.tenant_get(slug=slug)
-    return services.tenant_update(
-        tenant=tenant, name=payload.name, status=payload.status, rate_limit=payload.rate_limit
-    )
-
-
-@platform_router.delete(
-    "/tenants/{slug}",
-    response={202: TenantOut, **error_responses(404, common=_PLATFORM_ERRORS)},
-    operation_id="platform_tenant_delete",
-    summary="Delete a tenant (suspend and revoke now; the schema is dropped by a job)",
-)
-def tenant_delete(request: HttpRequest, slug: str, confirm: str | None = None) -> Status:
-    tenant = selectors.tenant_get(slug=slug)
-    return Status(202, services.tenant_delete_request(tenant=tenant, confirm=confirm))
-
-
-@platform_router.post(
-    "/tenants/{slug}/keys",
-    response={201: ApiKeyCreatedOut, **error_responses(404, 409, common=_PLATFORM_ERRORS)},
-    operation_id="platform_tenant_key_create",
-    summary="Create an API key for a tenant",
-)
-def tenant_key_create(
-    request: HttpRequest, slug: str, payload: PlatformKeyCreateIn
-) -> Status:
-    tenant = selectors.tenant_get(slug=slug)
-    key, raw = services.api_key_create(tenant=tenant, name=payload.name, scopes=payload.scopes)
-    return Status(201, {**key_out(key), "key": raw})
 
 
 # --- /keys (a tenant's own keys; scope `admin`)
@@ -137,7 +51,7 @@ def keys_list(request: HttpRequest, page: Query[PageParams]) -> dict:
     result = paginate(
         selectors.api_key_list(tenant_id=tenant_id), limit=page.limit, cursor=page.cursor
     )
-    return page_data(result, key_out)
+    return page_data(result, presenters.api_key_data)
 
 
 @keys_router.post(
@@ -152,7 +66,7 @@ def keys_create(request: HttpRequest, payload: ApiKeyCreateIn) -> Status:
     key, raw = services.api_key_create(
         tenant=tenant, name=payload.name, scopes=payload.scopes, expires_at=payload.expires_at
     )
-    return Status(201, {**key_out(key), "key": raw})
+    return Status(201, {**presenters.api_key_data(key), "key": raw})
 
 
 @keys_router.delete(
@@ -166,3 +80,51 @@ def keys_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
     key = selectors.api_key_get(tenant_id=tenant_id, key_id=key_id)
     services.api_key_revoke(key=key)
     return HttpResponse(status=204)
+
+
+# --- /public/signup (open signup, when PLATFORM_OPEN_SIGNUP is on; rate-limited per IP)
+
+
+class SignupIn(Schema):
+    name: str = Field(..., min_length=1, max_length=200)
+    slug: str = Field(..., min_length=1, max_length=64)
+    email: str = Field(..., min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _signup_open(run: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    @wraps(run)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not settings.PLATFORM_OPEN_SIGNUP:
+            return problem_response(errors.NotFound(f"No route for {request.path}."))
+        try:
+            limit_public(request, "signup", settings.SIGNUP_RATE_LIMIT)
+        except errors.BillingError as exc:
+            return problem_response(exc)
+        return run(request, *args, **kwargs)
+
+    return wrapper
+
+
+@signup_router.post(
+    "/signup",
+    response={201: TenantCreatedOut, **error_responses(404, 409, common=_PUBLIC_ERRORS)},
+    operation_id="public_signup",
+    summary="Open signup: create a tenant and its first key (when enabled)",
+)
+@decorate_view(_signup_open)
+def signup(request: HttpRequest, payload: SignupIn) -> Status:
+    tenant, _key, raw = services.tenant_onboard(
+        name=payload.name, slug=payload.slug, contact_email=payload.email
+    )
+    return Status(201, {"tenant": tenant, "api_key": raw})
+
+
+@signup_router.api_operation(
+    ["GET", "PUT", "PATCH", "DELETE"], "/signup", include_in_schema=False, auth=None
+)
+def signup_other_methods(request: HttpRequest) -> HttpResponseBase:
+    """While signup is closed the route is absent for every method, not only for POST."""
+    if not settings.PLATFORM_OPEN_SIGNUP:
+        return problem_response(errors.NotFound(f"No route for {request.path}."))
+    return problem_response(errors.MethodNotAllowed(f"{request.method} is not allowed here."))
+

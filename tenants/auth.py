@@ -9,52 +9,27 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import APIKeyHeader, HttpBearer
 
-from billing_platform import errors
-from billing_platform.observability import bind_caller
+from billing_platform.core import errors
+from billing_platform.core.db import activate_tenant
+from billing_platform.core.identity import KeyContext, TenantRef
+from billing_platform.core.observability import bind_caller
+from billing_platform.core.ratelimits import limit_tenant
+from billing_platform.core.request_state import request_state
 from tenants import keys
 from tenants.models import ApiKey, PlatformKey, Tenant, TenantStatus
 
 _NEGATIVE_TTL = 10
 LAST_USED_INTERVAL = 60
-
-
-@dataclass(frozen=True)
-class TenantRef:
-    """What a request knows of its tenant; also django-tenants' `connection.tenant`."""
-
-    id: int
-    slug: str
-    schema_name: str
-    status: str
-    rate_limit: str
-    settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    # Active webhook endpoints: ((endpoint id, subscribed types or () for all), ...).
-    webhooks: tuple[tuple[str, tuple[str, ...]], ...] = ()
-
-
-@dataclass(frozen=True)
-class KeyContext:
-    """The authenticated caller of a request (`request.auth`)."""
-
-    kind: str
-    key_id: str
-    name: str
-    scopes: frozenset[str]
-    tenant: TenantRef | None
-
-    @property
-    def actor(self) -> str:
-        return f"key:{self.key_id}"
 
 
 def _cache_key(kind: str, lookup_id: str) -> str:
@@ -81,19 +56,30 @@ def tenant_ref(tenant: Tenant) -> TenantRef:
     )
 
 
-def _tenant_entry(tenant: Tenant) -> dict[str, Any]:
-    from billing_platform.webhooks.selectors import active_subscriptions
+# Apps above this one add what a request needs to know of its tenant to the cached entry
+# (`TenantRef` fields), loaded with the key: the webhooks app adds the active subscriptions.
+TenantEntryLoader = Callable[[int], Any]
+_tenant_entry_loaders: dict[str, TenantEntryLoader] = {}
 
+
+def register_tenant_entry_field(name: str, loader: TenantEntryLoader) -> None:
+    """Cache `loader(tenant id)` as the `TenantRef` field `name` of every key's entry."""
+    _tenant_entry_loaders[name] = loader
+
+
+def _tenant_entry(tenant: Tenant) -> dict[str, Any]:
     ref = tenant_ref(tenant)
-    return {
+    entry: dict[str, Any] = {
         "id": ref.id,
         "slug": ref.slug,
         "schema_name": ref.schema_name,
         "status": ref.status,
         "rate_limit": ref.rate_limit,
         "settings": ref.settings,
-        "webhooks": active_subscriptions(tenant.pk),
     }
+    for name, loader in _tenant_entry_loaders.items():
+        entry[name] = loader(tenant.pk)
+    return entry
 
 
 def _load(kind: str, lookup_id: str) -> dict[str, Any] | None:
@@ -240,11 +226,8 @@ def _activate(request: HttpRequest, context: KeyContext) -> KeyContext:
         tenant_slug=context.tenant.slug if context.tenant is not None else None,
         key_id=context.key_id,
     )
-    if context.tenant is not None and (
-        connection.schema_name != context.tenant.schema_name  # type: ignore[attr-defined]
-    ):
-        connection.set_tenant(context.tenant)  # type: ignore[attr-defined]
-    request.tenant = context.tenant  # type: ignore[attr-defined]
+    if context.tenant is not None:
+        activate_tenant(context.tenant)
     return context
 
 
@@ -260,9 +243,9 @@ class _KeyAuth:
     def check(self, request: HttpRequest, raw: str | None) -> KeyContext | None:
         if not raw:
             return None
-        cached = getattr(request, "_billable_key_context", None)
-        # The transaction layer may have resolved this very key for the request already.
-        context = cached[1] if cached is not None and cached[0] == raw else resolve(raw)
+        resolved = request_state(request).resolved
+        # The request pipeline may have resolved this very key for the request already.
+        context = resolved[1] if resolved is not None and resolved[0] == raw else resolve(raw)
         if context.kind != self.route_kind:
             raise errors.WrongKeyType(
                 "Platform keys work only on /platform routes."
@@ -274,8 +257,6 @@ class _KeyAuth:
                 f"This operation needs the {self.scope!r} scope.", required_scope=self.scope
             )
         if context.tenant is not None:
-            from billing_platform.ratelimits import limit_tenant
-
             limit_tenant(request, context.tenant.id, context.tenant.rate_limit)
         return _activate(request, context)
 

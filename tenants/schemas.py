@@ -7,7 +7,7 @@ from typing import Literal
 
 from ninja import Field, Schema
 
-from billing_platform.fields import UtcDateTime
+from billing_platform.core.schema_types import UtcDateTime
 
 Scope = Literal["billing:read", "billing:write", "billing:grant", "admin"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from billing_platform import errors
+from billing_platform.core import errors
 from tenants.models import ApiKey, Tenant, TenantStatus
 
 

@@ -21,7 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_exists
 
-from billing_platform import errors, metrics
+from billing_platform.core import errors, metrics
 from tenants import auth, keys
 from tenants.models import (
     ALL_SCOPES,
@@ -211,7 +211,6 @@ def tenant_onboard(
     name: str,
     slug: str,
     rate_limit: str | None = None,
-    demo_catalog: bool = False,
     key_name: str = "onboarding",
     contact_email: str = "",
 ) -> tuple[Tenant, ApiKey, str]:
@@ -241,10 +240,6 @@ def tenant_onboard(
     if contact_email:
         Tenant.objects.filter(pk=tenant.pk).update(contact_email=contact_email)
         tenant.contact_email = contact_email
-    if demo_catalog:
-        from billable.demo import install_demo_catalog
-
-        install_demo_catalog(tenant)
     metrics.ONBOARDING_SECONDS.labels(path=path).observe(time.perf_counter() - started)
     return tenant, key, raw
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -11,22 +10,10 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from billable import errors, signals
+from billable.catalog_keys import FEATURE_RE, normalise_key
 from billable.currencies import is_iso, minor_digits
 from billable.models import CatalogKey, Offer, OfferItem, Product, ProductType, QuotaBatch
-from billing_platform.errors import ValidationFailed
-
-KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-FEATURE_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-
-
-def normalise_key(value: str, *, field: str = "key") -> str:
-    text = str(value).strip()
-    if not KEY_RE.match(text):
-        raise ValidationFailed(
-            f"{field} is 1–64 letters, digits, '_', '-' or '.'.",
-            errors=[{"loc": ["body", field], "msg": "invalid key"}],
-        )
-    return text.upper()
+from billing_platform.core.errors import ValidationFailed
 
 
 def normalise_features(features: Sequence[Any]) -> list[str]:
@@ -280,10 +267,9 @@ def offer_update(
     return offer
 
 
-def install_demo_catalog() -> None:
-    """The demo products and offers (idempotent: existing keys are left alone)."""
-    from decimal import Decimal as D
-
+def demo_catalog_install() -> None:
+    """Install the demo products and offers in the schema in use (idempotent: existing keys
+    are left alone)."""
     products = [
         ("REPORTS", "Reports", ProductType.QUANTITY, False, ["report_generation"]),
         (
@@ -309,7 +295,7 @@ def install_demo_catalog() -> None:
             (
                 "REPORTS_10",
                 "10 reports",
-                D("9.00"),
+                Decimal("9.00"),
                 "USD",
                 [ItemSpec("REPORTS", 10, "days", 30)],
                 {},
@@ -317,7 +303,7 @@ def install_demo_catalog() -> None:
             (
                 "PRO_MONTH",
                 "Pro, one month",
-                D("19.00"),
+                Decimal("19.00"),
                 "USD",
                 [ItemSpec("PRO_ACCESS", 1, "months", 1)],
                 {},
@@ -325,7 +311,7 @@ def install_demo_catalog() -> None:
             (
                 "PRO_TRIAL",
                 "Pro trial, 7 days",
-                D("0.00"),
+                Decimal("0.00"),
                 "USD",
                 [ItemSpec("PRO_ACCESS", 1, "days", 7)],
                 {"is_trial": True},
@@ -333,7 +319,7 @@ def install_demo_catalog() -> None:
             (
                 "COINS_100",
                 "100 coins",
-                D("5.00"),
+                Decimal("5.00"),
                 "USD",
                 [ItemSpec("COINS", 100, "forever", None)],
                 {},
@@ -341,7 +327,7 @@ def install_demo_catalog() -> None:
             (
                 "REPORTS_5_FOR_COINS",
                 "5 reports for 30 coins",
-                D("30"),
+                Decimal("30"),
                 "COINS",
                 [ItemSpec("REPORTS", 5, "days", 30)],
                 {},

@@ -14,9 +14,9 @@ from django.utils import timezone
 from billable import errors, signals
 from billable.models import Customer, ExternalIdentity, IdempotencyRecord, TrialHistory
 from billable.services import trials
-from billing_platform.errors import ValidationFailed
-from billing_platform.transactions import service_atomic
-from billing_platform.webhooks import crypto
+from billing_platform.core import crypto
+from billing_platform.core.db import service_atomic
+from billing_platform.core.errors import ValidationFailed
 
 DEFAULT_PROVIDER = "default"
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from billable import clock, errors, signals
+from billable.catalog_keys import normalise_key
 from billable.models import (
     Adjustment,
     BatchSource,
@@ -22,9 +23,8 @@ from billable.models import (
 )
 from billable.periods import period_end
 from billable.services import ledger
-from billable.services.catalog import normalise_key
-from billing_platform.errors import ValidationFailed
-from billing_platform.transactions import service_atomic
+from billing_platform.core.db import service_atomic
+from billing_platform.core.errors import ValidationFailed
 
 GRANT_KINDS = ("trial", "bonus", "referral", "manual")
 

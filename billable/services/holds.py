@@ -25,8 +25,8 @@ from billable.models import (
 from billable.services import ledger
 from billable.services.quota import require_positive_amount, spend, thresholds_signal
 from billable.tenancy import note_sweep_due
-from billing_platform.errors import ValidationFailed
-from billing_platform.transactions import service_atomic
+from billing_platform.core.db import service_atomic
+from billing_platform.core.errors import ValidationFailed
 
 MIN_TTL, MAX_TTL, DEFAULT_TTL = 60, 86_400, 900
 

@@ -16,7 +16,7 @@ from billable.models import (
     Referral,
     Usage,
 )
-from billing_platform.transactions import service_atomic
+from billing_platform.core.db import service_atomic
 
 
 @dataclass(frozen=True)

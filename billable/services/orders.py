@@ -30,8 +30,8 @@ from billable.services import ledger
 from billable.services.grants import grant_batches, offer_for_grant, offer_items
 from billable.services.quota import spend, thresholds_signal
 from billable.services.referrals import referral_reward_first_payment
-from billing_platform.errors import ValidationFailed
-from billing_platform.transactions import service_atomic
+from billing_platform.core.db import service_atomic
+from billing_platform.core.errors import ValidationFailed
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from billable import clock, errors, signals
 from billable.models import Customer, Direction, ProductType, Usage
 from billable.services import ledger
 from billable.tenancy import current_settings
-from billing_platform.errors import ValidationFailed
-from billing_platform.transactions import service_atomic
+from billing_platform.core.db import service_atomic
+from billing_platform.core.errors import ValidationFailed
 
 
 @dataclass(frozen=True)

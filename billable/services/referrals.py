@@ -12,8 +12,8 @@ from django.utils import timezone
 from billable import errors, signals
 from billable.models import Customer, Order, OrderStatus, Referral
 from billable.tenancy import current_settings
-from billing_platform.errors import BillingError
-from billing_platform.transactions import service_atomic
+from billing_platform.core.db import service_atomic
+from billing_platform.core.errors import BillingError
 
 logger = logging.getLogger("billable.referrals")
 

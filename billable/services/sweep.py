@@ -1,4 +1,7 @@
-"""Periodic upkeep of one tenant schema: expire batches and holds, purge old idempotency keys.
+"""Periodic upkeep of the tenant schemas: expire batches and holds, purge old idempotency keys.
+
+`tenant_sweep` sweeps the schema in use; `due_tenants_sweep` every schema whose `sweep_due_at`
+has come (the platform's sweep adds the webhook purge: `billing_platform.operations`).
 
 Reads never depend on it having run (usability is decided by time); the sweep makes the ledger
 say what time already decided: an expired batch gets a debit of what was left.
@@ -6,10 +9,13 @@ say what time already decided: an expired batch gets a debit of what was left.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Q
+from django_tenants.utils import schema_context
 
 from billable import clock, signals
 from billable.models import (
@@ -23,8 +29,11 @@ from billable.models import (
 from billable.services import ledger
 from billable.services.holds import holds_expire_due
 from billable.tenancy import current_settings
+from tenants.models import Tenant, TenantStatus
 
 BATCH_CHUNK = 500
+
+logger = logging.getLogger("billable.sweep")
 
 
 @dataclass(frozen=True)
@@ -105,3 +114,28 @@ def tenant_sweep() -> SweepResult:
         holds_expired=holds_expire_due(),
         idempotency_purged=idempotency_purge(),
     )
+
+
+def due_tenants_sweep(*, everything: bool = False) -> dict[str, int]:
+    """Sweep the schemas whose `sweep_due_at` has come (every schema with `everything`).
+
+    One schema's failure is logged and the others are still swept.
+    """
+    totals = {"tenants": 0, "batches_expired": 0, "holds_expired": 0, "idempotency_purged": 0}
+    tenants = Tenant.objects.filter(status__in=[TenantStatus.ACTIVE, TenantStatus.SUSPENDED])
+    if not everything:
+        tenants = tenants.filter(Q(sweep_due_at__isnull=True) | Q(sweep_due_at__lte=clock.now()))
+    for tenant_id, schema in list(tenants.values_list("id", "schema_name")):
+        try:
+            with schema_context(schema):
+                result = tenant_sweep()
+                due = next_due()
+            Tenant.objects.filter(pk=tenant_id).update(sweep_due_at=due)
+        except Exception:
+            logger.exception("sweep failed in %s", schema)
+            continue
+        totals["tenants"] += 1
+        totals["batches_expired"] += result.batches_expired
+        totals["holds_expired"] += result.holds_expired
+        totals["idempotency_purged"] += result.idempotency_purged
+    return totals

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, connection, transaction
 
-from billing_platform.transactions import service_atomic
+from billing_platform.core.db import service_atomic
 from tenants.models import Tenant
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from billing_platform.webhooks import crypto, services
+from billing_platform.core import crypto
+from billing_platform.webhooks import services
 from billing_platform.webhooks.models import Delivery, DeliveryAttempt, Endpoint, Event
 
 

@@ -7,9 +7,11 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
-from billing_platform.pagination import PageParams, page_data, paginate
-from billing_platform.problems import error_responses
-from billing_platform.webhooks import crypto, selectors, services
+from billing_platform.core import crypto
+from billing_platform.core.identity import KeyContext
+from billing_platform.core.pagination import PageParams, page_data, paginate
+from billing_platform.core.problems import error_responses
+from billing_platform.webhooks import selectors, services
 from billing_platform.webhooks.delivery import event_object
 from billing_platform.webhooks.models import Delivery, Endpoint, Event
 from billing_platform.webhooks.schemas import (
@@ -23,7 +25,7 @@ from billing_platform.webhooks.schemas import (
     EventPage,
     RedeliverIn,
 )
-from tenants.auth import KeyContext, tenant_auth
+from tenants.auth import tenant_auth
 
 router = Router(tags=["webhooks"], auth=tenant_auth("admin"))
 

@@ -8,6 +8,10 @@ class WebhooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from billing_platform.webhooks import fanout
+        # Imported here, not at the top: apps.py is imported before the models may be.
+        from billing_platform.webhooks import fanout, selectors
+        from tenants.auth import register_tenant_entry_field
 
         fanout.connect()
+        # A key's cached entry carries its tenant's active subscriptions: fan-out needs no SQL.
+        register_tenant_entry_field("webhooks", selectors.active_subscriptions)

@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from standardwebhooks.webhooks import Webhook
 
-from billing_platform.errors import Unprocessable
+from billing_platform.core.errors import Unprocessable
 
 USER_AGENT = "Billable-Webhooks/1.0"
 MAX_READ = 64 * 1024

@@ -19,6 +19,7 @@ from django.dispatch import Signal
 
 from billable import presenters, signals
 from billing_platform.webhooks.models import Event
+from billing_platform.webhooks.selectors import subscriptions_for_schema
 
 logger = logging.getLogger("billable.webhooks")
 
@@ -121,8 +122,6 @@ def _current_tenant() -> tuple[int, tuple[tuple[str, tuple[str, ...]], ...]] | N
     tenant_id = getattr(tenant, "id", None)
     if webhooks is not None and tenant_id is not None:
         return tenant_id, webhooks
-    from billing_platform.webhooks.selectors import subscriptions_for_schema
-
     return subscriptions_for_schema(connection.schema_name)  # type: ignore[attr-defined]
 
 

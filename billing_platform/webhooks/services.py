@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -10,13 +12,18 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from billing_platform.errors import Conflict, ValidationFailed
-from billing_platform.webhooks import crypto
+from billing_platform.core import crypto
+from billing_platform.core.errors import Conflict, ValidationFailed
 from billing_platform.webhooks.delivery import resolve_checked
 from billing_platform.webhooks.fanout import queue_deliveries, record_event
 from billing_platform.webhooks.models import ALL_EVENT_TYPES, Endpoint, Event
 from tenants import auth
 from tenants.models import Tenant
+
+
+def new_signing_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 24 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 RESERVED_HEADERS = frozenset(
@@ -90,7 +97,7 @@ def endpoint_create(
     resolve_checked(url)
     types = _check_types(event_types or [])
     custom = _check_headers(headers or {})
-    secret = crypto.new_signing_secret()
+    secret = new_signing_secret()
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
         if Endpoint.objects.filter(tenant=tenant).count() >= settings.WEBHOOK_MAX_ENDPOINTS:
@@ -156,7 +163,7 @@ def endpoint_delete(*, endpoint: Endpoint) -> None:
 
 def endpoint_rotate_secret(*, endpoint: Endpoint) -> tuple[Endpoint, str]:
     """A new secret; deliveries carry both signatures for 24 hours."""
-    secret = crypto.new_signing_secret()
+    secret = new_signing_secret()
     with transaction.atomic():
         endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
         endpoint.previous_secret_encrypted = endpoint.secret_encrypted

@@ -27,8 +27,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from billing_platform import metrics
-from billing_platform.webhooks import crypto
+from billing_platform.core import crypto, metrics
 from billing_platform.webhooks.delivery import (
     Clients,
     Outcome,
@@ -39,6 +38,7 @@ from billing_platform.webhooks.delivery import (
 )
 from billing_platform.webhooks.fanout import NOTIFY_CHANNEL
 from billing_platform.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, Endpoint
+from tenants import auth
 
 logger = logging.getLogger("billable.webhooks.worker")
 
@@ -94,8 +94,6 @@ def _next_delay(attempts: int, outcome: Outcome) -> int | None:
 
 
 def _disable(endpoint: Endpoint, reason: str) -> None:
-    from tenants import auth
-
     Endpoint.objects.filter(pk=endpoint.pk, is_active=True).update(
         is_active=False, disabled_at=timezone.now(), disabled_reason=reason[:200]
     )

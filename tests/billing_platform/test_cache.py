@@ -6,7 +6,7 @@ import threading
 
 from django.core.cache import cache, caches
 
-from billing_platform.cache import SharedRedisCache
+from billing_platform.core.cache import SharedRedisCache
 
 
 def test_the_cache_is_redis_with_one_client_reused() -> None:

@@ -17,11 +17,11 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from billable.models import Offer, Product
-from billing_platform.observability import JsonFormatter
+from billing_platform.core.observability import JsonFormatter
+from billing_platform.operations.lifecycle import tenant_purge
 from billing_platform.webhooks.delivery import Outcome
 from billing_platform.webhooks.models import Delivery, Endpoint, Event
 from billing_platform.webhooks.worker import record
-from tenants.lifecycle import tenant_purge
 from tenants.services import tenant_onboard
 from tests.conftest import Api, TenantFixture, assert_problem
 

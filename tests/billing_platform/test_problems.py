@@ -8,8 +8,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 
-from billing_platform.middleware import TenantResetMiddleware
-from tenants.auth import TenantRef
+from billing_platform.core.identity import TenantRef
+from billing_platform.http.middleware import TenantResetMiddleware
 from tests.conftest import Api, TenantFixture, assert_problem
 
 

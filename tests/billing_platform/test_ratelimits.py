@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from django.test import RequestFactory
 
-from billing_platform.ratelimits import client_ip
+from billing_platform.core.ratelimits import client_ip
 from tenants.models import Tenant
 from tenants.services import tenant_update
 from tests.conftest import Api, TenantFixture, assert_problem, make_key

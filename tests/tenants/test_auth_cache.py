@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.db import connections
 
-from billing_platform import errors
+from billing_platform.core import errors
 from tenants import auth
 from tenants.models import ApiKey, Tenant
 from tenants.services import api_key_create, api_key_revoke, tenant_update

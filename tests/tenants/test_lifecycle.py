@@ -26,8 +26,8 @@ from django_tenants.utils import schema_context
 
 from billable.models import IdempotencyRecord
 from billable.services.catalog import ItemSpec, offer_create, product_create
+from billing_platform.operations.lifecycle import _tenant_models, tenants_purge_due
 from billing_platform.webhooks.models import Delivery, DeliveryAttempt, Endpoint, Event
-from tenants.lifecycle import _tenant_models, tenants_purge_due
 from tenants.models import ApiKey, Domain, Tenant
 from tenants.services import tenant_onboard
 from tests.conftest import Api, TenantFixture, assert_problem

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing_platform.errors import BillingError
+from billing_platform.core.errors import BillingError
 from tenants import selectors
 from tenants.services import api_key_create
 

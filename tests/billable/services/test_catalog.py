@@ -27,7 +27,7 @@ from billable.services.catalog import (
 )
 from billable.services.grants import offer_for_grant
 from billable.services.quota import quota_consume
-from billing_platform.errors import BillingError, ValidationFailed
+from billing_platform.core.errors import BillingError, ValidationFailed
 from tests.billable.services.helpers import captured, grant
 
 Catalog = dict[str, Product | Offer]

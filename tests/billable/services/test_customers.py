@@ -30,7 +30,7 @@ from billable.services.customers import (
 from billable.services.grants import offer_for_grant
 from billable.services.quota import quota_consume
 from billable.services.trials import identity_hash, trial_grant
-from billing_platform.errors import ValidationFailed
+from billing_platform.core.errors import ValidationFailed
 from tests.billable.services.helpers import grant
 
 Catalog = dict[str, Product | Offer]

@@ -36,7 +36,7 @@ from billable.services.grants import (
     offer_grant,
 )
 from billable.services.quota import balance_get, quota_consume
-from billing_platform.errors import ValidationFailed
+from billing_platform.core.errors import ValidationFailed
 from tests.billable.services.helpers import assert_ledger_invariant, captured, grant, remaining_of
 
 Catalog = dict[str, Product | Offer]

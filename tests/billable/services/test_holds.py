@@ -22,7 +22,7 @@ from billable.models import (
 from billable.services.grants import adjustment_create, batch_revoke
 from billable.services.holds import hold_commit, hold_create, hold_release, holds_expire_due
 from billable.services.quota import balance_get
-from billing_platform.errors import ValidationFailed
+from billing_platform.core.errors import ValidationFailed
 from tests.billable.services.helpers import assert_ledger_invariant, captured, grant, remaining_of
 
 Catalog = dict[str, Product | Offer]

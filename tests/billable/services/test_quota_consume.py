@@ -23,7 +23,7 @@ from billable.services import ledger
 from billable.services.catalog import ItemSpec, offer_create, product_create
 from billable.services.grants import adjustment_create
 from billable.services.quota import quota_consume
-from billing_platform.errors import ValidationFailed
+from billing_platform.core.errors import ValidationFailed
 from tenants.services import tenant_settings_update
 from tests.billable.services.helpers import (
     assert_ledger_invariant,

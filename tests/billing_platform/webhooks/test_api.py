@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing_platform.webhooks import crypto
+from billing_platform.core import crypto
 from billing_platform.webhooks.models import Delivery, DeliveryAttempt, Endpoint, Event
 from tests.billing_platform.webhooks.conftest import create_endpoint, drain, grant_and_consume
 from tests.billing_platform.webhooks.receiver import running_receiver

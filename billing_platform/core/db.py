@@ -1,0 +1,70 @@
+"""Database helpers every layer shares: schema switching, service transactions, SQLSTATEs.
+
+- `activate_tenant` / `reset_to_public`: the one way to point the connection at a tenant's schema
+  and back (django-tenants' `search_path`), each a no-op when already there;
+- `request_transaction` / `service_atomic`: a request's outermost transaction, which the
+  top-level services join instead of opening savepoints;
+- `sqlstate` / `is_retryable`: which database errors are worth running a request again for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from django.db import OperationalError, connection, transaction
+
+# Serialization failure, deadlock, lock not available (lock_timeout), statement cancelled
+# (statement_timeout): the whole request can run again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014"})
+LOCK_NOT_AVAILABLE = "55P03"
+PUBLIC_SCHEMA = "public"
+
+
+def activate_tenant(tenant: Any) -> None:
+    """Select a tenant's schema (a `Tenant` row or the auth's `TenantRef`) for what follows."""
+    if connection.schema_name != tenant.schema_name:  # type: ignore[attr-defined]
+        connection.set_tenant(tenant)  # type: ignore[attr-defined]
+
+
+def reset_to_public() -> None:
+    """Return the connection to the public schema (lazily: the next cursor sets the path)."""
+    if connection.schema_name != PUBLIC_SCHEMA:  # type: ignore[attr-defined]
+        connection.set_schema_to_public()  # type: ignore[attr-defined]
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    cause = exc.__cause__ or exc
+    return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and sqlstate(exc) in RETRYABLE_SQLSTATES
+
+
+_in_request_transaction: ContextVar[bool] = ContextVar("in_request_transaction", default=False)
+
+
+@contextmanager
+def request_transaction() -> Iterator[None]:
+    """The outermost transaction of a request; the caller rolls it back on an error answer."""
+    with transaction.atomic():
+        token = _in_request_transaction.set(True)
+        try:
+            yield
+        finally:
+            _in_request_transaction.reset(token)
+
+
+def service_atomic() -> transaction.Atomic:
+    """The transaction of a top-level service.
+
+    Inside a request transaction that rolls back on every error answer, a savepoint would only
+    cost two round trips: the service joins the request's transaction instead. Elsewhere (and
+    under an idempotency record, which must commit with a 402 or 409) it is a normal atomic block.
+    """
+    if _in_request_transaction.get() and connection.in_atomic_block:
+        return transaction.atomic(savepoint=False)
+    return transaction.atomic()

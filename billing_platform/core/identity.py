@@ -1,0 +1,40 @@
+"""Who is calling: the authenticated key and a snapshot of its tenant.
+
+Built by the key resolution (`tenants.auth`), carried as `request.auth`, and set as
+django-tenants' `connection.tenant` for the request, so every layer can read the caller without
+importing the code that resolved it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TenantRef:
+    """What a request knows of its tenant; also django-tenants' `connection.tenant`."""
+
+    id: int
+    slug: str
+    schema_name: str
+    status: str
+    rate_limit: str
+    settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # Active webhook endpoints: ((endpoint id, subscribed types or () for all), ...).
+    webhooks: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class KeyContext:
+    """The authenticated caller of a request (`request.auth`)."""
+
+    kind: str
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+    tenant: TenantRef | None
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.key_id}"

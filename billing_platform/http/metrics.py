@@ -1,0 +1,122 @@
+"""`/metrics` behind a bearer token (`METRICS_TOKEN`), and the request metrics.
+
+The webhook outbox lag is not counted but read at scrape time, with one query over the pending
+deliveries (their partial index), so it is right whichever process delivers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from billing_platform.core import errors
+from billing_platform.core.metrics import CONSUMES, REQUEST_SECONDS, REQUESTS
+from billing_platform.core.problems import ProblemResponse, problem_response
+
+_KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+CONSUME_ROUTE = "/api/v1/billing/quota/consume"
+
+
+def observe_request(
+    request: HttpRequest, response: HttpResponseBase, *, route: str, seconds: float
+) -> None:
+    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+    REQUESTS.labels(method=method, route=route, status=str(response.status_code)).inc()
+    REQUEST_SECONDS.labels(method=method, route=route).observe(seconds)
+    if route == CONSUME_ROUTE and method == "POST":
+        CONSUMES.labels(outcome=consume_outcome(response)).inc()
+
+
+def consume_outcome(response: HttpResponseBase) -> str:
+    if response.get("Idempotent-Replayed") == "true":
+        return "replayed"
+    if 200 <= response.status_code < 300:
+        return "success"
+    if isinstance(response, ProblemResponse):
+        return response.problem_code
+    return f"http_{response.status_code}"
+
+
+class OutboxCollector(Collector):
+    """The webhook outbox at scrape time: pending deliveries and how late the oldest due one is."""
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        # Registration asks for the names; without this it would run the query at import time.
+        yield from self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        pending = GaugeMetricFamily(
+            "billable_webhook_outbox_pending", "Webhook deliveries waiting to be delivered."
+        )
+        oldest = GaugeMetricFamily(
+            "billable_webhook_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending webhook delivery (0 when none is pending).",
+        )
+        lag = GaugeMetricFamily(
+            "billable_webhook_outbox_lag_seconds",
+            "How long the most overdue pending delivery has been due (0 when none is overdue).",
+        )
+        return pending, oldest, lag
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pending, oldest, lag = self._families()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*),"
+                " COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0),"
+                " COALESCE(EXTRACT(EPOCH FROM now() - min(next_attempt_at)"
+                "   FILTER (WHERE next_attempt_at <= now())), 0)"
+                " FROM webhooks_delivery WHERE status = 'pending'"
+            )
+            count, age, overdue = cursor.fetchone() or (0, 0, 0)
+        pending.add_metric([], float(count))
+        oldest.add_metric([], max(0.0, float(age)))
+        lag.add_metric([], max(0.0, float(overdue)))
+        yield pending
+        yield oldest
+        yield lag
+
+
+_outbox = OutboxCollector()
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    REGISTRY.register(_outbox)
+
+
+def _registry() -> Any:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # A fresh registry per scrape, as prometheus_client's multiprocess mode asks.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(_outbox)
+        return registry
+    return REGISTRY
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format; 404 unless METRICS_TOKEN is set, 401 without that bearer token."""
+    token: str = settings.METRICS_TOKEN
+    if not token:
+        return problem_response(errors.NotFound(f"No route for {request.path}."))
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        presented.strip().encode(), token.encode()
+    ):
+        return problem_response(
+            errors.NotAuthenticated("The metrics need `Authorization: Bearer <METRICS_TOKEN>`.")
+        )
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,175 @@
+"""The path of every tenant POST, top to bottom: auth, tenant, idempotency, service, answer.
+
+`transactional_posts(router, body_field=...)` wraps each POST operation of a router. For one
+request the wrapper:
+
+1. **auth**: resolves the presented key once (`RequestState.resolved`, reused by the auth
+   classes) and runs the operation's own authentication in full (key kind, scope, the tenant's
+   rate limit), so a stored answer is replayed only to a caller allowed to make the request;
+2. **idempotency key**: the `Idempotency-Key` header or, on `/billing`, the body field
+   `idempotency_key` (422 for a malformed one; ignored without a tenant);
+3. **tenant**: selects the tenant's schema before any transaction opens (one `SET search_path`);
+4. **service**: runs the operation (validation, service, rendering) in the request's outermost
+   transaction. Without a key that is `request_transaction`, which the top-level services join
+   instead of opening savepoints, rolled back on any error answer. With a key it first claims
+   the key (`billing_platform.http.idempotency`), runs the operation in a savepoint rolled back
+   on an error answer, and settles the record in the same transaction, so the record commits
+   with the effect or not at all;
+5. **answer**: a lock or statement timeout, deadlock or serialization failure rolls the attempt
+   back and runs it again (4 attempts, 5–30 ms × 2ⁿ of jitter); when attempts run out, 503
+   `database_busy` with `Retry-After: 1`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.db import OperationalError, transaction
+from django.http import HttpRequest, HttpResponseBase
+from ninja import Router
+from ninja.decorators import decorate_view
+from ninja.errors import AuthenticationError
+from ninja.operation import Operation
+
+from billing_platform.core import errors
+from billing_platform.core.db import activate_tenant, is_retryable, request_transaction
+from billing_platform.core.identity import TenantRef
+from billing_platform.core.problems import problem_response
+from billing_platform.core.request_state import request_state
+from billing_platform.http import idempotency
+from tenants.auth import presented_key, resolve
+
+logger = logging.getLogger("billable.transactions")
+
+ATTEMPTS = 4
+
+Run = Callable[..., HttpResponseBase]
+
+
+class _Retry(Exception):
+    """Roll the request back and run it again."""
+
+
+def _caller_tenant(request: HttpRequest) -> TenantRef | None:
+    """The caller's tenant if the key is a valid tenant key; None otherwise (auth decides)."""
+    raw = presented_key(request)
+    if not raw:
+        return None
+    try:
+        context = resolve(raw)
+    except errors.BillingError:
+        return None
+    if context.tenant is None:
+        return None
+    request_state(request).resolved = (raw, context)
+    return context.tenant
+
+
+def _authenticate(operation: Operation | None, request: HttpRequest) -> HttpResponseBase | None:
+    """Run the operation's auth callbacks now; the error answer, or None to go on.
+
+    The operation runs the same callbacks again inside `run`, at no cost: the key was resolved
+    once for the request and the rate limit counts once.
+    """
+    if operation is None or not operation.auth_callbacks:
+        return None
+    for callback in operation.auth_callbacks:
+        try:
+            result = callback(request)
+        except Exception as exc:
+            return operation.api.on_exception(request, exc)
+        if result:
+            request.auth = result  # type: ignore[attr-defined]
+            return None
+    return operation.api.on_exception(request, AuthenticationError())
+
+
+def _run_once(
+    run: Run, request: HttpRequest, key: str | None, hashed: str, *args: Any, **kwargs: Any
+) -> HttpResponseBase:
+    """One attempt in the request's transaction; raises `_Retry` to run it again."""
+    if not key:
+        with request_transaction():
+            response = run(request, *args, **kwargs)
+            if request_state(request).retry:
+                raise _Retry
+            if response.status_code >= 400:
+                transaction.set_rollback(True)
+            return response
+    # Under a key the services keep their savepoints: the record must still be written after
+    # a 402 or 409 rolled their effect back.
+    with transaction.atomic():
+        replay = idempotency.claim(key, hashed)
+        if replay is not None:
+            return replay
+        effect = transaction.savepoint()
+        response = run(request, *args, **kwargs)
+        if request_state(request).retry:
+            raise _Retry
+        # The answer is kept (402, 409) or not, but a failed effect never is.
+        if response.status_code >= 400:
+            transaction.savepoint_rollback(effect)
+        else:
+            transaction.savepoint_commit(effect)
+        idempotency.settle(key, response)
+        return response
+
+
+def transactional(*, body_field: bool) -> Callable[[Run], Run]:
+    """Decorate a POST operation's run with the request path described above."""
+
+    def decorator(run: Run) -> Run:
+        @wraps(run)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if request.method != "POST":
+                return run(request, *args, **kwargs)
+            # 1. auth
+            tenant = _caller_tenant(request)
+            denied = _authenticate(getattr(run, "__self__", None), request)
+            if denied is not None:
+                return denied
+            # 2. idempotency key
+            try:
+                key = idempotency.presented_key(request, body_field=body_field)
+            except errors.BillingError as exc:
+                return problem_response(exc)
+            # 3. tenant
+            if tenant is None:
+                key = None
+            else:
+                activate_tenant(tenant)
+            hashed = idempotency.request_hash(request, body_field=body_field) if key else ""
+            # 4. service, 5. answer
+            state = request_state(request)
+            for attempt in range(ATTEMPTS):
+                state.retry = False
+                try:
+                    return _run_once(run, request, key, hashed, *args, **kwargs)
+                except idempotency.KeyInUse:
+                    return problem_response(errors.IdempotencyKeyInUse())
+                except (_Retry, OperationalError) as exc:
+                    if isinstance(exc, OperationalError) and not is_retryable(exc):
+                        raise
+                    logger.info(
+                        "retrying %s %s (attempt %d)", request.method, request.path, attempt + 1
+                    )
+                    time.sleep(random.uniform(0.005, 0.03) * (2**attempt))
+            return problem_response(errors.DatabaseBusy(retry_after=1))
+
+        return wrapper
+
+    return decorator
+
+
+def transactional_posts(router: Router, *, body_field: bool) -> Router:
+    """Apply `transactional` to every POST operation of a router (before it is mounted)."""
+    for path_view in router.path_operations.values():
+        for operation in path_view.operations:
+            if "POST" in operation.methods:
+                decorate_view(transactional(body_field=body_field))(operation.view_func)
+    return router

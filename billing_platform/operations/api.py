@@ -1,0 +1,101 @@
+"""The platform operator's endpoints (`/platform`, platform key): tenants and their keys."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+
+from billing_platform.core.pagination import PageParams, paginate
+from billing_platform.core.problems import error_responses
+from billing_platform.operations.services import platform_tenant_onboard
+from tenants import presenters, selectors, services
+from tenants.auth import platform_auth
+from tenants.models import Tenant
+from tenants.schemas import (
+    ApiKeyCreatedOut,
+    PlatformKeyCreateIn,
+    TenantCreatedOut,
+    TenantCreateIn,
+    TenantOut,
+    TenantPage,
+    TenantPatchIn,
+)
+
+platform_router = Router(tags=["platform"], auth=platform_auth())
+
+_PLATFORM_ERRORS = (400, 401, 403, 413, 415, 422, 503)
+
+
+@platform_router.post(
+    "/tenants",
+    response={201: TenantCreatedOut, **error_responses(409, common=_PLATFORM_ERRORS)},
+    operation_id="platform_tenant_create",
+    summary="Onboard a tenant",
+)
+def tenant_create(request: HttpRequest, payload: TenantCreateIn) -> Status:
+    tenant, _key, raw = platform_tenant_onboard(
+        name=payload.name,
+        slug=payload.slug,
+        rate_limit=payload.rate_limit,
+        demo_catalog=payload.demo_catalog,
+    )
+    return Status(201, {"tenant": tenant, "api_key": raw})
+
+
+@platform_router.get(
+    "/tenants",
+    response={200: TenantPage, **error_responses(common=_PLATFORM_ERRORS)},
+    operation_id="platform_tenant_list",
+    summary="List tenants",
+)
+def tenant_list(request: HttpRequest, page: Query[PageParams]) -> dict:
+    result = paginate(selectors.tenant_list(), limit=page.limit, cursor=page.cursor)
+    return {"items": result.items, "next_cursor": result.next_cursor}
+
+
+@platform_router.get(
+    "/tenants/{slug}",
+    response={200: TenantOut, **error_responses(404, common=_PLATFORM_ERRORS)},
+    operation_id="platform_tenant_get",
+    summary="Get a tenant",
+)
+def tenant_get(request: HttpRequest, slug: str) -> Tenant:
+    return selectors.tenant_get(slug=slug)
+
+
+@platform_router.patch(
+    "/tenants/{slug}",
+    response={200: TenantOut, **error_responses(404, 409, common=_PLATFORM_ERRORS)},
+    operation_id="platform_tenant_update",
+    summary="Change a tenant's name, status or rate limit",
+)
+def tenant_update(request: HttpRequest, slug: str, payload: TenantPatchIn) -> Tenant:
+    tenant = selectors.tenant_get(slug=slug)
+    return services.tenant_update(
+        tenant=tenant, name=payload.name, status=payload.status, rate_limit=payload.rate_limit
+    )
+
+
+@platform_router.delete(
+    "/tenants/{slug}",
+    response={202: TenantOut, **error_responses(404, common=_PLATFORM_ERRORS)},
+    operation_id="platform_tenant_delete",
+    summary="Delete a tenant (suspend and revoke now; the schema is dropped by a job)",
+)
+def tenant_delete(request: HttpRequest, slug: str, confirm: str | None = None) -> Status:
+    tenant = selectors.tenant_get(slug=slug)
+    return Status(202, services.tenant_delete_request(tenant=tenant, confirm=confirm))
+
+
+@platform_router.post(
+    "/tenants/{slug}/keys",
+    response={201: ApiKeyCreatedOut, **error_responses(404, 409, common=_PLATFORM_ERRORS)},
+    operation_id="platform_tenant_key_create",
+    summary="Create an API key for a tenant",
+)
+def tenant_key_create(
+    request: HttpRequest, slug: str, payload: PlatformKeyCreateIn
+) -> Status:
+    tenant = selectors.tenant_get(slug=slug)
+    key, raw = services.api_key_create(tenant=tenant, name=payload.name, scopes=payload.scopes)
+    return Status(201, {**presenters.api_key_data(key), "key": raw})

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections
+
+from billing_platform.operations.lifecycle import tenants_purge_due
+from billing_platform.operations.services import platform_sweep
+from tenants.services import spare_pool_refill
+
+logger = logging.getLogger("billable.worker")
+
+
+class Command(BaseCommand):
+    help = (
+        "Background work beside the server: keep the spare-schema pool full, run the billing "
+        "sweep every minute and purge tenants whose deletion is due."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--interval", type=float, default=5.0)
+        parser.add_argument("--sweep-interval", type=float, default=60.0)
+        parser.add_argument("--once", action="store_true")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.stopping = False
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        next_sweep = 0.0
+        while not self.stopping:
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + options["sweep_interval"]
+                try:
+                    totals = platform_sweep()
+                    logger.info("sweep: %s", totals)
+                except Exception:
+                    logger.exception("sweep failed")
+                finally:
+                    close_old_connections()
+                try:
+                    purged = tenants_purge_due()
+                    if purged:
+                        logger.info("purged deleted tenants: %s", ", ".join(purged))
+                except Exception:
+                    logger.exception("tenant purge failed")
+                finally:
+                    close_old_connections()
+            try:
+                built = spare_pool_refill()
+                if built:
+                    logger.info("built %d spare schemas", built)
+            except Exception:
+                logger.exception("spare pool refill failed")
+            finally:
+                close_old_connections()
+            if options["once"]:
+                return
+            deadline = time.monotonic() + options["interval"]
+            while not self.stopping and time.monotonic() < deadline:
+                time.sleep(0.1)
