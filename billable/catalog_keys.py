@@ -14,7 +14,6 @@ def normalise_key(value: str, *, field: str = "key") -> str:
     text = str(value).strip()
     if not KEY_RE.match(text):
         raise ValidationFailed(
-            f"{field} is 1–64 letters, digits, '_', '-' or '.'.",
-            errors=[{"loc": ["body", field], "msg": "invalid key"}],
+            f"{field} is 1–64 letters, digits, '_', '-' or '.'.", field=field, msg="invalid key"
         )
     return text.upper()

@@ -6,6 +6,7 @@ from typing import Any
 
 from billable.currencies import format_amount
 from billable.models import (
+    Adjustment,
     Customer,
     Grant,
     Hold,
@@ -14,8 +15,12 @@ from billable.models import (
     Order,
     Product,
     QuotaBatch,
+    Referral,
     Usage,
 )
+from billable.selectors import Balance
+from billable.services.customers import IdentifyResult
+from billable.services.merge import MergeResult
 
 
 def product_data(product: Product) -> dict[str, Any]:
@@ -64,6 +69,28 @@ def customer_data(customer: Customer) -> dict[str, Any]:
         "metadata": customer.metadata,
         "created_at": customer.created_at,
         "merged_into": str(customer.merged_into_id) if customer.merged_into_id else None,
+    }
+
+
+def identify_data(result: IdentifyResult) -> dict[str, Any]:
+    return {
+        "customer_id": str(result.customer.pk),
+        "created": result.created,
+        "trial_eligible": result.trial_eligible,
+        "metadata": result.customer.metadata,
+    }
+
+
+def merge_data(result: MergeResult) -> dict[str, Any]:
+    """What a merge moved to its target (the `customer.merged` event adds the source's id)."""
+    return {
+        "target_customer_id": str(result.target.pk),
+        "moved_identities": result.moved_identities,
+        "moved_batches": result.moved_batches,
+        "moved_orders": result.moved_orders,
+        "moved_holds": result.moved_holds,
+        "moved_usages": result.moved_usages,
+        "moved_referrals": result.moved_referrals,
     }
 
 
@@ -120,6 +147,27 @@ def usage_data(usage: Usage, *, remaining: int | None, unlimited: bool) -> dict[
     }
 
 
+def balance_data(balance: Balance) -> dict[str, Any]:
+    """One feature's balance; `customer_id` is null for an unknown customer."""
+    return {
+        "customer_id": str(balance.customer_id) if balance.customer_id is not None else None,
+        "feature": balance.feature,
+        "can_use": balance.can_use,
+        "remaining": balance.remaining,
+        "unlimited": balance.unlimited,
+        "expires_at": balance.expires_at,
+        "message": balance.message,
+    }
+
+
+def balance_list_data(customer: Customer | None, balances: list[Balance]) -> dict[str, Any]:
+    """Every feature a customer holds; an unknown customer holds none."""
+    return {
+        "customer_id": str(customer.pk) if customer is not None else None,
+        "items": [balance_data(b) for b in balances],
+    }
+
+
 def hold_data(hold: Hold) -> dict[str, Any]:
     return {
         "id": str(hold.pk),
@@ -145,6 +193,17 @@ def grant_data(grant: Grant, batches: list[QuotaBatch]) -> dict[str, Any]:
     }
 
 
+def adjustment_data(adjustment: Adjustment, batches: list[QuotaBatch]) -> dict[str, Any]:
+    return {
+        "id": str(adjustment.pk),
+        "customer_id": str(adjustment.customer_id),
+        "product": adjustment.product.key,
+        "amount": adjustment.amount,
+        "batches": [batch_data(b) for b in batches],
+        "reason": adjustment.reason,
+    }
+
+
 def order_data(order: Order) -> dict[str, Any]:
     return {
         "id": str(order.pk),
@@ -167,4 +226,14 @@ def order_data(order: Order) -> dict[str, Any]:
         "created_at": order.created_at,
         "paid_at": order.paid_at,
         "metadata": order.metadata,
+    }
+
+
+def referral_data(referral: Referral, *, created: bool) -> dict[str, Any]:
+    """A referral as `POST /referrals` answers it: `created` is false for a repeated link."""
+    return {
+        "id": str(referral.pk),
+        "referrer_id": str(referral.referrer_id),
+        "referee_id": str(referral.referee_id),
+        "created": created,
     }

@@ -57,6 +57,12 @@ class CustomerRefIn(Schema):
         return self
 
 
+# The same reference read from the query string (`Query[CustomerQuery]`). No docstring: it
+# would become the description of the `CustomerQuery` component in the OpenAPI document.
+class CustomerQuery(CustomerRefIn):
+    pass
+
+
 class IdempotentIn(Schema):
     idempotency_key: str | None = Field(
         None,

@@ -7,4 +7,5 @@ class TenantsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # In ready(), as Django asks: registering the checks needs the app registry.
         from tenants import checks  # noqa: F401  (registers the deployment checks)

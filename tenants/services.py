@@ -22,6 +22,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_exists
 
 from billing_platform.core import errors, metrics
+from billing_platform.core.patches import save_patch
 from tenants import auth, keys
 from tenants.models import (
     ALL_SCOPES,
@@ -30,6 +31,7 @@ from tenants.models import (
     Tenant,
     TenantStatus,
 )
+from tenants.schema_migrations import missing_migrations
 
 logger = logging.getLogger("billable.tenants")
 
@@ -59,7 +61,8 @@ def validate_rate_limit(rate_limit: str) -> str:
     if not RATE_LIMIT_RE.match(rate_limit):
         raise errors.ValidationFailed(
             "rate_limit is 'N/s', 'N/m', 'N/h', 'N/d' or '0' (unlimited).",
-            errors=[{"loc": ["body", "rate_limit"], "msg": "invalid rate limit"}],
+            field="rate_limit",
+            msg="invalid rate limit",
         )
     return rate_limit
 
@@ -71,7 +74,8 @@ def validate_scopes(scopes: Sequence[str] | None) -> list[str]:
     if unknown or not scopes:
         raise errors.ValidationFailed(
             f"Scopes are a non-empty subset of {', '.join(ALL_SCOPES)}.",
-            errors=[{"loc": ["body", "scopes"], "msg": f"unknown scopes: {unknown}"}],
+            field="scopes",
+            msg=f"unknown scopes: {unknown}",
         )
     return [scope for scope in ALL_SCOPES if scope in scopes]
 
@@ -159,8 +163,6 @@ def _claim_spare(*, slug: str, name: str, rate_limit: str) -> Tenant | None:
     Only a finished spare (not one still `building`) whose schema has every migration of this
     code: one built by older code during a release is left for `migrate_schemas`.
     """
-    from tenants.schema_migrations import missing_migrations
-
     candidates = list(
         Tenant.objects.select_for_update(skip_locked=True)
         .filter(status=TenantStatus.SPARE)
@@ -299,22 +301,17 @@ def tenant_update(
     """Change a tenant; every process sees the change from its next request."""
     if status is not None and status not in (TenantStatus.ACTIVE, TenantStatus.SUSPENDED):
         raise errors.ValidationFailed(
-            "status is 'active' or 'suspended'.",
-            errors=[{"loc": ["body", "status"], "msg": "invalid status"}],
+            "status is 'active' or 'suspended'.", field="status", msg="invalid status"
         )
     if tenant.status in (TenantStatus.SPARE, TenantStatus.BUILDING):
         raise errors.TenantNotFound()
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-        if name is not None:
-            tenant.name = name
-        if status is not None:
-            if status == TenantStatus.ACTIVE and tenant.deletion_requested_at is not None:
-                raise errors.TenantDeleting()
-            tenant.status = status
+        if status == TenantStatus.ACTIVE and tenant.deletion_requested_at is not None:
+            raise errors.TenantDeleting()
         if rate_limit is not None:
-            tenant.rate_limit = validate_rate_limit(rate_limit)
-        tenant.save()
+            rate_limit = validate_rate_limit(rate_limit)
+        save_patch(tenant, {"name": name, "status": status, "rate_limit": rate_limit}, missing=None)
         auth.invalidate_tenant(tenant)
     return tenant
 

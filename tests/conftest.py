@@ -2,112 +2,40 @@
 
 The test database is created once per session; the two tenants (`acme`, `globex`) and their keys
 are committed once, and every test runs inside a transaction that is rolled back, so a test sees
-them fresh. Tests that need committed data (threads, servers) use `transactional_db` and their own
-tenants.
+them fresh. Tests that need committed data (threads, servers) use `committed` and their own
+tenants. Fixtures shared by several packages live here; the helpers they are built on, and that
+tests import, live in tests/support/.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
+from django_tenants.utils import tenant_context
 
-from tenants.models import ApiKey, Tenant
-from tenants.services import api_key_create, platform_key_create, tenant_onboard
-
-
-@dataclass
-class TenantFixture:
-    tenant: Tenant
-    key: str
-    key_row: ApiKey
-
-
-@dataclass
-class Response:
-    status: int
-    headers: Mapping[str, str]  # case-insensitive, as HTTP header names are
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("Content-Type", "")
-
-
-class Api:
-    """Django's test client with API-key and JSON conveniences."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        key: str | None = None,
-        json_body: Any = None,
-        body: bytes | str | None = None,
-        content_type: str | None = None,
-        headers: dict[str, str] | None = None,
-        query: dict[str, Any] | None = None,
-    ) -> Response:
-        extra: dict[str, str] = {}
-        if key is not None:
-            extra["HTTP_X_API_KEY"] = key
-        for name, value in (headers or {}).items():
-            extra["HTTP_" + name.upper().replace("-", "_")] = value
-        data: Any = None
-        if json_body is not None:
-            data = json.dumps(json_body)
-            content_type = content_type or "application/json"
-        elif body is not None:
-            data = body
-        kwargs: dict[str, Any] = {}
-        if content_type is not None:
-            kwargs["content_type"] = content_type
-        url = path if path.startswith("/") else "/api/v1/" + path
-        handler = getattr(self.client, method.lower())
-        if method.upper() == "GET":
-            response = handler(url, data=query or {}, **extra)
-        else:
-            if query:
-                from urllib.parse import urlencode
-
-                url += "?" + urlencode(query, doseq=True)
-            if data is None:
-                # Like curl -X POST: no body and no content type.
-                response = self.client.generic(method.upper(), url, data=b"",
-                                               content_type="", **extra)
-            else:
-                response = handler(url, data=data, **kwargs, **extra)
-        return Response(
-            status=response.status_code, headers=response.headers,
-            body=response.content,
-        )
-
-    def get(self, path: str, **kw: Any) -> Response:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, json: Any = None, **kw: Any) -> Response:
-        return self.request("POST", path, json_body=json, **kw)
-
-    def patch(self, path: str, json: Any = None, **kw: Any) -> Response:
-        return self.request("PATCH", path, json_body=json, **kw)
-
-    def delete(self, path: str, **kw: Any) -> Response:
-        return self.request("DELETE", path, **kw)
+from billable.models import Customer, Offer, Product
+from billable.selectors import CustomerRef
+from billable.services.catalog import ItemSpec, offer_create, product_create
+from billable.services.customers import customer_ensure
+from tenants.models import Tenant
+from tenants.services import platform_key_create, tenant_onboard, tenant_settings_update
+from tests.support.api import Api
+from tests.support.concurrency import ConcTenant
+from tests.support.signals import captured_billing_signals
+from tests.support.tenants import (
+    TenantFixture,
+    drop_tenants,
+    fresh_tenant,
+    require_test_database,
+)
 
 
 def _clear_cache_prefix() -> None:
@@ -172,19 +100,70 @@ def api(client: Client) -> Api:
     return Api(client)
 
 
-def make_key(tenant: Tenant, **kwargs: Any) -> tuple[ApiKey, str]:
-    return api_key_create(tenant=tenant, name=kwargs.pop("name", "test"), **kwargs)
+@pytest.fixture
+def operator(db: None) -> Client:
+    """A client logged in to the admin as a superuser."""
+    client = Client()
+    client.force_login(
+        User.objects.create_superuser("operator", "operator@example.com", "correct-horse-9")
+    )
+    return client
 
 
-def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, (response.status, response.body[:500])
-    assert response.content_type.startswith("application/problem+json"), response.content_type
-    body = response.json
-    assert body["code"] == code, body
-    assert body["status"] == status
-    assert body["type"].endswith("/" + code)
-    assert body["title"] and body["detail"]
-    return body  # type: ignore[no-any-return]
+# --- The billing engine in acme's schema
+
+
+@pytest.fixture
+def in_acme(acme: TenantFixture) -> Iterator[TenantFixture]:
+    """Run service code in acme's schema (inside the test's rolled-back transaction)."""
+    connection.set_schema(acme.tenant.schema_name)
+    yield acme
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def catalog(in_acme: TenantFixture) -> dict[str, Product | Offer]:
+    items: dict[str, Product | Offer] = {
+        "REPORTS": product_create(
+            key="reports", name="Reports", product_type="quantity",
+            features=["report_generation"],
+        ),
+        "PRO": product_create(
+            key="pro", name="Pro", product_type="period", features=["priority_support"]
+        ),
+        "UNL": product_create(
+            key="unl", name="Unlimited", product_type="unlimited", features=["exports"]
+        ),
+    }
+    items["REPORTS_10"] = offer_create(
+        sku="reports_10", name="10 reports", price=Decimal("9.00"), currency="usd",
+        items=[ItemSpec("REPORTS", 10, "days", 30)],
+    )
+    items["REPORTS_5_FOREVER"] = offer_create(
+        sku="reports_5_forever", name="5 reports", price=Decimal("4.00"), currency="USD",
+        items=[ItemSpec("REPORTS", 5)],
+    )
+    items["PRO_MONTH"] = offer_create(
+        sku="pro_month", name="Pro month", price=Decimal("19.00"), currency="USD",
+        items=[ItemSpec("PRO", 1, "months", 1)],
+    )
+    items["UNL_FOREVER"] = offer_create(
+        sku="unl_forever", name="Unlimited", price=Decimal("99.00"), currency="USD",
+        items=[ItemSpec("UNL", 1)],
+    )
+    return items
+
+
+@pytest.fixture
+def alice(in_acme: TenantFixture) -> Customer:
+    return customer_ensure(CustomerRef(external_id="alice"))
+
+
+@pytest.fixture
+def sent() -> Iterator[dict[str, list[dict[str, Any]]]]:
+    """The keyword arguments of every billing signal sent during the test, by signal name."""
+    with captured_billing_signals() as calls:
+        yield calls
 
 
 # --- Committed data. pytest-django's transactional tests truncate every public table afterwards,
@@ -198,12 +177,65 @@ def committed(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     with django_db_blocker.unblock():
         # pytest-django creates the test database only when a collected test asks for `db`;
         # never commit into a development database.
-        assert str(connection.settings_dict["NAME"]).startswith("test_"), (
-            "committed data outside the test database; run this module with the whole suite "
-            "or mark it django_db"
-        )
+        require_test_database()
         yield
         connection.set_schema_to_public()
+
+
+@pytest.fixture
+def cleanup_tenants(committed: None) -> Iterator[list[str]]:
+    """Slugs appended here are revoked and dropped (schema included) after the test."""
+    created: list[str] = []
+    yield created
+    drop_tenants(Tenant.objects.filter(slug__in=created))
+
+
+@pytest.fixture(scope="module")
+def conc(django_db_setup: None, django_db_blocker: Any) -> Iterator[ConcTenant]:
+    """A committed tenant for races from real threads (tests/support/concurrency.py).
+
+    No rate limit, a small catalog and referral rewards in its schema; one per module, dropped
+    afterwards.
+    """
+    with django_db_blocker.unblock(), fresh_tenant(
+        "conc", name="Concurrency", rate_limit="0"
+    ) as fresh:
+        with tenant_context(fresh.tenant):
+            product_create(
+                key="credits", name="Credits", product_type="quantity", features=["compute"]
+            )
+            product_create(key="pro", name="Pro access", product_type="period")
+            product_create(key="bonus", name="Bonus", product_type="quantity", features=["bonus"])
+            offers = {
+                "c20_30d": offer_create(
+                    sku="c20_30d", name="20 credits", price=Decimal("2"), currency="USD",
+                    items=[ItemSpec("CREDITS", 20, "days", 30)],
+                ),
+                "c30": offer_create(
+                    sku="c30", name="30 credits", price=Decimal("3"), currency="USD",
+                    items=[ItemSpec("CREDITS", 30)],
+                ),
+                "c10": offer_create(
+                    sku="c10", name="10 credits", price=Decimal("1"), currency="USD",
+                    items=[ItemSpec("CREDITS", 10)],
+                ),
+                "pro_30d": offer_create(
+                    sku="pro_30d", name="Pro, 30 days", price=Decimal("9"), currency="USD",
+                    items=[ItemSpec("PRO", 1, "days", 30)],
+                ),
+                "trial": offer_create(
+                    sku="trial_5", name="Trial", price=Decimal("0"), currency="USD",
+                    items=[ItemSpec("CREDITS", 5, "days", 7)],
+                    metadata={"is_trial": True},
+                ),
+                "reward": offer_create(
+                    sku="reward_3", name="Reward", price=Decimal("0"), currency="USD",
+                    items=[ItemSpec("BONUS", 3)],
+                ),
+            }
+        tenant_settings_update(tenant_id=fresh.tenant.pk, changes={
+            "referral_reward_sku": "reward_3", "referee_reward_sku": "reward_3"})
+        yield ConcTenant(tenant=fresh.tenant, key=fresh.key, offers=offers)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -216,5 +248,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 f"{item.nodeid}: transactional_db / django_db(transaction=True) / live_server "
                 "truncate the public tables after the test and destroy the session tenants. "
                 "Use the `committed` fixture (tests/conftest.py) and clean up what the test "
-                "creates; for a live server use tests/servers.py (live_server_url)."
+                "creates; for a live server use tests/support/servers.py (live_server_url)."
             )

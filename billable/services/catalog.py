@@ -14,6 +14,7 @@ from billable.catalog_keys import FEATURE_RE, normalise_key
 from billable.currencies import is_iso, minor_digits
 from billable.models import CatalogKey, Offer, OfferItem, Product, ProductType, QuotaBatch
 from billing_platform.core.errors import ValidationFailed
+from billing_platform.core.patches import UNSET, save_patch
 
 
 def normalise_features(features: Sequence[Any]) -> list[str]:
@@ -22,7 +23,8 @@ def normalise_features(features: Sequence[Any]) -> list[str]:
         if not isinstance(item, str) or not FEATURE_RE.match(item.strip()):
             raise ValidationFailed(
                 "Feature names are 1–64 letters, digits, '_', '-' or '.'.",
-                errors=[{"loc": ["body", "features"], "msg": f"invalid feature {item!r}"}],
+                field="features",
+                msg=f"invalid feature {item!r}",
             )
         name = item.strip().lower()
         if name not in result:
@@ -46,7 +48,8 @@ def _features_from(metadata: dict[str, Any], features: Sequence[Any] | None) -> 
     if not isinstance(raw, list):
         raise ValidationFailed(
             "metadata.features must be a list of names.",
-            errors=[{"loc": ["body", "metadata", "features"], "msg": "not a list"}],
+            field=("metadata", "features"),
+            msg="not a list",
         )
     return normalise_features(raw)
 
@@ -66,7 +69,8 @@ def product_create(
     if is_currency and is_iso(key):
         raise ValidationFailed(
             "A currency product may not use an ISO 4217 code as its key.",
-            errors=[{"loc": ["body", "key"], "msg": "ISO 4217 code"}],
+            field="key",
+            msg="ISO 4217 code",
         )
     metadata = dict(metadata or {})
     feature_list = _features_from(metadata, features)
@@ -85,55 +89,51 @@ def product_create(
         )
 
 
-_UNSET: Any = object()
-
-
 def product_update(
     *,
     product: Product,
-    name: str = _UNSET,
-    description: str = _UNSET,
-    product_type: str = _UNSET,
-    is_active: bool = _UNSET,
-    is_currency: bool = _UNSET,
-    metadata: dict[str, Any] = _UNSET,
-    features: Sequence[str] = _UNSET,
+    name: str = UNSET,
+    description: str = UNSET,
+    product_type: str = UNSET,
+    is_active: bool = UNSET,
+    is_currency: bool = UNSET,
+    metadata: dict[str, Any] = UNSET,
+    features: Sequence[str] = UNSET,
 ) -> Product:
     """Change a product; type and currency flag are fixed once batches exist (409)."""
     with transaction.atomic():
         product = Product.objects.select_for_update().get(pk=product.pk)
         was_active = product.is_active
-        fixed_change = (product_type is not _UNSET and product_type != product.product_type) or (
-            is_currency is not _UNSET and is_currency != product.is_currency
+        fixed_change = (product_type is not UNSET and product_type != product.product_type) or (
+            is_currency is not UNSET and is_currency != product.is_currency
         )
         if fixed_change and QuotaBatch.objects.filter(product=product).exists():
             raise errors.ProductInUse()
-        if is_currency is not _UNSET and is_currency and is_iso(product.key):
+        if is_currency is not UNSET and is_currency and is_iso(product.key):
             raise ValidationFailed(
                 "A currency product may not use an ISO 4217 code as its key.",
-                errors=[{"loc": ["body", "is_currency"], "msg": "ISO 4217 key"}],
+                field="is_currency",
+                msg="ISO 4217 key",
             )
-        for field, value in (
-            ("name", name),
-            ("description", description),
-            ("product_type", product_type),
-            ("is_active", is_active),
-            ("is_currency", is_currency),
-        ):
-            if value is not _UNSET:
-                setattr(product, field, value)
-        if metadata is not _UNSET or features is not _UNSET:
-            new_metadata = dict(metadata if metadata is not _UNSET else product.metadata)
-            if features is not _UNSET:
+        changes: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "product_type": product_type,
+            "is_active": is_active,
+            "is_currency": is_currency,
+        }
+        if metadata is not UNSET or features is not UNSET:
+            new_metadata = dict(metadata if metadata is not UNSET else product.metadata)
+            if features is not UNSET:
                 feature_list = normalise_features(features)
-            elif metadata is not _UNSET and "features" in metadata:
+            elif metadata is not UNSET and "features" in metadata:
                 feature_list = _features_from(new_metadata, None)
             else:
                 feature_list = list(product.features)
             new_metadata["features"] = feature_list
-            product.metadata = new_metadata
-            product.features = feature_list
-        product.save()
+            changes["metadata"] = new_metadata
+            changes["features"] = feature_list
+        save_patch(product, changes)
         if was_active and not product.is_active:
             signals.product_deactivated.send(sender=Product, product=product)
     return product
@@ -154,7 +154,8 @@ def _check_currency(currency: str, price: Decimal) -> str:
         if price != price.quantize(Decimal(1).scaleb(-digits)):
             raise ValidationFailed(
                 f"{code} prices have at most {digits} decimal places.",
-                errors=[{"loc": ["body", "price"], "msg": "too many decimal places"}],
+                field="price",
+                msg="too many decimal places",
             )
         return code
     currency_product = Product.objects.filter(key=code, is_currency=True).first()
@@ -165,17 +166,15 @@ def _check_currency(currency: str, price: Decimal) -> str:
     if price != price.to_integral_value():
         raise ValidationFailed(
             "Prices in an internal currency are whole numbers.",
-            errors=[{"loc": ["body", "price"], "msg": "not a whole number"}],
+            field="price",
+            msg="not a whole number",
         )
     return code
 
 
 def _resolve_items(items: Sequence[ItemSpec]) -> list[tuple[Product, ItemSpec]]:
     if not items:
-        raise ValidationFailed(
-            "An offer has at least one item.",
-            errors=[{"loc": ["body", "items"], "msg": "empty"}],
-        )
+        raise ValidationFailed("An offer has at least one item.", field="items", msg="empty")
     keys = [normalise_key(item.product, field="product") for item in items]
     products = {p.key: p for p in Product.objects.filter(key__in=keys)}
     resolved = []
@@ -235,35 +234,33 @@ def offer_create(
 def offer_update(
     *,
     offer: Offer,
-    name: str = _UNSET,
-    description: str = _UNSET,
-    price: Decimal = _UNSET,
-    currency: str = _UNSET,
-    is_active: bool = _UNSET,
-    metadata: dict[str, Any] = _UNSET,
-    items: Sequence[ItemSpec] = _UNSET,
+    name: str = UNSET,
+    description: str = UNSET,
+    price: Decimal = UNSET,
+    currency: str = UNSET,
+    is_active: bool = UNSET,
+    metadata: dict[str, Any] = UNSET,
+    items: Sequence[ItemSpec] = UNSET,
 ) -> Offer:
     """Change an offer; new items replace the old (orders keep their own snapshot)."""
     with transaction.atomic():
         offer = Offer.objects.select_for_update().get(pk=offer.pk)
-        for field, value in (
-            ("name", name),
-            ("description", description),
-            ("is_active", is_active),
-            ("metadata", metadata),
-        ):
-            if value is not _UNSET:
-                setattr(offer, field, value)
-        if price is not _UNSET or currency is not _UNSET:
-            new_price = price if price is not _UNSET else offer.price
-            new_currency = currency if currency is not _UNSET else offer.currency
-            offer.currency = _check_currency(new_currency, new_price)
-            offer.price = new_price
-        if items is not _UNSET:
+        changes: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "is_active": is_active,
+            "metadata": metadata,
+        }
+        if price is not UNSET or currency is not UNSET:
+            new_price = price if price is not UNSET else offer.price
+            new_currency = currency if currency is not UNSET else offer.currency
+            changes["currency"] = _check_currency(new_currency, new_price)
+            changes["price"] = new_price
+        if items is not UNSET:
             resolved = _resolve_items(items)
             offer.items.all().delete()
             _write_items(offer, resolved)
-        offer.save()
+        save_patch(offer, changes)
     return offer
 
 

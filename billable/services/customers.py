@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,57 +12,15 @@ from django.utils import timezone
 
 from billable import errors, signals
 from billable.models import Customer, ExternalIdentity, IdempotencyRecord, TrialHistory
-from billable.services import trials
+from billable.selectors import (
+    CustomerRef,
+    customer_by_identity,
+    customer_find,
+    customer_identity_hashes,
+    normalise_external_id,
+)
 from billing_platform.core import crypto
 from billing_platform.core.db import service_atomic
-from billing_platform.core.errors import ValidationFailed
-
-DEFAULT_PROVIDER = "default"
-
-
-@dataclass(frozen=True)
-class CustomerRef:
-    """How a request names a customer: by id, or by (provider, external_id)."""
-
-    customer_id: str | None = None
-    external_id: str | None = None
-    provider: str = DEFAULT_PROVIDER
-
-
-def normalise_external_id(value: str | int) -> str:
-    """An integer means its decimal string; trimmed; blank is refused (422)."""
-    text = str(value).strip()
-    if not text:
-        raise ValidationFailed(
-            "external_id must not be blank.",
-            errors=[{"loc": ["body", "external_id"], "msg": "blank"}],
-        )
-    return text
-
-
-def _by_id(customer_id: str) -> Customer | None:
-    try:
-        key = uuid.UUID(str(customer_id))
-    except ValueError:
-        return None
-    customer = Customer.objects.filter(pk=key).first()
-    seen = set()
-    # A merged customer's id resolves to the customer it was merged into.
-    while customer is not None and customer.merged_into_id is not None:
-        if customer.pk in seen:
-            break
-        seen.add(customer.pk)
-        customer = Customer.objects.filter(pk=customer.merged_into_id).first()
-    return customer
-
-
-def _by_identity(provider: str, external_id: str) -> Customer | None:
-    identity = (
-        ExternalIdentity.objects.select_related("customer")
-        .filter(provider=provider, external_id=external_id)
-        .first()
-    )
-    return identity.customer if identity is not None else None
 
 
 def _create_with_identity(provider: str, external_id: str) -> tuple[Customer, bool]:
@@ -76,7 +33,7 @@ def _create_with_identity(provider: str, external_id: str) -> tuple[Customer, bo
             )
             return customer, True
     except IntegrityError:
-        existing = _by_identity(provider, external_id)
+        existing = customer_by_identity(provider, external_id)
         if existing is None:
             raise
         return existing, False
@@ -88,26 +45,11 @@ def customer_resolve(ref: CustomerRef, *, create: bool) -> Customer | None:
     Raises CustomerMismatch (422) when id and identity name different customers, and
     CustomerNotFound (404) for an unknown id.
     """
-    by_id = _by_id(ref.customer_id) if ref.customer_id else None
-    if ref.customer_id and by_id is None:
-        raise errors.CustomerNotFound()
-    if ref.external_id is None:
-        return by_id
-    external_id = normalise_external_id(ref.external_id)
-    by_identity = _by_identity(ref.provider, external_id)
-    if by_id is not None and by_identity is not None and by_id.pk != by_identity.pk:
-        raise errors.CustomerMismatch()
-    if by_id is not None and by_identity is None:
-        raise errors.CustomerMismatch("That identity does not belong to this customer.")
-    if by_identity is None and create:
-        by_identity, _created = _create_with_identity(ref.provider, external_id)
-    return by_identity
-
-
-def customer_require(ref: CustomerRef) -> Customer:
-    customer = customer_resolve(ref, create=False)
-    if customer is None:
-        raise errors.CustomerNotFound()
+    customer = customer_find(ref)
+    if customer is None and create and ref.external_id is not None:
+        # Nobody has the identity (and no id was given): it becomes a new customer's.
+        external_id = normalise_external_id(ref.external_id)
+        customer, _created = _create_with_identity(ref.provider, external_id)
     return customer
 
 
@@ -131,7 +73,7 @@ def customer_identify(
     """Register or look up an identity; shallow-merge `profile` into the customer's metadata."""
     external_id = normalise_external_id(external_id)
     with service_atomic():
-        customer = _by_identity(provider, external_id)
+        customer = customer_by_identity(provider, external_id)
         created = False
         if customer is None:
             customer, created = _create_with_identity(provider, external_id)
@@ -140,7 +82,7 @@ def customer_identify(
             customer.metadata = {**(customer.metadata or {}), **profile}
             customer.save(update_fields=["metadata"])
         eligible = not TrialHistory.objects.filter(
-            identity_hash__in=trials.customer_identity_hashes(customer)
+            identity_hash__in=customer_identity_hashes(customer)
         ).exists()
     return IdentifyResult(customer=customer, created=created, trial_eligible=eligible)
 

@@ -22,25 +22,12 @@ from billable.models import (
     QuotaBatch,
 )
 from billable.periods import period_end
+from billable.selectors import offer_for_grant, period_access_end
 from billable.services import ledger
 from billing_platform.core.db import service_atomic
 from billing_platform.core.errors import ValidationFailed
 
 GRANT_KINDS = ("trial", "bonus", "referral", "manual")
-
-
-def offer_for_grant(sku: str) -> Offer:
-    """An active offer whose products are all active (422 unknown/inactive otherwise)."""
-    key = normalise_key(sku, field="sku")
-    offer = Offer.objects.filter(sku=key).prefetch_related("items__product").first()
-    if offer is None:
-        raise errors.UnknownSku(f"No offer has the SKU {key}.")
-    if not offer.is_active:
-        raise errors.InactiveOffer(f"{key} is not active.")
-    for item in offer.items.all():
-        if not item.product.is_active:
-            raise errors.InactiveProduct(f"{key} contains the inactive product {item.product.key}.")
-    return offer
 
 
 def grant_batches(
@@ -76,7 +63,7 @@ def grant_batches(
             # Lock the customer row, so two renewals extend in turn even when the customer has
             # no batch yet to lock (the first two grants would otherwise both start now).
             list(Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk"))
-            current_end = ledger.period_access_end(customer.pk, item["product_id"], now)
+            current_end = period_access_end(customer.pk, item["product_id"], now)
             start = now if current_end is None else current_end
             end = period_end(
                 start, item["period_unit"], item["period_value"], times * item["quantity"]
@@ -138,8 +125,7 @@ def offer_grant(
     """Activate an offer without payment; sends `grant_created`."""
     if kind not in GRANT_KINDS:
         raise ValidationFailed(
-            f"kind is one of {', '.join(GRANT_KINDS)}.",
-            errors=[{"loc": ["body", "kind"], "msg": "invalid kind"}],
+            f"kind is one of {', '.join(GRANT_KINDS)}.", field="kind", msg="invalid kind"
         )
     with service_atomic():
         # Re-read the offer: it or one of its products may have been deactivated meanwhile.
@@ -183,14 +169,9 @@ def adjustment_create(
 ) -> AdjustmentResult:
     """Credit a new batch (amount > 0) or debit usable batches (amount < 0) of a product."""
     if amount == 0:
-        raise ValidationFailed(
-            "amount is a non-zero integer.",
-            errors=[{"loc": ["body", "amount"], "msg": "zero"}],
-        )
+        raise ValidationFailed("amount is a non-zero integer.", field="amount", msg="zero")
     if not reason or not reason.strip():
-        raise ValidationFailed(
-            "reason is required.", errors=[{"loc": ["body", "reason"], "msg": "required"}]
-        )
+        raise ValidationFailed("reason is required.", field="reason", msg="required")
     key = normalise_key(product_key, field="product")
     product = Product.objects.filter(key=key).first()
     if product is None:
@@ -255,15 +236,13 @@ def batch_revoke(
         batch = QuotaBatch.objects.select_for_update().get(pk=batch.pk)
         if batch.state != BatchState.ACTIVE:
             raise errors.BatchNotActive(f"The batch is {batch.state}.")
-        if batch.remaining > 0:
-            ledger.write_entries(
-                [ledger.Take(batch_id=batch.pk, amount=batch.remaining)],
-                direction=Direction.DEBIT,
-                action_type=action_type,
-                action_id=action_id or str(batch.pk),
-                actor=actor,
-                metadata={"reason": reason} if reason else None,
-            )
-        QuotaBatch.objects.filter(pk=batch.pk).update(state=BatchState.REVOKED)
+        ledger.batch_close(
+            batch=batch,
+            state=BatchState.REVOKED,
+            action_type=action_type,
+            action_id=action_id or str(batch.pk),
+            actor=actor,
+            metadata={"reason": reason} if reason else None,
+        )
         batch.refresh_from_db()
     return batch

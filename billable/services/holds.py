@@ -22,6 +22,7 @@ from billable.models import (
     QuotaBatch,
     Usage,
 )
+from billable.selectors import has_usable_access
 from billable.services import ledger
 from billable.services.quota import require_positive_amount, spend, thresholds_signal
 from billable.tenancy import note_sweep_due
@@ -44,7 +45,7 @@ def hold_create(
     require_positive_amount(amount)
     now = clock.now()
     with service_atomic():
-        unmetered = ledger.has_usable_access(customer.pk, feature, now)
+        unmetered = has_usable_access(customer.pk, feature, now)
         takes: list[ledger.Take] = []
         total = 0
         if not unmetered:
@@ -140,7 +141,8 @@ def hold_commit(*, hold: Hold, amount: int | None = None, actor: str = "") -> Ho
         if keep < 0 or keep > hold.amount:
             raise ValidationFailed(
                 f"amount is between 0 and the {hold.amount} units held.",
-                errors=[{"loc": ["body", "amount"], "msg": "out of range"}],
+                field="amount",
+                msg="out of range",
             )
         _give_back(hold, hold.amount - keep, actor=actor)
         if keep > 0:

@@ -1,8 +1,8 @@
-"""Ledger primitives: which batches are usable, locking them in a fixed order, debits, credits.
+"""Ledger primitives: locking usable batches in a fixed order, debits, credits, closing a batch.
 
-A batch is usable when `state = active`, `valid_from <= now` and (`expires_at` is null or later
-than now): one definition, here, for every read and write. Every change of units is a ledger
-entry; `remaining` always equals credits minus debits.
+Usability and the products covering a name are defined with the reads (`billable.selectors`);
+the locks here use the same definition. Every change of units is a ledger entry; `remaining`
+always equals credits minus debits.
 """
 
 from __future__ import annotations
@@ -17,14 +17,8 @@ from django.utils import timezone
 
 from billable import signals
 from billable.models import BatchState, Direction, Hold, LedgerEntry, ProductType, QuotaBatch, Usage
+from billable.selectors.ledger import COVERS_SQL, cover_params
 from billable.tenancy import note_sweep_due
-
-# Products covering a name: the name is their key, or one of their features.
-COVERS_SQL = "(p.key = %s OR p.features @> ARRAY[%s]::varchar(64)[])"
-
-
-def cover_params(name: str) -> list[str]:
-    return [name.upper(), name.lower()]
 
 
 @dataclass
@@ -39,22 +33,6 @@ class Lot:
 class Take:
     batch_id: Any
     amount: int
-
-
-def has_usable_access(customer_id: Any, name: str, now: datetime) -> bool:
-    """Whether usable period or unlimited access covers `name`."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT 1 FROM billable_quotabatch b JOIN billable_product p ON p.id = b.product_id
-            WHERE b.customer_id = %s AND b.state = 'active' AND b.valid_from <= %s
-              AND (b.expires_at IS NULL OR b.expires_at > %s)
-              AND p.product_type <> 'quantity' AND {COVERS_SQL}
-            LIMIT 1
-            """,
-            [customer_id, now, now, *cover_params(name)],
-        )
-        return cursor.fetchone() is not None
 
 
 def lock_quantity_lots(
@@ -230,30 +208,26 @@ def batch_create(
     return batch
 
 
-def period_access_end(customer_id: Any, product_id: Any, now: datetime) -> datetime | None:
-    """Where the customer's contiguous access to a period product ends (>= now).
+def batch_close(
+    *,
+    batch: QuotaBatch,
+    state: str,
+    action_type: str,
+    action_id: str,
+    actor: str = "",
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Debit what remains of a locked batch and move it to `state` (expired, revoked).
 
-    None means access without end (a batch without expiry is usable).
+    The caller holds the batch's row lock and reads it again afterwards if it needs the result.
     """
-    rows = list(
-        QuotaBatch.objects.filter(
-            customer_id=customer_id, product_id=product_id, state=BatchState.ACTIVE
+    if batch.remaining > 0:
+        write_entries(
+            [Take(batch_id=batch.pk, amount=batch.remaining)],
+            direction=Direction.DEBIT,
+            action_type=action_type,
+            action_id=action_id,
+            actor=actor,
+            metadata=metadata,
         )
-        .exclude(expires_at__lte=now)
-        .order_by("valid_from")
-        .values_list("valid_from", "expires_at")
-    )
-    return contiguous_end(rows, now)
-
-
-def contiguous_end(
-    segments: Sequence[tuple[datetime, datetime | None]], now: datetime
-) -> datetime | None:
-    end = now
-    for valid_from, expires_at in sorted(segments, key=lambda s: s[0]):
-        if valid_from > end:
-            break
-        if expires_at is None:
-            return None
-        end = max(end, expires_at)
-    return end
+    QuotaBatch.objects.filter(pk=batch.pk).update(state=state)

@@ -26,8 +26,9 @@ from billable.models import (
     QuotaBatch,
     Usage,
 )
+from billable.selectors import offer_for_grant
 from billable.services import ledger
-from billable.services.grants import grant_batches, offer_for_grant, offer_items
+from billable.services.grants import grant_batches, offer_items
 from billable.services.quota import spend, thresholds_signal
 from billable.services.referrals import referral_reward_first_payment
 from billing_platform.core.db import service_atomic
@@ -45,9 +46,7 @@ def order_create(
 ) -> Order:
     """Create a pending order at the offers' own prices (a client's price is never used)."""
     if not items:
-        raise ValidationFailed(
-            "An order has at least one item.", errors=[{"loc": ["body", "items"], "msg": "empty"}]
-        )
+        raise ValidationFailed("An order has at least one item.", field="items", msg="empty")
     offers = [offer_for_grant(line.sku) for line in items]
     currencies = {offer.currency for offer in offers}
     if len(currencies) > 1:
@@ -93,6 +92,14 @@ def _grant_items(order: Order, *, source: str, actor: str) -> list[QuotaBatch]:
     return batches
 
 
+def _locked(order: Order) -> Order:
+    """Re-read the order (with its customer) under FOR UPDATE before changing its status.
+
+    Every transition starts here, so concurrent ones run in turn and each sees the other's result.
+    """
+    return Order.objects.select_for_update().select_related("customer").get(pk=order.pk)
+
+
 def order_confirm(
     *,
     order: Order,
@@ -102,7 +109,7 @@ def order_confirm(
 ) -> Order:
     """Mark paid and grant the snapshot; repeating with the same (or no) payment_id is a no-op."""
     with service_atomic():
-        order = Order.objects.select_for_update().select_related("customer").get(pk=order.pk)
+        order = _locked(order)
         if order.status == OrderStatus.PAID:
             if payment_id is None or payment_id == order.payment_id:
                 return order
@@ -130,7 +137,7 @@ def order_confirm(
 
 def order_cancel(*, order: Order, reason: str = "") -> Order:
     with service_atomic():
-        order = Order.objects.select_for_update().select_related("customer").get(pk=order.pk)
+        order = _locked(order)
         if order.status != OrderStatus.PENDING:
             raise errors.InvalidOrderState(f"A {order.status} order cannot be cancelled.")
         order.status = OrderStatus.CANCELLED
@@ -144,7 +151,7 @@ def order_cancel(*, order: Order, reason: str = "") -> Order:
 def order_refund(*, order: Order, reason: str = "", actor: str = "") -> Order:
     """Refund a paid order: revoke every batch it created (consumed units stay consumed)."""
     with service_atomic():
-        order = Order.objects.select_for_update().select_related("customer").get(pk=order.pk)
+        order = _locked(order)
         if order.status != OrderStatus.PAID:
             raise errors.InvalidOrderState(f"A {order.status} order cannot be refunded.")
         batches = list(
@@ -153,15 +160,13 @@ def order_refund(*, order: Order, reason: str = "", actor: str = "") -> Order:
         for batch in batches:
             if batch.state not in (BatchState.ACTIVE, BatchState.EXHAUSTED):
                 continue
-            if batch.remaining > 0:
-                ledger.write_entries(
-                    [ledger.Take(batch_id=batch.pk, amount=batch.remaining)],
-                    direction=Direction.DEBIT,
-                    action_type="refund",
-                    action_id=str(order.pk),
-                    actor=actor,
-                )
-            QuotaBatch.objects.filter(pk=batch.pk).update(state=BatchState.REVOKED)
+            ledger.batch_close(
+                batch=batch,
+                state=BatchState.REVOKED,
+                action_type="refund",
+                action_id=str(order.pk),
+                actor=actor,
+            )
         order.status = OrderStatus.REFUNDED
         order.refunded_at = timezone.now()
         order.reason = reason or ""
@@ -170,7 +175,7 @@ def order_refund(*, order: Order, reason: str = "", actor: str = "") -> Order:
     return order
 
 
-def exchange(*, customer: Customer, sku: str, actor: str = "") -> Order:
+def offer_buy_with_currency(*, customer: Customer, sku: str, actor: str = "") -> Order:
     """Buy an offer priced in a currency product by spending that many of its units."""
     offer = offer_for_grant(sku)
     currency = Product.objects.filter(key=offer.currency, is_currency=True).first()

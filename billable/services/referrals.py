@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from billable import errors, signals
 from billable.models import Customer, Order, OrderStatus, Referral
+from billable.selectors import offer_for_grant, referrer_chain_contains
+from billable.services.grants import offer_grant
 from billable.tenancy import current_settings
 from billing_platform.core.db import service_atomic
 from billing_platform.core.errors import BillingError
@@ -22,22 +24,6 @@ logger = logging.getLogger("billable.referrals")
 class AttachResult:
     referral: Referral
     created: bool
-
-
-def _referrer_chain_contains(start: Customer, target: Customer) -> bool:
-    """Whether `target` is `start` or one of its referrers, up the chain."""
-    seen = set()
-    current: Any = start.pk
-    while current is not None and current not in seen:
-        if current == target.pk:
-            return True
-        seen.add(current)
-        current = (
-            Referral.objects.filter(referee_id=current)
-            .values_list("referrer_id", flat=True)
-            .first()
-        )
-    return False
 
 
 def referral_attach(
@@ -58,7 +44,7 @@ def referral_attach(
             if existing.referrer_id == referrer.pk:
                 return AttachResult(referral=existing, created=False)
             raise errors.AlreadyReferred()
-        if _referrer_chain_contains(referrer, referee):
+        if referrer_chain_contains(referrer, referee):
             raise errors.ReferralCycle()
         try:
             with transaction.atomic():
@@ -95,8 +81,6 @@ def referral_reward_first_payment(*, customer: Customer, actor: str = "") -> Non
     ).count()
     if paid != 1:
         return
-    from billable.services.grants import offer_for_grant, offer_grant
-
     referee_sku = settings.get("referee_reward_sku")
     try:
         reward_offer = offer_for_grant(reward_sku)
@@ -133,11 +117,3 @@ def referral_reward_first_payment(*, customer: Customer, actor: str = "") -> Non
         referrer_grant=referrer_grant.grant,
         referee_grant=referee_grant.grant if referee_grant else None,
     )
-
-
-def referral_stats(*, customer: Customer) -> dict[str, int]:
-    referrals = Referral.objects.filter(referrer=customer)
-    return {
-        "referred": referrals.count(),
-        "rewarded": referrals.filter(rewarded_at__isnull=False).count(),
-    }

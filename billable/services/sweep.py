@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Q
 from django_tenants.utils import schema_context
 
 from billable import clock, signals
-from billable.models import (
-    BatchState,
-    Direction,
-    Hold,
-    HoldStatus,
-    IdempotencyRecord,
-    QuotaBatch,
-)
+from billable.models import BatchState, IdempotencyRecord, QuotaBatch
+from billable.selectors import sweep_next_due
 from billable.services import ledger
 from billable.services.holds import holds_expire_due
 from billable.tenancy import current_settings
@@ -54,15 +48,13 @@ def batches_expire_due(*, limit: int = BATCH_CHUNK) -> int:
             .order_by("expires_at")[:limit]
         )
         for batch in due:
-            if batch.remaining > 0:
-                ledger.write_entries(
-                    [ledger.Take(batch_id=batch.pk, amount=batch.remaining)],
-                    direction=Direction.DEBIT,
-                    action_type="expiry",
-                    action_id=str(batch.pk),
-                    actor="system:sweep",
-                )
-            QuotaBatch.objects.filter(pk=batch.pk).update(state=BatchState.EXPIRED)
+            ledger.batch_close(
+                batch=batch,
+                state=BatchState.EXPIRED,
+                action_type="expiry",
+                action_id=str(batch.pk),
+                actor="system:sweep",
+            )
             batch.refresh_from_db()
             signals.batch_expired.send(sender=QuotaBatch, batch=batch, customer=batch.customer)
     return len(due)
@@ -73,32 +65,6 @@ def idempotency_purge() -> int:
     cutoff = clock.now() - timedelta(days=days)
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
-
-
-def next_due() -> datetime:
-    """When this schema next has sweep work: the earliest expiry or purge, at most a day out."""
-    now = clock.now()
-    candidates = [now + timedelta(days=1)]
-    batch = (
-        QuotaBatch.objects.filter(state__in=[BatchState.ACTIVE, BatchState.EXHAUSTED])
-        .exclude(expires_at__isnull=True)
-        .order_by("expires_at")
-        .values_list("expires_at", flat=True)
-        .first()
-    )
-    hold = (
-        Hold.objects.filter(status=HoldStatus.ACTIVE)
-        .order_by("expires_at")
-        .values_list("expires_at", flat=True)
-        .first()
-    )
-    oldest = IdempotencyRecord.objects.order_by("created_at").values_list("created_at", flat=True)
-    record = oldest.first()
-    days = int(current_settings().get("idempotency_retention_days") or 7)
-    candidates += [at for at in (batch, hold) if at is not None]
-    if record is not None:
-        candidates.append(record + timedelta(days=days))
-    return min(candidates)
 
 
 def tenant_sweep() -> SweepResult:
@@ -129,7 +95,7 @@ def due_tenants_sweep(*, everything: bool = False) -> dict[str, int]:
         try:
             with schema_context(schema):
                 result = tenant_sweep()
-                due = next_due()
+                due = sweep_next_due()
             Tenant.objects.filter(pk=tenant_id).update(sweep_due_at=due)
         except Exception:
             logger.exception("sweep failed in %s", schema)

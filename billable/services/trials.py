@@ -1,85 +1,36 @@
-"""Hashing of trial identities: HMAC-SHA256 keyed by the tenant's own secret.
+"""Trials: an offer granted once per person, whatever identities they come back with.
 
-Values are normalised first (trimmed, lower-cased; an email loses its +tag, and dots in the local
-part for gmail.com/googlemail.com), so one person cannot take a trial twice by spelling.
+The identities a trial is checked against are hashed (`billable.selectors.identities`); the
+hashes are kept in `TrialHistory` behind a unique constraint.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
+from billable import errors, signals
+from billable.models import Customer, Offer, TrialHistory
+from billable.selectors import customer_identity_hashes, identity_hash
+from billable.services.grants import GrantResult, offer_grant
 from billing_platform.core.db import service_atomic
-from tenants.models import Tenant
-
-if TYPE_CHECKING:
-    from billable.models import Customer
-
-_GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
-
-
-def normalise_identity(kind: str, value: str | int) -> str:
-    kind = str(kind).strip().lower()
-    text = str(value).strip().lower()
-    if kind == "email" and "@" in text:
-        local, _, domain = text.rpartition("@")
-        local = local.split("+", 1)[0]
-        if domain in _GMAIL_DOMAINS:
-            local = local.replace(".", "")
-            domain = "gmail.com"
-        text = f"{local}@{domain}"
-    return f"{kind}:{text}"
-
-
-def _secret() -> bytes:
-    schema = connection.schema_name  # type: ignore[attr-defined]
-    secret = Tenant.objects.filter(schema_name=schema).values_list("identity_secret", flat=True)
-    value = secret.first()
-    if not value:
-        raise RuntimeError(f"no tenant owns schema {schema!r}")
-    return value.encode()
-
-
-def identity_hash(kind: str, value: str | int, *, secret: bytes | None = None) -> str:
-    key = secret if secret is not None else _secret()
-    return hmac.new(key, normalise_identity(kind, value).encode(), hashlib.sha256).hexdigest()
-
-
-def customer_identity_hashes(
-    customer: Customer, extra: dict[str, str | int] | None = None
-) -> list[str]:
-    """Hashes of every identity of the customer (type = provider) plus the given ones."""
-    pairs: list[tuple[str, str | int]] = [
-        (identity.provider, identity.external_id) for identity in customer.identities.all()
-    ]
-    pairs.extend((extra or {}).items())
-    if not pairs:
-        return []
-    secret = _secret()
-    return sorted({identity_hash(kind, value, secret=secret) for kind, value in pairs})
 
 
 def trial_grant(
     *,
     customer: Customer,
-    offer: Any,
+    offer: Offer,
     identities: dict[str, str | int] | None = None,
     reason: str = "",
     metadata: dict[str, Any] | None = None,
     actor: str = "",
-) -> Any:
+) -> GrantResult:
     """Grant a trial unless any identity checked has had one in this tenant (409).
 
     The history rows and the grant commit together behind a unique constraint, so concurrent
     requests for one person grant exactly once. Sends `trial_activated`.
     """
-    from billable import errors, signals
-    from billable.models import TrialHistory
-    from billable.services.grants import offer_grant
-
     hashes = customer_identity_hashes(customer, identities)
     if not hashes:
         hashes = [identity_hash("customer", str(customer.pk))]

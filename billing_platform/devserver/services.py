@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
+import redis
+from psycopg import sql
+
 
 class ServiceError(SystemExit):
     """A service cannot be found or started; the message is the one line the user sees."""
@@ -70,8 +74,6 @@ def free_port() -> int:
 
 
 def _pg_connect_error(url: str) -> str | None:
-    import psycopg
-
     try:
         with psycopg.connect(url, connect_timeout=3):
             return None
@@ -81,9 +83,6 @@ def _pg_connect_error(url: str) -> str | None:
 
 def _ensure_database(url: str) -> None:
     """Create the URL's database when the server answers but the database is missing."""
-    import psycopg
-    from psycopg import sql
-
     parts = urlsplit(url)
     dbname = parts.path.lstrip("/") or "postgres"
     maintenance = urlunsplit(parts._replace(path="/postgres"))
@@ -277,8 +276,6 @@ def find_postgres(*, force_private: bool, persistent_dir: Path | None, fast: boo
 
 
 def _redis_error(url: str) -> str | None:
-    import redis
-
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         client.ping()

@@ -69,7 +69,8 @@ def to_billing_error(exc: Exception) -> errors.BillingError | None:
         logger.info("database refused a value: %s", exc)
         return errors.ValidationFailed(
             "A value is out of the range the database can store.",
-            errors=[{"loc": ["body"], "msg": "value out of range"}],
+            field=(),
+            msg="value out of range",
         )
     if isinstance(exc, OperationalError):
         logger.warning("database unavailable or busy: %s", exc)

@@ -37,12 +37,9 @@ def _add_billing_error(form: forms.BaseForm, exc: errors.BillingError) -> None:
     field: str | None = None
     if isinstance(exc, errors.InvalidSlug | errors.SlugTaken):
         field = "slug"
-    else:
-        for item in exc.extra.get("errors") or []:
-            loc = item.get("loc") or []
-            if loc and loc[-1] in form.fields:
-                field = loc[-1]
-                break
+    elif isinstance(exc, errors.ValidationFailed):
+        named = [str(path[-1]) for path, _msg in exc.fields if path]
+        field = next((name for name in named if name in form.fields), None)
     form.add_error(field, exc.detail)
 
 

@@ -15,105 +15,16 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
-from django.dispatch import Signal
 
-from billable import presenters, signals
+from billable import signals
+from billing_platform.webhooks.events import EVENTS
 from billing_platform.webhooks.models import Event
+from billing_platform.webhooks.payloads import Builder
 from billing_platform.webhooks.selectors import subscriptions_for_schema
 
 logger = logging.getLogger("billable.webhooks")
 
 NOTIFY_CHANNEL = "billable_webhooks"
-
-Builder = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-def _with_customer(data: dict[str, Any], customer: Any) -> dict[str, Any]:
-    return {**data, "customer": presenters.customer_brief(customer)}
-
-
-def _order(kw: dict[str, Any]) -> dict[str, Any]:
-    return _with_customer(presenters.order_data(kw["order"]), kw["customer"])
-
-
-def _hold(kw: dict[str, Any]) -> dict[str, Any]:
-    return _with_customer(presenters.hold_data(kw["hold"]), kw["customer"])
-
-
-def _grant(kw: dict[str, Any]) -> dict[str, Any]:
-    return _with_customer(presenters.grant_data(kw["grant"], kw["batches"]), kw["customer"])
-
-
-def _usage(kw: dict[str, Any]) -> dict[str, Any]:
-    data = presenters.usage_data(kw["usage"], remaining=kw["remaining"], unlimited=kw["unlimited"])
-    return _with_customer(data, kw["customer"])
-
-
-def _quota_level(kw: dict[str, Any]) -> dict[str, Any]:
-    data = {
-        "customer_id": str(kw["customer"].pk),
-        "feature": kw["feature"],
-        "remaining": kw.get("remaining", 0),
-        "threshold": kw.get("threshold"),
-    }
-    return _with_customer(data, kw["customer"])
-
-
-def _referral(kw: dict[str, Any]) -> dict[str, Any]:
-    referral = kw["referral"]
-    data = {
-        "id": str(referral.pk),
-        "referrer_id": str(referral.referrer_id),
-        "referee_id": str(referral.referee_id),
-        "rewarded_at": referral.rewarded_at,
-        "created_at": referral.created_at,
-    }
-    return _with_customer(data, kw["referee"])
-
-
-def _merged(kw: dict[str, Any]) -> dict[str, Any]:
-    result = kw["result"]
-    data = {
-        "target_customer_id": str(kw["target"].pk),
-        "source_customer_id": str(kw["source"].pk),
-        "moved_identities": result.moved_identities,
-        "moved_batches": result.moved_batches,
-        "moved_orders": result.moved_orders,
-        "moved_holds": result.moved_holds,
-        "moved_usages": result.moved_usages,
-        "moved_referrals": result.moved_referrals,
-    }
-    return _with_customer(data, kw["target"])
-
-
-def _batch(kw: dict[str, Any]) -> dict[str, Any]:
-    return _with_customer(presenters.batch_data(kw["batch"]), kw["customer"])
-
-
-def _product(kw: dict[str, Any]) -> dict[str, Any]:
-    return presenters.product_data(kw["product"])
-
-
-ROUTES: list[tuple[Signal, str, Builder]] = [
-    (signals.order_created, "order.created", _order),
-    (signals.order_confirmed, "order.confirmed", _order),
-    (signals.order_cancelled, "order.cancelled", _order),
-    (signals.order_refunded, "order.refunded", _order),
-    (signals.quota_consumed, "quota.consumed", _usage),
-    (signals.quota_low, "quota.low", _quota_level),
-    (signals.quota_depleted, "quota.depleted", _quota_level),
-    (signals.hold_created, "hold.created", _hold),
-    (signals.hold_committed, "hold.committed", _hold),
-    (signals.hold_released, "hold.released", _hold),
-    (signals.grant_created, "grant.created", _grant),
-    (signals.trial_activated, "trial.activated", _grant),
-    (signals.referral_attached, "referral.attached", _referral),
-    (signals.referral_rewarded, "referral.rewarded", _referral),
-    (signals.product_deactivated, "product.deactivated", _product),
-    (signals.customer_merged, "customer.merged", _merged),
-    (signals.batch_expired, "batch.expired", _batch),
-]
-
 
 def _current_tenant() -> tuple[int, tuple[tuple[str, tuple[str, ...]], ...]] | None:
     """(tenant id, active endpoint subscriptions) of the schema in use."""
@@ -205,8 +116,10 @@ _receivers: list[Callable[..., None]] = []
 
 
 def connect() -> None:
-    for signal, event_type, build in ROUTES:
-        receiver = _receiver(event_type, build)
+    for kind in EVENTS:
+        if kind.signal is None or kind.build is None:
+            continue  # sent by the platform itself (webhook.test)
+        receiver = _receiver(kind.name, kind.build)
         _receivers.append(receiver)  # signals hold receivers weakly
-        signal.connect(receiver, dispatch_uid=f"webhooks:{event_type}")
+        kind.signal.connect(receiver, dispatch_uid=f"webhooks:{kind.name}")
     signals.customer_erased.connect(scrub_erased_customer, dispatch_uid="webhooks:scrub")

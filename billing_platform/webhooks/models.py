@@ -15,30 +15,6 @@ def new_event_id() -> str:
     return "evt_" + secrets.token_hex(12)
 
 
-class EventType(models.TextChoices):
-    ORDER_CREATED = "order.created"
-    ORDER_CONFIRMED = "order.confirmed"
-    ORDER_CANCELLED = "order.cancelled"
-    ORDER_REFUNDED = "order.refunded"
-    QUOTA_CONSUMED = "quota.consumed"
-    QUOTA_LOW = "quota.low"
-    QUOTA_DEPLETED = "quota.depleted"
-    HOLD_CREATED = "hold.created"
-    HOLD_COMMITTED = "hold.committed"
-    HOLD_RELEASED = "hold.released"
-    GRANT_CREATED = "grant.created"
-    TRIAL_ACTIVATED = "trial.activated"
-    REFERRAL_ATTACHED = "referral.attached"
-    REFERRAL_REWARDED = "referral.rewarded"
-    PRODUCT_DEACTIVATED = "product.deactivated"
-    CUSTOMER_MERGED = "customer.merged"
-    BATCH_EXPIRED = "batch.expired"
-    WEBHOOK_TEST = "webhook.test"
-
-
-ALL_EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
-
-
 class Endpoint(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhook_endpoints")

@@ -1,4 +1,6 @@
-"""The documented shape of `data` for every event type (docs/webhooks.md shows an example of each).
+"""The documented shape of `data` for every event type, and how it is built from its signal.
+
+docs/webhooks.md shows an example of each.
 
 `data` is the object as the API shows it, plus `customer: {id, identities}` for events about a
 customer, so a receiver can act without calling back. Unknown fields are refused here so the
@@ -7,11 +9,13 @@ tests notice when a payload drifts from its documentation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from billable import presenters
 from billable.schemas import (
     BatchOut,
     GrantOut,
@@ -117,28 +121,62 @@ class WebhookTestEventData(_Strict):
     message: str
 
 
-PAYLOADS: dict[str, type[BaseModel]] = {
-    "order.created": OrderEventData,
-    "order.confirmed": OrderEventData,
-    "order.cancelled": OrderEventData,
-    "order.refunded": OrderEventData,
-    "quota.consumed": UsageEventData,
-    "quota.low": QuotaLevelEventData,
-    "quota.depleted": QuotaLevelEventData,
-    "hold.created": HoldEventData,
-    "hold.committed": HoldEventData,
-    "hold.released": HoldEventData,
-    "grant.created": GrantEventData,
-    "trial.activated": GrantEventData,
-    "referral.attached": ReferralEventData,
-    "referral.rewarded": ReferralEventData,
-    "product.deactivated": ProductEventData,
-    "customer.merged": CustomerMergedEventData,
-    "batch.expired": BatchEventData,
-    "webhook.test": WebhookTestEventData,
-}
+# --- How each event's data is built from its billing signal's arguments.
+
+Builder = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def validate_data(event_type: str, data: dict[str, Any]) -> BaseModel:
-    """Parse an event's `data` with its documented model (raises pydantic.ValidationError)."""
-    return PAYLOADS[event_type].model_validate(data)
+def _with_customer(data: dict[str, Any], customer: Any) -> dict[str, Any]:
+    return {**data, "customer": presenters.customer_brief(customer)}
+
+
+def build_order(kw: dict[str, Any]) -> dict[str, Any]:
+    return _with_customer(presenters.order_data(kw["order"]), kw["customer"])
+
+
+def build_hold(kw: dict[str, Any]) -> dict[str, Any]:
+    return _with_customer(presenters.hold_data(kw["hold"]), kw["customer"])
+
+
+def build_grant(kw: dict[str, Any]) -> dict[str, Any]:
+    return _with_customer(presenters.grant_data(kw["grant"], kw["batches"]), kw["customer"])
+
+
+def build_usage(kw: dict[str, Any]) -> dict[str, Any]:
+    data = presenters.usage_data(kw["usage"], remaining=kw["remaining"], unlimited=kw["unlimited"])
+    return _with_customer(data, kw["customer"])
+
+
+def build_quota_level(kw: dict[str, Any]) -> dict[str, Any]:
+    data = {
+        "customer_id": str(kw["customer"].pk),
+        "feature": kw["feature"],
+        "remaining": kw.get("remaining", 0),
+        "threshold": kw.get("threshold"),
+    }
+    return _with_customer(data, kw["customer"])
+
+
+def build_referral(kw: dict[str, Any]) -> dict[str, Any]:
+    referral = kw["referral"]
+    data = {
+        "id": str(referral.pk),
+        "referrer_id": str(referral.referrer_id),
+        "referee_id": str(referral.referee_id),
+        "rewarded_at": referral.rewarded_at,
+        "created_at": referral.created_at,
+    }
+    return _with_customer(data, kw["referee"])
+
+
+def build_merged(kw: dict[str, Any]) -> dict[str, Any]:
+    data = {**presenters.merge_data(kw["result"]), "source_customer_id": str(kw["source"].pk)}
+    return _with_customer(data, kw["target"])
+
+
+def build_batch(kw: dict[str, Any]) -> dict[str, Any]:
+    return _with_customer(presenters.batch_data(kw["batch"]), kw["customer"])
+
+
+def build_product(kw: dict[str, Any]) -> dict[str, Any]:
+    return presenters.product_data(kw["product"])

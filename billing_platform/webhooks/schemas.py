@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from ninja import Field, Schema
 
-from billing_platform.webhooks.models import ALL_EVENT_TYPES
+from billing_platform.webhooks.events import EVENT_TYPES
 
-EventTypeName = Literal[ALL_EVENT_TYPES]  # type: ignore[valid-type]
+EventTypeName = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 
 class EndpointIn(Schema):

@@ -41,6 +41,15 @@ def endpoint_list(*, tenant_id: int) -> QuerySet[Endpoint]:
     return Endpoint.objects.filter(tenant_id=tenant_id)
 
 
+def subscribed_endpoints(*, tenant_id: int, event_type: str) -> list[Endpoint]:
+    """The tenant's active endpoints that subscribe to `event_type`."""
+    return [
+        endpoint
+        for endpoint in Endpoint.objects.filter(tenant_id=tenant_id, is_active=True)
+        if endpoint.subscribes_to(event_type)
+    ]
+
+
 def endpoint_get(*, tenant_id: int, endpoint_id: str) -> Endpoint:
     try:
         endpoint = Endpoint.objects.filter(tenant_id=tenant_id, pk=endpoint_id).first()

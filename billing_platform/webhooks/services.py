@@ -14,9 +14,12 @@ from django.utils import timezone
 
 from billing_platform.core import crypto
 from billing_platform.core.errors import Conflict, ValidationFailed
+from billing_platform.core.patches import UNSET, save_patch
 from billing_platform.webhooks.delivery import resolve_checked
+from billing_platform.webhooks.events import EVENT_TYPES, WEBHOOK_TEST
 from billing_platform.webhooks.fanout import queue_deliveries, record_event
-from billing_platform.webhooks.models import ALL_EVENT_TYPES, Endpoint, Event
+from billing_platform.webhooks.models import Endpoint, Event
+from billing_platform.webhooks.selectors import subscribed_endpoints
 from tenants import auth
 from tenants.models import Tenant
 
@@ -60,11 +63,12 @@ class TooManyEndpoints(Conflict):
 
 
 def _check_types(event_types: list[str]) -> list[str]:
-    unknown = sorted(set(event_types) - set(ALL_EVENT_TYPES))
+    unknown = sorted(set(event_types) - set(EVENT_TYPES))
     if unknown:
         raise ValidationFailed(
             f"Unknown event types: {', '.join(unknown)}.",
-            errors=[{"loc": ["body", "event_types"], "msg": "unknown event type"}],
+            field="event_types",
+            msg="unknown event type",
         )
     return list(dict.fromkeys(event_types))
 
@@ -74,12 +78,14 @@ def _check_headers(headers: dict[str, str]) -> dict[str, str]:
         if not HEADER_NAME_RE.match(name) or name.lower() in RESERVED_HEADERS:
             raise ValidationFailed(
                 f"{name!r} cannot be a custom header.",
-                errors=[{"loc": ["body", "headers", name], "msg": "invalid header name"}],
+                field=("headers", name),
+                msg="invalid header name",
             )
         if not isinstance(value, str) or not HEADER_VALUE_RE.fullmatch(value) or len(value) > 4000:
             raise ValidationFailed(
                 f"The value of {name!r} is not a valid header value.",
-                errors=[{"loc": ["body", "headers", name], "msg": "invalid header value"}],
+                field=("headers", name),
+                msg="invalid header value",
             )
     return headers
 
@@ -117,39 +123,30 @@ def endpoint_create(
     return endpoint, secret
 
 
-_UNSET: Any = object()
-
-
 def endpoint_update(
     *,
     endpoint: Endpoint,
-    url: str = _UNSET,
-    event_types: list[str] = _UNSET,
-    description: str = _UNSET,
-    headers: dict[str, str] = _UNSET,
-    is_active: bool = _UNSET,
+    url: str = UNSET,
+    event_types: list[str] = UNSET,
+    description: str = UNSET,
+    headers: dict[str, str] = UNSET,
+    is_active: bool = UNSET,
 ) -> Endpoint:
-    if url is not _UNSET:
+    if url is not UNSET:
         resolve_checked(url)
     with transaction.atomic():
         endpoint = Endpoint.objects.select_for_update().select_related("tenant").get(pk=endpoint.pk)
-        if url is not _UNSET:
-            endpoint.url = url
-        if event_types is not _UNSET:
-            endpoint.event_types = _check_types(event_types)
-        if description is not _UNSET:
-            endpoint.description = description
-        if headers is not _UNSET:
+        changes: dict[str, Any] = {"url": url, "description": description, "is_active": is_active}
+        if event_types is not UNSET:
+            changes["event_types"] = _check_types(event_types)
+        if headers is not UNSET:
             custom = _check_headers(headers)
-            endpoint.headers_encrypted = crypto.encrypt_json(custom) if custom else ""
-        if is_active is not _UNSET:
-            endpoint.is_active = is_active
-            if is_active:
-                endpoint.disabled_at = None
-                endpoint.disabled_reason = ""
-                endpoint.consecutive_failures = 0
-                endpoint.failing_since = None
-        endpoint.save()
+            changes["headers_encrypted"] = crypto.encrypt_json(custom) if custom else ""
+        if is_active is not UNSET and is_active:
+            changes.update(
+                disabled_at=None, disabled_reason="", consecutive_failures=0, failing_since=None
+            )
+        save_patch(endpoint, changes)
         auth.invalidate_tenant(endpoint.tenant)
     return endpoint
 
@@ -184,7 +181,7 @@ def endpoint_test(*, endpoint: Endpoint) -> Event:
     with transaction.atomic():
         return record_event(
             endpoint.tenant_id,
-            "webhook.test",
+            WEBHOOK_TEST,
             {"endpoint_id": str(endpoint.pk), "message": "Test event from Billable."},
             [str(endpoint.pk)],
         )
@@ -199,11 +196,8 @@ def event_redeliver(*, event: Event, endpoint: Endpoint | None = None) -> int:
     if endpoint is not None:
         ids = [endpoint.pk]
     else:
-        ids = [
-            e.pk
-            for e in Endpoint.objects.filter(tenant_id=event.tenant_id, is_active=True)
-            if e.subscribes_to(event.type)
-        ]
+        subscribed = subscribed_endpoints(tenant_id=event.tenant_id, event_type=event.type)
+        ids = [e.pk for e in subscribed]
     with transaction.atomic():
         return queue_deliveries(event.pk, event.tenant_id, [str(i) for i in ids])
 

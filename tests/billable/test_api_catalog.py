@@ -8,7 +8,8 @@ import pytest
 from django.db import connection
 
 from billable.models import CatalogKey, Offer, Product
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Product | Offer]
 

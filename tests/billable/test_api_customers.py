@@ -16,7 +16,8 @@ from billable.models import (
     Offer,
     Product,
 )
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Product | Offer]
 

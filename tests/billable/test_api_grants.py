@@ -10,7 +10,8 @@ import pytest
 from django.db import connection
 
 from billable.models import Grant, LedgerEntry, Offer, Product, QuotaBatch
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Product | Offer]
 

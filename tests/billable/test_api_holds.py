@@ -11,7 +11,8 @@ from django.db import connection
 from django.test import Client
 
 from billable.models import Hold, LedgerEntry, Offer, Product, QuotaBatch, Usage
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Product | Offer]
 

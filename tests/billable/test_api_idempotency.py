@@ -18,7 +18,8 @@ from billable.models import (
     Usage,
 )
 from tenants.models import ApiKey
-from tests.conftest import Api, Response, TenantFixture, assert_problem
+from tests.support.api import Api, Response, assert_problem
+from tests.support.tenants import TenantFixture, make_key
 
 Catalog = dict[str, Product | Offer]
 
@@ -240,8 +241,6 @@ def test_404_is_not_stored(api: Api, acme: TenantFixture, funded: str) -> None:
 
 
 def test_auth_failures_are_not_stored(api: Api, acme: TenantFixture, funded: str) -> None:
-    from tests.conftest import make_key
-
     _row, reader = make_key(acme.tenant, scopes=["billing:read"])
     body = {"external_id": "i", "feature": "reports"}
     refused = api.post(CONSUME, json=body, key=reader, headers={"Idempotency-Key": "a-1"})
@@ -319,8 +318,6 @@ def test_keys_post_takes_the_header(api: Api, acme: TenantFixture) -> None:
 
 
 def test_replay_needs_the_scope_of_the_first_request(api: Api, acme: TenantFixture) -> None:
-    from tests.conftest import make_key
-
     headers = {"Idempotency-Key": "key-create-once"}
     first = api.post("keys", json={"name": "made once"}, key=acme.key, headers=headers)
     assert first.status == 201

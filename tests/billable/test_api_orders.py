@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,10 +13,13 @@ from django_tenants.utils import schema_context
 
 from billable import signals
 from billable.models import LedgerEntry, Order, QuotaBatch, Usage
+from billable.selectors import CustomerRef
 from billable.services.catalog import ItemSpec, offer_create, product_create, product_update
-from billable.services.customers import CustomerRef, customer_ensure
+from billable.services.customers import customer_ensure
 from billable.services.grants import offer_grant
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.signals import connected
+from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Any]
 
@@ -34,23 +36,6 @@ def remaining(api: Api, key: str, external_id: str, feature: str = "reports") ->
                        query={"external_id": external_id, "feature": feature})
     assert response.status == 200, response.body
     return response.json["remaining"]
-
-
-@pytest.fixture
-def sent() -> Iterator[dict[str, list[dict[str, Any]]]]:
-    names = ("order_created", "order_confirmed", "order_cancelled", "order_refunded",
-             "referral_rewarded", "customer_merged")
-    calls: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    receivers = []
-    for name in names:
-        def receiver(sender: Any, _name: str = name, **kwargs: Any) -> None:
-            calls[_name].append(kwargs)
-
-        getattr(signals, name).connect(receiver, weak=False)
-        receivers.append((name, receiver))
-    yield calls
-    for name, receiver in receivers:
-        getattr(signals, name).disconnect(receiver)
 
 
 # --- Create
@@ -402,8 +387,7 @@ def test_exchange_spending_the_last_coins_sends_depleted(
     def receive(sender: Any, **kwargs: Any) -> None:
         depleted.append(kwargs)
 
-    signals.quota_depleted.connect(receive)
-    try:
+    with connected(signals.quota_depleted, receive):
         for _ in range(3):  # 100 -> 70 -> 40 -> 10
             assert api.post("billing/exchange", json={"external_id": "ex",
                                                       "sku": "reports_for_coins"},
@@ -415,8 +399,6 @@ def test_exchange_spending_the_last_coins_sends_depleted(
         assert api.post("billing/exchange", json={"external_id": "ex",
                                                   "sku": "reports_for_10_coins"},
                         key=acme.key).status == 200  # 10 -> 0
-    finally:
-        signals.quota_depleted.disconnect(receive)
     assert [(c["feature"], c["customer"].pk) for c in depleted] == [
         ("COINS", coins["customer"].pk)
     ]

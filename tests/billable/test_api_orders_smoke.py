@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 
 def test_order_lifecycle(api: Api, acme: TenantFixture, catalog: dict[str, Any]) -> None:

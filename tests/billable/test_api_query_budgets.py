@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from billable.models import Offer, Product
-from tests.conftest import Api, TenantFixture
+from tests.support.api import Api
+from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Product | Offer]
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.db.models import Sum
 from django_tenants.utils import schema_context
 
-from billable import signals
 from billable.models import (
     Customer,
     ExternalIdentity,
@@ -22,25 +20,10 @@ from billable.models import (
     Usage,
 )
 from tenants.services import tenant_settings_update
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Any]
-
-
-@pytest.fixture
-def sent() -> Iterator[dict[str, list[dict[str, Any]]]]:
-    names = ("referral_attached", "referral_rewarded", "customer_merged")
-    calls: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    receivers = []
-    for name in names:
-        def receiver(sender: Any, _name: str = name, **kwargs: Any) -> None:
-            calls[_name].append(kwargs)
-
-        getattr(signals, name).connect(receiver, weak=False)
-        receivers.append((name, receiver))
-    yield calls
-    for name, receiver in receivers:
-        getattr(signals, name).disconnect(receiver)
 
 
 def refer(api: Api, key: str, referrer: Any, referee: Any) -> Any:

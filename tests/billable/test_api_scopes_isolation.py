@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from billable.models import Offer, Product
-from tests.conftest import Api, TenantFixture, assert_problem, make_key
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture, make_key
 
 Catalog = dict[str, Product | Offer]
 

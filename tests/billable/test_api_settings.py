@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from tenants.models import Tenant
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture, make_key
 
 SETTINGS_KEYS = {"low_balance_threshold", "idempotency_retention_days", "referral_reward_sku",
                  "referee_reward_sku", "public_catalog"}
@@ -62,8 +63,6 @@ def test_settings_patch_validation(api: Api, acme: TenantFixture, body: dict[str
 
 
 def test_settings_needs_admin(api: Api, acme: TenantFixture) -> None:
-    from tests.conftest import make_key
-
     _row, raw = make_key(acme.tenant, scopes=["billing:read", "billing:write", "billing:grant"])
     assert_problem(api.get("settings", key=raw), 403, "insufficient_scope")
     assert_problem(api.patch("settings", json={"low_balance_threshold": 1}, key=raw), 403,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from billable.models import Offer, Product
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 
 def test_catalog_grant_balance_consume(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,15 +14,15 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from billable.models import Customer, Offer, Product, QuotaBatch
-from billable.services.customers import CustomerRef, customer_ensure
+from billable.selectors import CustomerRef, ledger_verify
+from billable.services.customers import customer_ensure
 from billable.services.grants import offer_grant
 from billable.services.holds import hold_create, hold_release
 from billable.services.quota import quota_consume
-from billable.services.verify import ledger_verify
-from tenants.models import ApiKey, Tenant
-from tenants.services import api_key_revoke, tenant_onboard
-from tests.conftest import TenantFixture
-from tests.e2e.server import ROOT, server_env
+from tenants.models import Tenant
+from tests.support import ROOT
+from tests.support.processes import server_env
+from tests.support.tenants import TenantFixture, fresh_tenant
 
 
 def _history(alice: Customer, catalog: dict[str, Product | Offer]) -> list[QuotaBatch]:
@@ -128,12 +127,8 @@ def test_the_selector_reports_a_batch_whose_entries_disagree(
 
 @pytest.fixture
 def committed_tenant(committed: None) -> Iterator[Tenant]:
-    tenant, _key, _raw = tenant_onboard(name="Verify", slug=f"verify-{secrets.token_hex(3)}")
-    yield tenant
-    connection.set_schema_to_public()
-    for key in ApiKey.objects.filter(tenant=tenant):
-        api_key_revoke(key=key)
-    tenant.delete(force_drop=True)
+    with fresh_tenant("verify", name="Verify") as fresh:
+        yield fresh.tenant
 
 
 def _manage_verify(slug: str) -> subprocess.CompletedProcess[str]:

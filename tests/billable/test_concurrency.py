@@ -1,25 +1,19 @@
 """Races against the real database: real threads, one connection each, requests released together.
 
-Every case runs in a fresh committed tenant (created for this module, dropped afterwards) and
-drives the API through Django's test client, one client per thread. A `threading.Barrier` makes
-the requests overlap; the assertions then read the committed ledger.
+Every case runs in a fresh committed tenant (the `conc` fixture: created for this module, dropped
+afterwards) and drives the API through Django's test client, one client per thread
+(tests/support/concurrency.py). A `threading.Barrier` makes the requests overlap; the assertions
+then read the committed ledger.
 """
 
 from __future__ import annotations
 
 import itertools
 import secrets
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
-from typing import Any
 
-import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.db.models import Sum
-from django.test import Client
 from django_tenants.utils import tenant_context
 
 from billable.models import (
@@ -27,124 +21,15 @@ from billable.models import (
     Grant,
     Hold,
     LedgerEntry,
-    Offer,
     QuotaBatch,
     TrialHistory,
     Usage,
 )
-from billable.services.catalog import ItemSpec, offer_create, product_create
-from billable.services.customers import CustomerRef, customer_ensure
+from billable.selectors import CustomerRef, balance_get, ledger_verify
+from billable.services.customers import customer_ensure
 from billable.services.grants import offer_grant
-from billable.services.quota import balance_get
-from billable.services.verify import ledger_verify
-from tenants.models import ApiKey, Tenant
-from tenants.services import api_key_revoke, tenant_onboard
-from tests.conftest import Api, Response
-
-# PostgreSQL allows 100 connections; every thread holds one while it runs.
-MAX_THREADS = 64
-JOIN_TIMEOUT = 120.0
-
-
-@dataclass
-class ConcTenant:
-    tenant: Tenant
-    key: str
-    offers: dict[str, Offer]
-
-
-@pytest.fixture(scope="module")
-def conc(django_db_setup: None, django_db_blocker: Any) -> Iterator[ConcTenant]:
-    """A committed tenant without a rate limit, and a small catalog in its schema."""
-    if not str(connection.settings_dict["NAME"]).startswith("test_"):
-        pytest.fail("the test database is not set up: this module commits, so it must not run")
-    with django_db_blocker.unblock():
-        tenant, _key_row, raw = tenant_onboard(
-            name="Concurrency", slug=f"conc-{secrets.token_hex(4)}", rate_limit="0"
-        )
-        try:
-            with tenant_context(tenant):
-                product_create(
-                    key="credits", name="Credits", product_type="quantity", features=["compute"]
-                )
-                product_create(key="pro", name="Pro access", product_type="period")
-                offers = {
-                    "c20_30d": offer_create(
-                        sku="c20_30d", name="20 credits", price=Decimal("2"), currency="USD",
-                        items=[ItemSpec("CREDITS", 20, "days", 30)],
-                    ),
-                    "c30": offer_create(
-                        sku="c30", name="30 credits", price=Decimal("3"), currency="USD",
-                        items=[ItemSpec("CREDITS", 30)],
-                    ),
-                    "c10": offer_create(
-                        sku="c10", name="10 credits", price=Decimal("1"), currency="USD",
-                        items=[ItemSpec("CREDITS", 10)],
-                    ),
-                    "pro_30d": offer_create(
-                        sku="pro_30d", name="Pro, 30 days", price=Decimal("9"), currency="USD",
-                        items=[ItemSpec("PRO", 1, "days", 30)],
-                    ),
-                    "trial": offer_create(
-                        sku="trial_5", name="Trial", price=Decimal("0"), currency="USD",
-                        items=[ItemSpec("CREDITS", 5, "days", 7)],
-                        metadata={"is_trial": True},
-                    ),
-                }
-            yield ConcTenant(tenant=tenant, key=raw, offers=offers)
-        finally:
-            connection.set_schema_to_public()
-            for key in ApiKey.objects.filter(tenant=tenant):
-                api_key_revoke(key=key)
-            tenant.delete(force_drop=True)
-
-
-Call = Callable[[Api], Response]
-
-
-def hammer(calls: Sequence[Call]) -> list[Response]:
-    """Run each call in its own thread (own client, own connection), released together."""
-    assert len(calls) <= MAX_THREADS
-    barrier = threading.Barrier(len(calls))
-    results: list[Response | None] = [None] * len(calls)
-    failures: list[BaseException] = []
-
-    def worker(index: int, call: Call) -> None:
-        try:
-            api = Api(Client())
-            barrier.wait(timeout=30)
-            results[index] = call(api)
-        except BaseException as exc:  # reported to the test below
-            failures.append(exc)
-            barrier.abort()
-        finally:
-            connections.close_all()
-
-    threads = [
-        threading.Thread(target=worker, args=(i, call), name=f"conc-{i}")
-        for i, call in enumerate(calls)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(JOIN_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads), "a request thread hung"
-    assert not failures, failures
-    return [result for result in results if result is not None]
-
-
-def poster(conc: ConcTenant, path: str, payload: dict[str, Any]) -> Call:
-    def call(api: Api) -> Response:
-        return api.post(path, json=payload, key=conc.key)
-
-    return call
-
-
-def statuses(responses: Sequence[Response]) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for response in responses:
-        counts[response.status] = counts.get(response.status, 0) + 1
-    return counts
+from tests.support.api import Api, Response
+from tests.support.concurrency import Call, ConcTenant, hammer, poster, statuses
 
 
 def grant(conc: ConcTenant, external_id: str, *skus: str) -> Customer:

@@ -31,7 +31,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from billable import clock, errors
+from billable import clock, errors, selectors
 from billable.models import Customer, Hold, Offer, Order, Product, QuotaBatch, Usage
 from billable.services import grants as grant_services
 from billable.services import holds as hold_services
@@ -40,7 +40,7 @@ from billable.services import orders as order_services
 from billable.services import quota as quota_services
 from billable.services.catalog import ItemSpec, offer_create, product_create
 from billable.services.sweep import batches_expire_due
-from tests.conftest import TenantFixture
+from tests.support.tenants import TenantFixture
 
 ACTIVE, EXHAUSTED, EXPIRED, REVOKED = "active", "exhausted", "expired", "revoked"
 NAMES = ("work", "bonus_work", "units", "extra")
@@ -633,7 +633,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 ]
                 access = any(kind != "quantity" for kind, _ in covering)
                 units = sum(remaining for kind, remaining in covering if kind == "quantity")
-                balance = quota_services.balance_get(customer=customer, feature=name)
+                balance = selectors.balance_get(customer=customer, feature=name)
                 assert access == self.has_access(index, name)
                 if access:
                     assert balance.can_use and balance.unlimited and balance.remaining is None

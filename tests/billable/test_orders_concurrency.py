@@ -1,66 +1,26 @@
 """Races on orders, trials and referrals against the real database (threads, one connection each).
 
-Like tests/billable/test_concurrency.py: a fresh committed tenant for this module (dropped
-afterwards), one Django test client per thread, a Barrier to release the requests together, and
-assertions on the committed rows.
+Like tests/billable/test_concurrency.py: a fresh committed tenant for this module (the `conc`
+fixture, dropped afterwards), one Django test client per thread, a Barrier to release the requests
+together (tests/support/concurrency.py), and assertions on the committed rows.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
-import pytest
 from django.db import connection
 from django.db.models import Sum
 from django.test import Client
 from django_tenants.utils import tenant_context
 
 from billable.models import Grant, LedgerEntry, Order, QuotaBatch, Referral, TrialHistory
-from billable.services.catalog import ItemSpec, offer_create, product_create
-from billable.services.customers import CustomerRef, customer_ensure
+from billable.selectors import CustomerRef, ledger_verify
+from billable.services.customers import customer_ensure
 from billable.services.orders import LineIn, order_confirm, order_create
-from billable.services.verify import ledger_verify
-from tenants.models import ApiKey
-from tenants.services import api_key_revoke, tenant_onboard, tenant_settings_update
-from tests.billable.test_concurrency import Call, ConcTenant, hammer, poster, statuses
-from tests.conftest import Api
-
-
-@pytest.fixture(scope="module")
-def oconc(django_db_setup: None, django_db_blocker: Any) -> Iterator[ConcTenant]:
-    if not str(connection.settings_dict["NAME"]).startswith("test_"):
-        pytest.fail("the test database is not set up: this module commits, so it must not run")
-    with django_db_blocker.unblock():
-        tenant, _key_row, raw = tenant_onboard(
-            name="Order races", slug=f"oconc-{secrets.token_hex(4)}", rate_limit="0"
-        )
-        try:
-            with tenant_context(tenant):
-                product_create(key="credits", name="Credits", product_type="quantity",
-                               features=["compute"])
-                product_create(key="bonus", name="Bonus", product_type="quantity",
-                               features=["bonus"])
-                offers = {
-                    "c10": offer_create(sku="c10", name="10 credits", price=Decimal("1"),
-                                        currency="USD", items=[ItemSpec("CREDITS", 10)]),
-                    "trial": offer_create(sku="trial_5", name="Trial", price=Decimal("0"),
-                                          currency="USD",
-                                          items=[ItemSpec("CREDITS", 5, "days", 7)],
-                                          metadata={"is_trial": True}),
-                    "reward": offer_create(sku="reward_3", name="Reward", price=Decimal("0"),
-                                           currency="USD", items=[ItemSpec("BONUS", 3)]),
-                }
-            tenant_settings_update(tenant_id=tenant.pk, changes={
-                "referral_reward_sku": "reward_3", "referee_reward_sku": "reward_3"})
-            yield ConcTenant(tenant=tenant, key=raw, offers=offers)
-        finally:
-            connection.set_schema_to_public()
-            for key in ApiKey.objects.filter(tenant=tenant):
-                api_key_revoke(key=key)
-            tenant.delete(force_drop=True)
+from tests.support.api import Api
+from tests.support.concurrency import Call, ConcTenant, hammer, poster, statuses
 
 
 def new_order(conc: ConcTenant, external_id: str, *, paid: bool = False) -> Order:
@@ -96,38 +56,38 @@ def test_the_module_runs_on_the_test_database(db: None) -> None:
     assert str(connection.settings_dict["NAME"]).startswith("test_")
 
 
-def test_16_confirms_of_one_order_grant_once(oconc: ConcTenant, committed: None) -> None:
-    order = new_order(oconc, f"conf-{secrets.token_hex(3)}")
+def test_16_confirms_of_one_order_grant_once(conc: ConcTenant, committed: None) -> None:
+    order = new_order(conc, f"conf-{secrets.token_hex(3)}")
     path = f"billing/orders/{order.pk}/confirm"
 
-    responses = hammer([poster(oconc, path, {"payment_id": f"pay-{order.pk}"})] * 16)
+    responses = hammer([poster(conc, path, {"payment_id": f"pay-{order.pk}"})] * 16)
 
     assert statuses(responses) == {200: 16}, [(r.status, r.body[:200]) for r in responses]
     assert {r.json["paid_at"] for r in responses} == {responses[0].json["paid_at"]}
-    assert order_ledger(oconc, order) == {
+    assert order_ledger(conc, order) == {
         "status": "paid", "batches": 1, "credit_entries": 1, "credited": 20, "refunded": 0,
         "remaining": 20,
     }
 
 
-def test_16_confirms_with_different_payment_ids_one_wins(oconc: ConcTenant,
+def test_16_confirms_with_different_payment_ids_one_wins(conc: ConcTenant,
                                                          committed: None) -> None:
-    order = new_order(oconc, f"confd-{secrets.token_hex(3)}")
+    order = new_order(conc, f"confd-{secrets.token_hex(3)}")
     path = f"billing/orders/{order.pk}/confirm"
-    calls = [poster(oconc, path, {"payment_id": f"pay-{order.pk}-{i}"}) for i in range(16)]
+    calls = [poster(conc, path, {"payment_id": f"pay-{order.pk}-{i}"}) for i in range(16)]
 
     responses = hammer(calls)
 
     assert statuses(responses) == {200: 1, 409: 15}, [(r.status, r.body[:200]) for r in responses]
     assert {r.json["code"] for r in responses if r.status == 409} == {"order_already_paid"}
-    assert order_ledger(oconc, order)["credit_entries"] == 1
+    assert order_ledger(conc, order)["credit_entries"] == 1
 
 
-def test_confirm_racing_cancel(oconc: ConcTenant, committed: None) -> None:
+def test_confirm_racing_cancel(conc: ConcTenant, committed: None) -> None:
     for _round in range(3):
-        order = new_order(oconc, f"cc-{secrets.token_hex(3)}")
-        confirm = poster(oconc, f"billing/orders/{order.pk}/confirm", {})
-        cancel = poster(oconc, f"billing/orders/{order.pk}/cancel", {})
+        order = new_order(conc, f"cc-{secrets.token_hex(3)}")
+        confirm = poster(conc, f"billing/orders/{order.pk}/confirm", {})
+        cancel = poster(conc, f"billing/orders/{order.pk}/cancel", {})
 
         responses = hammer([confirm, cancel] * 8)
 
@@ -136,7 +96,7 @@ def test_confirm_racing_cancel(oconc: ConcTenant, committed: None) -> None:
         for response in responses:
             if response.status == 409:
                 assert response.json["code"] == "invalid_order_state"
-        ledger = order_ledger(oconc, order)
+        ledger = order_ledger(conc, order)
         if ledger["status"] == "paid":
             assert all(r.status == 200 for r in confirms)
             assert all(r.status == 409 for r in cancels)
@@ -148,10 +108,10 @@ def test_confirm_racing_cancel(oconc: ConcTenant, committed: None) -> None:
             assert ledger["batches"] == 0 and ledger["credit_entries"] == 0
 
 
-def test_confirm_racing_refund(oconc: ConcTenant, committed: None) -> None:
-    order = new_order(oconc, f"cr-{secrets.token_hex(3)}", paid=True)
-    confirm = poster(oconc, f"billing/orders/{order.pk}/confirm", {})
-    refund = poster(oconc, f"billing/orders/{order.pk}/refund", {})
+def test_confirm_racing_refund(conc: ConcTenant, committed: None) -> None:
+    order = new_order(conc, f"cr-{secrets.token_hex(3)}", paid=True)
+    confirm = poster(conc, f"billing/orders/{order.pk}/confirm", {})
+    refund = poster(conc, f"billing/orders/{order.pk}/refund", {})
 
     responses = hammer([confirm, refund] * 8)
 
@@ -163,13 +123,13 @@ def test_confirm_racing_refund(oconc: ConcTenant, committed: None) -> None:
             assert response.json["status"] == "paid"
         else:
             assert response.json["code"] == "invalid_order_state"
-    assert order_ledger(oconc, order) == {
+    assert order_ledger(conc, order) == {
         "status": "refunded", "batches": 1, "credit_entries": 1, "credited": 20,
         "refunded": 20, "remaining": 0,
     }
 
 
-def test_16_trials_across_identity_forms_grant_once(oconc: ConcTenant,
+def test_16_trials_across_identity_forms_grant_once(conc: ConcTenant,
                                                     committed: None) -> None:
     token = secrets.token_hex(4)
     number = secrets.randbelow(10**9) + 10**9
@@ -180,7 +140,7 @@ def test_16_trials_across_identity_forms_grant_once(oconc: ConcTenant,
         {"provider": "email", "external_id": f"{token}@b.com"},
     ]
     calls: list[Call] = [
-        poster(oconc, "billing/grants", {**forms[i % 4], "sku": "trial_5", "kind": "trial"})
+        poster(conc, "billing/grants", {**forms[i % 4], "sku": "trial_5", "kind": "trial"})
         for i in range(16)
     ]
 
@@ -189,7 +149,7 @@ def test_16_trials_across_identity_forms_grant_once(oconc: ConcTenant,
     assert statuses(responses) == {201: 1, 409: 15}, [(r.status, r.body[:200]) for r in responses]
     assert {r.json["code"] for r in responses if r.status == 409} == {"trial_already_used"}
     (winner,) = [r for r in responses if r.status == 201]
-    with tenant_context(oconc.tenant):
+    with tenant_context(conc.tenant):
         grants = Grant.objects.filter(
             kind="trial", customer__identities__external_id__in=[
                 str(number), f"{token}@B.com", f"{token.upper()}@B.com", f"{token}@b.com"]
@@ -199,10 +159,10 @@ def test_16_trials_across_identity_forms_grant_once(oconc: ConcTenant,
         assert QuotaBatch.objects.filter(grant_id=winner.json["id"]).count() == 1
 
 
-def test_8_referrers_racing_for_one_referee(oconc: ConcTenant, committed: None) -> None:
+def test_8_referrers_racing_for_one_referee(conc: ConcTenant, committed: None) -> None:
     token = secrets.token_hex(3)
     calls = [
-        poster(oconc, "billing/referrals", {"referrer": {"external_id": f"rr-{token}-{i}"},
+        poster(conc, "billing/referrals", {"referrer": {"external_id": f"rr-{token}-{i}"},
                                             "referee": {"external_id": f"ree-{token}"}})
         for i in range(8)
     ]
@@ -211,53 +171,53 @@ def test_8_referrers_racing_for_one_referee(oconc: ConcTenant, committed: None) 
 
     assert statuses(responses) == {201: 1, 409: 7}, [(r.status, r.body[:200]) for r in responses]
     assert {r.json["code"] for r in responses if r.status == 409} == {"already_referred"}
-    with tenant_context(oconc.tenant):
+    with tenant_context(conc.tenant):
         assert Referral.objects.filter(
             referee__identities__external_id=f"ree-{token}").count() == 1
 
 
-def test_8_same_links_at_once_create_one(oconc: ConcTenant, committed: None) -> None:
+def test_8_same_links_at_once_create_one(conc: ConcTenant, committed: None) -> None:
     token = secrets.token_hex(3)
     body = {"referrer": {"external_id": f"sa-{token}"}, "referee": {"external_id": f"sb-{token}"}}
 
-    responses = hammer([poster(oconc, "billing/referrals", body)] * 8)
+    responses = hammer([poster(conc, "billing/referrals", body)] * 8)
 
     assert statuses(responses) == {201: 1, 200: 7}, [(r.status, r.body[:200]) for r in responses]
     assert [r.json["created"] for r in responses].count(True) == 1
     assert len({r.json["id"] for r in responses}) == 1
 
 
-def test_opposite_links_at_once_never_make_a_cycle(oconc: ConcTenant, committed: None) -> None:
+def test_opposite_links_at_once_never_make_a_cycle(conc: ConcTenant, committed: None) -> None:
     for _round in range(4):
         token = secrets.token_hex(3)
         a, b = {"external_id": f"ca-{token}"}, {"external_id": f"cb-{token}"}
-        with tenant_context(oconc.tenant):  # both customers exist up front
+        with tenant_context(conc.tenant):  # both customers exist up front
             customer_ensure(CustomerRef(external_id=a["external_id"]))
             customer_ensure(CustomerRef(external_id=b["external_id"]))
 
-        responses = hammer([poster(oconc, "billing/referrals", {"referrer": a, "referee": b}),
-                            poster(oconc, "billing/referrals", {"referrer": b, "referee": a})]
+        responses = hammer([poster(conc, "billing/referrals", {"referrer": a, "referee": b}),
+                            poster(conc, "billing/referrals", {"referrer": b, "referee": a})]
                            * 4)
 
         created = [r for r in responses if r.status == 201]
         assert len(created) == 1, [(r.status, r.body[:200]) for r in responses]
         assert set(statuses(responses)) <= {200, 201, 409}
-        with tenant_context(oconc.tenant):
+        with tenant_context(conc.tenant):
             assert Referral.objects.filter(
                 referee__identities__external_id__in=[a["external_id"], b["external_id"]]
             ).count() == 1
 
 
-def test_referee_paying_twice_at_once_rewards_once(oconc: ConcTenant, committed: None) -> None:
+def test_referee_paying_twice_at_once_rewards_once(conc: ConcTenant, committed: None) -> None:
     token = secrets.token_hex(3)
     referrer, referee = f"rwa-{token}", f"rwb-{token}"
-    with tenant_context(oconc.tenant):
+    with tenant_context(conc.tenant):
         from billable.services.referrals import referral_attach
 
         referral_attach(referrer=customer_ensure(CustomerRef(external_id=referrer)),
                         referee=customer_ensure(CustomerRef(external_id=referee)))
-    orders = [new_order(oconc, referee) for _ in range(8)]
-    calls = [poster(oconc, f"billing/orders/{o.pk}/confirm", {}) for o in orders]
+    orders = [new_order(conc, referee) for _ in range(8)]
+    calls = [poster(conc, f"billing/orders/{o.pk}/confirm", {}) for o in orders]
 
     responses = hammer(calls)
 
@@ -266,13 +226,13 @@ def test_referee_paying_twice_at_once_rewards_once(oconc: ConcTenant, committed:
     api = Api(Client())
 
     def bonus(external_id: str) -> Any:
-        return api.get("billing/balance", key=oconc.key,
+        return api.get("billing/balance", key=conc.key,
                        query={"external_id": external_id, "feature": "bonus"}).json["remaining"]
 
-    stats = api.get("billing/referrals/stats", key=oconc.key, query={"external_id": referrer})
+    stats = api.get("billing/referrals/stats", key=conc.key, query={"external_id": referrer})
     assert stats.json == {"referred": 1, "rewarded": 1}
     assert (bonus(referrer), bonus(referee)) == (3, 3)
-    with tenant_context(oconc.tenant):
+    with tenant_context(conc.tenant):
         assert Grant.objects.filter(
             kind="referral", customer__identities__external_id__in=[referrer, referee]
         ).count() == 2

@@ -10,11 +10,12 @@ from django.db import connection
 
 from billable import clock, signals
 from billable.models import BatchState, Customer, IdempotencyRecord, LedgerEntry
+from billable.selectors import balance_get
 from billable.services.grants import offer_grant
 from billable.services.holds import hold_create
-from billable.services.quota import balance_get
-from billable.services.sweep import tenant_sweep
-from tests.conftest import TenantFixture
+from billable.services.sweep import due_tenants_sweep, tenant_sweep
+from tests.support.signals import connected
+from tests.support.tenants import TenantFixture
 
 
 def test_expired_batch_is_debited_and_marked(
@@ -29,15 +30,12 @@ def test_expired_batch_is_debited_and_marked(
     def receiver(sender: object, **kwargs: Any) -> None:
         received.append(kwargs["batch"])
 
-    signals.batch_expired.connect(receiver)
-    try:
+    with connected(signals.batch_expired, receiver):
         with clock.frozen(start + timedelta(days=29)):
             assert tenant_sweep().batches_expired == 0
         with clock.frozen(start + timedelta(days=30)):
             swept = tenant_sweep()
             assert balance_get(customer=alice, feature="reports").remaining == 0
-    finally:
-        signals.batch_expired.disconnect(receiver)
     assert swept.batches_expired == 1
     batch.refresh_from_db()
     assert batch.state == BatchState.EXPIRED and batch.remaining == 0
@@ -86,7 +84,6 @@ def test_billing_sweep_command_covers_every_tenant(
 def test_sweep_skips_tenants_with_nothing_due(
     catalog: dict[str, Any], alice: Customer, acme: TenantFixture
 ) -> None:
-    from billable.sweeping import sweep_all_tenants
     from tenants.models import Tenant
 
     start = clock.now()
@@ -103,11 +100,11 @@ def test_sweep_skips_tenants_with_nothing_due(
             1 for t in Tenant.objects.filter(status__in=["active", "suspended"])
             if t.sweep_due_at is None or t.sweep_due_at <= start + timedelta(hours=1)
         )
-        assert sweep_all_tenants()["tenants"] == expected
+        assert due_tenants_sweep()["tenants"] == expected
         assert Tenant.objects.get(pk=acme.tenant.pk).sweep_due_at == start + timedelta(hours=2)
     with clock.frozen(start + timedelta(days=30)):
         Tenant.objects.filter(pk=acme.tenant.pk).update(sweep_due_at=start + timedelta(days=30))
-        totals = sweep_all_tenants()
+        totals = due_tenants_sweep()
         assert totals["batches_expired"] >= 1
         # After the sweep the next due time is recomputed (a day out at most).
         next_due = Tenant.objects.get(pk=acme.tenant.pk).sweep_due_at

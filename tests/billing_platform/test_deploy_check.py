@@ -6,14 +6,13 @@ import os
 import secrets
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from tests.e2e.server import database_url
+from tests.support import ROOT
+from tests.support.processes import database_url
 
-ROOT = Path(__file__).resolve().parents[2]
 HTTPS_WARNINGS = ("security.W004", "security.W008", "security.W012", "security.W016")
 
 # Variables that would turn production settings into test or development ones.

@@ -24,8 +24,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from billing_platform.operations.services import platform_tenant_onboard
 from tenants.models import Tenant
-from tenants.services import spare_pool_refill, tenant_onboard
+from tenants.services import spare_pool_refill
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
 CHECKS = [
@@ -42,7 +43,7 @@ schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_applica
 @pytest.fixture(scope="session")
 def fuzz_key(django_db_setup: None, django_db_blocker: Any) -> str:
     with django_db_blocker.unblock():
-        _tenant, _key, raw = tenant_onboard(
+        _tenant, _key, raw = platform_tenant_onboard(
             name="Fuzz", slug="fuzz-tenant", rate_limit="0", demo_catalog=True
         )
         spare_pool_refill(target=1)

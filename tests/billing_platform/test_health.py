@@ -7,7 +7,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from tests.conftest import Api, TenantFixture
+from tests.support.api import Api
+from tests.support.tenants import TenantFixture
 
 
 def test_healthz(api: Api) -> None:

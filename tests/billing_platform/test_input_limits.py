@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 
 def test_nul_in_json_strings_is_422(api: Api, acme: TenantFixture) -> None:

@@ -23,7 +23,8 @@ from billing_platform.webhooks.delivery import Outcome
 from billing_platform.webhooks.models import Delivery, Endpoint, Event
 from billing_platform.webhooks.worker import record
 from tenants.services import tenant_onboard
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 TOKEN = "metrics-" + "x" * 24
 

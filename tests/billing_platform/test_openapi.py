@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import Api
+from tests.support.api import Api
 
 
 def _operations(schema: dict) -> list[tuple[str, str, dict]]:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 LISTS = [
     "billing/products",

@@ -10,7 +10,8 @@ from django.test import RequestFactory
 
 from billing_platform.core.identity import TenantRef
 from billing_platform.http.middleware import TenantResetMiddleware
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 
 def test_unknown_route_and_wrong_method(api: Api, acme: TenantFixture) -> None:

@@ -10,7 +10,8 @@ from django.test import RequestFactory
 from billing_platform.core.ratelimits import client_ip
 from tenants.models import Tenant
 from tenants.services import tenant_update
-from tests.conftest import Api, TenantFixture, assert_problem, make_key
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture, make_key
 
 
 def _limit(tenant: Tenant, rate: str) -> None:

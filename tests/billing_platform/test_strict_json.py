@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 
 def test_duplicate_keys_are_malformed(api: Api, acme: TenantFixture) -> None:

@@ -14,10 +14,8 @@ import pytest
 from django.db import connection
 
 from billable.models import LedgerEntry, QuotaBatch
-from tests.billable.conftest import alice, catalog, in_acme
-from tests.conftest import Api, TenantFixture, assert_problem
-
-__all__ = ["alice", "catalog", "in_acme"]
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture
 
 
 @pytest.fixture

@@ -23,11 +23,11 @@ import pytest
 from django.conf import settings
 from django.core.management import get_commands, load_command_class
 
-from tests.deploy.files import (
+from tests.support import ROOT
+from tests.support.deploy import (
     COMPOSE_FILE,
     DEPLOY,
     ROLES,
-    ROOT,
     SOURCES,
     SYSTEMD_DIR,
     VM_APP_DIR,
@@ -56,8 +56,8 @@ LONG_RUNNING_UNITS = (
 CONFIG_READERS = (
     ROOT / "billing_platform" / "settings.py",
     DEPLOY / "gunicorn.conf.py",
-    ROOT / "billing_platform" / "launcher.py",
-    ROOT / "billing_platform" / "devservices.py",
+    ROOT / "billing_platform" / "devserver" / "launcher.py",
+    ROOT / "billing_platform" / "devserver" / "services.py",
 )
 # Every variable the project's own code reads anywhere.
 CODE_READERS = (

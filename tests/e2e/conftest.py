@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.server import Server, production_server
+from tests.support.processes import Server, production_server
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.server import Server, production_server
+from tests.support.processes import Server, production_server
 
 pytestmark = pytest.mark.e2e
 

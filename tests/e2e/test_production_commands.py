@@ -1,7 +1,7 @@
 """The commands of deploy/compose.yaml and deploy/systemd/*.service, run here as production runs
 them: each does its job against the test database and stops cleanly on SIGTERM.
 
-The commands are read from the files themselves (tests/deploy/files.py), so a change there is
+The commands are read from the files themselves (tests/support/deploy.py), so a change there is
 what runs here.
 """
 
@@ -11,11 +11,7 @@ import secrets
 import signal
 import socket
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,9 +19,9 @@ import pytest
 from django.db import connection
 
 from tenants.models import Tenant, TenantStatus
-from tests.deploy.files import (
+from tests.support import ROOT
+from tests.support.deploy import (
     ROLES,
-    ROOT,
     SOURCES,
     VM_APP_DIR,
     compose_service,
@@ -34,25 +30,20 @@ from tests.deploy.files import (
     unit,
     unit_environment,
 )
-from tests.e2e.server import free_port, server_env
+from tests.support.processes import (
+    START_TIMEOUT,
+    Process,
+    free_port,
+    healthy,
+    server_env,
+    started,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
-START_SECONDS = 60.0
 # gunicorn's graceful_timeout is 10 s; idle processes must stop well before it.
 STOP_SECONDS = 8.0
-
-
-@dataclass
-class Process:
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-    final_log: str | None = None
-
-    def log(self) -> str:
-        if self.final_log is not None:
-            return self.final_log
-        return self.log_path.read_text(errors="replace")
 
 
 def production_env(source: str, role: str, **overrides: str) -> dict[str, str]:
@@ -85,35 +76,6 @@ def working_directory(source: str, role: str) -> Path:
     return ROOT  # the image's /app and the VM's /opt/billable/app are copies of the checkout
 
 
-@contextmanager
-def started(argv: list[str], env: dict[str, str], cwd: Path) -> Iterator[Process]:
-    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in the finally below
-        prefix="billable-e2e-command-", suffix=".log", delete=False
-    )
-    popen = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT)
-    process = Process(popen=popen, log_path=Path(log_file.name))
-    try:
-        yield process
-    finally:
-        if popen.poll() is None:
-            popen.kill()
-            popen.wait(10)
-        log_file.close()
-        process.final_log = process.log()
-        process.log_path.unlink(missing_ok=True)
-
-
-def wait_for(process: Process, what: str, condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            pytest.fail(f"exited with {process.popen.returncode} before {what}:\n{process.log()}")
-        if condition():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"no {what} within {START_SECONDS:.0f} s:\n{process.log()[-3000:]}")
-
-
 def stop(process: Process) -> float:
     """SIGTERM, as `docker compose stop` and `systemctl stop` send; returns seconds to exit."""
     started_at = time.monotonic()
@@ -131,13 +93,6 @@ def run_to_completion(argv: list[str], source: str, role: str, env: dict[str, st
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, (argv, result.stdout[-2000:], result.stderr[-3000:])
-
-
-def healthy(base_url: str, path: str) -> bool:
-    try:
-        return httpx.get(base_url + path, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_the_module_runs_on_the_test_database(db: None) -> None:
@@ -208,7 +163,7 @@ def test_web_serves_health_and_stops_on_sigterm(source: str, db: None, tmp_path:
     notify_path = tmp_path / "notify"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(str(notify_path))
-        notify.settimeout(START_SECONDS)
+        notify.settimeout(START_TIMEOUT)
         env = production_env(
             source, "web", BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="2",
             NOTIFY_SOCKET=str(notify_path), STATIC_ROOT=str(static_root), **service_overrides(),

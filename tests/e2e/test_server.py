@@ -12,7 +12,8 @@ import pytest
 
 from tenants.models import PlatformKey, Tenant
 from tenants.services import platform_key_create
-from tests.e2e.server import Server
+from tests.support.processes import Server
+from tests.support.tenants import drop_tenants
 
 pytestmark = pytest.mark.e2e
 
@@ -41,8 +42,7 @@ def disposable_slugs(committed: None) -> Iterator[list[str]]:
     """Slugs the test onboards; their tenants and schemas are dropped afterwards."""
     slugs: list[str] = []
     yield slugs
-    for tenant in Tenant.objects.filter(slug__in=slugs):
-        tenant.delete(force_drop=True)
+    drop_tenants(Tenant.objects.filter(slug__in=slugs))
 
 
 @pytest.fixture

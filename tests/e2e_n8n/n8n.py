@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -20,7 +19,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+from tests.support.processes import stop_process
+
 N8N_VERSION = "1.123.81"
 N8N_BIN = ROOT / "var" / "n8n" / "node_modules" / ".bin" / "n8n"
 WORKFLOWS_DIR = ROOT / "docs" / "n8n"
@@ -144,15 +145,9 @@ class N8n:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
+        if self.process is not None:
             # Its own session: the task runner child goes with it.
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
+            stop_process(self.process, 15, group=True)
 
 
 @contextmanager

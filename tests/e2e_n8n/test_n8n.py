@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,8 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.server import ROOT, Server, free_port, production_server, server_env
 from tests.e2e_n8n.n8n import WORKFLOWS_DIR, N8n, n8n_instance, render
+from tests.support.processes import Process, Server, free_port, production_server, webhook_worker
 
 # django_db: so pytest-django creates this session's test database (the server runs over it); the
 # module's stack commits its tenant itself and drops it afterwards, like the `committed` fixture.
@@ -93,7 +92,7 @@ class Stack:
     hook_token: str
     endpoints: dict[str, dict[str, Any]]
     notifications: Notifications
-    worker_log: Path
+    worker: Process
     timings: dict[str, float] = field(default_factory=dict)
 
     def hook(self, name: str, body: Any, *, token: str | None = None) -> httpx.Response:
@@ -105,7 +104,7 @@ class Stack:
     def diagnostics(self) -> str:
         return (
             f"--- n8n log\n{self.n8n.log_tail()}\n--- worker log\n"
-            f"{self.worker_log.read_text(errors='replace')[-3000:]}"
+            f"{self.worker.log_tail()}"
         )
 
 
@@ -143,33 +142,6 @@ def _catalog(api: httpx.Client) -> None:
     _ok(api.patch("/settings", json={"referral_reward_sku": "ref_reward"}))
 
 
-def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
-    env = server_env()
-    env.update(
-        WEBHOOKS_ALLOW_PRIVATE_NETWORKS="true",
-        # One attempt per test: a failed delivery is retried only after 10 minutes.
-        WEBHOOK_RETRY_SCHEDULE="600,600,600",
-        WEBHOOK_TIMEOUT_SECONDS="30",
-    )
-    log = log_path.open("ab")
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "run_webhook_worker", "--poll", "0.2"],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    log.close()
-    return process
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
 @pytest.fixture(scope="module")
 def stack(
     django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
@@ -186,7 +158,6 @@ def stack(
         tenant, _row, key = tenant_onboard(name="n8n e2e", slug=slug)
     notifications = Notifications()
     receiver = _receiver(notifications)
-    worker: subprocess.Popen[bytes] | None = None
     try:
         with production_server(workers=2) as server, httpx.Client(
             base_url=f"{server.base_url}/api/v1", headers={"X-API-Key": key}, timeout=15.0
@@ -239,18 +210,17 @@ def stack(
                 started = time.monotonic()
                 n8n.start(list(PATHS.values()))
                 timings["n8n_start_s"] = time.monotonic() - started
-                worker_log = tmp / "worker.log"
-                worker = _start_worker(worker_log)
-                yield Stack(
-                    tenant=tenant, server=server, active_workflow_ids=active, n8n=n8n,
-                    api=api, hook_token=hook_token,
-                    endpoints=endpoints, notifications=notifications, worker_log=worker_log,
-                    timings=timings,
-                )
+                # One attempt per test: a failed delivery is retried only after 10 minutes.
+                with webhook_worker(lease_seconds=None, threads=None, schedule="600,600,600",
+                                    timeout_seconds=30) as worker:
+                    yield Stack(
+                        tenant=tenant, server=server, active_workflow_ids=active, n8n=n8n,
+                        api=api, hook_token=hook_token,
+                        endpoints=endpoints, notifications=notifications, worker=worker,
+                        timings=timings,
+                    )
                 print(f"\nn8n timings: {timings}")
     finally:
-        if worker is not None:
-            _stop(worker)
         receiver.shutdown()
         receiver.server_close()
         with django_db_blocker.unblock():

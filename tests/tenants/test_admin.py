@@ -13,7 +13,8 @@ from django.test import Client
 
 from tenants.models import ApiKey, PlatformKey, Tenant, TenantStatus
 from tenants.services import api_key_revoke, platform_key_create, tenant_delete_request
-from tests.conftest import Api, TenantFixture, assert_problem, make_key
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture, make_key
 
 ADD_URL = "/admin/tenants/tenant/add/"
 TENANTS_URL = "/admin/tenants/tenant/"
@@ -27,13 +28,6 @@ def _superuser(username: str = "operator") -> User:
 
 
 @pytest.fixture
-def operator(db: None) -> Client:
-    client = Client()
-    client.force_login(_superuser())
-    return client
-
-
-@pytest.fixture
 def committed_operator(committed: None) -> Iterator[Client]:
     """A logged-in superuser whose rows are committed, and removed after the test."""
     user = _superuser("adm-committed-operator")
@@ -42,17 +36,6 @@ def committed_operator(committed: None) -> Iterator[Client]:
     yield client
     client.logout()
     user.delete()
-
-
-@pytest.fixture
-def cleanup_tenants(committed: None) -> Iterator[list[str]]:
-    """Slugs appended here are revoked and dropped (schema included) after the test."""
-    created: list[str] = []
-    yield created
-    for tenant in Tenant.objects.filter(slug__in=created):
-        for key in ApiKey.objects.filter(tenant=tenant):
-            api_key_revoke(key=key)
-        tenant.delete(force_drop=True)
 
 
 def _onboard_data(**overrides: Any) -> dict[str, Any]:

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from django.contrib.auth.models import User
 
-from tenants.models import ApiKey, Tenant
-from tenants.services import api_key_revoke
-from tests.servers import live_server_url
+from tenants.models import Tenant
+from tests.support.servers import live_server_url
+from tests.support.tenants import drop_tenants
 
 pytestmark = pytest.mark.browser
 
@@ -57,10 +57,7 @@ def browser_operator(committed: None) -> Iterator[None]:
 @pytest.fixture
 def cleanup_browser_tenant(committed: None) -> Iterator[None]:
     yield
-    for tenant in Tenant.objects.filter(slug=SLUG):
-        for key in ApiKey.objects.filter(tenant=tenant):
-            api_key_revoke(key=key)
-        tenant.delete(force_drop=True)
+    drop_tenants(Tenant.objects.filter(slug=SLUG))
 
 
 def test_operator_onboards_a_tenant_and_its_key_works(

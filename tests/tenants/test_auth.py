@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from tenants.models import ApiKey
 from tenants.services import api_key_revoke, tenant_update
-from tests.conftest import Api, TenantFixture, assert_problem, make_key
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture, make_key
 
 
 def test_missing_key_is_401_with_www_authenticate(api: Api, acme: TenantFixture) -> None:

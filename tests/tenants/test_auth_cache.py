@@ -17,7 +17,7 @@ from billing_platform.core import errors
 from tenants import auth
 from tenants.models import ApiKey, Tenant
 from tenants.services import api_key_create, api_key_revoke, tenant_update
-from tests.conftest import TenantFixture
+from tests.support.tenants import TenantFixture
 
 
 def test_the_module_runs_on_the_test_database(db: None) -> None:

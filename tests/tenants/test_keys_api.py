@@ -10,7 +10,8 @@ from django.utils import timezone
 from tenants import keys
 from tenants.models import ApiKey
 from tenants.services import MAX_KEYS_PER_TENANT
-from tests.conftest import Api, TenantFixture, assert_problem, make_key
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture, make_key
 
 
 def test_create_shows_the_secret_once(api: Api, acme: TenantFixture) -> None:

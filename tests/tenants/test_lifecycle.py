@@ -13,7 +13,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,13 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from billable.models import IdempotencyRecord
-from billable.services.catalog import ItemSpec, offer_create, product_create
 from billing_platform.operations.lifecycle import _tenant_models, tenants_purge_due
 from billing_platform.webhooks.models import Delivery, DeliveryAttempt, Endpoint, Event
 from tenants.models import ApiKey, Domain, Tenant
 from tenants.services import tenant_onboard
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.billing import reports_catalog
+from tests.support.tenants import TenantFixture
 
 
 @dataclass
@@ -57,11 +57,7 @@ def filled(committed: None, api: Api, settings: Any) -> Iterator[Filled]:
     tenant, _key_row, raw = tenant_onboard(name="Leaving", slug=f"leave-{secrets.token_hex(4)}",
                                            rate_limit="0")
     try:
-        with schema_context(tenant.schema_name):
-            product_create(key="reports", name="Reports", product_type="quantity",
-                           features=["report_generation"])
-            offer_create(sku="reports_10", name="10 reports", price=Decimal("9.00"),
-                         currency="USD", items=[ItemSpec("REPORTS", 10)])
+        reports_catalog(tenant, units=10)
         endpoint = api.post("webhooks/endpoints", json={"url": "http://127.0.0.1:9/hook"},
                             key=raw)
         assert endpoint.status == 201, endpoint.body

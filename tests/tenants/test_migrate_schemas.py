@@ -23,13 +23,14 @@ from django.db import connection
 from django.test import override_settings
 
 import billable.migrations
-from tenants.models import ApiKey, Tenant, TenantStatus
+from tenants.models import Tenant, TenantStatus
 from tenants.schema_migrations import (
     missing_migrations,
     required_migrations,
     tenant_schema_names,
 )
-from tenants.services import api_key_revoke, tenant_onboard
+from tenants.services import tenant_onboard
+from tests.support.tenants import drop_tenants, require_test_database
 
 NEW = "0099_release_marker"
 COLUMN = "release_marker"
@@ -83,8 +84,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def twenty(django_db_setup: None, django_db_blocker: Any) -> Iterator[list[Tenant]]:
     """19 tenants and one spare schema, committed, built at the current leaf migration."""
-    if not str(connection.settings_dict["NAME"]).startswith("test_"):
-        pytest.fail("the test database is not set up: this module commits, so it must not run")
+    require_test_database()
     token = secrets.token_hex(3)
     made: list[Tenant] = []
     with django_db_blocker.unblock():
@@ -100,11 +100,7 @@ def twenty(django_db_setup: None, django_db_blocker: Any) -> Iterator[list[Tenan
             spare.create_schema(check_if_exists=True, verbosity=0)
             yield made
         finally:
-            connection.set_schema_to_public()
-            for tenant in made:
-                for key in ApiKey.objects.filter(tenant=tenant):
-                    api_key_revoke(key=key)
-                tenant.delete(force_drop=True)
+            drop_tenants(made)
 
 
 def _unrelease() -> None:

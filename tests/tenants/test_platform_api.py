@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from django.db import connection
 
 from tenants.models import ApiKey, Tenant, TenantStatus
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.tenants import TenantFixture, drop_tenants
 
 
 def _schema_exists(name: str) -> bool:
@@ -16,13 +19,10 @@ def _schema_exists(name: str) -> bool:
 
 
 @pytest.fixture
-def cleanup_tenants(committed: None):
-    created: list[str] = []
-    yield created
-    for tenant in Tenant.objects.filter(slug__in=created):
-        tenant.delete(force_drop=True)
-    for spare in Tenant.objects.filter(status__in=[TenantStatus.SPARE, TenantStatus.BUILDING]):
-        spare.delete(force_drop=True)
+def cleanup_tenants(cleanup_tenants: list[str]) -> Iterator[list[str]]:
+    """tests/conftest.py's `cleanup_tenants`, and every spare schema, built or being built."""
+    yield cleanup_tenants
+    drop_tenants(Tenant.objects.filter(status__in=[TenantStatus.SPARE, TenantStatus.BUILDING]))
 
 
 def test_onboarding_gives_a_working_tenant_at_once(

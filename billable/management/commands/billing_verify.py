@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billable.services.verify import tenants_verify, verified_tenants
+from billable.selectors import tenants_verify, verified_tenants
 
 
 class Command(BaseCommand):

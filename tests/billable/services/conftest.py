@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from billable.models import Customer
-from billable.services.customers import CustomerRef, customer_ensure
+from billable.selectors import CustomerRef
+from billable.services.customers import customer_ensure
 
 
 @pytest.fixture

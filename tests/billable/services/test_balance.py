@@ -8,21 +8,16 @@ import pytest
 
 from billable import clock
 from billable.models import Customer, Offer, Product, QuotaBatch
+from billable.selectors import balance_get, balance_list
 from billable.services import ledger
 from billable.services.grants import adjustment_create, batch_revoke
 from billable.services.holds import hold_create
-from billable.services.quota import balance_get, balance_list, quota_consume
-from tests.billable.services.helpers import grant
+from billable.services.quota import quota_consume
+from tests.support.billing import credit, grant
 
 Catalog = dict[str, Product | Offer]
 T0 = datetime(2024, 1, 31, 9, 30, tzinfo=UTC)
 FAR = datetime(2099, 1, 1, tzinfo=UTC)
-
-
-def _credit(customer: Customer, units: int, expires_at: datetime | None) -> QuotaBatch:
-    return adjustment_create(
-        customer=customer, product_key="reports", amount=units, reason="t", expires_at=expires_at
-    ).batches[0]
 
 
 def test_remaining_sums_usable_quantity_batches(catalog: Catalog, alice: Customer) -> None:
@@ -40,18 +35,18 @@ def test_remaining_sums_usable_quantity_batches(catalog: Catalog, alice: Custome
 def test_remaining_ignores_unusable_batches(catalog: Catalog, alice: Customer) -> None:
     # given one usable batch and one of each unusable kind
     with clock.frozen(T0):
-        exhausted = _credit(alice, 2, None)
+        exhausted = credit(alice, 2, None)
         quota_consume(customer=alice, feature="reports", amount=2)
         assert QuotaBatch.objects.get(pk=exhausted.pk).state == "exhausted"
-        _credit(alice, 7, T0 + timedelta(hours=1))  # expired by the read below
+        credit(alice, 7, T0 + timedelta(hours=1))  # expired by the read below
         ledger.batch_create(
             customer_id=alice.pk, product_id=catalog["REPORTS"].pk, product_type="quantity",
             units=11, valid_from=T0 + timedelta(days=30), expires_at=None, source="manual",
             action_type="test",
         )
-        revoked = _credit(alice, 13, None)
+        revoked = credit(alice, 13, None)
         batch_revoke(batch=revoked)
-        _credit(alice, 4, FAR)
+        credit(alice, 4, FAR)
 
     # when / then
     with clock.frozen(T0 + timedelta(hours=2)):
@@ -61,7 +56,7 @@ def test_remaining_ignores_unusable_batches(catalog: Catalog, alice: Customer) -
 def test_expiry_boundary_agrees_with_consume(catalog: Catalog, alice: Customer) -> None:
     end = T0 + timedelta(days=1)
     with clock.frozen(T0):
-        _credit(alice, 3, end)
+        credit(alice, 3, end)
 
     with clock.frozen(end - timedelta(microseconds=1)):
         assert balance_get(customer=alice, feature="reports").remaining == 3

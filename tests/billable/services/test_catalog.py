@@ -17,7 +17,7 @@ from billable.errors import (
 )
 from billable.models import CatalogKey, Customer, Offer, OfferItem, Product
 from billable.selectors import catalog as active_catalog
-from billable.selectors import catalog_by_skus
+from billable.selectors import catalog_by_skus, offer_for_grant
 from billable.services.catalog import (
     ItemSpec,
     offer_create,
@@ -25,10 +25,10 @@ from billable.services.catalog import (
     product_create,
     product_update,
 )
-from billable.services.grants import offer_for_grant
 from billable.services.quota import quota_consume
 from billing_platform.core.errors import BillingError, ValidationFailed
-from tests.billable.services.helpers import captured, grant
+from tests.support.billing import grant
+from tests.support.signals import captured
 
 Catalog = dict[str, Product | Offer]
 

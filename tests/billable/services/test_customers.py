@@ -18,20 +18,23 @@ from billable.models import (
     TrialHistory,
     Usage,
 )
-from billable.services.customers import (
+from billable.selectors import (
     CustomerRef,
+    customer_require,
+    identity_hash,
+    normalise_external_id,
+    offer_for_grant,
+)
+from billable.services.customers import (
     customer_ensure,
     customer_erase,
     customer_identify,
-    customer_require,
     customer_resolve,
-    normalise_external_id,
 )
-from billable.services.grants import offer_for_grant
 from billable.services.quota import quota_consume
-from billable.services.trials import identity_hash, trial_grant
+from billable.services.trials import trial_grant
 from billing_platform.core.errors import ValidationFailed
-from tests.billable.services.helpers import grant
+from tests.support.billing import grant
 
 Catalog = dict[str, Product | Offer]
 

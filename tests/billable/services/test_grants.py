@@ -28,16 +28,17 @@ from billable.models import (
     Product,
     QuotaBatch,
 )
+from billable.selectors import balance_get, offer_for_grant
 from billable.services.catalog import ItemSpec, offer_create, offer_update, product_update
 from billable.services.grants import (
     adjustment_create,
     batch_revoke,
-    offer_for_grant,
     offer_grant,
 )
-from billable.services.quota import balance_get, quota_consume
+from billable.services.quota import quota_consume
 from billing_platform.core.errors import ValidationFailed
-from tests.billable.services.helpers import assert_ledger_invariant, captured, grant, remaining_of
+from tests.support.billing import assert_ledger_invariant, grant, remaining_of
+from tests.support.signals import captured
 
 Catalog = dict[str, Product | Offer]
 T0 = datetime(2024, 1, 31, 10, 0, tzinfo=UTC)

@@ -19,21 +19,16 @@ from billable.models import (
     QuotaBatch,
     Usage,
 )
-from billable.services.grants import adjustment_create, batch_revoke
+from billable.selectors import balance_get
+from billable.services.grants import batch_revoke
 from billable.services.holds import hold_commit, hold_create, hold_release, holds_expire_due
-from billable.services.quota import balance_get
 from billing_platform.core.errors import ValidationFailed
-from tests.billable.services.helpers import assert_ledger_invariant, captured, grant, remaining_of
+from tests.support.billing import assert_ledger_invariant, credit, grant, remaining_of
+from tests.support.signals import captured, connected
 
 Catalog = dict[str, Product | Offer]
 T0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 FAR = datetime(2099, 1, 1, tzinfo=UTC)
-
-
-def _credit(customer: Customer, units: int, expires_at: datetime | None) -> QuotaBatch:
-    return adjustment_create(
-        customer=customer, product_key="reports", amount=units, reason="t", expires_at=expires_at
-    ).batches[0]
 
 
 def _hold_entries(hold: Hold) -> list[tuple[str, str, int, Any]]:
@@ -71,8 +66,8 @@ def test_reserve_debits_at_once(catalog: Catalog, alice: Customer) -> None:
 
 
 def test_reserve_follows_the_spend_order(catalog: Catalog, alice: Customer) -> None:
-    never = _credit(alice, 10, None)
-    soon = _credit(alice, 2, FAR)
+    never = credit(alice, 10, None)
+    soon = credit(alice, 2, FAR)
 
     hold = hold_create(customer=alice, feature="reports", amount=5)
 
@@ -138,9 +133,9 @@ def test_commit_keeps_amount_and_credits_the_rest_to_its_batches(
     catalog: Catalog, alice: Customer
 ) -> None:
     # given a hold drawn from two batches (2 + 3)
-    never = _credit(alice, 10, None)
-    soon = _credit(alice, 2, FAR)
-    other = _credit(alice, 4, None)
+    never = credit(alice, 10, None)
+    soon = credit(alice, 2, FAR)
+    other = credit(alice, 4, None)
     hold = hold_create(customer=alice, feature="reports", amount=5)
     assert remaining_of(other) == 4
 
@@ -200,8 +195,8 @@ def test_commit_outside_the_reserved_range_is_refused(
 
 
 def test_release_credits_everything_back(catalog: Catalog, alice: Customer) -> None:
-    never = _credit(alice, 3, None)
-    soon = _credit(alice, 2, FAR)
+    never = credit(alice, 3, None)
+    soon = credit(alice, 2, FAR)
     hold = hold_create(customer=alice, feature="reports", amount=4)
     assert (remaining_of(soon), remaining_of(never)) == (0, 1)
     assert QuotaBatch.objects.get(pk=soon.pk).state == "exhausted"
@@ -316,9 +311,9 @@ def test_commit_returning_to_a_revoked_batch_debits_again(
 
 def test_release_to_an_expired_batch_debits_again(catalog: Catalog, alice: Customer) -> None:
     with clock.frozen(T0):
-        batch = _credit(alice, 10, T0 + timedelta(hours=1))
+        batch = credit(alice, 10, T0 + timedelta(hours=1))
         hold = hold_create(customer=alice, feature="reports", amount=4, ttl_seconds=86_400)
-        usable = _credit(alice, 1, None)
+        usable = credit(alice, 1, None)
 
     with clock.frozen(T0 + timedelta(hours=2)):
         hold_release(hold=hold)
@@ -406,12 +401,8 @@ def test_failing_hold_receiver_rolls_the_reserve_back(catalog: Catalog, alice: C
     def receiver(sender: Any, **kwargs: Any) -> None:
         raise RuntimeError("outbox down")
 
-    signals.hold_created.connect(receiver, weak=False)
-    try:
-        with pytest.raises(RuntimeError):
-            hold_create(customer=alice, feature="reports", amount=4)
-    finally:
-        signals.hold_created.disconnect(receiver)
+    with connected(signals.hold_created, receiver), pytest.raises(RuntimeError):
+        hold_create(customer=alice, feature="reports", amount=4)
 
     assert remaining_of(batch) == 10
     assert not Hold.objects.exists()

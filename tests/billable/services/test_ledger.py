@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from billable import clock
 from billable.errors import BatchNotActive, HoldNotActive, InsufficientQuota, QuotaExhausted
 from billable.models import Customer, Direction, LedgerEntry, Offer, Product, QuotaBatch
+from billable.selectors import balance_get, contiguous_end
 from billable.services import ledger
 from billable.services.grants import adjustment_create, batch_revoke
 from billable.services.holds import hold_commit, hold_create, hold_release
-from billable.services.quota import balance_get, quota_consume
-from tests.billable.services.helpers import assert_ledger_invariant, grant, ledger_sum
+from billable.services.quota import quota_consume
+from tests.support.billing import assert_ledger_invariant, grant, ledger_sum
 
 Catalog = dict[str, Product | Offer]
 T0 = datetime(2030, 6, 1, tzinfo=UTC)
@@ -264,14 +265,14 @@ def test_contiguous_end() -> None:
     now = T0
     day = timedelta(days=1)
 
-    assert ledger.contiguous_end([], now) == now
-    assert ledger.contiguous_end([(now - day, now + day), (now + day, now + 3 * day)], now) == (
+    assert contiguous_end([], now) == now
+    assert contiguous_end([(now - day, now + day), (now + day, now + 3 * day)], now) == (
         now + 3 * day
     )
-    assert ledger.contiguous_end([(now - day, now + day), (now + 2 * day, now + 9 * day)],
-                                 now) == now + day
-    assert ledger.contiguous_end([(now - day, now + day), (now + day, None)], now) is None
-    assert ledger.contiguous_end([(now + day, now + 2 * day)], now) == now
+    assert contiguous_end([(now - day, now + day), (now + 2 * day, now + 9 * day)],
+                          now) == now + day
+    assert contiguous_end([(now - day, now + day), (now + day, None)], now) is None
+    assert contiguous_end([(now + day, now + 2 * day)], now) == now
 
 
 def test_lock_quantity_lots_order(catalog: Catalog, alice: Customer) -> None:

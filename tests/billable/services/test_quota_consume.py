@@ -25,26 +25,13 @@ from billable.services.grants import adjustment_create
 from billable.services.quota import quota_consume
 from billing_platform.core.errors import ValidationFailed
 from tenants.services import tenant_settings_update
-from tests.billable.services.helpers import (
-    assert_ledger_invariant,
-    captured,
-    connected,
-    grant,
-    remaining_of,
-)
-from tests.conftest import TenantFixture
+from tests.support.billing import assert_ledger_invariant, credit, grant, remaining_of
+from tests.support.signals import captured, connected
+from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Product | Offer]
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 FAR = datetime(2099, 1, 1, tzinfo=UTC)
-
-
-def _credit(customer: Customer, units: int, expires_at: datetime | None) -> QuotaBatch:
-    """A quantity batch of REPORTS with an explicit expiry."""
-    return adjustment_create(
-        customer=customer, product_key="reports", amount=units, reason="test",
-        expires_at=expires_at,
-    ).batches[0]
 
 
 def _debits() -> list[tuple[Any, int]]:
@@ -162,10 +149,10 @@ def test_soonest_expiry_first_then_oldest_never_expiring_last(
 ) -> None:
     # given
     with clock.frozen(T0):
-        late = _credit(alice, 3, T0 + timedelta(days=10))
-        never = _credit(alice, 5, None)
-        soon_old = _credit(alice, 2, T0 + timedelta(days=2))
-        soon_new = _credit(alice, 2, T0 + timedelta(days=2))
+        late = credit(alice, 3, T0 + timedelta(days=10))
+        never = credit(alice, 5, None)
+        soon_old = credit(alice, 2, T0 + timedelta(days=2))
+        soon_new = credit(alice, 2, T0 + timedelta(days=2))
 
         # when
         quota_consume(customer=alice, feature="reports", amount=3)
@@ -181,7 +168,7 @@ def test_soonest_expiry_first_then_oldest_never_expiring_last(
 
 
 def test_one_debit_per_batch_touched(catalog: Catalog, alice: Customer) -> None:
-    batches = [_credit(alice, 1, None) for _ in range(4)]
+    batches = [credit(alice, 1, None) for _ in range(4)]
 
     usage = quota_consume(customer=alice, feature="reports", amount=3).usage
 
@@ -196,7 +183,7 @@ def test_every_product_covering_a_name_is_drawn(catalog: Catalog, alice: Custome
                    features=["REPORT_GENERATION"])
     extra = adjustment_create(customer=alice, product_key="extra", amount=2, reason="t",
                               expires_at=None).batches[0]
-    reports = _credit(alice, 2, None)
+    reports = credit(alice, 2, None)
 
     result = quota_consume(customer=alice, feature="report_generation", amount=4)
 
@@ -222,8 +209,8 @@ def test_feature_and_product_key_cover_case_insensitively(
 def test_too_few_units_is_insufficient_quota_and_changes_nothing(
     catalog: Catalog, alice: Customer
 ) -> None:
-    a = _credit(alice, 3, FAR)
-    b = _credit(alice, 1, None)
+    a = credit(alice, 3, FAR)
+    b = credit(alice, 1, None)
 
     with pytest.raises(InsufficientQuota) as exc:
         quota_consume(customer=alice, feature="reports", amount=5)
@@ -245,7 +232,7 @@ def test_no_units_at_all_is_quota_exhausted(catalog: Catalog, alice: Customer) -
 
 
 def test_spent_batches_are_quota_exhausted(catalog: Catalog, alice: Customer) -> None:
-    _credit(alice, 2, None)
+    credit(alice, 2, None)
     quota_consume(customer=alice, feature="reports", amount=2)
 
     with pytest.raises(QuotaExhausted):
@@ -280,7 +267,7 @@ def test_other_customers_batches_do_not_cover(
 def test_expiry_exactly_now_is_not_usable(catalog: Catalog, alice: Customer) -> None:
     end = T0 + timedelta(hours=1)
     with clock.frozen(T0):
-        batch = _credit(alice, 5, end)
+        batch = credit(alice, 5, end)
 
     with clock.frozen(end - timedelta(microseconds=1)):
         assert quota_consume(customer=alice, feature="reports").remaining == 4
@@ -333,7 +320,7 @@ def test_future_access_does_not_cover_yet(catalog: Catalog, alice: Customer) -> 
 def test_inactive_batches_are_not_usable(
     catalog: Catalog, alice: Customer, state: str
 ) -> None:
-    batch = _credit(alice, 5, None)
+    batch = credit(alice, 5, None)
     QuotaBatch.objects.filter(pk=batch.pk).update(state=state)
 
     with pytest.raises(QuotaExhausted):
@@ -344,8 +331,8 @@ def test_inactive_batches_are_not_usable(
 
 
 def test_quota_consumed_once_per_consume(catalog: Catalog, alice: Customer) -> None:
-    _credit(alice, 2, None)
-    _credit(alice, 2, None)
+    credit(alice, 2, None)
+    credit(alice, 2, None)
 
     with captured(signals.quota_consumed) as calls:
         result = quota_consume(customer=alice, feature="reports", amount=3)
@@ -366,7 +353,7 @@ def test_quota_consumed_for_access(catalog: Catalog, alice: Customer) -> None:
 
 
 def test_no_signal_when_consume_fails(catalog: Catalog, alice: Customer) -> None:
-    _credit(alice, 1, None)
+    credit(alice, 1, None)
 
     with captured(signals.quota_consumed) as consumed, captured(
         signals.transaction_created
@@ -377,8 +364,8 @@ def test_no_signal_when_consume_fails(catalog: Catalog, alice: Customer) -> None
 
 
 def test_transaction_created_once_per_debit(catalog: Catalog, alice: Customer) -> None:
-    _credit(alice, 1, None)
-    _credit(alice, 5, None)
+    credit(alice, 1, None)
+    credit(alice, 5, None)
 
     with captured(signals.transaction_created) as calls:
         quota_consume(customer=alice, feature="reports", amount=3)
@@ -439,8 +426,8 @@ def test_quota_low_counts_every_batch_of_the_name(
     catalog: Catalog, alice: Customer, in_acme: TenantFixture
 ) -> None:
     _threshold(in_acme, 3)
-    _credit(alice, 2, FAR)
-    _credit(alice, 5, None)
+    credit(alice, 2, FAR)
+    credit(alice, 5, None)
 
     with captured(signals.quota_low) as low, captured(signals.quota_depleted) as depleted:
         quota_consume(customer=alice, feature="reports", amount=2)   # 7 -> 5, batch 1 empty

@@ -20,17 +20,18 @@ from billable.models import (
     QuotaBatch,
     TrialHistory,
 )
-from billable.services.customers import CustomerRef, customer_ensure, customer_erase
-from billable.services.grants import offer_for_grant
-from billable.services.trials import (
+from billable.selectors import (
+    CustomerRef,
     customer_identity_hashes,
     identity_hash,
     normalise_identity,
-    trial_grant,
+    offer_for_grant,
 )
+from billable.services.customers import customer_ensure, customer_erase
+from billable.services.trials import trial_grant
 from tenants.models import Tenant
-from tests.billable.services.helpers import captured, connected
-from tests.conftest import TenantFixture
+from tests.support.signals import captured, connected
+from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Product | Offer]
 

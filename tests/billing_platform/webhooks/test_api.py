@@ -6,9 +6,10 @@ from typing import Any
 
 from billing_platform.core import crypto
 from billing_platform.webhooks.models import Delivery, DeliveryAttempt, Endpoint, Event
-from tests.billing_platform.webhooks.conftest import create_endpoint, drain, grant_and_consume
-from tests.billing_platform.webhooks.receiver import running_receiver
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.servers import running_receiver
+from tests.support.tenants import TenantFixture
+from tests.support.webhooks import create_endpoint, drain, grant_and_consume
 
 URL = "http://127.0.0.1:9/hook"
 

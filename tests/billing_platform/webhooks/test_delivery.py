@@ -15,9 +15,10 @@ from standardwebhooks import Webhook
 
 from billing_platform.webhooks import services
 from billing_platform.webhooks.models import Delivery, DeliveryAttempt, Endpoint, Event
-from tests.billing_platform.webhooks.conftest import create_endpoint, drain, grant_and_consume
-from tests.billing_platform.webhooks.receiver import Reply, running_receiver
-from tests.conftest import Api, TenantFixture
+from tests.support.api import Api
+from tests.support.servers import Reply, running_receiver
+from tests.support.tenants import TenantFixture
+from tests.support.webhooks import create_endpoint, drain, grant_and_consume
 
 
 def _signatures(secret: str, received: Any) -> list[str]:

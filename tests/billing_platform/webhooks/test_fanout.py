@@ -11,11 +11,12 @@ from django.utils import timezone
 
 from billable.models import Customer
 from billable.services.quota import quota_consume
-from billable.sweeping import sweep_all_tenants
+from billing_platform.operations.services import platform_sweep
 from billing_platform.webhooks.models import Delivery, DeliveryAttempt, Event
-from tests.billing_platform.webhooks.conftest import create_endpoint, drain, grant_and_consume
-from tests.billing_platform.webhooks.receiver import running_receiver
-from tests.conftest import Api, TenantFixture
+from tests.support.api import Api
+from tests.support.servers import running_receiver
+from tests.support.tenants import TenantFixture
+from tests.support.webhooks import create_endpoint, drain, grant_and_consume
 
 URL = "http://127.0.0.1:9/hook"
 
@@ -108,7 +109,7 @@ def test_the_sweep_purges_what_is_older_than_30_days(
     DeliveryAttempt.objects.filter(pk=stale_attempt.pk).update(
         attempted_at=timezone.now() - timedelta(days=31)
     )
-    totals = sweep_all_tenants()
+    totals = platform_sweep()
     assert totals["events_purged"] == 1
     assert list(Event.objects.filter(tenant=acme.tenant)) == [recent]
     assert not Delivery.objects.filter(event_id=old.pk).exists()

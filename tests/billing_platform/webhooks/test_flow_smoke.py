@@ -5,19 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from standardwebhooks import Webhook
 
 from billing_platform.webhooks.delivery import new_client
 from billing_platform.webhooks.models import Delivery
 from billing_platform.webhooks.worker import deliver_due
-from tests.billing_platform.webhooks.receiver import running_receiver
-from tests.conftest import Api, TenantFixture
-
-
-@pytest.fixture
-def private_ok(settings: Any) -> None:
-    settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
+from tests.support.api import Api
+from tests.support.servers import running_receiver
+from tests.support.tenants import TenantFixture
 
 
 def test_consume_event_is_delivered_and_verifies(

@@ -12,11 +12,12 @@ from django.db import connection
 from pydantic import ValidationError
 
 from billable import clock
-from billable.sweeping import sweep_all_tenants
-from billing_platform.webhooks.models import ALL_EVENT_TYPES, Event
-from billing_platform.webhooks.payloads import PAYLOADS, validate_data
-from tests.billing_platform.webhooks.conftest import create_endpoint
-from tests.conftest import Api, TenantFixture
+from billing_platform.operations.services import platform_sweep
+from billing_platform.webhooks.events import EVENT_TYPES, PAYLOADS, validate_data
+from billing_platform.webhooks.models import Event
+from tests.support.api import Api
+from tests.support.tenants import TenantFixture
+from tests.support.webhooks import create_endpoint
 
 
 def _ok(response: Any, status: int = 200) -> Any:
@@ -72,7 +73,7 @@ def produce_every_event(api: Api, acme: TenantFixture) -> None:
     # batch.expired: the 30-day batches of reports_10 expire
     connection.set_schema_to_public()
     with clock.frozen(clock.now() + timedelta(days=40)):
-        sweep_all_tenants(everything=True)
+        platform_sweep(everything=True)
     connection.set_schema_to_public()
 
 
@@ -87,7 +88,7 @@ def test_every_event_type_validates_against_its_model(
     # then each type was written and its data parses with its documented model
     events = list(Event.objects.filter(tenant=acme.tenant).order_by("created_at"))
     seen = {event.type for event in events}
-    assert seen == set(ALL_EVENT_TYPES), set(ALL_EVENT_TYPES) - seen
+    assert seen == set(EVENT_TYPES), set(EVENT_TYPES) - seen
     for event in events:
         validate_data(event.type, event.data)
     examples: dict[str, Any] = {}

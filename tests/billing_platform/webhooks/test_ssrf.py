@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from billing_platform.webhooks.models import Delivery, DeliveryAttempt, Endpoint
-from tests.billing_platform.webhooks.conftest import create_endpoint, drain
-from tests.billing_platform.webhooks.receiver import Reply, running_receiver
-from tests.conftest import Api, TenantFixture, assert_problem
+from tests.support.api import Api, assert_problem
+from tests.support.servers import Reply, running_receiver
+from tests.support.tenants import TenantFixture
+from tests.support.webhooks import create_endpoint, drain
 
 PRIVATE_URLS = [
     "http://127.0.0.1/hook",

@@ -10,14 +10,11 @@ from typing import Any
 import pytest
 
 from billing_platform.webhooks.models import Delivery
-from tests.billing_platform.webhooks.processes import (
-    FreshTenant,
-    fresh_tenant,
-    wait_until,
-    webhook_worker,
-)
-from tests.billing_platform.webhooks.receiver import Reply, running_receiver
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.billing import reports_catalog
+from tests.support.processes import wait_until, webhook_worker
+from tests.support.servers import Reply, running_receiver
+from tests.support.tenants import TenantFixture, fresh_tenant
 
 
 def test_the_module_runs_on_the_test_database(db: None) -> None:
@@ -28,19 +25,20 @@ def test_the_module_runs_on_the_test_database(db: None) -> None:
 
 
 @pytest.fixture
-def tenant(committed: None, settings: Any) -> Iterator[FreshTenant]:
+def tenant(committed: None, settings: Any) -> Iterator[TenantFixture]:
     settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = True
-    with fresh_tenant() as fresh:
+    with fresh_tenant("wh") as fresh:
+        reports_catalog(fresh.tenant, units=1000)
         yield fresh
 
 
-def _endpoint(api: Api, tenant: FreshTenant, url: str) -> str:
+def _endpoint(api: Api, tenant: TenantFixture, url: str) -> str:
     response = api.post("webhooks/endpoints", json={"url": url}, key=tenant.key)
     assert response.status == 201, response.body
     return str(response.json["id"])
 
 
-def _test_events(api: Api, tenant: FreshTenant, endpoint_id: str, count: int) -> list[str]:
+def _test_events(api: Api, tenant: TenantFixture, endpoint_id: str, count: int) -> list[str]:
     ids = []
     for _ in range(count):
         response = api.post(f"webhooks/endpoints/{endpoint_id}/test", key=tenant.key)
@@ -53,7 +51,7 @@ def _statuses(endpoint_id: str) -> list[str]:
     return sorted(Delivery.objects.filter(endpoint_id=endpoint_id).values_list("status", flat=True))
 
 
-def test_a_killed_worker_loses_nothing(api: Api, tenant: FreshTenant) -> None:
+def test_a_killed_worker_loses_nothing(api: Api, tenant: TenantFixture) -> None:
     with running_receiver() as receiver:
         receiver.script = [Reply(200, delay=4.0)]  # the first post hangs while the worker dies
         endpoint_id = _endpoint(api, tenant, receiver.url)
@@ -76,7 +74,7 @@ def test_a_killed_worker_loses_nothing(api: Api, tenant: FreshTenant) -> None:
         "attempts", flat=True)) == 6
 
 
-def test_sigterm_finishes_the_post_in_flight(api: Api, tenant: FreshTenant) -> None:
+def test_sigterm_finishes_the_post_in_flight(api: Api, tenant: TenantFixture) -> None:
     with running_receiver() as receiver:
         receiver.script = [Reply(200, delay=2.0)]
         endpoint_id = _endpoint(api, tenant, receiver.url)
@@ -92,7 +90,7 @@ def test_sigterm_finishes_the_post_in_flight(api: Api, tenant: FreshTenant) -> N
     assert delivery.locked_until is None
 
 
-def test_one_worker_posts_concurrently(api: Api, tenant: FreshTenant) -> None:
+def test_one_worker_posts_concurrently(api: Api, tenant: TenantFixture) -> None:
     with running_receiver() as receiver:
         receiver.default = Reply(200, delay=1.0)
         endpoint_id = _endpoint(api, tenant, receiver.url)
@@ -108,7 +106,7 @@ def test_one_worker_posts_concurrently(api: Api, tenant: FreshTenant) -> None:
 
 
 def test_receiver_outage_then_recovery_delivers_everything(
-    api: Api, tenant: FreshTenant
+    api: Api, tenant: TenantFixture
 ) -> None:
     with running_receiver() as receiver:
         receiver.script = [500] * 7

@@ -1,4 +1,4 @@
-"""A real local HTTP receiver for webhook tests: records requests, answers as told."""
+"""HTTP servers in threads of the test process: the project itself, and a webhook receiver."""
 
 from __future__ import annotations
 
@@ -8,6 +8,65 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import BaseServer, ThreadingMixIn
+from typing import TypeVar
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.wsgi import get_wsgi_application
+from django.db import connections
+
+ServerT = TypeVar("ServerT", bound=BaseServer)
+
+
+@contextmanager
+def serving(server: ServerT) -> Iterator[ServerT]:
+    """Serve in a daemon thread inside the block; shut down and closed after."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- The project (with static files), for a browser
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _closing(app):  # type: ignore[no-untyped-def]
+    """Close this thread's database connections after each request (threads are short-lived)."""
+
+    def wrapped(environ, start_response):  # type: ignore[no-untyped-def]
+        try:
+            return app(environ, start_response)
+        finally:
+            connections.close_all()
+
+    return wrapped
+
+
+@contextmanager
+def live_server_url() -> Iterator[str]:
+    """Serve the project (with static files) on a free loopback port; yields the base URL."""
+    app = _closing(StaticFilesHandler(get_wsgi_application()))
+    server = make_server(
+        "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
+    with serving(server):
+        yield f"http://127.0.0.1:{server.server_port}"
+
+
+# --- A webhook receiver: records requests, answers as told
 
 
 @dataclass
@@ -101,10 +160,5 @@ def running_receiver() -> Iterator[Receiver]:
     server.daemon_threads = True
     receiver.port = server.server_port
     receiver.url = f"http://127.0.0.1:{server.server_port}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -1,42 +1,28 @@
-"""Helpers for the service tests: signal capture, grants by SKU, the ledger invariant."""
+"""Billing data through the real services (a catalog, grants by SKU, credits) and the ledger
+invariant."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
 
 from django.db.models import Q, Sum
-from django.dispatch import Signal
+from django_tenants.utils import schema_context
 
 from billable.models import Customer, Direction, LedgerEntry, QuotaBatch
-from billable.services.grants import GrantResult, offer_for_grant, offer_grant
+from billable.selectors import offer_for_grant
+from billable.services.catalog import ItemSpec, offer_create, product_create
+from billable.services.grants import GrantResult, adjustment_create, offer_grant
+from tenants.models import Tenant
 
 
-@contextmanager
-def captured(signal: Signal) -> Iterator[list[dict[str, Any]]]:
-    """Record the keyword arguments of every send of `signal` inside the block."""
-    calls: list[dict[str, Any]] = []
-
-    def receiver(sender: Any, **kwargs: Any) -> None:
-        kwargs.pop("signal", None)
-        calls.append(kwargs)
-
-    signal.connect(receiver, weak=False)
-    try:
-        yield calls
-    finally:
-        signal.disconnect(receiver)
-
-
-@contextmanager
-def connected(signal: Signal, receiver: Callable[..., Any]) -> Iterator[None]:
-    signal.connect(receiver, weak=False)
-    try:
-        yield
-    finally:
-        signal.disconnect(receiver)
+def reports_catalog(tenant: Tenant, *, units: int) -> None:
+    """In `tenant`'s schema: the REPORTS product and the offer `reports_<units>` of it."""
+    with schema_context(tenant.schema_name):
+        product_create(key="reports", name="Reports", product_type="quantity",
+                       features=["report_generation"])
+        offer_create(sku=f"reports_{units}", name=f"{units} reports", price=Decimal("9.00"),
+                     currency="USD", items=[ItemSpec("REPORTS", units)])
 
 
 def grant(
@@ -45,6 +31,14 @@ def grant(
     return offer_grant(
         customer=customer, offer=offer_for_grant(sku), kind=kind, expires_at=expires_at
     )
+
+
+def credit(customer: Customer, units: int, expires_at: datetime | None) -> QuotaBatch:
+    """A quantity batch of REPORTS with an explicit expiry (an adjustment)."""
+    return adjustment_create(
+        customer=customer, product_key="reports", amount=units, reason="test",
+        expires_at=expires_at,
+    ).batches[0]
 
 
 def ledger_sum(batch: QuotaBatch) -> int:

@@ -1,0 +1,188 @@
+"""`/billing/products`, `/billing/offers`, `/billing/catalog`: what a tenant sells."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Status
+
+from billable import presenters, selectors
+from billable.api.inputs import patch_changes
+from billable.api.routers import ADMIN, READ, router
+from billable.schemas import (
+    OfferIn,
+    OfferOut,
+    OfferPage,
+    OfferPatch,
+    ProductIn,
+    ProductOut,
+    ProductPage,
+    ProductPatch,
+)
+from billable.services import catalog as catalog_services
+from billable.services.catalog import ItemSpec
+from billing_platform.core.errors import ValidationFailed
+from billing_platform.core.pagination import Page, PageParams, page_data, paginate
+from billing_platform.core.problems import error_responses
+
+
+def _decimal(value: Any, field: str) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except Exception as exc:
+        raise ValidationFailed(f"{field} is a decimal amount.", field=field) from exc
+    if not amount.is_finite() or amount < 0:
+        raise ValidationFailed(f"{field} is a non-negative amount.", field=field)
+    return amount
+
+
+def _items(items: list[Any]) -> list[ItemSpec]:
+    return [
+        ItemSpec(
+            product=item.product,
+            quantity=item.quantity,
+            period_unit=item.period_unit,
+            period_value=item.period_value,
+        )
+        for item in items
+    ]
+
+
+@router.get(
+    "/products",
+    auth=READ,
+    response={200: ProductPage, **error_responses()},
+    operation_id="billing_product_list",
+    summary="List products",
+)
+def product_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
+    result = paginate(selectors.product_list(), limit=page.limit, cursor=page.cursor)
+    return page_data(result, presenters.product_data)
+
+
+@router.post(
+    "/products",
+    auth=ADMIN,
+    response={201: ProductOut, **error_responses(409)},
+    operation_id="billing_product_create",
+    summary="Create a product",
+)
+def product_create(request: HttpRequest, payload: ProductIn) -> Status:
+    product = catalog_services.product_create(
+        key=payload.key,
+        name=payload.name,
+        product_type=payload.product_type,
+        description=payload.description,
+        is_active=payload.is_active,
+        is_currency=payload.is_currency,
+        metadata=payload.metadata,
+        features=payload.features,
+    )
+    return Status(201, presenters.product_data(product))
+
+
+@router.get(
+    "/products/{key}",
+    auth=READ,
+    response={200: ProductOut, **error_responses(404)},
+    operation_id="billing_product_get",
+    summary="Get a product",
+)
+def product_get(request: HttpRequest, key: str) -> dict[str, Any]:
+    return presenters.product_data(selectors.product_get(key=key))
+
+
+@router.patch(
+    "/products/{key}",
+    auth=ADMIN,
+    response={200: ProductOut, **error_responses(404, 409)},
+    operation_id="billing_product_update",
+    summary="Change a product (deactivating sends product_deactivated)",
+)
+def product_update(request: HttpRequest, key: str, payload: ProductPatch) -> dict[str, Any]:
+    product = selectors.product_get(key=key)
+    changes = patch_changes(payload)
+    return presenters.product_data(catalog_services.product_update(product=product, **changes))
+
+
+@router.get(
+    "/offers",
+    auth=READ,
+    response={200: OfferPage, **error_responses()},
+    operation_id="billing_offer_list",
+    summary="List offers (active and inactive)",
+)
+def offer_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
+    result = paginate(selectors.offer_list(), limit=page.limit, cursor=page.cursor)
+    return page_data(result, presenters.offer_data)
+
+
+@router.post(
+    "/offers",
+    auth=ADMIN,
+    response={201: OfferOut, **error_responses(409)},
+    operation_id="billing_offer_create",
+    summary="Create an offer",
+)
+def offer_create(request: HttpRequest, payload: OfferIn) -> Status:
+    offer = catalog_services.offer_create(
+        sku=payload.sku,
+        name=payload.name,
+        price=_decimal(payload.price, "price"),
+        currency=payload.currency,
+        items=_items(payload.items),
+        description=payload.description,
+        is_active=payload.is_active,
+        metadata=payload.metadata,
+    )
+    return Status(201, presenters.offer_data(selectors.offer_get(sku=offer.sku)))
+
+
+@router.get(
+    "/offers/{sku}",
+    auth=READ,
+    response={200: OfferOut, **error_responses(404)},
+    operation_id="billing_offer_get",
+    summary="Get an offer",
+)
+def offer_get(request: HttpRequest, sku: str) -> dict[str, Any]:
+    return presenters.offer_data(selectors.offer_get(sku=sku))
+
+
+@router.patch(
+    "/offers/{sku}",
+    auth=ADMIN,
+    response={200: OfferOut, **error_responses(404, 409)},
+    operation_id="billing_offer_update",
+    summary="Change an offer (new items replace the old)",
+)
+def offer_update(request: HttpRequest, sku: str, payload: OfferPatch) -> dict[str, Any]:
+    offer = selectors.offer_get(sku=sku)
+    changes = patch_changes(payload)
+    if "price" in changes:
+        changes["price"] = _decimal(changes["price"], "price")
+    if "items" in changes:
+        changes["items"] = _items(payload.items or [])
+    catalog_services.offer_update(offer=offer, **changes)
+    return presenters.offer_data(selectors.offer_get(sku=offer.sku))
+
+
+@router.get(
+    "/catalog",
+    auth=READ,
+    response={200: OfferPage, **error_responses()},
+    operation_id="billing_catalog",
+    summary="Active offers; ?sku=A&sku=B returns those in request order",
+)
+def catalog(
+    request: HttpRequest,
+    page: Query[PageParams],
+    sku: list[str] | None = Query(None),  # noqa: B008
+) -> dict[str, Any]:
+    if sku:
+        result = Page(items=selectors.catalog_by_skus(sku), next_cursor=None)
+    else:
+        result = paginate(selectors.catalog(), limit=page.limit, cursor=page.cursor)
+    return page_data(result, presenters.offer_data)

@@ -1,0 +1,43 @@
+"""What the billing endpoints read from a request: the caller, the customer named, a PATCH."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Schema
+
+from billable.schemas import CustomerRefIn
+from billable.selectors import CustomerRef
+from billing_platform.core.identity import KeyContext
+
+
+def key_context(request: HttpRequest) -> KeyContext:
+    """The key the request authenticated with (set by the tenant auth classes)."""
+    context: KeyContext = request.auth  # type: ignore[attr-defined]
+    return context
+
+
+def actor(request: HttpRequest) -> str:
+    """Who the ledger records as having acted: `key:<api key id>`."""
+    return key_context(request).actor
+
+
+def customer_ref(payload: CustomerRefIn) -> CustomerRef:
+    """The customer a payload or query names, as the customer services take it."""
+    external = payload.external_id
+    return CustomerRef(
+        customer_id=payload.customer_id,
+        external_id=str(external) if external is not None else None,
+        provider=payload.provider,
+    )
+
+
+def patch_changes(payload: Schema, *, clearable: Collection[str] = ()) -> dict[str, Any]:
+    """The fields a PATCH sets; null leaves a field as is unless it is `clearable`."""
+    return {
+        name: value
+        for name, value in payload.dict(exclude_unset=True).items()
+        if value is not None or name in clearable
+    }

@@ -1,0 +1,111 @@
+"""Reads of the billing engine: querysets with what they need prefetched, and plain data.
+
+One module per concern; every public name is importable from here (`selectors.product_get`):
+
+- `products`: the catalog (products, offers, what can be sold or granted);
+- `customers`: customer references, identities, referrals;
+- `identities`: the hashes of trial identities;
+- `ledger`: usable batches, balances, holds, ledger entries;
+- `orders`; `sweep` (when upkeep is next due); `verify` (the ledger invariant).
+
+Selectors never import services; services call them for what they read.
+"""
+
+from __future__ import annotations
+
+from billable.selectors.customers import (
+    DEFAULT_PROVIDER,
+    CustomerRef,
+    customer_by_id,
+    customer_by_identity,
+    customer_find,
+    customer_get,
+    customer_list,
+    customer_require,
+    normalise_external_id,
+    referral_stats,
+    referrer_chain_contains,
+)
+from billable.selectors.identities import (
+    customer_identity_hashes,
+    identity_hash,
+    normalise_identity,
+)
+from billable.selectors.ledger import (
+    FAR_FUTURE_AWARE,
+    Balance,
+    balance_get,
+    balance_list,
+    batch_get,
+    contiguous_end,
+    has_usable_access,
+    hold_get,
+    ledger_entries,
+    period_access_end,
+    usable_batches,
+    wallet,
+)
+from billable.selectors.orders import order_get, order_list
+from billable.selectors.products import (
+    catalog,
+    catalog_by_skus,
+    catalog_key_like,
+    offer_for_grant,
+    offer_get,
+    offer_list,
+    product_get,
+    product_list,
+)
+from billable.selectors.sweep import sweep_next_due
+from billable.selectors.verify import (
+    BatchDrift,
+    LedgerReport,
+    ledger_verify,
+    tenants_verify,
+    verified_tenants,
+)
+
+__all__ = [
+    "DEFAULT_PROVIDER",
+    "FAR_FUTURE_AWARE",
+    "Balance",
+    "BatchDrift",
+    "CustomerRef",
+    "LedgerReport",
+    "balance_get",
+    "balance_list",
+    "batch_get",
+    "catalog",
+    "catalog_by_skus",
+    "catalog_key_like",
+    "contiguous_end",
+    "customer_by_id",
+    "customer_by_identity",
+    "customer_find",
+    "customer_get",
+    "customer_identity_hashes",
+    "customer_list",
+    "customer_require",
+    "has_usable_access",
+    "hold_get",
+    "identity_hash",
+    "ledger_entries",
+    "ledger_verify",
+    "normalise_external_id",
+    "normalise_identity",
+    "offer_for_grant",
+    "offer_get",
+    "offer_list",
+    "order_get",
+    "order_list",
+    "period_access_end",
+    "product_get",
+    "product_list",
+    "referral_stats",
+    "referrer_chain_contains",
+    "sweep_next_due",
+    "tenants_verify",
+    "usable_batches",
+    "verified_tenants",
+    "wallet",
+]
