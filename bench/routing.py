@@ -1,6 +1,6 @@
 """routing: what resolving an API key to its tenant costs, warm (cached in Redis).
 
-In process: `tenants.auth.resolve` on a warm key, timed, with the SQL it issues counted (none
+In process: `tenants.resolution.resolve` on a warm key, timed, with the SQL it issues counted (none
 expected). Through the server, one client at a time: `GET /healthz` (no key, no tenant) against
 `GET /api/v1/settings` (key resolved, schema selected, a small read).
 """
@@ -20,7 +20,7 @@ def run(ctx: Context) -> dict[str, Any]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from tenants.auth import resolve
+    from tenants.resolution import resolve
 
     base = ctx.server.base_url
     tenant = fixtures.onboard(base, ctx.platform_key, "routing")

@@ -17,6 +17,12 @@ _CODES = (
 )
 ISO_CODES = frozenset(_CODES.split())
 
+# Prices and order totals as their columns hold them (numeric(20, 4) and numeric(24, 4)): an
+# offer's price has at most 15 digits before the point, as the API's decimal string does, and an
+# order's total at most 20.
+MAX_PRICE = Decimal("999999999999999.9999")
+MAX_ORDER_TOTAL = Decimal("99999999999999999999.9999")
+
 _ZERO = frozenset("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split())
 _THREE = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
 _FOUR = frozenset("CLF UYW".split())

@@ -95,6 +95,16 @@ class InvalidCurrency(Unprocessable):
     title = "The currency is neither an ISO 4217 code nor a currency product"
 
 
+class ExpiryOutOfRange(Unprocessable):
+    code = "expiry_out_of_range"
+    title = "The access would end after 9999-01-01, the latest expiry stored"
+
+
+class MetadataTooLarge(Unprocessable):
+    code = "metadata_too_large"
+    title = "The stored metadata would be larger than 16 KiB"
+
+
 class NotAQuantityProduct(Unprocessable):
     code = "not_a_quantity_product"
     title = "Adjustments apply to quantity products only"

@@ -18,9 +18,7 @@ from billable.models import (
     Referral,
     Usage,
 )
-from billable.selectors import Balance
-from billable.services.customers import IdentifyResult
-from billable.services.merge import MergeResult
+from billable.results import Balance, IdentifyResult, MergeResult
 
 
 def product_data(product: Product) -> dict[str, Any]:
@@ -61,11 +59,7 @@ def offer_data(offer: Offer) -> dict[str, Any]:
 
 def customer_data(customer: Customer) -> dict[str, Any]:
     return {
-        "id": str(customer.pk),
-        "identities": [
-            {"provider": i.provider, "external_id": i.external_id}
-            for i in customer.identities.all()
-        ],
+        **customer_brief(customer),
         "metadata": customer.metadata,
         "created_at": customer.created_at,
         "merged_into": str(customer.merged_into_id) if customer.merged_into_id else None,

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field, Schema
 from pydantic import AfterValidator, model_validator
 
+from billable.currencies import MAX_PRICE
+from billable.metadata import MAX_METADATA_BYTES, metadata_bytes
 from billing_platform.core.schema_types import UtcDateTime
-
-MAX_METADATA_BYTES = 16 * 1024
 
 
 def _metadata_size(value: dict[str, Any]) -> dict[str, Any]:
-    """Measure the UTF-8 bytes of compact JSON, so a non-ASCII text counts what it stores."""
-    encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    if len(encoded.encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
+    if metadata_bytes(value) > MAX_METADATA_BYTES:
         raise ValueError("metadata is larger than 16 KiB")
     return value
 
@@ -26,6 +23,12 @@ Metadata = Annotated[dict[str, Any], AfterValidator(_metadata_size)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 ProductTypeName = Literal["quantity", "period", "unlimited"]
 PeriodUnitName = Literal["hours", "days", "months", "years", "forever"]
+# An offer's price: a decimal string, or a JSON number, of at most 15 digits before the point.
+Price = (
+    Annotated[str, Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,4})?$")]
+    | Annotated[float, Field(ge=0, lt=10**15)]
+    | Annotated[int, Field(ge=0, le=int(MAX_PRICE))]
+)
 
 
 def _external_id(value: str | int | None) -> str | None:
@@ -130,9 +133,7 @@ class OfferItemOut(Schema):
 class OfferIn(Schema):
     sku: Name
     name: str = Field(..., min_length=1, max_length=200)
-    price: Annotated[str, Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,4})?$")] | float | int = Field(
-        ..., description='Decimal amount as a string ("19.00").'
-    )
+    price: Price = Field(..., description='Decimal amount as a string ("19.00").')
     currency: str = Field(..., min_length=1, max_length=64)
     description: str = Field("", max_length=5000)
     is_active: bool = True
@@ -142,9 +143,7 @@ class OfferIn(Schema):
 
 class OfferPatch(Schema):
     name: str | None = Field(None, min_length=1, max_length=200)
-    price: Annotated[str, Field(pattern=r"^[0-9]{1,15}(\.[0-9]{1,4})?$")] | float | int | None = (
-        None
-    )
+    price: Price | None = None
     currency: str | None = Field(None, min_length=1, max_length=64)
     description: str | None = Field(None, max_length=5000)
     is_active: bool | None = None
@@ -316,11 +315,17 @@ class WalletOut(Schema):
     balances: dict[str, int | None]
 
 
+IdentityType = Annotated[str, Field(min_length=1, max_length=64)]
+IdentityValue = Annotated[str, Field(max_length=255)] | int
+
+
 class GrantIn(CustomerRefIn, IdempotentIn):
     sku: Name
     kind: Literal["trial", "bonus", "referral", "manual"]
-    identities: dict[str, str | int] = Field(
-        default_factory=dict, description="Extra identities checked for trials: {type: value}."
+    identities: dict[IdentityType, IdentityValue] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Extra identities checked for trials: {type: value}, at most 20.",
     )
     expires_at: UtcDateTime | None = None
     reason: str = Field("", max_length=1000)

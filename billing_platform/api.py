@@ -9,7 +9,7 @@ from ninja import NinjaAPI
 
 from billable.api import router as billing_router
 from billable.api import settings_router
-from billable.api.public import router as public_catalog_router
+from billable.api.public_catalog import router as public_catalog_router
 from billing_platform.core.jsonbody import JsonParser
 from billing_platform.core.problems import rewrite_error_content_types
 from billing_platform.http.handlers import install_handlers
@@ -45,7 +45,8 @@ install_handlers(api)
 
 api.add_router("/billing", transactional_posts(billing_router, body_field=True))
 api.add_router("/settings", settings_router)
-api.add_router("/keys", transactional_posts(keys_router, body_field=False))
+# A stored answer to POST /keys holds a new key's secret: it replays to the key that made it only.
+api.add_router("/keys", transactional_posts(keys_router, body_field=False, per_caller=True))
 api.add_router("/webhooks", transactional_posts(webhooks_router, body_field=False))
 api.add_router("/platform", platform_router)
 api.add_router("/public", public_catalog_router)

@@ -62,7 +62,8 @@ SHARED_APPS = [
     "billing_platform.webhooks",
     "django.contrib.contenttypes",
     "django.contrib.auth",
-    "django.contrib.admin",
+    # django.contrib.admin, with the operators' site (failed logins limited) as its default site.
+    "billing_platform.operations.apps.PlatformAdminConfig",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
@@ -193,6 +194,10 @@ TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 PUBLIC_RATE_LIMIT = env.str("PUBLIC_RATE_LIMIT", default="60/m")
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="5/h")
 AUTH_FAILURE_RATE_LIMIT = env.str("AUTH_FAILURE_RATE_LIMIT", default="30/m")
+# Failed logins to the admin: per account from browsers new to it, and per client IP; past either,
+# the login form refuses every attempt until the window ends (`manage.py unlock_admin_login`).
+ADMIN_LOGIN_ACCOUNT_FAILURE_LIMIT = env.str("ADMIN_LOGIN_ACCOUNT_FAILURE_LIMIT", default="5/15m")
+ADMIN_LOGIN_IP_FAILURE_LIMIT = env.str("ADMIN_LOGIN_IP_FAILURE_LIMIT", default="20/h")
 
 # --- CORS: off unless origins are listed (django-cors-headers).
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])

@@ -11,10 +11,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from ninja import Field, Query, Router, Schema, Status
 from ninja.decorators import decorate_view
 
-from billing_platform.core import errors
-from billing_platform.core.identity import KeyContext
+from billing_platform.core import errors, identity
 from billing_platform.core.pagination import PageParams, page_data, paginate
-from billing_platform.core.problems import error_responses, problem_response
+from billing_platform.core.problems import PUBLIC_ERRORS, error_responses, problem_response
 from billing_platform.core.ratelimits import limit_public
 from tenants import presenters, selectors, services
 from tenants.auth import tenant_auth
@@ -27,14 +26,8 @@ from tenants.schemas import (
 )
 
 keys_router = Router(tags=["keys"], auth=tenant_auth("admin"))
-# Mounted at /public beside the public catalog (`billable.api.public`).
+# Mounted at /public beside the public catalog (`billable.api.public_catalog`).
 signup_router = Router(tags=["public"], auth=None)
-
-_PUBLIC_ERRORS = (400, 413, 415, 422, 429, 503)
-
-
-def _context(request: HttpRequest) -> KeyContext:
-    return request.auth  # type: ignore[attr-defined]
 
 
 # --- /keys (a tenant's own keys; scope `admin`)
@@ -47,7 +40,7 @@ def _context(request: HttpRequest) -> KeyContext:
     summary="List this tenant's API keys",
 )
 def keys_list(request: HttpRequest, page: Query[PageParams]) -> dict:
-    tenant_id = _context(request).tenant.id  # type: ignore[union-attr]
+    tenant_id = identity.caller(request).tenant.id  # type: ignore[union-attr]
     result = paginate(
         selectors.api_key_list(tenant_id=tenant_id), limit=page.limit, cursor=page.cursor
     )
@@ -61,10 +54,14 @@ def keys_list(request: HttpRequest, page: Query[PageParams]) -> dict:
     summary="Create an API key (the secret is shown once)",
 )
 def keys_create(request: HttpRequest, payload: ApiKeyCreateIn) -> Status:
-    tenant_id = _context(request).tenant.id  # type: ignore[union-attr]
-    tenant = Tenant.objects.get(pk=tenant_id)
+    caller = identity.caller(request)
+    tenant = Tenant.objects.get(pk=caller.tenant.id)  # type: ignore[union-attr]
     key, raw = services.api_key_create(
-        tenant=tenant, name=payload.name, scopes=payload.scopes, expires_at=payload.expires_at
+        tenant=tenant,
+        name=payload.name,
+        scopes=payload.scopes,
+        expires_at=payload.expires_at,
+        issuer_scopes=caller.scopes,
     )
     return Status(201, {**presenters.api_key_data(key), "key": raw})
 
@@ -76,7 +73,7 @@ def keys_create(request: HttpRequest, payload: ApiKeyCreateIn) -> Status:
     summary="Revoke an API key",
 )
 def keys_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
-    tenant_id = _context(request).tenant.id  # type: ignore[union-attr]
+    tenant_id = identity.caller(request).tenant.id  # type: ignore[union-attr]
     key = selectors.api_key_get(tenant_id=tenant_id, key_id=key_id)
     services.api_key_revoke(key=key)
     return HttpResponse(status=204)
@@ -107,7 +104,7 @@ def _signup_open(run: Callable[..., HttpResponseBase]) -> Callable[..., HttpResp
 
 @signup_router.post(
     "/signup",
-    response={201: TenantCreatedOut, **error_responses(404, 409, common=_PUBLIC_ERRORS)},
+    response={201: TenantCreatedOut, **error_responses(404, 409, common=PUBLIC_ERRORS)},
     operation_id="public_signup",
     summary="Open signup: create a tenant and its first key (when enabled)",
 )

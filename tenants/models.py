@@ -33,7 +33,8 @@ class TenantStatus(models.TextChoices):
     SUSPENDED = "suspended", "Suspended"
     # A pre-built schema waiting to be claimed by onboarding; never reachable by a key.
     SPARE = "spare", "Spare (unclaimed)"
-    # A spare whose schema is still being migrated: never claimed, never migrated by others.
+    # A schema still being migrated (a spare, or a tenant onboarded when no spare was left):
+    # never claimed, swept, verified, exported or migrated by others.
     BUILDING = "building", "Spare (being built)"
 
 

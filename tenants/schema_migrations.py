@@ -5,6 +5,10 @@ A schema is current when every migration of the code's graph is recorded in its 
 too (as no-ops), so every node of the graph is required, exactly as Django's `migrate` would
 apply it; a schema that lacks any of them, or has no `django_migrations` table at all, is behind.
 `migrate_schemas` uses this to skip current schemas, and `/readyz` to report pending migrations.
+
+`unusable_schemas` names the tenant schemas nothing can be served from (a name django-tenants
+refuses to select, or no such schema): the sweep, `billing_verify`, `export_tenant` and
+`migrate_schemas` report those tenants and go on with the others, and `/readyz` leaves them out.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
+from django_tenants.postgresql_backend.base import is_valid_schema_name
 from django_tenants.utils import app_labels, get_public_schema_name
 
 from tenants.models import Tenant, TenantStatus
@@ -152,7 +157,9 @@ def tenant_schemas_behind(*, use_cache: bool = True) -> int:
 
     Spare schemas are left out: the worker builds them by migrations all the time, so one is
     briefly behind while it is built, and none serves requests. So are tenants created in the
-    last minute: onboarding without a spare builds the schema after the tenant row exists.
+    last minute, and schemas that cannot be used at all (`unusable_schemas`: no migration run
+    can mend them, and one broken tenant must not take every server out of rotation;
+    `migrate_schemas` names them).
     """
     key = _cache_key()
     if use_cache:
@@ -163,10 +170,9 @@ def tenant_schemas_behind(*, use_cache: bool = True) -> int:
         include_spare=False,
         created_before=timezone.now() - timedelta(seconds=NEW_SCHEMA_GRACE_SECONDS),
     )
-    template = getattr(settings, "TENANT_BASE_SCHEMA", None)
-    existing = _existing_schemas([n for n in names if n == template]) if template else set()
     # A configured template schema that was never built is not a tenant: nothing to migrate.
-    names = [n for n in names if n != template or n in existing]
+    unusable = unusable_schemas(names)
+    names = [n for n in names if n not in unusable]
     behind = sum(1 for missing in missing_migrations(names).values() if missing)
     cache.set(key, behind, settings.READYZ_MIGRATIONS_CACHE_SECONDS)
     return behind
@@ -178,6 +184,25 @@ def _existing_schemas(names: Sequence[str]) -> set[str]:
             "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", [list(names)]
         )
         return {row[0] for row in cursor.fetchall()}
+
+
+INVALID_NAME = "invalid schema name"
+NO_SUCH_SCHEMA = "no such schema"
+
+
+def unusable_schemas(names: Iterable[str]) -> dict[str, str]:
+    """Of these schema names, those no tenant can be served from, each with why (one query).
+
+    A name django-tenants refuses to select (a line break, a quote: a slug once accepted with a
+    trailing newline), or a schema that does not exist. Such a tenant is broken until an operator
+    repairs it by hand.
+    """
+    names = list(dict.fromkeys(names))
+    result = {name: INVALID_NAME for name in names if not is_valid_schema_name(name)}
+    valid = [name for name in names if name not in result]
+    existing = _existing_schemas(valid) if valid else set()
+    result.update({name: NO_SUCH_SCHEMA for name in valid if name not in existing})
+    return result
 
 
 def forget_status() -> None:

@@ -4,26 +4,43 @@ Onboarding claims a pre-built spare schema (a real `Tenant` row with status `spa
 by `migrate_schemas` like any tenant) and renames it to `t_<slug>` inside one short transaction.
 Only when no spare is left does it build a schema by migrations, outside any transaction, because
 django-tenants commits and reconnects while it migrates.
+
+A schema being built has a `building` row whose builder holds that row's advisory lock (and the
+pool's, for spares) on a connection of its own, which the migrations' reconnects leave alone: no
+reader (sweep, verify, export, `migrate_schemas`) visits it, no claim takes it, and a refill drops
+it only once its lock is free, i.e. its builder is gone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.core.exceptions import ValidationError
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    IntegrityError,
+    ProgrammingError,
+    connection,
+    connections,
+    transaction,
+)
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 from django_tenants.utils import schema_exists
 
 from billing_platform.core import errors, metrics
+from billing_platform.core.db import sqlstate
 from billing_platform.core.patches import save_patch
-from tenants import auth, keys
+from tenants import keys, resolution
 from tenants.models import (
     ALL_SCOPES,
     ApiKey,
@@ -41,6 +58,7 @@ RATE_LIMIT_RE = re.compile(r"^(0|[1-9][0-9]{0,8}/[smhd])$")
 MAX_KEYS_PER_TENANT = 50
 # pg_advisory_lock key that serialises spare-pool refills across processes ("BILLSPAR").
 _SPARE_LOCK_ID = 0x42494C4C53504152
+DUPLICATE_SCHEMA = "42P06"
 
 
 def schema_name_for(slug: str) -> str:
@@ -48,7 +66,7 @@ def schema_name_for(slug: str) -> str:
 
 
 def validate_slug(slug: str) -> str:
-    if not SLUG_RE.match(slug):
+    if not SLUG_RE.fullmatch(slug):
         raise errors.InvalidSlug(
             "A slug is 3–40 characters of a-z, 0-9 and '-', starting with a letter."
         )
@@ -58,7 +76,7 @@ def validate_slug(slug: str) -> str:
 
 
 def validate_rate_limit(rate_limit: str) -> str:
-    if not RATE_LIMIT_RE.match(rate_limit):
+    if not RATE_LIMIT_RE.fullmatch(rate_limit):
         raise errors.ValidationFailed(
             "rate_limit is 'N/s', 'N/m', 'N/h', 'N/d' or '0' (unlimited).",
             field="rate_limit",
@@ -80,6 +98,18 @@ def validate_scopes(scopes: Sequence[str] | None) -> list[str]:
     return [scope for scope in ALL_SCOPES if scope in scopes]
 
 
+def _check_scopes_held(scopes: Sequence[str], held: Collection[str]) -> None:
+    """A key hands out only scopes it holds: scopes are independent, `admin` included."""
+    missing = [scope for scope in scopes if scope not in held]
+    if missing:
+        raise errors.InsufficientScope(
+            "A key can only create keys with scopes it holds; this one lacks "
+            f"{', '.join(missing)}.",
+            required_scope=missing[0],
+            missing_scopes=missing,
+        )
+
+
 # --- Keys.
 
 
@@ -89,9 +119,16 @@ def api_key_create(
     name: str,
     scopes: Sequence[str] | None = None,
     expires_at: datetime | None = None,
+    issuer_scopes: Collection[str] | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a tenant key; the raw key is returned once and never stored."""
+    """Create a tenant key; the raw key is returned once and never stored.
+
+    `issuer_scopes` are those of the tenant key asking (`POST /keys`): the new key may hold only
+    those, else `InsufficientScope`. `None` is an operator (platform key, command, admin).
+    """
     scopes = validate_scopes(scopes)
+    if issuer_scopes is not None:
+        _check_scopes_held(scopes, issuer_scopes)
     with transaction.atomic():
         # Lock the tenant row so concurrent creations cannot pass the limit together.
         Tenant.objects.select_for_update().filter(pk=tenant.pk).exists()
@@ -112,7 +149,7 @@ def api_key_create(
             scopes=scopes,
             expires_at=expires_at,
         )
-        auth.invalidate_key(key)
+        resolution.invalidate_key(key)
     return key, new.raw
 
 
@@ -121,7 +158,7 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
     with transaction.atomic():
         ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         key.refresh_from_db()
-        auth.invalidate_key(key)
+        resolution.invalidate_key(key)
     return key
 
 
@@ -137,7 +174,7 @@ def platform_key_create(
             hash_version=new.hash_version,
             expires_at=expires_at,
         )
-        auth.invalidate_key(key)
+        resolution.invalidate_key(key)
     return key, new.raw
 
 
@@ -147,7 +184,7 @@ def platform_key_revoke(*, key: PlatformKey) -> PlatformKey:
             revoked_at=timezone.now()
         )
         key.refresh_from_db()
-        auth.invalidate_key(key)
+        resolution.invalidate_key(key)
     return key
 
 
@@ -173,11 +210,17 @@ def _claim_spare(*, slug: str, name: str, rate_limit: str) -> Tenant | None:
     if spare is None:
         return None
     new_schema = schema_name_for(slug)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"ALTER SCHEMA {connection.ops.quote_name(spare.schema_name)} "
-            f"RENAME TO {connection.ops.quote_name(new_schema)}"
-        )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"ALTER SCHEMA {connection.ops.quote_name(spare.schema_name)} "
+                f"RENAME TO {connection.ops.quote_name(new_schema)}"
+            )
+    except ProgrammingError as exc:
+        # A concurrent onboarding of this slug committed its schema first.
+        if sqlstate(exc) == DUPLICATE_SCHEMA:
+            raise errors.SlugTaken() from exc
+        raise
     spare.slug = slug
     spare.name = name
     spare.schema_name = new_schema
@@ -189,23 +232,79 @@ def _claim_spare(*, slug: str, name: str, rate_limit: str) -> Tenant | None:
     return spare
 
 
-def _build_schema(*, slug: str, name: str, rate_limit: str) -> Tenant:
-    """Slow path: migrate a fresh schema (~0.5 s). Must run outside any transaction."""
+@contextmanager
+def _lock_connection() -> Iterator[BaseDatabaseWrapper]:
+    """A database connection of its own, for advisory locks held while schemas are built.
+
+    django-tenants commits and closes the default connection after migrating a schema, which
+    would release a session lock taken there (and with it the pool's lock, mid-refill).
+    """
+    holder = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        yield holder
+    finally:
+        holder.close()
+
+
+def _advisory(holder: BaseDatabaseWrapper, function: str, lock_id: int) -> bool:
+    """Call an advisory-lock function on `holder`; False when a try or an unlock did not hold."""
+    with holder.cursor() as cursor:
+        cursor.execute(f"SELECT {function}(%s)", [lock_id])
+        row = cursor.fetchone()
+    return bool(row and row[0] is not False)
+
+
+def _build_lock_id(tenant_id: int) -> int:
+    """The advisory lock the builder of a `building` row holds until the row is built or gone."""
+    digest = hashlib.blake2b(f"tenant-build:{tenant_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _schema_build(holder: BaseDatabaseWrapper, *, status: str, **fields: Any) -> Tenant:
+    """Create a `building` tenant row, build its schema by migrations, then give it `status`.
+
+    Must run outside any transaction. The row's build lock is held on `holder` from before the
+    row is visible until it has its final status, so a refill never takes a live build for one
+    a crash left. If the build fails, the row and the schema go again; a schema of that name that
+    already existed is someone else's and is left alone (SlugTaken).
+    """
     if not transaction.get_autocommit():
         raise RuntimeError("A tenant schema cannot be built inside a transaction.")
     try:
         with transaction.atomic():
-            tenant = Tenant.objects.create(
-                slug=slug, name=name, schema_name=schema_name_for(slug), rate_limit=rate_limit
-            )
-    except IntegrityError as exc:
+            tenant = Tenant.objects.create(status=TenantStatus.BUILDING, **fields)
+            _advisory(holder, "pg_advisory_lock", _build_lock_id(tenant.pk))
+    except (IntegrityError, ValidationError) as exc:
+        # The slug or schema name is taken (django-tenants checks the name before the insert).
         raise errors.SlugTaken() from exc
     try:
-        tenant.create_schema(check_if_exists=True, verbosity=0)
-    except Exception:
-        tenant.delete(force_drop=True)
-        raise
+        try:
+            tenant.create_schema(check_if_exists=False, verbosity=0)
+        except Exception as exc:
+            if sqlstate(exc) == DUPLICATE_SCHEMA:
+                Tenant.objects.filter(pk=tenant.pk).delete()
+                raise errors.SlugTaken() from exc
+            for row in Tenant.objects.filter(pk=tenant.pk, status=TenantStatus.BUILDING):
+                row.delete(force_drop=True)
+            raise
+        Tenant.objects.filter(pk=tenant.pk).update(status=status)
+        tenant.status = status
+    finally:
+        _advisory(holder, "pg_advisory_unlock", _build_lock_id(tenant.pk))
     return tenant
+
+
+def _build_schema(*, slug: str, name: str, rate_limit: str) -> Tenant:
+    """Slow path: migrate a fresh schema (~0.5 s). Must run outside any transaction."""
+    with _lock_connection() as holder:
+        return _schema_build(
+            holder,
+            status=TenantStatus.ACTIVE,
+            slug=slug,
+            name=name,
+            schema_name=schema_name_for(slug),
+            rate_limit=rate_limit,
+        )
 
 
 def tenant_onboard(
@@ -246,45 +345,45 @@ def tenant_onboard(
     return tenant, key, raw
 
 
+def _abandoned_builds_drop(holder: BaseDatabaseWrapper) -> None:
+    """Drop the `building` rows (and schemas) whose builder is gone: their build lock is free."""
+    for stale in Tenant.objects.filter(status=TenantStatus.BUILDING):
+        lock_id = _build_lock_id(stale.pk)
+        if not _advisory(holder, "pg_try_advisory_lock", lock_id):
+            continue  # still being built (an onboarding without a spare)
+        try:
+            # Built and released since the read above, or still abandoned: the row says which.
+            for row in Tenant.objects.filter(pk=stale.pk, status=TenantStatus.BUILDING):
+                logger.warning("dropping %s, left half-built by a crashed build", row.schema_name)
+                row.delete(force_drop=True)
+        finally:
+            _advisory(holder, "pg_advisory_unlock", lock_id)
+
+
 def spare_pool_refill(*, target: int | None = None) -> int:
     """Build spare schemas until `target` are waiting; returns how many were built.
 
-    One process at a time refills (advisory lock); the others return at once.
+    One process at a time refills: it holds the pool's advisory lock, on a connection of its own,
+    until it is done; the others return at once.
     """
     target = settings.TENANT_SPARE_SCHEMAS if target is None else target
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_SPARE_LOCK_ID])
-        (locked,) = cursor.fetchone()
-    if not locked:
-        return 0
-    built = 0
-    try:
-        # Holding the lock, no build is running: a `building` row is one a crash left behind.
-        for stale in Tenant.objects.filter(status=TenantStatus.BUILDING):
-            stale.delete(force_drop=True)
+    with _lock_connection() as holder:
+        # Released when `holder` closes, whatever happens below.
+        if not _advisory(holder, "pg_try_advisory_lock", _SPARE_LOCK_ID):
+            return 0
+        _abandoned_builds_drop(holder)
         missing = target - Tenant.objects.filter(status=TenantStatus.SPARE).count()
+        built = 0
         for _ in range(max(0, missing)):
             token = secrets.token_hex(6)
-            spare = Tenant.objects.create(
+            _schema_build(
+                holder,
+                status=TenantStatus.SPARE,
                 slug=f"spare-{token}",
                 name="(spare schema)",
                 schema_name=f"spare_{token}",
-                status=TenantStatus.BUILDING,
-            )
-            try:
-                spare.create_schema(check_if_exists=True, verbosity=0)
-            except Exception:
-                # Still `building`, so still ours: nothing can have claimed it.
-                for row in Tenant.objects.filter(pk=spare.pk, status=TenantStatus.BUILDING):
-                    row.delete(force_drop=True)
-                raise
-            Tenant.objects.filter(pk=spare.pk, status=TenantStatus.BUILDING).update(
-                status=TenantStatus.SPARE
             )
             built += 1
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [_SPARE_LOCK_ID])
     return built
 
 
@@ -312,7 +411,7 @@ def tenant_update(
         if rate_limit is not None:
             rate_limit = validate_rate_limit(rate_limit)
         save_patch(tenant, {"name": name, "status": status, "rate_limit": rate_limit}, missing=None)
-        auth.invalidate_tenant(tenant)
+        resolution.invalidate_tenant(tenant)
     return tenant
 
 
@@ -321,7 +420,7 @@ def tenant_settings_update(*, tenant_id: int, changes: dict[str, Any]) -> Tenant
         tenant = Tenant.objects.select_for_update().get(pk=tenant_id)
         tenant.settings = {**tenant.merged_settings, **changes}
         tenant.save(update_fields=["settings", "updated_at"])
-        auth.invalidate_tenant(tenant)
+        resolution.invalidate_tenant(tenant)
     return tenant
 
 
@@ -336,5 +435,5 @@ def tenant_delete_request(*, tenant: Tenant, confirm: str | None) -> Tenant:
         tenant.deletion_requested_at = tenant.deletion_requested_at or now
         tenant.save()
         ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True).update(revoked_at=now)
-        auth.invalidate_tenant(tenant)
+        resolution.invalidate_tenant(tenant)
     return tenant

@@ -70,8 +70,25 @@ def _add_import(root: Path, module: str, statement: str) -> Path:
         ("layers", "tenants.keys", "import billable.models",
          "tenants.keys -> billable.models"),
         # A model importing a service of its own app.
-        ("app-layers", "billable.models", "import billable.services.quota",
+        ("billable-rooms", "billable.models", "import billable.services.quota",
          "billable.models -> billable.services.quota"),
+        # A response schema importing a service.
+        ("billable-rooms", "billable.schemas", "import billable.services.quota",
+         "billable.schemas -> billable.services.quota"),
+        # Key resolution importing the Ninja auth classes built on it.
+        ("tenants-rooms", "tenants.resolution", "import tenants.auth",
+         "tenants.resolution -> tenants.auth"),
+        # The webhook event registry importing the fan-out that reads it.
+        ("webhooks-rooms", "billing_platform.webhooks.events",
+         "import billing_platform.webhooks.fanout",
+         "billing_platform.webhooks.events -> billing_platform.webhooks.fanout"),
+        # Shipped code importing the development launcher.
+        ("devserver-aside", "billing_platform.http.health",
+         "import billing_platform.devserver.services",
+         "billing_platform.http.health -> billing_platform.devserver.services"),
+        # Settings importing the code they configure.
+        ("settings-leaf", "billing_platform.settings", "import billable.clock",
+         "billing_platform.settings -> billable.clock"),
         # Two modules importing each other (the presenters import the currencies).
         ("no-cycles", "billable.currencies", "import billable.presenters",
          "No cycles are allowed in billable."),
@@ -89,3 +106,15 @@ def test_a_wrong_way_import_breaks_a_contract(
     assert result.returncode != 0, result.stdout
     assert "BROKEN" in result.stdout
     assert reported in result.stdout, result.stdout
+
+
+def test_a_module_outside_every_room_breaks_its_apps_contract(copy_of_code: Path) -> None:
+    # Every module of an app must be placed in one of its rooms (the contracts are exhaustive).
+    new = copy_of_code / "billable" / "helpers.py"
+    new.write_text('"""A module nobody placed."""\n')
+    try:
+        result = _lint_imports(copy_of_code, "billable-rooms")
+    finally:
+        new.unlink()
+    assert result.returncode != 0, result.stdout
+    assert "billable.helpers" in result.stdout + result.stderr

@@ -10,18 +10,12 @@ from ninja import Schema
 
 from billable.schemas import CustomerRefIn
 from billable.selectors import CustomerRef
-from billing_platform.core.identity import KeyContext
-
-
-def key_context(request: HttpRequest) -> KeyContext:
-    """The key the request authenticated with (set by the tenant auth classes)."""
-    context: KeyContext = request.auth  # type: ignore[attr-defined]
-    return context
+from billing_platform.core.identity import caller
 
 
 def actor(request: HttpRequest) -> str:
     """Who the ledger records as having acted: `key:<api key id>`."""
-    return key_context(request).actor
+    return caller(request).actor
 
 
 def customer_ref(payload: CustomerRefIn) -> CustomerRef:

@@ -6,11 +6,12 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from billable.api.inputs import key_context, patch_changes
+from billable.api.inputs import patch_changes
 from billable.api.routers import settings_router
 from billable.schemas import SettingsOut, SettingsPatch
 from billable.tenancy import current_tenant_row
 from billing_platform.core.errors import ValidationFailed
+from billing_platform.core.identity import caller
 from billing_platform.core.problems import error_responses
 from tenants.services import tenant_settings_update
 
@@ -35,7 +36,7 @@ def settings_get(request: HttpRequest) -> dict[str, Any]:
     summary="Change this tenant's billing settings",
 )
 def settings_update(request: HttpRequest, payload: SettingsPatch) -> dict[str, Any]:
-    context = key_context(request)
+    context = caller(request)
     changes = patch_changes(payload, clearable=_REWARD_SKUS)
     for field in _REWARD_SKUS:
         if changes.get(field):

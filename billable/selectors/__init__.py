@@ -24,12 +24,15 @@ from billable.selectors.customers import (
     customer_require,
     normalise_external_id,
     referral_stats,
+    referrer_chain,
     referrer_chain_contains,
 )
 from billable.selectors.identities import (
+    IdentityHashes,
     customer_identity_hashes,
     identity_hash,
     normalise_identity,
+    trial_taken,
 )
 from billable.selectors.ledger import (
     FAR_FUTURE_AWARE,
@@ -71,6 +74,7 @@ __all__ = [
     "Balance",
     "BatchDrift",
     "CustomerRef",
+    "IdentityHashes",
     "LedgerReport",
     "balance_get",
     "balance_list",
@@ -102,9 +106,11 @@ __all__ = [
     "product_get",
     "product_list",
     "referral_stats",
+    "referrer_chain",
     "referrer_chain_contains",
     "sweep_next_due",
     "tenants_verify",
+    "trial_taken",
     "usable_batches",
     "verified_tenants",
     "wallet",

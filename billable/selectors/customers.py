@@ -117,20 +117,26 @@ def customer_require(ref: CustomerRef) -> Customer:
     return customer
 
 
-def referrer_chain_contains(start: Customer, target: Customer) -> bool:
-    """Whether `target` is `start` or one of its referrers, up the chain."""
-    seen = set()
+def referrer_chain(start: Customer) -> list[Any]:
+    """The ids of `start`'s referrers up the chain, its own referrer first."""
+    chain: list[Any] = []
+    seen = {start.pk}
     current: Any = start.pk
-    while current is not None and current not in seen:
-        if current == target.pk:
-            return True
-        seen.add(current)
+    while True:
         current = (
             Referral.objects.filter(referee_id=current)
             .values_list("referrer_id", flat=True)
             .first()
         )
-    return False
+        if current is None or current in seen:
+            return chain
+        chain.append(current)
+        seen.add(current)
+
+
+def referrer_chain_contains(start: Customer, target: Customer) -> bool:
+    """Whether `target` is `start` or one of its referrers, up the chain."""
+    return target.pk == start.pk or target.pk in referrer_chain(start)
 
 
 def referral_stats(*, customer: Customer) -> dict[str, int]:

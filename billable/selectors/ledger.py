@@ -8,7 +8,6 @@ than now). A name is covered by the products whose key it is or whose features i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +24,7 @@ from billable.models import (
     ProductType,
     QuotaBatch,
 )
+from billable.results import Balance
 from billable.selectors.ids import uuid_or_none
 
 # Batches without expiry sort after every dated one.
@@ -92,17 +92,6 @@ def contiguous_end(
             return None
         end = max(end, expires_at)
     return end
-
-
-@dataclass(frozen=True)
-class Balance:
-    customer_id: Any
-    feature: str
-    can_use: bool
-    remaining: int | None
-    unlimited: bool
-    expires_at: datetime | None
-    message: str
 
 
 def _balance_from_rows(

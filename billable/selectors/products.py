@@ -11,7 +11,7 @@ from billable.models import Offer, OfferItem, Product
 
 def catalog_key_like(value: str) -> bool:
     """Whether a string could be a product key or SKU (anything else is simply unknown)."""
-    return bool(KEY_RE.match(value.strip()))
+    return bool(KEY_RE.fullmatch(value.strip()))
 
 
 def product_list() -> QuerySet[Product]:

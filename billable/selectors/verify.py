@@ -2,7 +2,8 @@
 
 `ledger_verify` checks the current tenant schema in one statement (one snapshot, so a concurrent
 consume is seen whole or not at all); `tenants_verify` runs it over every active and suspended
-tenant. Both only read.
+tenant, and reports a tenant whose schema cannot be read (`LedgerReport.error`) instead of
+stopping there. Both only read.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django_tenants.utils import schema_context
 
 from tenants.models import Tenant, TenantStatus
+from tenants.schema_migrations import unusable_schemas
 
 _VERIFY_SQL = """
     WITH sums AS (
@@ -54,17 +56,18 @@ class BatchDrift:
 
 @dataclass(frozen=True)
 class LedgerReport:
-    """The result of verifying one tenant schema."""
+    """The result of verifying one tenant schema; `error` says why it could not be checked."""
 
     schema_name: str
     slug: str = ""
     batches: int = 0
     entries: int = 0
     drifts: list[BatchDrift] = field(default_factory=list)
+    error: str = ""
 
     @property
     def ok(self) -> bool:
-        return not self.drifts
+        return not self.drifts and not self.error
 
 
 def ledger_verify(*, slug: str = "") -> LedgerReport:
@@ -107,9 +110,23 @@ def verified_tenants(slugs: Iterable[str] | None = None) -> list[Tenant]:
 
 
 def tenants_verify(*, slugs: Iterable[str] | None = None) -> list[LedgerReport]:
-    """Verify the ledger of every active and suspended tenant (or of the given slugs)."""
+    """Verify the ledger of every active and suspended tenant (or of the given slugs).
+
+    A tenant whose schema is missing, cannot be selected or cannot be read gets a report with
+    its `error`, and the others are still checked.
+    """
+    tenants = verified_tenants(slugs)
+    unusable = unusable_schemas(tenant.schema_name for tenant in tenants)
     reports = []
-    for tenant in verified_tenants(slugs):
-        with schema_context(tenant.schema_name):
-            reports.append(ledger_verify(slug=tenant.slug))
+    for tenant in tenants:
+        name, slug = tenant.schema_name, tenant.slug
+        if name in unusable:
+            reports.append(LedgerReport(schema_name=name, slug=slug, error=unusable[name]))
+            continue
+        try:
+            # A failed read rolls back to here, inside a caller's transaction too.
+            with transaction.atomic(), schema_context(name):
+                reports.append(ledger_verify(slug=slug))
+        except DatabaseError as exc:
+            reports.append(LedgerReport(schema_name=name, slug=slug, error=str(exc).strip()))
     return reports

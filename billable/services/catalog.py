@@ -11,8 +11,10 @@ from django.db import IntegrityError, transaction
 
 from billable import errors, signals
 from billable.catalog_keys import FEATURE_RE, normalise_key
-from billable.currencies import is_iso, minor_digits
+from billable.currencies import MAX_PRICE, is_iso, minor_digits
+from billable.metadata import metadata_check
 from billable.models import CatalogKey, Offer, OfferItem, Product, ProductType, QuotaBatch
+from billable.periods import period_too_long
 from billing_platform.core.errors import ValidationFailed
 from billing_platform.core.patches import UNSET, save_patch
 
@@ -20,7 +22,7 @@ from billing_platform.core.patches import UNSET, save_patch
 def normalise_features(features: Sequence[Any]) -> list[str]:
     result: list[str] = []
     for item in features:
-        if not isinstance(item, str) or not FEATURE_RE.match(item.strip()):
+        if not isinstance(item, str) or not FEATURE_RE.fullmatch(item.strip()):
             raise ValidationFailed(
                 "Feature names are 1–64 letters, digits, '_', '-' or '.'.",
                 field="features",
@@ -75,6 +77,7 @@ def product_create(
     metadata = dict(metadata or {})
     feature_list = _features_from(metadata, features)
     metadata["features"] = feature_list
+    metadata_check(metadata)
     with transaction.atomic():
         _claim_key(key, "product")
         return Product.objects.create(
@@ -131,6 +134,7 @@ def product_update(
             else:
                 feature_list = list(product.features)
             new_metadata["features"] = feature_list
+            metadata_check(new_metadata, before=product.metadata)
             changes["metadata"] = new_metadata
             changes["features"] = feature_list
         save_patch(product, changes)
@@ -148,6 +152,11 @@ class ItemSpec:
 
 
 def _check_currency(currency: str, price: Decimal) -> str:
+    if not price.is_finite() or not 0 <= price <= MAX_PRICE:
+        raise ValidationFailed(
+            f"price is a non-negative amount of at most {MAX_PRICE}.", field="price",
+            msg="out of range",
+        )
     code = currency.strip().upper()
     if is_iso(code):
         digits = minor_digits(code)
@@ -185,7 +194,27 @@ def _resolve_items(items: Sequence[ItemSpec]) -> list[tuple[Product, ItemSpec]]:
         if not product.is_active:
             raise errors.InactiveProduct(f"{key} is not active.")
         resolved.append((product, item))
+    for index, (product, item) in enumerate(resolved):
+        _check_period(index, product, item)
     return resolved
+
+
+def _check_period(index: int, product: Product, item: ItemSpec) -> None:
+    """Refuse a period over 100 years; a period product's item extends access by quantity ×
+    period, so that product is bounded too."""
+    if period_too_long(item.period_unit, item.period_value):
+        raise ValidationFailed(
+            "A period is at most 100 years.", field=("items", index, "period_value"),
+            msg="more than 100 years",
+        )
+    if product.product_type == ProductType.PERIOD and period_too_long(
+        item.period_unit, item.period_value, item.quantity
+    ):
+        raise ValidationFailed(
+            "A period product's item grants at most 100 years of access (quantity × period).",
+            field=("items", index, "quantity"),
+            msg="more than 100 years",
+        )
 
 
 def _write_items(offer: Offer, resolved: list[tuple[Product, ItemSpec]]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.fernet import InvalidToken
@@ -11,13 +10,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billable import errors, signals
-from billable.models import Customer, ExternalIdentity, IdempotencyRecord, TrialHistory
+from billable.metadata import metadata_check
+from billable.models import Customer, ExternalIdentity, IdempotencyRecord
+from billable.results import IdentifyResult
 from billable.selectors import (
     CustomerRef,
     customer_by_identity,
     customer_find,
     customer_identity_hashes,
     normalise_external_id,
+    trial_taken,
 )
 from billing_platform.core import crypto
 from billing_platform.core.db import service_atomic
@@ -60,17 +62,13 @@ def customer_ensure(ref: CustomerRef) -> Customer:
     return customer
 
 
-@dataclass(frozen=True)
-class IdentifyResult:
-    customer: Customer
-    created: bool
-    trial_eligible: bool
-
-
 def customer_identify(
     *, provider: str, external_id: str, profile: dict[str, Any] | None = None
 ) -> IdentifyResult:
-    """Register or look up an identity; shallow-merge `profile` into the customer's metadata."""
+    """Register or look up an identity; shallow-merge `profile` into the customer's metadata.
+
+    Raises MetadataTooLarge (422) when the merged metadata would pass 16 KiB.
+    """
     external_id = normalise_external_id(external_id)
     with service_atomic():
         customer = customer_by_identity(provider, external_id)
@@ -79,11 +77,11 @@ def customer_identify(
             customer, created = _create_with_identity(provider, external_id)
         if profile:
             customer = Customer.objects.select_for_update().get(pk=customer.pk)
-            customer.metadata = {**(customer.metadata or {}), **profile}
+            merged = {**(customer.metadata or {}), **profile}
+            metadata_check(merged, before=customer.metadata)
+            customer.metadata = merged
             customer.save(update_fields=["metadata"])
-        eligible = not TrialHistory.objects.filter(
-            identity_hash__in=customer_identity_hashes(customer)
-        ).exists()
+        eligible = not trial_taken(customer, customer_identity_hashes(customer))
     return IdentifyResult(customer=customer, created=created, trial_eligible=eligible)
 
 

@@ -21,7 +21,7 @@ from billable.models import (
     ProductType,
     QuotaBatch,
 )
-from billable.periods import period_end
+from billable.periods import check_expiry, period_end
 from billable.selectors import offer_for_grant, period_access_end
 from billable.services import ledger
 from billing_platform.core.db import service_atomic
@@ -122,11 +122,17 @@ def offer_grant(
     metadata: dict[str, Any] | None = None,
     actor: str = "",
 ) -> GrantResult:
-    """Activate an offer without payment; sends `grant_created`."""
+    """Activate an offer without payment; sends `grant_created`.
+
+    Raises `ExpiryOutOfRange` when an expiry would pass `LATEST_EXPIRY` (a renewal of access
+    that already runs that far).
+    """
     if kind not in GRANT_KINDS:
         raise ValidationFailed(
             f"kind is one of {', '.join(GRANT_KINDS)}.", field="kind", msg="invalid kind"
         )
+    if kind in ("bonus", "manual"):
+        check_expiry(expires_at)
     with service_atomic():
         # Re-read the offer: it or one of its products may have been deactivated meanwhile.
         offer = offer_for_grant(offer.sku)
@@ -172,6 +178,7 @@ def adjustment_create(
         raise ValidationFailed("amount is a non-zero integer.", field="amount", msg="zero")
     if not reason or not reason.strip():
         raise ValidationFailed("reason is required.", field="reason", msg="required")
+    check_expiry(expires_at)
     key = normalise_key(product_key, field="product")
     product = Product.objects.filter(key=key).first()
     if product is None:

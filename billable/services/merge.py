@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from billable import errors, signals
+from billable.metadata import metadata_check
 from billable.models import (
     Adjustment,
     Customer,
@@ -16,29 +15,23 @@ from billable.models import (
     Referral,
     Usage,
 )
+from billable.results import MergeResult
+from billable.selectors import referrer_chain, referrer_chain_contains
+from billable.services.referrals import referral_graph_lock
 from billing_platform.core.db import service_atomic
-
-
-@dataclass(frozen=True)
-class MergeResult:
-    target: Customer
-    moved_identities: int
-    moved_batches: int
-    moved_orders: int
-    moved_holds: int
-    moved_usages: int
-    moved_referrals: int
 
 
 def customer_merge(*, target: Customer, source: Customer) -> MergeResult:
     """Move everything of `source` to `target` in one transaction; source keeps `merged_into`.
 
-    Raises SameCustomer (422) and IdentityConflict (409: both hold different external ids for
-    one provider). Ledger entries belong to batches, so they follow without being touched.
+    Raises SameCustomer (422), IdentityConflict (409: both hold different external ids for
+    one provider) and MetadataTooLarge (422: their metadata together passes 16 KiB). Ledger
+    entries belong to batches, so they follow without being touched.
     """
     if target.pk == source.pk:
         raise errors.SameCustomer()
     with service_atomic():
+        referral_graph_lock()  # before the row locks, as an attach takes it
         locked = {
             c.pk: c
             for c in Customer.objects.select_for_update()
@@ -58,6 +51,8 @@ def customer_merge(*, target: Customer, source: Customer) -> MergeResult:
                 raise errors.IdentityConflict(
                     f"Both customers have a different {provider!r} identity."
                 )
+        metadata = {**source.metadata, **target.metadata}
+        metadata_check(metadata, before=target.metadata)
         moved_identities = ExternalIdentity.objects.filter(customer=source).update(customer=target)
         moved_batches = QuotaBatch.objects.filter(customer=source).update(customer=target)
         moved_orders = Order.objects.filter(customer=source).update(customer=target)
@@ -67,7 +62,7 @@ def customer_merge(*, target: Customer, source: Customer) -> MergeResult:
         Adjustment.objects.filter(customer=source).update(customer=target)
         moved_referrals = _move_referrals(target=target, source=source)
         source.merged_into = target
-        target.metadata = {**source.metadata, **target.metadata}
+        target.metadata = metadata
         source.save(update_fields=["merged_into"])
         target.save(update_fields=["metadata"])
         result = MergeResult(
@@ -84,15 +79,27 @@ def customer_merge(*, target: Customer, source: Customer) -> MergeResult:
 
 
 def _move_referrals(*, target: Customer, source: Customer) -> int:
-    moved = 0
-    # A referral between the two becomes a self-referral: it goes.
+    """Re-point the source's referrals to the target, except those the rules would refuse.
+
+    A referral between the two would be a self-referral, a second referrer of the target is
+    `already_referred`, and a link closing a cycle through the target is `referral_cycle`: each
+    goes, and the target keeps its own links.
+    """
     Referral.objects.filter(referrer=source, referee=target).delete()
     Referral.objects.filter(referrer=target, referee=source).delete()
-    moved += Referral.objects.filter(referrer=source).update(referrer=target)
-    incoming = Referral.objects.filter(referee=source).first()
+    # Source → c closes a cycle when c is among the target's referrers; only the one just below
+    # the source on the target's chain can be (the chain is a path).
+    chain = referrer_chain(target)
+    if source.pk in chain[1:]:
+        below = chain[chain.index(source.pk) - 1]
+        Referral.objects.filter(referrer=source, referee_id=below).delete()
+    moved = Referral.objects.filter(referrer=source).update(referrer=target)
+    incoming = Referral.objects.select_related("referrer").filter(referee=source).first()
     if incoming is not None:
-        if Referral.objects.filter(referee=target).exists():
-            incoming.delete()  # the target keeps its own referrer
+        if Referral.objects.filter(referee=target).exists() or referrer_chain_contains(
+            incoming.referrer, target
+        ):
+            incoming.delete()
         else:
             moved += Referral.objects.filter(pk=incoming.pk).update(referee=target)
     return moved

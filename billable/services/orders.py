@@ -15,17 +15,21 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billable import clock, errors, signals
+from billable.currencies import MAX_ORDER_TOTAL
 from billable.models import (
     BatchState,
     Customer,
     Direction,
+    Offer,
     Order,
     OrderItem,
     OrderStatus,
     Product,
+    ProductType,
     QuotaBatch,
     Usage,
 )
+from billable.periods import period_too_long
 from billable.selectors import offer_for_grant
 from billable.services import ledger
 from billable.services.grants import grant_batches, offer_items
@@ -54,6 +58,7 @@ def order_create(
     total = sum(
         (offer.price * line.quantity for offer, line in zip(offers, items, strict=True)), Decimal(0)
     )
+    _check_bounds(offers, items, total)
     with service_atomic():
         order = Order.objects.create(
             customer=customer, total=total, currency=offers[0].currency, metadata=metadata or {}
@@ -72,6 +77,24 @@ def order_create(
         )
         signals.order_created.send(sender=Order, order=order, customer=customer)
     return order
+
+
+def _check_bounds(offers: list[Offer], items: list[LineIn], total: Decimal) -> None:
+    """Refuse a line buying over 100 years of a period product, or a total past its column."""
+    for index, (offer, line) in enumerate(zip(offers, items, strict=True)):
+        for item in offer.items.all():
+            if item.product.product_type == ProductType.PERIOD and period_too_long(
+                item.period_unit, item.period_value, item.quantity * line.quantity
+            ):
+                raise ValidationFailed(
+                    f"{offer.sku} × {line.quantity} is more than 100 years of access.",
+                    field=("items", index, "quantity"),
+                    msg="more than 100 years",
+                )
+    if total > MAX_ORDER_TOTAL:
+        raise ValidationFailed(
+            f"An order's total is at most {MAX_ORDER_TOTAL}.", field="items", msg="total too large"
+        )
 
 
 def _grant_items(order: Order, *, source: str, actor: str) -> list[QuotaBatch]:
@@ -149,7 +172,10 @@ def order_cancel(*, order: Order, reason: str = "") -> Order:
 
 
 def order_refund(*, order: Order, reason: str = "", actor: str = "") -> Order:
-    """Refund a paid order: revoke every batch it created (consumed units stay consumed)."""
+    """Refund a paid order: revoke every batch it created (consumed units stay consumed).
+
+    A referral reward the order earned stays: a refund does not take it back.
+    """
     with service_atomic():
         order = _locked(order)
         if order.status != OrderStatus.PAID:

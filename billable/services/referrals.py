@@ -26,19 +26,26 @@ class AttachResult:
     created: bool
 
 
+def referral_graph_lock() -> None:
+    """Serialise changes of the tenant's referral links (attach, merge) until the transaction ends.
+
+    A cycle check reads chains that a concurrent change could close (A→B racing B→A), which row
+    locks alone cannot prevent. Callers take it before any row lock, so they all lock in one order.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s))",
+            [f"billable.referral_attach:{connection.schema_name}"],  # type: ignore[attr-defined]
+        )
+
+
 def referral_attach(
     *, referrer: Customer, referee: Customer, metadata: dict[str, Any] | None = None
 ) -> AttachResult:
     if referrer.pk == referee.pk:
         raise errors.SelfReferral()
     with service_atomic():
-        # One attach at a time per tenant: the cycle check reads chains that a concurrent attach
-        # could close (A→B racing B→A), which row locks alone cannot prevent.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))",
-                [f"billable.referral_attach:{connection.schema_name}"],  # type: ignore[attr-defined]
-            )
+        referral_graph_lock()
         existing = Referral.objects.select_for_update().filter(referee=referee).first()
         if existing is not None:
             if existing.referrer_id == referrer.pk:

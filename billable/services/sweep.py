@@ -24,6 +24,7 @@ from billable.services import ledger
 from billable.services.holds import holds_expire_due
 from billable.tenancy import current_settings
 from tenants.models import Tenant, TenantStatus
+from tenants.schema_migrations import unusable_schemas
 
 BATCH_CHUNK = 500
 
@@ -85,13 +86,28 @@ def tenant_sweep() -> SweepResult:
 def due_tenants_sweep(*, everything: bool = False) -> dict[str, int]:
     """Sweep the schemas whose `sweep_due_at` has come (every schema with `everything`).
 
-    One schema's failure is logged and the others are still swept.
+    Only active and suspended tenants: never a schema still being built. A tenant whose schema
+    cannot be used (missing, or a name that cannot be selected) is logged and counted in
+    `tenants_failed` without being visited; one schema's failure is logged and counted the same
+    way, and the others are still swept.
     """
-    totals = {"tenants": 0, "batches_expired": 0, "holds_expired": 0, "idempotency_purged": 0}
+    totals = {
+        "tenants": 0,
+        "tenants_failed": 0,
+        "batches_expired": 0,
+        "holds_expired": 0,
+        "idempotency_purged": 0,
+    }
     tenants = Tenant.objects.filter(status__in=[TenantStatus.ACTIVE, TenantStatus.SUSPENDED])
     if not everything:
         tenants = tenants.filter(Q(sweep_due_at__isnull=True) | Q(sweep_due_at__lte=clock.now()))
-    for tenant_id, schema in list(tenants.values_list("id", "schema_name")):
+    due_tenants = list(tenants.values_list("id", "slug", "schema_name"))
+    unusable = unusable_schemas(schema for _id, _slug, schema in due_tenants)
+    for tenant_id, slug, schema in due_tenants:
+        if schema in unusable:
+            logger.error("sweep skipped tenant %r (schema %r): %s", slug, schema, unusable[schema])
+            totals["tenants_failed"] += 1
+            continue
         try:
             with schema_context(schema):
                 result = tenant_sweep()
@@ -99,6 +115,7 @@ def due_tenants_sweep(*, everything: bool = False) -> dict[str, int]:
             Tenant.objects.filter(pk=tenant_id).update(sweep_due_at=due)
         except Exception:
             logger.exception("sweep failed in %s", schema)
+            totals["tenants_failed"] += 1
             continue
         totals["tenants"] += 1
         totals["batches_expired"] += result.batches_expired

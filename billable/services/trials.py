@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 
 from billable import errors, signals
 from billable.models import Customer, Offer, TrialHistory
-from billable.selectors import customer_identity_hashes, identity_hash
+from billable.selectors import customer_identity_hashes, trial_taken
 from billable.services.grants import GrantResult, offer_grant
 from billing_platform.core.db import service_atomic
 
@@ -26,16 +26,15 @@ def trial_grant(
     metadata: dict[str, Any] | None = None,
     actor: str = "",
 ) -> GrantResult:
-    """Grant a trial unless any identity checked has had one in this tenant (409).
+    """Grant a trial unless the customer or any identity checked has had one here (409).
 
-    The history rows and the grant commit together behind a unique constraint, so concurrent
-    requests for one person grant exactly once. Sends `trial_activated`.
+    The history rows (the customer's id among them) and the grant commit together behind a
+    unique constraint, so concurrent requests for one person grant exactly once. Sends
+    `trial_activated`.
     """
     hashes = customer_identity_hashes(customer, identities)
-    if not hashes:
-        hashes = [identity_hash("customer", str(customer.pk))]
     with service_atomic():
-        if TrialHistory.objects.filter(identity_hash__in=hashes).exists():
+        if trial_taken(customer, hashes):
             raise errors.TrialAlreadyUsed()
         result = offer_grant(
             customer=customer,
@@ -48,7 +47,8 @@ def trial_grant(
         try:
             with transaction.atomic():
                 TrialHistory.objects.bulk_create(
-                    TrialHistory(identity_hash=value, grant=result.grant) for value in hashes
+                    TrialHistory(identity_hash=value, grant=result.grant)
+                    for value in hashes.current
                 )
         except IntegrityError as exc:
             raise errors.TrialAlreadyUsed() from exc

@@ -1,7 +1,9 @@
 """Database helpers every layer shares: schema switching, service transactions, SQLSTATEs.
 
 - `activate_tenant` / `reset_to_public`: the one way to point the connection at a tenant's schema
-  and back (django-tenants' `search_path`), each a no-op when already there;
+  for the rest of a request and back (django-tenants' `search_path`), each a no-op when already
+  there. Code that visits schemas one after another (the sweep, verify, export, onboarding's demo
+  catalog) uses django-tenants' `schema_context(name)`, which restores the previous schema;
 - `request_transaction` / `service_atomic`: a request's outermost transaction, which the
   top-level services join instead of opening savepoints;
 - `sqlstate` / `is_retryable`: which database errors are worth running a request again for.
@@ -9,23 +11,40 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, ProgrammingError, connection, transaction
+from django_tenants.postgresql_backend.base import is_valid_schema_name
+
+from billing_platform.core import errors
 
 # Serialization failure, deadlock, lock not available (lock_timeout), statement cancelled
 # (statement_timeout): the whole request can run again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014"})
 LOCK_NOT_AVAILABLE = "55P03"
+# Undefined table, invalid schema name: what a query meets in a tenant schema that is not there.
+SCHEMA_GONE_SQLSTATES = frozenset({"42P01", "3F000"})
 PUBLIC_SCHEMA = "public"
+
+logger = logging.getLogger("billable.tenants")
 
 
 def activate_tenant(tenant: Any) -> None:
-    """Select a tenant's schema (a `Tenant` row or the auth's `TenantRef`) for what follows."""
+    """Select a tenant's schema (a `Tenant` row or the auth's `TenantRef`) for what follows.
+
+    Raises TenantUnavailable (503) for a schema name django-tenants refuses to select (a slug
+    once accepted with a trailing newline), which would otherwise fail the first query with a 500.
+    """
     if connection.schema_name != tenant.schema_name:  # type: ignore[attr-defined]
+        if not is_valid_schema_name(tenant.schema_name):
+            logger.error("tenant %r: unusable schema name %r", tenant.slug, tenant.schema_name)
+            raise errors.TenantUnavailable(
+                f"The schema of tenant {tenant.slug!r} cannot be selected."
+            )
         connection.set_tenant(tenant)  # type: ignore[attr-defined]
 
 
@@ -42,6 +61,15 @@ def sqlstate(exc: BaseException) -> str | None:
 
 def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and sqlstate(exc) in RETRYABLE_SQLSTATES
+
+
+def is_tenant_schema_gone(exc: BaseException) -> bool:
+    """Whether a database error says the selected tenant schema, or its tables, are missing."""
+    return (
+        isinstance(exc, ProgrammingError)
+        and sqlstate(exc) in SCHEMA_GONE_SQLSTATES
+        and connection.schema_name != PUBLIC_SCHEMA  # type: ignore[attr-defined]
+    )
 
 
 _in_request_transaction: ContextVar[bool] = ContextVar("in_request_transaction", default=False)

@@ -17,7 +17,7 @@ RFC 9457 `application/problem+json`.
     ├── Unprocessable (422): ValidationFailed, InvalidSlug, ConfirmationRequired,
     │                        IdempotencyKeyReused
     ├── RateLimited (429)
-    └── ServiceUnavailable (503): DatabaseBusy
+    └── ServiceUnavailable (503): DatabaseBusy, TenantUnavailable
 
 Billing-engine errors (`billable/errors.py`) extend the same classes.
 """
@@ -230,3 +230,10 @@ class DatabaseBusy(ServiceUnavailable):
     def __init__(self, detail: str | None = None, retry_after: int = 1, **extra: Any) -> None:
         super().__init__(detail, **extra)
         self.headers["Retry-After"] = str(retry_after)
+
+
+class TenantUnavailable(ServiceUnavailable):
+    """The tenant's schema cannot be used (missing, or a name that cannot be selected)."""
+
+    code = "tenant_unavailable"
+    title = "This tenant's data cannot be reached; the platform's operators must repair it"

@@ -1,6 +1,6 @@
 """Who is calling: the authenticated key and a snapshot of its tenant.
 
-Built by the key resolution (`tenants.auth`), carried as `request.auth`, and set as
+Built by the key resolution (`tenants.resolution`), carried as `request.auth`, and set as
 django-tenants' `connection.tenant` for the request, so every layer can read the caller without
 importing the code that resolved it.
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.http import HttpRequest
 
 
 @dataclass(frozen=True)
@@ -38,3 +40,9 @@ class KeyContext:
     @property
     def actor(self) -> str:
         return f"key:{self.key_id}"
+
+
+def caller(request: HttpRequest) -> KeyContext:
+    """The caller of an authenticated operation (Ninja sets `request.auth` from the auth class)."""
+    context: KeyContext = request.auth  # type: ignore[attr-defined]
+    return context

@@ -1,13 +1,16 @@
 """The one strict JSON reader of request bodies.
 
-`read_json` refuses duplicate keys, NaN/Infinity, NUL characters and unpaired surrogates;
-`JsonParser` is Ninja's parser built on it (a non-JSON content type is 415, bad JSON 400
+`read_json` refuses duplicate keys, NaN/Infinity and nesting deeper than `MAX_JSON_DEPTH`
+(before the recursive decoder sees it); `JsonParser` is Ninja's parser built on it, which also
+refuses NUL characters and unpaired surrogates (a non-JSON content type is 415, bad JSON 400
 `malformed_json`); the idempotency layer reads the same bodies with `json_object`.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from itertools import accumulate
 from typing import Any
 
 from django.http import HttpRequest
@@ -15,16 +18,49 @@ from ninja.parser import Parser
 
 from billing_platform.core import errors
 
+# Arrays and objects nest at most this deep (the body itself is level 1). Metadata needs a few
+# levels; the limit keeps the decoder, the string check and `json.dumps` far from Python's
+# recursion limit, which a 4 KB body of `[` would otherwise reach.
+MAX_JSON_DEPTH = 64
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+class TooDeep(ValueError):
+    """The JSON nests arrays and objects deeper than `MAX_JSON_DEPTH`."""
+
+
+def _check_depth(text: str) -> None:
+    """Raise `TooDeep` if brackets outside strings nest deeper than `MAX_JSON_DEPTH`.
+
+    A scan of the text, so the recursive decoder never meets deep input. On text that is not
+    JSON the count may be off, but only ever above the depth the decoder would reach.
+    """
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:  # the common case, at C speed
+        return
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    depths = accumulate(1 if char in "[{" else -1 for char in brackets)
+    if max(depths, default=0) > MAX_JSON_DEPTH:
+        raise TooDeep(f"arrays and objects are nested more than {MAX_JSON_DEPTH} levels deep")
+
 
 def read_json(raw: bytes | str) -> Any:
-    """Parse a body strictly; raises `ValueError` (or `UnicodeDecodeError`) on bad JSON."""
-    return json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    """Parse a body strictly; raises `ValueError` (or `UnicodeDecodeError`) on bad JSON.
+
+    Refuses duplicate keys, NaN/Infinity and nesting deeper than `MAX_JSON_DEPTH` (`TooDeep`).
+    """
+    # Decode as json.loads does (UTF-8, -16 or -32), so the depth scan reads the same text.
+    text = raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw), "surrogatepass")
+    _check_depth(text)
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
 
 
 def json_object(raw: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object, or None when it is not one (the parser will say why)."""
+    """The body as a JSON object read by `read_json`, or None when it is not one (the parser
+    will say why)."""
     try:
-        data = json.loads(raw or b"{}")
+        data = read_json(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None

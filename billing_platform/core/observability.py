@@ -32,7 +32,7 @@ def new_request_id() -> str:
 
 
 def sane_request_id(value: str | None) -> str | None:
-    if value and _SANE_REQUEST_ID.match(value):
+    if value and _SANE_REQUEST_ID.fullmatch(value):
         return value
     return None
 

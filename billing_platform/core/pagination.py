@@ -19,6 +19,7 @@ from django.db.models import Model, Q, QuerySet
 from ninja import Field, Schema
 
 from billing_platform.core import errors
+from billing_platform.core.jsonbody import read_json
 
 M = TypeVar("M", bound=Model)
 
@@ -45,7 +46,7 @@ def _encode(values: list[Any]) -> str:
 def _decode(cursor: str, count: int) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        values = read_json(base64.urlsafe_b64decode(padded.encode()))
         if not isinstance(values, list) or len(values) != count:
             raise ValueError("wrong shape")
         if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):

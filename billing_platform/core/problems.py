@@ -114,6 +114,8 @@ def internal_error_response() -> HttpResponse:
 # --- OpenAPI: declare the problem responses.
 
 _COMMON_TENANT_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)
+# What a keyless public endpoint can answer besides its own errors.
+PUBLIC_ERRORS = (400, 413, 415, 422, 429, 503)
 
 
 def error_responses(*statuses: int, common: tuple[int, ...] = _COMMON_TENANT_ERRORS) -> dict:

@@ -3,7 +3,11 @@
 - per tenant, shared by all its keys, at the tenant's `rate_limit` (`"0"` = unlimited);
 - per client IP on the public endpoints (and tighter on signup);
 - per client IP on failed authentication: past the limit, further unknown or wrong keys from that
-  IP get 429 until the window ends; valid keys never pass through this counter.
+  IP get 429 until the window ends; valid keys never pass through this counter;
+- failed logins to the operators' admin (`LoginThrottle`), per account and per client IP, or per
+  browser for a browser that signed in to the account before; `login_unlock` lifts them.
+
+An IPv6 client is counted by its /64 network: one host usually holds the whole /64.
 
 django-ratelimit's decorator drops the counts and raises PermissionDenied, so its core
 `get_usage` is used directly: the counts feed `RateLimit-*` headers on every limited response.
@@ -12,9 +16,12 @@ Health checks and platform keys are never limited.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponseBase
 from django_ratelimit.core import get_usage
 
@@ -35,6 +42,22 @@ def client_ip(request: HttpRequest) -> str:
         return forwarded[-hops]
     return remote
 
+
+def client_network(request: HttpRequest) -> str:
+    """The client IP as counted by the per-IP limits: an IPv6 address stands for its /64."""
+    return _network(client_ip(request))
+
+
+def _network(ip: str) -> str:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address), 64), strict=False))
+    return str(address)
 
 
 def _usage(request: HttpRequest, group: str, value: str, rate: str) -> dict[str, Any] | None:
@@ -82,13 +105,13 @@ def limit_tenant(request: HttpRequest, tenant_id: int, rate: str) -> None:
 
 
 def limit_public(request: HttpRequest, group: str, rate: str) -> None:
-    _enforce(request, f"public:{group}", client_ip(request), rate)
+    _enforce(request, f"public:{group}", client_network(request), rate)
 
 
 def auth_failure_limited(request: HttpRequest) -> errors.RateLimited | None:
     """Count a failed authentication; past the per-IP limit, the 429 to answer instead."""
     try:
-        _enforce(request, "authfail", client_ip(request), settings.AUTH_FAILURE_RATE_LIMIT)
+        _enforce(request, "authfail", client_network(request), settings.AUTH_FAILURE_RATE_LIMIT)
     except errors.RateLimited as exc:
         return exc
     return None
@@ -99,3 +122,78 @@ def add_headers(request: HttpRequest, response: HttpResponseBase) -> None:
     if headers and not response.has_header("RateLimit-Limit"):
         for name, value in headers.items():
             response[name] = value
+
+
+# --- Failed logins to the operators' admin.
+
+
+def _login_generation_key(kind: str, value: str) -> str:
+    digest = hashlib.sha256(value.encode()).hexdigest()
+    return f"adminlogin:generation:{kind}:{digest}"
+
+
+class LoginThrottle:
+    """The failed-login counters one admin login attempt is judged by.
+
+    An attempt counts against its account (the username, case-folded, whether or not it exists)
+    and its client IP; from a browser that signed in to this account before (`device`, the id its
+    signed cookie carries) it counts against that browser only, so failures an outsider makes on
+    purpose never hold back the operator's own browser. A counter past its limit refuses every
+    attempt, the right password included, until its window ends; refused attempts are not
+    counted, so a lock never outlasts its window. `login_unlock` moves a counter's generation on,
+    which starts it afresh.
+    """
+
+    def __init__(self, request: HttpRequest, username: str, *, device: str | None = None) -> None:
+        self.request = request
+        account, ip = username.strip().casefold(), client_network(request)
+        account_key = _login_generation_key("account", account)
+        ip_key = _login_generation_key("ip", ip)
+        generations = cache.get_many([account_key, ip_key])
+        account_value = f"{account}#{generations.get(account_key, 0)}"
+        account_rate = settings.ADMIN_LOGIN_ACCOUNT_FAILURE_LIMIT
+        # (counter group, counted value, rate)
+        self._counters: list[tuple[str, str, str]] = (
+            [("adminlogin:device", f"{account_value}#{device}", account_rate)]
+            if device
+            else [
+                ("adminlogin:account", account_value, account_rate),
+                (
+                    "adminlogin:ip",
+                    f"{ip}#{generations.get(ip_key, 0)}",
+                    settings.ADMIN_LOGIN_IP_FAILURE_LIMIT,
+                ),
+            ]
+        )
+
+    def locked_for(self) -> int:
+        """Seconds until a locked counter's window ends; 0 when the attempt may go ahead."""
+        longest = 0
+        for group, value, rate in self._counters:
+            if not rate or rate == "0":
+                continue
+            usage = get_usage(
+                self.request, group=group, key=lambda _g, _r, v=value: v, rate=rate,
+                increment=False,
+            )
+            if usage is not None and usage["count"] >= usage["limit"]:
+                longest = max(longest, int(usage["time_left"]), 1)
+        return longest
+
+    def failed(self) -> None:
+        """Count a failed login against each counter of the attempt."""
+        for group, value, rate in self._counters:
+            if rate and rate != "0":
+                _usage(self.request, group, value, rate)
+
+
+def login_unlock(*, username: str | None = None, ip: str | None = None) -> None:
+    """Lift the failed-login locks of an account (its browsers' too) and/or of a client IP."""
+    subjects = []
+    if username is not None:
+        subjects.append(_login_generation_key("account", username.strip().casefold()))
+    if ip is not None:
+        subjects.append(_login_generation_key("ip", _network(ip)))
+    for key in subjects:
+        cache.add(key, 0, timeout=None)
+        cache.incr(key)

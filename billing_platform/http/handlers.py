@@ -18,7 +18,7 @@ from ninja.errors import AuthenticationError, AuthorizationError, HttpError, Thr
 from ninja.errors import ValidationError as NinjaValidationError
 
 from billing_platform.core import errors
-from billing_platform.core.db import is_retryable
+from billing_platform.core.db import is_retryable, is_tenant_schema_gone
 from billing_platform.core.problems import (
     error_for_status,
     internal_error_response,
@@ -75,6 +75,10 @@ def to_billing_error(exc: Exception) -> errors.BillingError | None:
     if isinstance(exc, OperationalError):
         logger.warning("database unavailable or busy: %s", exc)
         return errors.DatabaseBusy()
+    if is_tenant_schema_gone(exc):
+        # One broken tenant (its schema dropped): its callers get a 503, the operators a trace.
+        logger.error("the tenant's schema or its tables are missing", exc_info=exc)
+        return errors.TenantUnavailable()
     return None
 
 
@@ -88,8 +92,6 @@ def handle_exception(request: HttpRequest, exc: Exception) -> HttpResponse:
     if isinstance(error, errors.NotAuthenticated):
         error = auth_failure_limited(request) or error
     return problem_response(error)
-
-
 
 
 def install_handlers(api: NinjaAPI) -> None:

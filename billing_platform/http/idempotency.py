@@ -70,8 +70,11 @@ def presented_key(request: HttpRequest, *, body_field: bool) -> str | None:
     return None
 
 
-def request_hash(request: HttpRequest, *, body_field: bool) -> str:
-    """Method, path and the body as canonical JSON (without the body's key field)."""
+def request_hash(request: HttpRequest, *, body_field: bool, caller: str | None = None) -> str:
+    """Method, path and the body as canonical JSON (without the body's key field).
+
+    With `caller` (an API key's id) the hash is that key's alone: its answer replays to no other.
+    """
     body = json_object(request.body)
     if body is None:
         canonical = request.body
@@ -81,6 +84,8 @@ def request_hash(request: HttpRequest, *, body_field: bool) -> str:
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     digest = hashlib.sha256()
     digest.update(f"{request.method}\n{request.path}\n".encode())
+    if caller is not None:
+        digest.update(f"caller:{caller}\n".encode())
     digest.update(canonical)
     return digest.hexdigest()
 

@@ -7,7 +7,9 @@ request the wrapper:
    classes) and runs the operation's own authentication in full (key kind, scope, the tenant's
    rate limit), so a stored answer is replayed only to a caller allowed to make the request;
 2. **idempotency key**: the `Idempotency-Key` header or, on `/billing`, the body field
-   `idempotency_key` (422 for a malformed one; ignored without a tenant);
+   `idempotency_key` (422 for a malformed one; ignored without a tenant). With `per_caller`
+   (`/keys`, whose answers hold a new key's secret) the calling key is part of the request's
+   hash, so another key, perhaps a weaker one, gets 422 instead of the stored answer;
 3. **tenant**: selects the tenant's schema before any transaction opens (one `SET search_path`);
 4. **service**: runs the operation (validation, service, rendering) in the request's outermost
    transaction. Without a key that is `request_transaction`, which the top-level services join
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.db import OperationalError, transaction
+from django.db import OperationalError, ProgrammingError, transaction
 from django.http import HttpRequest, HttpResponseBase
 from ninja import Router
 from ninja.decorators import decorate_view
@@ -37,12 +39,18 @@ from ninja.errors import AuthenticationError
 from ninja.operation import Operation
 
 from billing_platform.core import errors
-from billing_platform.core.db import activate_tenant, is_retryable, request_transaction
+from billing_platform.core.db import (
+    activate_tenant,
+    is_retryable,
+    is_tenant_schema_gone,
+    request_transaction,
+)
 from billing_platform.core.identity import TenantRef
 from billing_platform.core.problems import problem_response
 from billing_platform.core.request_state import request_state
 from billing_platform.http import idempotency
-from tenants.auth import presented_key, resolve
+from tenants.auth import presented_key
+from tenants.resolution import resolve
 
 logger = logging.getLogger("billable.transactions")
 
@@ -120,7 +128,7 @@ def _run_once(
         return response
 
 
-def transactional(*, body_field: bool) -> Callable[[Run], Run]:
+def transactional(*, body_field: bool, per_caller: bool = False) -> Callable[[Run], Run]:
     """Decorate a POST operation's run with the request path described above."""
 
     def decorator(run: Run) -> Run:
@@ -143,15 +151,26 @@ def transactional(*, body_field: bool) -> Callable[[Run], Run]:
                 key = None
             else:
                 activate_tenant(tenant)
-            hashed = idempotency.request_hash(request, body_field=body_field) if key else ""
-            # 4. service, 5. answer
             state = request_state(request)
+            caller = state.resolved[1].key_id if per_caller and state.resolved else None
+            hashed = (
+                idempotency.request_hash(request, body_field=body_field, caller=caller)
+                if key
+                else ""
+            )
+            # 4. service, 5. answer
             for attempt in range(ATTEMPTS):
                 state.retry = False
                 try:
                     return _run_once(run, request, key, hashed, *args, **kwargs)
                 except idempotency.KeyInUse:
                     return problem_response(errors.IdempotencyKeyInUse())
+                except ProgrammingError as exc:
+                    # The idempotency record's table is the first a dropped schema lacks.
+                    if not is_tenant_schema_gone(exc):
+                        raise
+                    logger.error("the tenant's schema or its tables are missing", exc_info=exc)
+                    return problem_response(errors.TenantUnavailable())
                 except (_Retry, OperationalError) as exc:
                     if isinstance(exc, OperationalError) and not is_retryable(exc):
                         raise
@@ -166,10 +185,11 @@ def transactional(*, body_field: bool) -> Callable[[Run], Run]:
     return decorator
 
 
-def transactional_posts(router: Router, *, body_field: bool) -> Router:
+def transactional_posts(router: Router, *, body_field: bool, per_caller: bool = False) -> Router:
     """Apply `transactional` to every POST operation of a router (before it is mounted)."""
+    wrap = transactional(body_field=body_field, per_caller=per_caller)
     for path_view in router.path_operations.values():
         for operation in path_view.operations:
             if "POST" in operation.methods:
-                decorate_view(transactional(body_field=body_field))(operation.view_func)
+                decorate_view(wrap)(operation.view_func)
     return router

@@ -28,9 +28,12 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 from django_tenants.utils import app_labels, schema_context
 
+from billing_platform.core.db import reset_to_public
+from billing_platform.core.errors import TenantUnavailable
 from billing_platform.webhooks.models import Delivery, Endpoint, Event
-from tenants import auth
+from tenants import resolution
 from tenants.models import ApiKey, Domain, Tenant, TenantStatus
+from tenants.schema_migrations import unusable_schemas
 
 logger = logging.getLogger("billable.tenants")
 
@@ -80,7 +83,17 @@ def _tenant_models() -> list[type[models.Model]]:
 
 
 def tenant_export(*, tenant: Tenant, out: IO[str]) -> dict[str, int]:
-    """Write the tenant's data to `out` as JSON lines; returns the rows written per model."""
+    """Write the tenant's data to `out` as JSON lines; returns the rows written per model.
+
+    Raises TenantUnavailable, before writing anything, when the tenant's schema is missing or
+    its name cannot be selected: an export without the billing tables would look complete.
+    """
+    unusable = unusable_schemas([tenant.schema_name]).get(tenant.schema_name)
+    if unusable:
+        raise TenantUnavailable(
+            f"Tenant {tenant.slug!r} cannot be exported: schema {tenant.schema_name!r}: "
+            f"{unusable}."
+        )
     counts: dict[str, int] = {}
 
     def write(label: str, rows: Iterable[dict[str, Any]]) -> None:
@@ -120,14 +133,13 @@ def tenant_purge(*, tenant: Tenant) -> None:
     Its cached key resolutions are deleted at once and again after commit, so no process keeps
     accepting its keys.
     """
-    if connection.schema_name != "public":  # type: ignore[attr-defined]
-        connection.set_schema_to_public()  # type: ignore[attr-defined]
+    reset_to_public()
     with transaction.atomic():
         tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
         now = timezone.now()
         # Refuse the keys first and forget their resolutions; the rows go below.
         ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True).update(revoked_at=now)
-        auth.invalidate_tenant(tenant)
+        resolution.invalidate_tenant(tenant)
         with connection.cursor() as cursor:
             cursor.execute(
                 f"DROP SCHEMA IF EXISTS {connection.ops.quote_name(tenant.schema_name)} CASCADE"

@@ -1,6 +1,7 @@
 """The operators' view of webhooks: endpoints (secrets never shown), events, deliveries.
 
-Everything is read-only here; the one write is "Redeliver", through services.event_redeliver.
+Everything is read-only here; the one write is "Redeliver", through services.event_redeliver,
+offered only to operators holding the model's change permission.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ class _ReadOnly(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        """Redeliver writes: it needs the model's change permission, which a viewer lacks.
+
+        Checked against the user's permissions, not `has_change_permission`, which is False for
+        everyone so that the rows themselves stay read-only.
+        """
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
 
 @admin.register(Endpoint)
@@ -93,7 +103,7 @@ class EventAdmin(_ReadOnly):
     def pretty_data(self, obj: Event) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.data, indent=2, ensure_ascii=False))
 
-    @admin.action(description="Redeliver to every subscribed endpoint")
+    @admin.action(description="Redeliver to every subscribed endpoint", permissions=["redeliver"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
         _redeliver(self, request, [(event, None) for event in queryset])
 
@@ -141,7 +151,7 @@ class DeliveryAdmin(_ReadOnly):
     inlines = (AttemptInline,)
     actions = ("redeliver",)
 
-    @admin.action(description="Redeliver to the same endpoint")
+    @admin.action(description="Redeliver to the same endpoint", permissions=["redeliver"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         rows = queryset.select_related("event", "endpoint")
         _redeliver(self, request, [(d.event, d.endpoint) for d in rows])

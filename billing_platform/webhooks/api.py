@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Status
 
 from billing_platform.core import crypto
-from billing_platform.core.identity import KeyContext
+from billing_platform.core.identity import caller
 from billing_platform.core.pagination import PageParams, page_data, paginate
 from billing_platform.core.problems import error_responses
 from billing_platform.webhooks import selectors, services
@@ -31,8 +31,7 @@ router = Router(tags=["webhooks"], auth=tenant_auth("admin"))
 
 
 def _tenant(request: HttpRequest) -> Any:
-    context: KeyContext = request.auth  # type: ignore[attr-defined]
-    return context.tenant
+    return caller(request).tenant
 
 
 def endpoint_data(endpoint: Endpoint) -> dict[str, Any]:

@@ -10,7 +10,7 @@ class WebhooksConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: apps.py is imported before the models may be.
         from billing_platform.webhooks import fanout, selectors
-        from tenants.auth import register_tenant_entry_field
+        from tenants.resolution import register_tenant_entry_field
 
         fanout.connect()
         # A key's cached entry carries its tenant's active subscriptions: fan-out needs no SQL.

@@ -26,6 +26,7 @@ logger = logging.getLogger("billable.webhooks")
 
 NOTIFY_CHANNEL = "billable_webhooks"
 
+
 def _current_tenant() -> tuple[int, tuple[tuple[str, tuple[str, ...]], ...]] | None:
     """(tenant id, active endpoint subscriptions) of the schema in use."""
     tenant = getattr(connection, "tenant", None)

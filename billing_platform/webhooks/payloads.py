@@ -21,6 +21,7 @@ from billable.schemas import (
     GrantOut,
     HoldOut,
     IdentityOut,
+    MergeOut,
     OrderOut,
     ProductOut,
     UsageOut,
@@ -93,17 +94,12 @@ class ProductEventData(ProductOut):
     model_config = ConfigDict(extra="forbid")
 
 
-class CustomerMergedEventData(_Strict):
-    """customer.merged; `customer` is the target, now holding the source's identities."""
+class CustomerMergedEventData(MergeOut):
+    """customer.merged: the merge's answer, the source's id, and `customer`: the target, now
+    holding the source's identities."""
 
-    target_customer_id: str
+    model_config = ConfigDict(extra="forbid")
     source_customer_id: str
-    moved_identities: int
-    moved_batches: int
-    moved_orders: int
-    moved_holds: int
-    moved_usages: int
-    moved_referrals: int
     customer: EventCustomer
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from billable.errors import NotFound
+from billing_platform.core.errors import NotFound
 from billing_platform.webhooks.models import Delivery, Endpoint, Event
 from tenants.models import Tenant
 

@@ -20,13 +20,14 @@ from billing_platform.webhooks.events import EVENT_TYPES, WEBHOOK_TEST
 from billing_platform.webhooks.fanout import queue_deliveries, record_event
 from billing_platform.webhooks.models import Endpoint, Event
 from billing_platform.webhooks.selectors import subscribed_endpoints
-from tenants import auth
+from tenants import resolution
 from tenants.models import Tenant
 
 
 def new_signing_secret() -> str:
     """A Standard Webhooks secret: `whsec_` + base64 of 24 random bytes."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
 
 HEADER_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 RESERVED_HEADERS = frozenset(
@@ -75,7 +76,7 @@ def _check_types(event_types: list[str]) -> list[str]:
 
 def _check_headers(headers: dict[str, str]) -> dict[str, str]:
     for name, value in headers.items():
-        if not HEADER_NAME_RE.match(name) or name.lower() in RESERVED_HEADERS:
+        if not HEADER_NAME_RE.fullmatch(name) or name.lower() in RESERVED_HEADERS:
             raise ValidationFailed(
                 f"{name!r} cannot be a custom header.",
                 field=("headers", name),
@@ -119,7 +120,7 @@ def endpoint_create(
             secret_encrypted=crypto.encrypt(secret),
             is_active=is_active,
         )
-        auth.invalidate_tenant(tenant)
+        resolution.invalidate_tenant(tenant)
     return endpoint, secret
 
 
@@ -147,7 +148,7 @@ def endpoint_update(
                 disabled_at=None, disabled_reason="", consecutive_failures=0, failing_since=None
             )
         save_patch(endpoint, changes)
-        auth.invalidate_tenant(endpoint.tenant)
+        resolution.invalidate_tenant(endpoint.tenant)
     return endpoint
 
 
@@ -155,7 +156,7 @@ def endpoint_delete(*, endpoint: Endpoint) -> None:
     with transaction.atomic():
         tenant = endpoint.tenant
         endpoint.delete()
-        auth.invalidate_tenant(tenant)
+        resolution.invalidate_tenant(tenant)
 
 
 def endpoint_rotate_secret(*, endpoint: Endpoint) -> tuple[Endpoint, str]:

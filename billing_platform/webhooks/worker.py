@@ -38,7 +38,7 @@ from billing_platform.webhooks.delivery import (
 )
 from billing_platform.webhooks.fanout import NOTIFY_CHANNEL
 from billing_platform.webhooks.models import Delivery, DeliveryAttempt, DeliveryStatus, Endpoint
-from tenants import auth
+from tenants import resolution
 
 logger = logging.getLogger("billable.webhooks.worker")
 
@@ -97,7 +97,7 @@ def _disable(endpoint: Endpoint, reason: str) -> None:
     Endpoint.objects.filter(pk=endpoint.pk, is_active=True).update(
         is_active=False, disabled_at=timezone.now(), disabled_reason=reason[:200]
     )
-    auth.invalidate_tenant(endpoint.tenant)
+    resolution.invalidate_tenant(endpoint.tenant)
 
 
 def record(delivery: Delivery, outcome: Outcome) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -333,3 +334,94 @@ def test_erasing_a_merged_id_erases_the_person(api: Api, acme: TenantFixture) ->
     for external_id in ("old-account", "new-account"):
         assert api.get("billing/customers", key=acme.key,
                        query={"external_id": external_id}).json["items"] == []
+
+
+# --- The metadata limit holds for what is stored, and erasure keeps the trial
+
+
+def _stored_metadata_bytes(acme: TenantFixture, customer_id: str) -> int:
+    connection.set_schema(acme.tenant.schema_name)
+    metadata = Customer.objects.get(pk=customer_id).metadata
+    return len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def test_identify_cannot_grow_metadata_past_16_kib(api: Api, acme: TenantFixture) -> None:
+    # given a customer whose metadata is 15 KiB, reached with many small profiles
+    first = _identify(api, acme.key, external_id="grower", profile={"k0": "x" * 5_000})
+    customer_id = first["customer_id"]
+    for index in (1, 2):
+        _identify(api, acme.key, external_id="grower", profile={f"k{index}": "x" * 5_000})
+
+    # when one more profile, valid on its own, would take the total past 16 KiB
+    response = api.post("billing/identify", json={
+        "external_id": "grower", "profile": {"k3": "x" * 2_000}}, key=acme.key)
+
+    # then it is refused and nothing changes
+    problem = assert_problem(response, 422, "metadata_too_large")
+    assert problem["limit"] == 16 * 1024 and problem["size"] > 16 * 1024
+    assert "k3" not in api.get(f"billing/customers/{customer_id}", key=acme.key).json["metadata"]
+    assert _stored_metadata_bytes(acme, customer_id) <= 16 * 1024
+    # overwriting a key with a smaller value still works
+    smaller = _identify(api, acme.key, external_id="grower", profile={"k0": "", "k3": "y"})
+    assert smaller["metadata"]["k3"] == "y"
+
+
+def test_a_customer_already_over_the_limit_can_shrink_but_not_grow(
+    api: Api, acme: TenantFixture
+) -> None:
+    # given metadata stored over the limit before the limit held for the total
+    customer_id = _identify(api, acme.key, external_id="legacy-big")["customer_id"]
+    connection.set_schema(acme.tenant.schema_name)
+    Customer.objects.filter(pk=customer_id).update(
+        metadata={f"k{i}": "x" * 1_000 for i in range(40)})
+
+    assert_problem(api.post("billing/identify", json={
+        "external_id": "legacy-big", "profile": {"more": 1}}, key=acme.key),
+        422, "metadata_too_large")
+    shrunk = _identify(api, acme.key, external_id="legacy-big", profile={"k0": "", "k1": ""})
+    assert shrunk["metadata"]["k0"] == ""
+
+
+def test_merge_cannot_make_metadata_larger_than_16_kib(api: Api, acme: TenantFixture) -> None:
+    target = _identify(api, acme.key, provider="tg", external_id="mm-t",
+                       profile={"t": "x" * 10_000})["customer_id"]
+    source = _identify(api, acme.key, provider="email", external_id="mm-s",
+                       profile={"s": "x" * 10_000})["customer_id"]
+
+    response = api.post("billing/customers/merge", json={
+        "target_customer_id": target, "source_customer_id": source}, key=acme.key)
+
+    assert_problem(response, 422, "metadata_too_large")
+    connection.set_schema(acme.tenant.schema_name)
+    assert Customer.objects.get(pk=source).merged_into_id is None
+    assert ExternalIdentity.objects.filter(customer_id=source).count() == 1
+    assert set(Customer.objects.get(pk=target).metadata) == {"t"}
+
+
+def test_product_metadata_with_features_fits_the_limit(api: Api, acme: TenantFixture) -> None:
+    # metadata of 15,000 bytes plus 200 feature names mirrored into metadata.features
+    response = api.post("billing/products", json={
+        "key": "big", "name": "Big", "product_type": "quantity",
+        "metadata": {"notes": "x" * 15_000},
+        "features": [f"feature_{i:04d}" for i in range(200)],
+    }, key=acme.key)
+
+    assert_problem(response, 422, "metadata_too_large")
+    assert api.get("billing/products/BIG", key=acme.key).status == 404
+
+
+def test_erased_customer_cannot_take_a_second_trial_by_id(
+    api: Api, acme: TenantFixture, catalog: Catalog
+) -> None:
+    first = api.post("billing/grants", json={"external_id": "erased-trial", "sku": "reports_10",
+                                             "kind": "trial"}, key=acme.key)
+    assert first.status == 201, first.body
+    customer_id = first.json["customer_id"]
+    assert api.delete(f"billing/customers/{customer_id}", key=acme.key).status == 204
+
+    again = api.post("billing/grants", json={"customer_id": customer_id, "sku": "pro_month",
+                                             "kind": "trial"}, key=acme.key)
+
+    assert_problem(again, 409, "trial_already_used")
+    connection.set_schema(acme.tenant.schema_name)
+    assert LedgerEntry.objects.filter(batch__customer_id=customer_id).count() == 1

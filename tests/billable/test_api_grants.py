@@ -220,3 +220,35 @@ def test_batch_revoke_unknown_or_malformed(
 ) -> None:
     response = api.post(f"billing/batches/{bad}/revoke", json={}, key=acme.key)
     assert_problem(response, 404, "batch_not_found")
+
+
+@pytest.mark.parametrize(
+    "identities",
+    [
+        {f"email{i}": f"a{i}@x.io" for i in range(21)},
+        {"email": "a" * 251 + "@x.io"},
+        {"": "a@x.io"},
+    ],
+)
+def test_trial_identities_are_bounded(
+    api: Api, acme: TenantFixture, catalog: Catalog, identities: dict[str, str]
+) -> None:
+    response = _grant(api, acme.key, sku="reports_10", kind="trial", identities=identities)
+
+    assert_problem(response, 422, "validation_error")
+    assert _units(acme) == 0
+
+
+def test_trial_refused_for_a_phone_spelled_differently(
+    api: Api, acme: TenantFixture, catalog: Catalog
+) -> None:
+    first = _grant(api, acme.key, sku="reports_10", kind="trial",
+                   identities={"phone": "+1 (555) 010-0100"})
+    assert first.status == 201, first.body
+
+    again = api.post("billing/grants", json={
+        "external_id": "g-other", "sku": "reports_10", "kind": "trial",
+        "identities": {"tel": "+1.555.010.0100"}}, key=acme.key)
+
+    assert_problem(again, 409, "trial_already_used")
+    assert _units(acme) == 10

@@ -290,3 +290,74 @@ def test_merge_drops_referral_between_the_two(api: Api, acme: TenantFixture,
         assert Referral.objects.count() == 0
         total = LedgerEntry.objects.aggregate(s=Sum("amount"))["s"]
     assert total is None
+
+
+# --- A merge never makes a referral cycle
+
+
+def _referral_cycle_through(schema: str, customer_id: str) -> bool:
+    """Whether walking up the referrers from this customer comes back to it."""
+    with schema_context(schema):
+        seen: set[Any] = set()
+        current: Any = customer_id
+        while current is not None and str(current) not in seen:
+            seen.add(str(current))
+            current = (Referral.objects.filter(referee_id=current)
+                       .values_list("referrer_id", flat=True).first())
+            if current is not None and str(current) == customer_id:
+                return True
+        return False
+
+
+def test_merge_drops_an_incoming_referral_that_would_close_a_cycle(
+    api: Api, acme: TenantFixture
+) -> None:
+    # given T referred R, and R referred S (T → R → S)
+    target, middle = ident(api, acme.key, "cy-t"), ident(api, acme.key, "cy-r")
+    source = ident(api, acme.key, 501, provider="tg")
+    assert refer(api, acme.key, "cy-t", "cy-r").status == 201
+    assert refer(api, acme.key, "cy-r", {"customer_id": source}).status == 201
+    # (the endpoint itself refuses R → T)
+    assert_problem(refer(api, acme.key, "cy-r", "cy-t"), 409, "referral_cycle")
+
+    # when S merges into T, R → S would become R → T: T → R → T
+    merged = api.post("billing/customers/merge", json={
+        "target_customer_id": target, "source_customer_id": source}, key=acme.key)
+
+    # then the merge succeeds without the cycle: T keeps its own link to R
+    assert merged.status == 200, merged.body
+    assert not _referral_cycle_through(acme.tenant.schema_name, target)
+    with schema_context(acme.tenant.schema_name):
+        links = set(Referral.objects.values_list("referrer_id", "referee_id"))
+    assert {(str(a), str(b)) for a, b in links} == {(target, middle)}
+    assert merged.json["moved_referrals"] == 0
+
+
+def test_merge_drops_an_outgoing_referral_that_would_close_a_cycle(
+    api: Api, acme: TenantFixture
+) -> None:
+    # given S referred Z, and Z referred Y, and Y referred T (S → Z → Y → T)
+    target = ident(api, acme.key, "co-t")
+    source = ident(api, acme.key, 502, provider="tg")
+    z, y = ident(api, acme.key, "co-z"), ident(api, acme.key, "co-y")
+    assert refer(api, acme.key, {"customer_id": source}, "co-z").status == 201
+    assert refer(api, acme.key, "co-z", "co-y").status == 201
+    assert refer(api, acme.key, "co-y", "co-t").status == 201
+    assert refer(api, acme.key, {"customer_id": source}, "co-other").status == 201
+
+    # when S merges into T, S → Z would become T → Z: T → Z → Y → T
+    merged = api.post("billing/customers/merge", json={
+        "target_customer_id": target, "source_customer_id": source}, key=acme.key)
+
+    # then T keeps its own referrer (Y), the link that closed the cycle goes, the others move
+    assert merged.status == 200, merged.body
+    assert not _referral_cycle_through(acme.tenant.schema_name, target)
+    with schema_context(acme.tenant.schema_name):
+        links = {(str(a), str(b)) for a, b in
+                 Referral.objects.values_list("referrer_id", "referee_id")}
+    assert (y, target) in links and (z, y) in links
+    assert (target, z) not in links
+    assert merged.json["moved_referrals"] == 1
+    # and the endpoint's own rule holds afterwards (Z → Y → T: T may not refer Z)
+    assert_problem(refer(api, acme.key, "co-t", "co-z"), 409, "referral_cycle")
+

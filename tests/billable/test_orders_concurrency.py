@@ -236,3 +236,28 @@ def test_referee_paying_twice_at_once_rewards_once(conc: ConcTenant, committed: 
         assert Grant.objects.filter(
             kind="referral", customer__identities__external_id__in=[referrer, referee]
         ).count() == 2
+
+
+def test_merge_racing_an_attach_never_makes_a_cycle(conc: ConcTenant, committed: None) -> None:
+    for _round in range(6):
+        token = secrets.token_hex(3)
+        with tenant_context(conc.tenant):
+            from billable.services.referrals import referral_attach
+
+            r, s, t = (customer_ensure(CustomerRef(provider=x, external_id=f"m-{token}"))
+                       for x in ("r", "s", "t"))
+            referral_attach(referrer=r, referee=s)  # R → S
+        # merging S into T makes R → T, while T → R is being attached: one of them must lose
+        merge = poster(conc, "billing/customers/merge",
+                       {"target_customer_id": str(t.pk), "source_customer_id": str(s.pk)})
+        attach = poster(conc, "billing/referrals", {"referrer": {"customer_id": str(t.pk)},
+                                                    "referee": {"customer_id": str(r.pk)}})
+
+        responses = hammer([merge, attach])
+
+        assert responses[0].status == 200, responses[0].body[:200]
+        assert responses[1].status in (201, 409), responses[1].body[:200]
+        with tenant_context(conc.tenant):
+            links = set(Referral.objects.filter(referee__in=[r, t]).values_list(
+                "referrer_id", "referee_id"))
+        assert not {(r.pk, t.pk), (t.pk, r.pk)} <= links, links

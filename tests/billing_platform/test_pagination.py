@@ -63,3 +63,11 @@ def test_issued_cursor_still_pages(api: Api, acme: TenantFixture) -> None:
     assert second.status == 200
     ids = [k["id"] for k in first["items"] + second.json["items"]]
     assert len(ids) == len(set(ids)) >= 4
+
+
+def test_deeply_nested_cursor_is_422(api: Api, acme: TenantFixture) -> None:
+    raw = b"[" * 2500 + b"]" * 2500
+    cursor = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    response = api.get("keys", key=acme.key, query={"cursor": cursor})
+    problem = assert_problem(response, 422, "validation_error")
+    assert problem["errors"][0]["loc"] == ["query", "cursor"]

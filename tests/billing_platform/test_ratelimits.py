@@ -88,6 +88,23 @@ def test_failed_authentication_is_limited_per_ip_without_locking_out_valid_keys(
     assert other_ip.status_code == 401
 
 
+def test_an_ipv6_client_is_counted_by_its_slash_64(
+    api: Api, acme: TenantFixture, settings: Any
+) -> None:
+    # One host usually holds a whole /64: hopping between its addresses must not reset the count.
+    settings.AUTH_FAILURE_RATE_LIMIT = "2/m"
+    wrong = acme.key[:-4] + "zzzz"
+
+    def attempt(ip: str) -> int:
+        return int(api.client.get("/api/v1/keys", HTTP_X_API_KEY=wrong, REMOTE_ADDR=ip).status_code)
+
+    assert [attempt(f"2001:db8:1:2::{n}") for n in (1, 2, 3)] == [401, 401, 429]
+    assert attempt("2001:db8:1:3::1") == 401  # another /64
+    assert attempt("::ffff:10.1.1.1") == 401
+    assert attempt("10.1.1.1") == 401
+    assert attempt("::ffff:10.1.1.1") == 429  # an IPv4-mapped address is its IPv4 address
+
+
 def test_public_catalog_is_opt_in_and_limited_per_ip(
     api: Api, acme: TenantFixture, catalog: dict[str, Any], settings: Any
 ) -> None:

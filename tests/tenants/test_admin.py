@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
+from io import StringIO
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
 from django.test import Client
+from django_ratelimit import core as ratelimit_core
 
 from tenants.models import ApiKey, PlatformKey, Tenant, TenantStatus
 from tenants.services import api_key_revoke, platform_key_create, tenant_delete_request
@@ -36,6 +41,26 @@ def committed_operator(committed: None) -> Iterator[Client]:
     yield client
     client.logout()
     user.delete()
+
+
+def _staff(username: str, *codenames: str) -> Client:
+    """A logged-in staff user holding only the given permissions."""
+    user = User.objects.create_user(
+        username, f"{username}@example.com", "correct-horse-9", is_staff=True
+    )
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _offered_actions(client: Client, url: str) -> set[str]:
+    response = client.get(url)
+    assert response.status_code == 200
+    action_form = response.context["action_form"]  # None when no action is offered
+    if action_form is None:
+        return set()
+    return {name for name, _label in action_form.fields["action"].choices if name}
 
 
 def _onboard_data(**overrides: Any) -> dict[str, Any]:
@@ -94,6 +119,127 @@ def test_login_form_lets_an_operator_in(db: None) -> None:
     assert client.get(TENANTS_URL).status_code == 200
 
 
+# --- Login throttling.
+
+LOGIN_URL = "/admin/login/?next=/admin/"
+OUTSIDER_IP = "203.0.113.7"
+
+
+def _login(client: Client, username: str, password: str, ip: str = "127.0.0.1") -> Any:
+    return client.post(
+        LOGIN_URL, {"username": username, "password": password, "next": "/admin/"},
+        REMOTE_ADDR=ip,
+    )
+
+
+def _logged_in(client: Client) -> bool:
+    return bool(client.get("/admin/").status_code == 200)
+
+
+def _login_errors(response: Any) -> list[str]:
+    assert response.status_code == 200
+    return [str(e) for e in response.context["form"].non_field_errors()]
+
+
+def test_forty_wrong_passwords_then_the_right_one_is_refused(db: None) -> None:
+    _superuser()
+    guesser = Client()
+    answers = [_login(guesser, "operator", f"guess-{i}", ip=OUTSIDER_IP) for i in range(40)]
+
+    assert all(_login_errors(a) for a in answers)
+    locked = _login_errors(answers[-1])
+    assert len(locked) == 1 and "Too many failed logins" in locked[0], locked
+    response = _login(guesser, "operator", "correct-horse-9", ip=OUTSIDER_IP)
+    assert "Too many failed logins" in _login_errors(response)[0]
+    assert not _logged_in(guesser)
+    # The account lock holds from any other address too, and for any spelling of the name.
+    elsewhere = Client()
+    assert "Too many failed logins" in _login_errors(
+        _login(elsewhere, "OPERATOR", "correct-horse-9", ip="198.51.100.1")
+    )[0]
+    assert not _logged_in(elsewhere)
+
+
+def test_failures_are_limited_per_client_address(db: None) -> None:
+    _superuser("adm-other")
+    sprayer = Client()
+    for i in range(20):
+        _login(sprayer, f"nobody-{i}", "wrong", ip=OUTSIDER_IP)
+
+    response = _login(sprayer, "adm-other", "correct-horse-9", ip=OUTSIDER_IP)
+
+    assert "Too many failed logins" in _login_errors(response)[0]
+    assert not _logged_in(sprayer)
+    # Another address is not held back by it.
+    assert _login(Client(), "adm-other", "correct-horse-9", ip="198.51.100.2").status_code == 302
+
+
+def test_an_outsider_cannot_lock_an_operator_out_of_a_known_browser(db: None) -> None:
+    _superuser()
+    browser = Client()
+    assert _login(browser, "operator", "correct-horse-9").status_code == 302
+    browser.post("/admin/logout/")
+    assert not _logged_in(browser)
+
+    for i in range(40):
+        _login(Client(), "operator", f"guess-{i}", ip=OUTSIDER_IP)
+
+    # The browser that signed in before (a signed cookie) is not held back by the account lock...
+    assert _login(browser, "operator", "correct-horse-9").status_code == 302
+    assert _logged_in(browser)
+    # ...a new one is, until an operator unlocks the account.
+    fresh = Client()
+    refused = _login(fresh, "operator", "correct-horse-9")
+    assert "Too many failed logins" in _login_errors(refused)[0]
+    out = StringIO()
+    call_command("unlock_admin_login", "--username", "operator", stdout=out)
+    assert "operator" in out.getvalue()
+    assert _login(fresh, "operator", "correct-horse-9").status_code == 302
+
+
+def test_a_known_browser_has_its_own_limit(db: None) -> None:
+    _superuser()
+    browser = Client()
+    assert _login(browser, "operator", "correct-horse-9").status_code == 302
+    browser.post("/admin/logout/")
+
+    for i in range(5):
+        _login(browser, "operator", f"guess-{i}")
+
+    assert "Too many failed logins" in _login_errors(
+        _login(browser, "operator", "correct-horse-9")
+    )[0]
+    # The cookie is signed for one account: another account there meets the usual limits only.
+    _superuser("adm-second")
+    assert _login(browser, "adm-second", "correct-horse-9").status_code == 302
+
+
+def test_a_lock_ends_with_its_window_and_an_address_can_be_unlocked(
+    db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _superuser()
+    client = Client()
+    for i in range(5):
+        _login(client, "operator", f"guess-{i}", ip=OUTSIDER_IP)
+    assert "Too many failed logins" in _login_errors(
+        _login(client, "operator", "correct-horse-9", ip=OUTSIDER_IP)
+    )[0]
+
+    # 15 minutes on, the window is over and the right password works again.
+    real_time = time.time
+    monkeypatch.setattr(ratelimit_core, "time", SimpleNamespace(time=lambda: real_time() + 901))
+    assert _login(client, "operator", "correct-horse-9", ip=OUTSIDER_IP).status_code == 302
+    monkeypatch.undo()
+
+    # An address past its limit is unlocked by the same command.
+    _superuser("adm-ip")
+    for i in range(20):
+        _login(Client(), f"nobody-{i}", "wrong", ip=OUTSIDER_IP)
+    assert _login_errors(_login(Client(), "adm-ip", "correct-horse-9", ip=OUTSIDER_IP))
+    call_command("unlock_admin_login", "--ip", OUTSIDER_IP, stdout=StringIO())
+    assert _login(Client(), "adm-ip", "correct-horse-9", ip=OUTSIDER_IP).status_code == 302
+
+
 def test_csrf_is_enforced(db: None) -> None:
     client = Client(enforce_csrf_checks=True)
     client.force_login(_superuser())
@@ -110,6 +256,47 @@ def test_csrf_is_enforced(db: None) -> None:
     assert response.status_code == 200
     assert "slug" in _form_errors(response)
     assert Tenant.objects.count() == before
+
+
+def test_a_view_only_operator_changes_nothing(acme: TenantFixture) -> None:
+    viewer = _staff("viewer", "view_tenant", "view_apikey", "view_platformkey")
+    key, _raw = make_key(acme.tenant, name="kept")
+    platform, _ = platform_key_create(name="adm-kept")
+
+    # Every list is readable; no action is offered on any of them.
+    for url in (TENANTS_URL, API_KEYS_URL, PLATFORM_KEYS_URL):
+        assert _offered_actions(viewer, url) == set(), url
+    # Posting the actions anyway, the onboarding form, or a tenant's change form does nothing.
+    _action(viewer, TENANTS_URL, "suspend_tenants", [acme.tenant.pk])
+    _action(viewer, API_KEYS_URL, "revoke_keys", [key.pk])
+    _action(viewer, PLATFORM_KEYS_URL, "revoke_keys", [platform.pk])
+    assert viewer.get(ADD_URL).status_code == 403
+    assert viewer.post(ADD_URL, _onboard_data(slug="adm-viewer")).status_code == 403
+    change = viewer.post(
+        f"{TENANTS_URL}{acme.tenant.pk}/change/", _change_data(acme.tenant, name="Renamed")
+    )
+    assert change.status_code == 403
+    tenant = Tenant.objects.get(pk=acme.tenant.pk)
+    assert (tenant.status, tenant.name) == (TenantStatus.ACTIVE, acme.tenant.name)
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is None
+    assert PlatformKey.objects.get(pk=platform.pk).revoked_at is None
+    assert not Tenant.objects.filter(slug="adm-viewer").exists()
+
+
+def test_each_action_needs_its_own_permission(acme: TenantFixture) -> None:
+    # Changing tenants does not revoke keys, and revoking tenant keys does not touch platform keys.
+    tenant_changer = _staff("tenant-changer", "view_tenant", "change_tenant", "view_apikey")
+    assert _offered_actions(tenant_changer, TENANTS_URL) == {
+        "suspend_tenants", "reactivate_tenants"
+    }
+    assert _offered_actions(tenant_changer, API_KEYS_URL) == set()
+    assert tenant_changer.get(ADD_URL).status_code == 403
+    revoker = _staff("revoker", "view_apikey", "change_apikey", "view_platformkey")
+    assert _offered_actions(revoker, API_KEYS_URL) == {"revoke_keys"}
+    assert _offered_actions(revoker, PLATFORM_KEYS_URL) == set()
+    onboarder = _staff("onboarder", "view_tenant", "add_tenant")
+    assert onboarder.get(ADD_URL).status_code == 200
+    assert _offered_actions(onboarder, TENANTS_URL) == set()
 
 
 # --- Onboarding.

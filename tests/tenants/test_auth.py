@@ -114,7 +114,7 @@ def test_warm_lookup_costs_no_query(
     api: Api, acme: TenantFixture, django_assert_max_num_queries: object
 ) -> None:
     api.get("keys", key=acme.key)  # warm
-    from tenants.auth import resolve
+    from tenants.resolution import resolve
 
     with django_assert_max_num_queries(0):  # type: ignore[operator]
         context = resolve(acme.key)

@@ -14,7 +14,7 @@ import pytest
 from django.db import connections
 
 from billing_platform.core import errors
-from tenants import auth
+from tenants import resolution
 from tenants.models import ApiKey, Tenant
 from tenants.services import api_key_create, api_key_revoke, tenant_update
 from tests.support.tenants import TenantFixture
@@ -45,7 +45,7 @@ def committed_key(acme_committed: TenantFixture) -> Iterator[tuple[ApiKey, str]]
 def _hold_load_until(
     monkeypatch: pytest.MonkeyPatch, loaded: threading.Event, go: threading.Event
 ) -> None:
-    real_load = auth._load
+    real_load = resolution._load
 
     def load(kind: str, lookup_id: str) -> dict[str, Any] | None:
         entry = real_load(kind, lookup_id)
@@ -53,13 +53,13 @@ def _hold_load_until(
         assert go.wait(10)
         return entry
 
-    monkeypatch.setattr(auth, "_load", load)
+    monkeypatch.setattr(resolution, "_load", load)
 
 
 def _resolve_in_thread(raw: str, outcome: list[Any]) -> threading.Thread:
     def run() -> None:
         try:
-            outcome.append(auth.resolve(raw))
+            outcome.append(resolution.resolve(raw))
         except errors.BillingError as exc:
             outcome.append(exc)
         finally:
@@ -86,12 +86,12 @@ def test_lookup_racing_a_revocation_does_not_re_cache_the_key(
     api_key_revoke(key=key)
     go.set()
     reader.join(10)
-    assert isinstance(outcome[0], auth.KeyContext)  # it was valid when it was read
+    assert isinstance(outcome[0], resolution.KeyContext)  # it was valid when it was read
     monkeypatch.undo()
 
     # then: the next lookup sees the revocation, not the entry cached late
     with pytest.raises(errors.ApiKeyRevoked):
-        auth.resolve(raw)
+        resolution.resolve(raw)
 
 
 def test_lookup_racing_a_suspension_does_not_re_cache_the_tenant(
@@ -112,21 +112,21 @@ def test_lookup_racing_a_suspension_does_not_re_cache_the_tenant(
         reader.join(10)
         monkeypatch.undo()
         with pytest.raises(errors.TenantSuspended):
-            auth.resolve(raw)
+            resolution.resolve(raw)
     finally:
         tenant_update(tenant=Tenant.objects.get(pk=acme_committed.tenant.pk), status="active")
-    assert auth.resolve(raw).tenant is not None
+    assert resolution.resolve(raw).tenant is not None
 
 
 def test_warm_lookups_record_last_use_without_rewriting_the_entry(
     committed_key: tuple[ApiKey, str]
 ) -> None:
     key, raw = committed_key
-    auth.resolve(raw)
+    resolution.resolve(raw)
     key.refresh_from_db()
     assert key.last_used_at is not None
     api_key_revoke(key=key)
     # Later lookups in this process find the revocation at once, whatever they touched before.
     for _ in range(3):
         with pytest.raises(errors.ApiKeyRevoked):
-            auth.resolve(raw)
+            resolution.resolve(raw)

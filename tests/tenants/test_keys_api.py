@@ -87,3 +87,49 @@ def test_key_format(acme: TenantFixture) -> None:
     prefix, lookup, secret = raw.split("_")
     assert prefix == "bk" and len(lookup) == 8 and len(secret) >= 32
     assert all(c in keys.BASE62 for c in lookup + secret)
+
+
+def test_a_key_hands_out_only_the_scopes_it_holds(api: Api, acme: TenantFixture) -> None:
+    # given a key with only the `admin` scope (scopes are independent: admin is not a superset)
+    _row, admin_only = make_key(acme.tenant, name="admin only", scopes=["admin"])
+    before = ApiKey.objects.filter(tenant=acme.tenant).count()
+
+    # when it asks for a scope it lacks, alone, beside one it holds, or by the all-four default
+    refused = [
+        api.post("keys", json={"name": "escalated"} | body, key=admin_only)
+        for body in ({"scopes": ["billing:grant"]}, {"scopes": ["admin", "billing:read"]}, {})
+    ]
+
+    # then each is 403 insufficient_scope naming what it lacks, and no key is made
+    missing = [assert_problem(r, 403, "insufficient_scope")["missing_scopes"] for r in refused]
+    assert missing == [
+        ["billing:grant"],
+        ["billing:read"],
+        ["billing:read", "billing:write", "billing:grant"],
+    ]
+    assert ApiKey.objects.filter(tenant=acme.tenant).count() == before
+    # What it holds it may hand out; a key with all four scopes hands out any of them.
+    peer = api.post("keys", json={"name": "peer", "scopes": ["admin"]}, key=admin_only)
+    assert peer.status == 201 and peer.json["scopes"] == ["admin"]
+    grant = api.post("keys", json={"name": "g", "scopes": ["billing:grant"]}, key=acme.key)
+    assert grant.status == 201
+
+
+def test_a_stored_key_answer_is_replayed_only_to_the_key_that_made_it(
+    api: Api, acme: TenantFixture
+) -> None:
+    # The idempotency key is the tenant's, and the stored answer holds the new key's secret: a
+    # weaker key sending the same request must not be handed a stronger key by the replay.
+    _row, admin_only = make_key(acme.tenant, name="admin only", scopes=["admin"])
+    body = {"name": "granter", "scopes": ["billing:grant"]}
+    retry = {"Idempotency-Key": "mint-granter"}
+    first = api.post("keys", json=body, key=acme.key, headers=retry)
+    assert first.status == 201
+
+    replayed = api.post("keys", json=body, key=acme.key, headers=retry)
+    other = api.post("keys", json=body, key=admin_only, headers=retry)
+
+    assert replayed.status == 201 and replayed.json["key"] == first.json["key"]
+    assert other.status != 201 and first.json["key"] not in other.body.decode()
+    assert_problem(other, 422, "idempotency_key_reused")
+    assert ApiKey.objects.filter(tenant=acme.tenant, name="granter").count() == 1

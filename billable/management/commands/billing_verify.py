@@ -10,7 +10,8 @@ from billable.selectors import tenants_verify, verified_tenants
 class Command(BaseCommand):
     help = (
         "Check every tenant's ledger: each batch's remaining equals its credits minus its "
-        "debits, and no batch is negative. Exits non-zero listing the batches that drift."
+        "debits, and no batch is negative. Exits non-zero listing the batches that drift and "
+        "the tenants whose schema could not be checked (the others are checked all the same)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -30,20 +31,33 @@ class Command(BaseCommand):
                 raise CommandError(f"no active or suspended tenant: {', '.join(unknown)}")
         reports = tenants_verify(slugs=slugs)
         drifting = 0
+        unchecked = [report for report in reports if report.error]
         for report in reports:
+            if report.error:
+                # repr: a broken name may hold a line break or other invisible characters.
+                self.stdout.write(
+                    f"{report.slug!r} ({report.schema_name!r}): NOT CHECKED, {report.error}"
+                )
+                continue
             status = "ok" if report.ok else f"DRIFT in {len(report.drifts)} batches"
             self.stdout.write(
                 f"{report.slug} ({report.schema_name}): {report.batches} batches, "
                 f"{report.entries} ledger entries: {status}"
             )
             drifting += len(report.drifts)
-        self.stdout.write(f"{len(reports)} tenants checked, {drifting} drifting batches.")
-        if drifting:
+        self.stdout.write(
+            f"{len(reports) - len(unchecked)} tenants checked, {drifting} drifting batches."
+        )
+        if unchecked:
+            self.stdout.write(f"{len(unchecked)} tenants not checked.")
+        if drifting or unchecked:
             lines = [
                 f"{report.slug}: {drift.describe()}"
                 for report in reports
                 for drift in report.drifts
             ]
+            lines += [f"{report.slug!r}: not checked, {report.error}" for report in unchecked]
             raise CommandError(
-                f"ledger drift in {drifting} batches:\n" + "\n".join(lines)
+                f"ledger drift in {drifting} batches, {len(unchecked)} tenants not checked:\n"
+                + "\n".join(lines)
             )

@@ -6,6 +6,10 @@ INSTALLED_APPS) first asks the database, in one query per 500 schemas, which sch
 migration of the code, and migrates only those, with django-tenants' own per-schema runner.
 The public schema is always migrated. Runs that name a schema, an app or a target migration, or
 fake, prune or plan, are django-tenants' unchanged.
+
+One broken tenant does not stop the run: a schema that is missing or whose name cannot be selected
+is reported and skipped, and a schema whose migration fails is reported and the others are still
+migrated; the command then exits non-zero naming the schemas that failed.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.db import connection
 from django_tenants.management.commands import SyncCommon
 from django_tenants.management.commands.migrate_schemas import (
     GET_EXECUTOR_FUNCTION,
@@ -23,7 +28,12 @@ from django_tenants.migration_executors.base import run_migrations
 from django_tenants.utils import get_public_schema_name, has_multi_type_tenants, schema_exists
 
 from tenants.models import Tenant
-from tenants.schema_migrations import forget_status, missing_migrations, tenant_schemas
+from tenants.schema_migrations import (
+    forget_status,
+    missing_migrations,
+    tenant_schemas,
+    unusable_schemas,
+)
 
 _UNCHANGED_OPTIONS = ("app_label", "migration_name", "fake", "fake_initial", "prune", "plan")
 BAR_WIDTH = 30
@@ -59,11 +69,16 @@ class Command(MigrateSchemasCommand):
         executor = GET_EXECUTOR_FUNCTION(codename=self.executor)(self.args, self.options)
         if self.sync_public:
             executor.run_migrations(tenants=[public])
-        if self.sync_tenant:
-            self._migrate_tenants(executor)
+        failed = self._migrate_tenants(executor) if self.sync_tenant else []
         forget_status()
+        if failed:
+            raise CommandError(
+                f"migrations failed in {len(failed)} tenant schemas (the others were migrated): "
+                + ", ".join(repr(name) for name in failed)
+            )
 
-    def _migrate_tenants(self, executor: Any) -> None:
+    def _migrate_tenants(self, executor: Any) -> list[str]:
+        """Migrate every tenant schema that is behind; returns those whose migration failed."""
         verbosity = int(self.options.get("verbosity", 1))
         template = _template()
         # A configured template schema that was never built is not a tenant: nothing to migrate.
@@ -74,15 +89,19 @@ class Command(MigrateSchemasCommand):
             for name, pk in tenant_schemas().items()
             if name != template or schema_exists(name)
         }
-        names = list(ids)
+        # A missing schema or an unselectable name cannot be migrated: said always, on stderr.
+        unusable = unusable_schemas(ids)
+        for name, why in unusable.items():
+            self.stderr.write(f"{name!r}: skipped, {why} (tenant id {ids[name]}): repair by hand")
+        names = [name for name in ids if name not in unusable]
         missing = missing_migrations(names)
         behind = [name for name in names if missing.get(name, 1)]
         skipped = len(names) - len(behind)
         bar = self.stdout.isatty() and verbosity >= 1
         if verbosity >= 1:
             self.stdout.write(
-                f"Tenant schemas: {len(names)} in all, {len(behind)} behind, "
-                f"{skipped} up to date."
+                f"Tenant schemas: {len(ids)} in all, {len(behind)} behind, "
+                f"{skipped} up to date, {len(unusable)} unusable."
             )
         if verbosity >= 2:
             for name in names:
@@ -93,6 +112,7 @@ class Command(MigrateSchemasCommand):
         if bar:
             inner["verbosity"] = max(0, verbosity - 1)
         migrated = 0
+        failed: list[str] = []
         parallel = executor.codename != "standard"
         if parallel and behind:
             # The multiprocessing and subprocess executors run the list themselves.
@@ -111,20 +131,32 @@ class Command(MigrateSchemasCommand):
                         f"[{index + 1}/{len(behind)}] {current}: "
                         f"{missing[name]} migrations to apply",
                     )
-                run_migrations(
-                    self.args, inner, executor.codename, current,
-                    idx=index, count=len(behind),
-                )
+                try:
+                    run_migrations(
+                        self.args, inner, executor.codename, current,
+                        idx=index, count=len(behind),
+                    )
+                except Exception as exc:  # one schema's failure must not stop the others
+                    self._line(bar, "")
+                    self.stderr.write(f"{current!r}: migration failed: {exc}")
+                    failed.append(current)
+                    # As django-tenants does after a schema: a fresh connection, public schema.
+                    connection.close()
+                    connection.set_schema_to_public()  # type: ignore[attr-defined]
+                    continue
                 migrated += 1
                 if bar:
                     self._draw_bar(index + 1, len(behind))
         if bar:
             self.stdout.write("")
         if verbosity >= 1:
+            problems = f", {len(failed)} failed" if failed else ""
+            problems += f", {len(unusable)} unusable" if unusable else ""
             self.stdout.write(
-                f"Tenant schemas: {migrated} migrated, {skipped} skipped (up to date).",
-                self.style.SUCCESS,
+                f"Tenant schemas: {migrated} migrated, {skipped} skipped (up to date){problems}.",
+                self.style.ERROR if problems else self.style.SUCCESS,
             )
+        return failed
 
     def _line(self, bar: bool, text: str) -> None:
         # On a terminal, clear the bar first; the next _draw_bar puts it back below the line.

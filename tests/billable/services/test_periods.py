@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from billable.periods import add_months, period_end
+from billable.errors import ExpiryOutOfRange
+from billable.periods import LATEST_EXPIRY, add_months, period_end, period_too_long
 
 
 def _at(year: int, month: int, day: int, hour: int = 0) -> datetime:
@@ -74,3 +75,55 @@ def test_days_are_exact_durations() -> None:
     start = _at(2024, 3, 30, 1)
 
     assert period_end(start, "days", 2) == start + timedelta(hours=48)
+
+
+@pytest.mark.parametrize(
+    ("unit", "value", "times"),
+    [
+        ("hours", 100_000, 10**12),
+        ("days", 36_525, 1_000_000),
+        ("months", 1, 1_000_000),
+        ("months", 100_000, 1),
+        ("years", 100_000, 1),
+        ("years", 100, 10**12),
+    ],
+)
+def test_an_end_past_the_horizon_is_out_of_range_not_an_overflow(
+    unit: str, value: int, times: int
+) -> None:
+    with pytest.raises(ExpiryOutOfRange):
+        period_end(_at(2024, 1, 31), unit, value, times)
+
+
+@pytest.mark.parametrize("unit", ["hours", "days", "months", "years"])
+def test_the_horizon_itself_is_the_latest_end(unit: str) -> None:
+    # given a start one unit short of the horizon
+    start = {
+        "hours": LATEST_EXPIRY - timedelta(hours=1),
+        "days": LATEST_EXPIRY - timedelta(days=1),
+        "months": _at(9998, 12, 1),
+        "years": _at(9998, 1, 1),
+    }[unit]
+    # then one unit reaches it exactly and two go past it
+    assert period_end(start, unit, 1) == LATEST_EXPIRY
+    with pytest.raises(ExpiryOutOfRange):
+        period_end(start, unit, 2)
+
+
+def test_a_start_past_the_horizon_cannot_be_extended() -> None:
+    start = datetime(9999, 12, 31, 23, tzinfo=UTC)
+    for unit in ("hours", "days", "months", "years"):
+        with pytest.raises(ExpiryOutOfRange):
+            period_end(start, unit, 1)
+    assert period_end(start, "forever", 1) is None
+
+
+@pytest.mark.parametrize(("unit", "most"), [("hours", 876_600), ("days", 36_525),
+                                             ("months", 1_200), ("years", 100)])
+def test_periods_are_at_most_a_hundred_years(unit: str, most: int) -> None:
+    assert not period_too_long(unit, most)
+    assert period_too_long(unit, most + 1)
+    assert not period_too_long(unit, 1, most)
+    assert period_too_long(unit, 2, most // 2 + 1)
+    assert not period_too_long("forever", 10**9, 10**9)
+    assert period_end(_at(2024, 1, 1), unit, most) is not None

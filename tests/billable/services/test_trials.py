@@ -49,7 +49,13 @@ Catalog = dict[str, Product | Offer]
         ("email", "J.Doe+promo@Gmail.com", "email:jdoe@gmail.com"),
         ("email", "j.doe@googlemail.com", "email:jdoe@gmail.com"),
         ("email", "JDOE@GOOGLEMAIL.COM", "email:jdoe@gmail.com"),
-        ("phone", " +1 555 0100 ", "phone:+1 555 0100"),
+        ("phone", " +1 555 0100 ", "phone:15550100"),
+        ("Tel", "+1 (555) 010-0100", "phone:15550100100"),
+        ("phone", "0044 (0)20 7946 0958", "phone:442079460958"),
+        ("email", "Ann@Example.COM.", "email:ann@example.com"),
+        ("email", "ann@B\u00fccher.de", "email:ann@xn--bcher-kva.de"),
+        ("email", "\uff21nn\uff20example.com", "email:ann@example.com"),
+        ("email", "Rene\u0301@example.com", "email:ren\u00e9@example.com"),
         ("telegram", 123456, "telegram:123456"),
         ("Default", " Alice ", "default:alice"),
         ("phone", "a.b+c@gmail.com", "phone:a.b+c@gmail.com"),
@@ -110,11 +116,13 @@ def test_customer_identity_hashes_cover_own_and_given_identities(alice: Customer
 
     hashes = customer_identity_hashes(alice, {"email": "a@x.io"})
 
-    assert hashes == sorted({
+    assert hashes.current == sorted({
+        identity_hash("customer", str(alice.pk)),
         identity_hash("default", "alice"),
         identity_hash("telegram", "77"),
         identity_hash("email", "a@x.io"),
     })
+    assert set(hashes.current) <= set(hashes.lookup)
 
 
 # --- One trial per identity
@@ -128,6 +136,7 @@ def test_trial_grants_and_records_every_identity_hash(catalog: Catalog, alice: C
     assert [b.source for b in result.batches] == ["trial"]
     stored = set(TrialHistory.objects.values_list("identity_hash", flat=True))
     assert stored == {
+        identity_hash("customer", str(alice.pk)),
         identity_hash("default", "alice"),
         identity_hash("email", "alice@example.com"),
         identity_hash("phone", "+1 555"),
@@ -269,3 +278,119 @@ def test_refused_trial_sends_nothing(catalog: Catalog, alice: Customer) -> None:
         trial_grant(customer=alice, offer=offer_for_grant("pro_month"))
 
     assert activated == [] and created == []
+
+
+# --- Spellings of one identity, erased customers, hashes of earlier rules
+
+DECOMPOSED_E = "e\u0301"  # "e" + COMBINING ACUTE ACCENT: renders as "é"
+FULL_WIDTH_PHONE = "\uff0b\uff11\uff15\uff15\uff15\uff10\uff11\uff10\uff10\uff11\uff10\uff10"
+FULL_WIDTH_EMAIL = "\uff41\uff4e\uff4e\uff20\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"phone": "+1 555 010 0100"}, {"phone": "+1 (555) 010-0100"}),
+        ({"phone": "+15550100100"}, {"phone": "+1.555.010.0100"}),
+        ({"phone": "+44 20 7946 0958"}, {"phone": "0044 (0) 20-7946-0958"}),
+        ({"phone": "+15550100100"}, {"phone": FULL_WIDTH_PHONE}),
+        ({"email": "ren\u00e9@example.com"}, {"email": f"ren{DECOMPOSED_E}@example.com"}),
+        ({"email": "ann@example.com"}, {"email": FULL_WIDTH_EMAIL}),
+        ({"email": "ann@example.com"}, {"email": "ann@example.com."}),
+        ({"email": "jdoe@gmail.com"}, {"email": "J.Doe+x@GMAIL.COM."}),
+        ({"email": "ann@example.com"}, {"email": "an\u200bn@example.com"}),
+        ({"email": "stra\u00dfe@example.com"}, {"email": "STRASSE@example.com"}),
+        ({"email": "ann@b\u00fccher.de"}, {"email": "ann@xn--bcher-kva.de"}),
+        ({"tel": "+1 555 010 0100"}, {"phone": "+15550100100"}),
+        ({"E-Mail": "ann@example.com"}, {"email": "ANN@example.com"}),
+        ({"telegram": "\uff11\uff12\uff13"}, {"telegram": 123}),
+    ],
+)
+def test_spellings_of_one_person_get_one_trial(
+    catalog: Catalog, alice: Customer, bob: Customer,
+    first: dict[str, str | int], second: dict[str, str | int],
+) -> None:
+    trial_grant(customer=alice, offer=offer_for_grant("pro_month"), identities=first)
+
+    with pytest.raises(TrialAlreadyUsed):
+        trial_grant(customer=bob, offer=offer_for_grant("pro_month"), identities=second)
+
+    assert not Grant.objects.filter(customer=bob).exists()
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (("phone", "+1 555 010 0100"), ("phone", "+1 555 010 0101")),
+        (("phone", "12345"), ("phone", "12-34-5 ext")),  # not a phone spelling: kept as text
+        (("email", "ann@example.com"), ("email", "ann@example.co")),
+        (("email", "a.nn@example.com"), ("email", "ann@example.com")),
+        (("phone", "+15550100100"), ("telegram", "15550100100")),
+    ],
+)
+def test_different_identities_still_differ(
+    in_acme: TenantFixture, a: tuple[str, Any], b: tuple[str, Any]
+) -> None:
+    assert identity_hash(*a) != identity_hash(*b)
+
+
+def _legacy_hash(normalised: str) -> str:
+    secret = Tenant.objects.get(schema_name=connection.schema_name).identity_secret
+    return hmac.new(secret.encode(), normalised.encode(), hashlib.sha256).hexdigest()
+
+
+def test_hashes_stored_under_earlier_rules_still_match(catalog: Catalog, bob: Customer) -> None:
+    # given trials taken before the rules changed, stored under the old normalisation
+    # (trimmed and lower-cased, nothing more)
+    TrialHistory.objects.create(identity_hash=_legacy_hash("phone:+1 (555) 010-0100"))
+    TrialHistory.objects.create(identity_hash=_legacy_hash("email:ann@example.com."))
+
+    # then the same spellings are still refused, though their hash under the new rules differs
+    assert identity_hash("phone", "+1 (555) 010-0100") != _legacy_hash("phone:+1 (555) 010-0100")
+    for identities in ({"phone": "+1 (555) 010-0100"}, {"email": "Ann@Example.com."}):
+        with pytest.raises(TrialAlreadyUsed):
+            trial_grant(customer=bob, offer=offer_for_grant("pro_month"), identities=identities)
+    # and a customer's own identity stored under the old rules counts too
+    TrialHistory.objects.create(identity_hash=_legacy_hash("phone:+44 20 7946 0958"))
+    carol = customer_ensure(CustomerRef(provider="phone", external_id="+44 20 7946 0958"))
+    with pytest.raises(TrialAlreadyUsed):
+        trial_grant(customer=carol, offer=offer_for_grant("pro_month"))
+    assert not Grant.objects.exists()
+
+
+def test_new_trials_record_the_hash_under_the_current_rules(
+    catalog: Catalog, alice: Customer
+) -> None:
+    trial_grant(customer=alice, offer=offer_for_grant("pro_month"),
+                identities={"phone": "+1 (555) 010-0100"})
+
+    stored = set(TrialHistory.objects.values_list("identity_hash", flat=True))
+    assert identity_hash("phone", "15550100100") in stored
+    assert _legacy_hash("phone:+1 (555) 010-0100") not in stored
+
+
+def test_erased_customer_cannot_take_a_second_trial(catalog: Catalog, alice: Customer) -> None:
+    # given alice took a trial, then was erased (her identities are gone)
+    trial_grant(customer=alice, offer=offer_for_grant("pro_month"))
+    customer_erase(customer=alice)
+    erased = Customer.objects.get(pk=alice.pk)
+
+    # then her customer id cannot take another
+    with pytest.raises(TrialAlreadyUsed):
+        trial_grant(customer=erased, offer=offer_for_grant("reports_10"))
+    assert Grant.objects.filter(kind="trial").count() == 1
+
+
+def test_erased_customer_whose_trial_predates_the_id_hash_is_refused(
+    catalog: Catalog, alice: Customer
+) -> None:
+    # given a trial recorded before trials recorded the customer's own id
+    trial_grant(customer=alice, offer=offer_for_grant("pro_month"))
+    TrialHistory.objects.filter(
+        identity_hash=identity_hash("customer", str(alice.pk))
+    ).delete()
+    customer_erase(customer=alice)
+
+    with pytest.raises(TrialAlreadyUsed):
+        trial_grant(customer=Customer.objects.get(pk=alice.pk),
+                    offer=offer_for_grant("pro_month"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.admin.utils import quote
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from billing_platform.webhooks.models import Delivery, Event
@@ -78,3 +79,51 @@ def test_events_admin_redelivers_to_every_subscriber(
     operator.post("/admin/webhooks/event/", {
         "action": "redeliver", "_selected_action": [event.pk], "index": "0"})
     assert Delivery.objects.filter(event=event).count() == 3
+
+
+def _staff(username: str, *codenames: str) -> Client:
+    user = User.objects.create_user(username, f"{username}@example.com", "correct-horse-9",
+                                    is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _offered(client: Client, url: str) -> set[str]:
+    response = client.get(url)
+    assert response.status_code == 200
+    action_form = response.context["action_form"]  # None when no action is offered
+    if action_form is None:
+        return set()
+    return {name for name, _label in action_form.fields["action"].choices if name}
+
+
+def test_redeliver_needs_the_change_permission(
+    api: Api, acme: TenantFixture, private_ok: Any
+) -> None:
+    endpoint = create_endpoint(api, acme.key, "http://127.0.0.1:9/view-only")
+    sent = api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key).json
+    event = Event.objects.get(pk=sent["event_id"])
+    delivery = Delivery.objects.get(event=event)
+    viewer = _staff("viewer", "view_event", "view_delivery")
+
+    # A view-only operator sees both lists but is offered no Redeliver, and posting it does nothing.
+    assert _offered(viewer, "/admin/webhooks/event/") == set()
+    assert _offered(viewer, "/admin/webhooks/delivery/") == set()
+    viewer.post("/admin/webhooks/event/", {
+        "action": "redeliver", "_selected_action": [event.pk], "index": "0"})
+    viewer.post("/admin/webhooks/delivery/", {
+        "action": "redeliver", "_selected_action": [str(delivery.pk)], "index": "0"})
+    assert Delivery.objects.filter(event=event).count() == 1
+
+    # The change permission of the model is what allows it.
+    changer = _staff("changer", "view_event", "change_event", "view_delivery", "change_delivery")
+    assert _offered(changer, "/admin/webhooks/event/") == {"redeliver"}
+    assert _offered(changer, "/admin/webhooks/delivery/") == {"redeliver"}
+    changer.post("/admin/webhooks/delivery/", {
+        "action": "redeliver", "_selected_action": [str(delivery.pk)], "index": "0"})
+    assert Delivery.objects.filter(event=event).count() == 2
+    # Still nothing to edit by hand: the rows stay read-only for every operator.
+    page = changer.get(f"/admin/webhooks/delivery/{delivery.pk}/change/").content.decode()
+    assert 'name="_save"' not in page

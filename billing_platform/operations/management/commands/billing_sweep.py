@@ -18,7 +18,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         totals = platform_sweep(everything=options["all"])
         self.stdout.write(
-            f"tenants={totals['tenants']} batches_expired={totals['batches_expired']} "
+            f"tenants={totals['tenants']} tenants_failed={totals['tenants_failed']} "
+            f"batches_expired={totals['batches_expired']} "
             f"holds_expired={totals['holds_expired']} "
             f"idempotency_purged={totals['idempotency_purged']}"
         )

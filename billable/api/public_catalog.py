@@ -16,18 +16,16 @@ from billable.schemas import OfferPage
 from billing_platform.core import errors
 from billing_platform.core.db import activate_tenant
 from billing_platform.core.pagination import PageParams, page_data, paginate
-from billing_platform.core.problems import error_responses
+from billing_platform.core.problems import PUBLIC_ERRORS, error_responses
 from billing_platform.core.ratelimits import limit_public
 from tenants.models import Tenant, TenantStatus
 
 router = Router(tags=["public"], auth=None)
 
-_PUBLIC_ERRORS = (400, 413, 415, 422, 429, 503)
-
 
 @router.get(
     "/{tenant_slug}/catalog",
-    response={200: OfferPage, **error_responses(404, common=_PUBLIC_ERRORS)},
+    response={200: OfferPage, **error_responses(404, common=PUBLIC_ERRORS)},
     operation_id="public_catalog",
     summary="A tenant's public catalog (when the tenant publishes it)",
 )
