@@ -1,5 +1,10 @@
 """onboarding: tenant creation through the platform API at 0, 100 and 300 existing tenants.
 
+First a burst: 20 back-to-back onboardings right after start-up, as `make run` leaves the
+platform (the template schema built by `migrate_schemas`, the worker running and the pool at
+`TENANT_SPARE_SCHEMAS`): the pool empties, later tenants are cloned from the template, and the
+worker refills the pool as each spare is claimed (NOTIFY).
+
 Billable claims a pre-built spare schema (the pool is filled before each level, as the
 background worker keeps it filled); the baseline is django-tenants' default, a schema built by
 migrations. Existing tenants are copies of one migrated schema (one `pg_dump`, replayed under
@@ -22,6 +27,7 @@ import httpx
 from bench import harness
 from bench.context import Context
 
+BURST = 20
 LEVELS = (0, 100, 300)
 PER_LEVEL = 10
 BASELINE_PER_LEVEL = 3
@@ -95,14 +101,72 @@ def _manage(ctx: Context, *args: str) -> float:
     return time.perf_counter() - began
 
 
+def _spares() -> int:
+    from tenants.models import Tenant, TenantStatus
+
+    return Tenant.objects.filter(status=TenantStatus.SPARE).count()
+
+
+def _burst(ctx: Context, base: str) -> dict[str, Any]:
+    """BURST back-to-back onboardings with the worker running and the pool as start-up left it."""
+    from django.conf import settings
+
+    pool = settings.TENANT_SPARE_SCHEMAS
+    worker = harness.spawn([harness.PYTHON, str(harness.ROOT / "manage.py"), "run_worker"],
+                           ctx.env, harness.ROOT / "var" / "bench-worker.log")
+    try:
+        deadline = time.monotonic() + 120
+        while _spares() < pool:
+            if time.monotonic() > deadline:
+                raise SystemExit("the worker did not fill the spare pool within 120 s")
+            time.sleep(0.1)
+        burst_ms: list[float] = []
+        with httpx.Client(base_url=base, timeout=120,
+                          headers={"Authorization": f"Bearer {ctx.platform_key}"}) as client:
+            for index in range(BURST):
+                slug = f"burst-{index:03d}"
+                began = time.perf_counter()
+                response = client.post("/api/v1/platform/tenants",
+                                       json={"name": slug, "slug": slug})
+                burst_ms.append((time.perf_counter() - began) * 1000)
+                if response.status_code != 201:
+                    raise SystemExit(f"onboarding answered {response.status_code}: "
+                                     f"{response.text}")
+        time.sleep(1.0)
+        refilled = _spares()
+    finally:
+        harness.stop(worker)
+    return {"pool": pool, "onboardings": BURST, "ms": [round(v, 1) for v in burst_ms],
+            "p50_ms": round(harness.percentile(burst_ms, 50), 1),
+            "max_ms": round(max(burst_ms), 1), "spares_after": refilled}
+
+
+def _build_ms(slugs: list[str], *, template: bool) -> list[float]:
+    """Onboarding's path when no spare is left, timed in process: clone, or migrations."""
+    from django.test import override_settings
+
+    from tenants.services import _build_schema
+
+    times: list[float] = []
+    with override_settings(**({} if template else {"TENANT_BASE_SCHEMA": ""})):
+        for slug in slugs:
+            began = time.perf_counter()
+            _build_schema(slug=slug, name=slug, rate_limit="600/m")
+            times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
 def run(ctx: Context) -> dict[str, Any]:
-    from tenants.services import _build_schema, spare_pool_refill
+    from tenants.services import spare_pool_refill
 
     base = ctx.server.base_url
     counter = [0]
     levels: list[dict[str, Any]] = []
     rows: list[list[Any]] = []
     made = 0
+    clone_ms: list[float] = []
+    burst = _burst(ctx, base)
+    harness.say(f"burst of {BURST}: p50 {burst['p50_ms']} ms, max {burst['max_ms']} ms")
     # Warm-up: each server worker answers its first requests slower (imports, connections).
     spare_pool_refill(target=WARMUP_TENANTS)
     with httpx.Client(base_url=base, timeout=120,
@@ -127,13 +191,13 @@ def run(ctx: Context) -> dict[str, Any]:
                 if response.status_code != 201:
                     raise SystemExit(f"onboarding answered {response.status_code}: "
                                      f"{response.text}")
-        baseline_ms: list[float] = []
-        for _ in range(BASELINE_PER_LEVEL):
-            made += 1
-            slug = f"migrated-{made:03d}"
-            began = time.perf_counter()
-            _build_schema(slug=slug, name=slug, rate_limit="600/m")
-            baseline_ms.append((time.perf_counter() - began) * 1000)
+        slugs = [f"migrated-{made + i + 1:03d}" for i in range(BASELINE_PER_LEVEL)]
+        made += BASELINE_PER_LEVEL
+        baseline_ms = _build_ms(slugs, template=False)
+        if not levels:
+            slugs = [f"cloned-{made + i + 1:03d}" for i in range(BASELINE_PER_LEVEL)]
+            made += BASELINE_PER_LEVEL
+            clone_ms = _build_ms(slugs, template=True)
         api_p50 = round(harness.percentile(api_ms, 50), 1)
         base_p50 = round(harness.percentile(baseline_ms, 50), 1)
         levels.append({"existing_tenants": existing, "api_ms": [round(v, 1) for v in api_ms],
@@ -147,6 +211,22 @@ def run(ctx: Context) -> dict[str, Any]:
     print(harness.table(
         f"onboarding through POST /api/v1/platform/tenants ({PER_LEVEL} per level)",
         ["existing tenants", "p50 ms", "max ms", "by migrations p50 ms", "ratio"], rows,
+    ))
+    full_p50 = levels[0]["api_p50_ms"]
+    migrations_p50 = levels[0]["baseline_p50_ms"]
+    burst.update(
+        full_pool_p50_ms=full_p50, by_migrations_p50_ms=migrations_p50,
+        clone_p50_ms=round(harness.percentile(clone_ms, 50), 1),
+        ratio_to_full_pool=round(burst["p50_ms"] / full_p50, 2),
+        ratio_to_migrations=harness.ratio(burst["p50_ms"], migrations_p50),
+    )
+    print(harness.table(
+        f"burst: {BURST} back-to-back onboardings after start-up (pool of {burst['pool']}, "
+        "worker running)",
+        ["burst p50 ms", "burst max ms", "full pool p50 ms", "clone (no spare) p50 ms",
+         "by migrations p50 ms", "burst / full pool", "burst / migrations"],
+        [[burst["p50_ms"], burst["max_ms"], full_p50, burst["clone_p50_ms"], migrations_p50,
+          f"{burst['ratio_to_full_pool']}x", f"{burst['ratio_to_migrations']:.1%}"]],
     ))
 
     from django.db.migrations.loader import MigrationLoader
@@ -187,4 +267,4 @@ def run(ctx: Context) -> dict[str, Any]:
              migrate["new_migration_ms_per_schema"]],
         ],
     ))
-    return {"levels": levels, "migrate_schemas": migrate, "correct": True}
+    return {"levels": levels, "burst": burst, "migrate_schemas": migrate, "correct": True}

@@ -176,8 +176,12 @@ API_KEY_HASH_SECRETS = env.str("API_KEY_HASH_SECRETS", default="")
 ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
 
 # --- Tenancy and onboarding.
-# Pre-built spare schemas kept ready so onboarding is a rename, not a migration.
+# Pre-built spare schemas kept ready so onboarding is a rename, not a migration; the worker
+# refills the pool as soon as one is claimed (NOTIFY), by cloning the template.
 TENANT_SPARE_SCHEMAS = env.int("TENANT_SPARE_SCHEMAS", default=3)
+# The empty template schema new tenant schemas are cloned from (kept current by migrate_schemas;
+# never a tenant). Empty: no template, every schema is built by running the migrations.
+TENANT_BASE_SCHEMA = env.str("TENANT_BASE_SCHEMA", default="tenant_template")
 # Seconds a resolved API key stays cached; invalidation on change makes it exact earlier.
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=300)
 PLATFORM_OPEN_SIGNUP = env.bool("PLATFORM_OPEN_SIGNUP", default=False)

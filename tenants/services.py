@@ -1,9 +1,11 @@
 """Write services of the public schema: onboarding, the spare-schema pool, keys, tenant changes.
 
 Onboarding claims a pre-built spare schema (a real `Tenant` row with status `spare`, kept current
-by `migrate_schemas` like any tenant) and renames it to `t_<slug>` inside one short transaction.
-Only when no spare is left does it build a schema by migrations, outside any transaction, because
-django-tenants commits and reconnects while it migrates.
+by `migrate_schemas` like any tenant) and renames it to `t_<slug>` inside one short transaction;
+the claim NOTIFYs `SPARE_CLAIMED_CHANNEL`, which wakes the worker to refill the pool at once.
+Only when no spare is left does it build a schema: a clone of the template schema
+(`tenants/schema_clone.py`), or by migrations when there is no current template, outside the
+claim's transaction, because django-tenants commits and reconnects while it migrates.
 
 A schema being built has a `building` row whose builder holds that row's advisory lock (and the
 pool's, for spares) on a connection of its own, which the migrations' reconnects leave alone: no
@@ -48,6 +50,12 @@ from tenants.models import (
     Tenant,
     TenantStatus,
 )
+from tenants.schema_clone import (
+    TemplateUnavailable,
+    schema_clone,
+    template_migrate,
+    template_schema,
+)
 from tenants.schema_migrations import missing_migrations
 
 logger = logging.getLogger("billable.tenants")
@@ -59,6 +67,8 @@ MAX_KEYS_PER_TENANT = 50
 # pg_advisory_lock key that serialises spare-pool refills across processes ("BILLSPAR").
 _SPARE_LOCK_ID = 0x42494C4C53504152
 DUPLICATE_SCHEMA = "42P06"
+# NOTIFYed (on commit) when a spare is claimed or the pool was empty: `run_worker` LISTENs.
+SPARE_CLAIMED_CHANNEL = "billable_spare_claimed"
 
 
 def schema_name_for(slug: str) -> str:
@@ -229,7 +239,14 @@ def _claim_spare(*, slug: str, name: str, rate_limit: str) -> Tenant | None:
     spare.identity_secret = secrets.token_hex(32)
     spare.created_at = timezone.now()
     spare.save()
+    _pool_notify()
     return spare
+
+
+def _pool_notify() -> None:
+    """Wake the worker to refill the pool when the current transaction commits."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"NOTIFY {SPARE_CLAIMED_CHANNEL}")
 
 
 @contextmanager
@@ -279,7 +296,7 @@ def _schema_build(holder: BaseDatabaseWrapper, *, status: str, **fields: Any) ->
         raise errors.SlugTaken() from exc
     try:
         try:
-            tenant.create_schema(check_if_exists=False, verbosity=0)
+            _schema_create(tenant)
         except Exception as exc:
             if sqlstate(exc) == DUPLICATE_SCHEMA:
                 Tenant.objects.filter(pk=tenant.pk).delete()
@@ -294,8 +311,22 @@ def _schema_build(holder: BaseDatabaseWrapper, *, status: str, **fields: Any) ->
     return tenant
 
 
+def _schema_create(tenant: Tenant) -> str:
+    """Create the schema of a `building` row: a clone of the template (one transaction, ~0.1 s),
+    else by migrations (~0.5–1 s); returns which. Must run outside any transaction."""
+    if template_schema() is not None:
+        try:
+            with transaction.atomic():
+                schema_clone(target=tenant.schema_name)
+            return "clone"
+        except TemplateUnavailable as exc:
+            logger.warning("building %s by migrations: %s", tenant.schema_name, exc)
+    tenant.create_schema(check_if_exists=False, verbosity=0)
+    return "migrations"
+
+
 def _build_schema(*, slug: str, name: str, rate_limit: str) -> Tenant:
-    """Slow path: migrate a fresh schema (~0.5 s). Must run outside any transaction."""
+    """Slow path: clone (or migrate) a fresh schema. Must run outside any transaction."""
     with _lock_connection() as holder:
         return _schema_build(
             holder,
@@ -334,8 +365,10 @@ def tenant_onboard(
     except IntegrityError as exc:
         raise errors.SlugTaken() from exc
     if tenant is None:
-        logger.warning("no spare schema left; building %s by migrations", slug)
+        logger.warning("no spare schema left; building %s", slug)
         path = "build"
+        with transaction.atomic():
+            _pool_notify()
         tenant = _build_schema(slug=slug, name=name, rate_limit=rate_limit)
         key, raw = api_key_create(tenant=tenant, name=key_name)
     if contact_email:
@@ -364,7 +397,8 @@ def spare_pool_refill(*, target: int | None = None) -> int:
     """Build spare schemas until `target` are waiting; returns how many were built.
 
     One process at a time refills: it holds the pool's advisory lock, on a connection of its own,
-    until it is done; the others return at once.
+    until it is done; the others return at once. It first creates or migrates the template schema
+    if it is missing or behind (`template_migrate`); spares are clones of it.
     """
     target = settings.TENANT_SPARE_SCHEMAS if target is None else target
     with _lock_connection() as holder:
@@ -372,6 +406,12 @@ def spare_pool_refill(*, target: int | None = None) -> int:
         if not _advisory(holder, "pg_try_advisory_lock", _SPARE_LOCK_ID):
             return 0
         _abandoned_builds_drop(holder)
+        try:
+            if template_migrate(holder):
+                logger.info("template schema %s built or migrated", template_schema())
+        except Exception:
+            # Spares are then built by migrations, slower but the same.
+            logger.exception("template schema %s could not be migrated", template_schema())
         missing = target - Tenant.objects.filter(status=TenantStatus.SPARE).count()
         built = 0
         for _ in range(max(0, missing)):

@@ -187,6 +187,7 @@ def adjustment_create(
         raise errors.NotAQuantityProduct()
     now = clock.now()
     with service_atomic():
+        customer = ledger.lock_customer(customer)  # before the batches it may debit
         adjustment = Adjustment.objects.create(
             customer=customer, product=product, amount=amount, reason=reason, actor=actor
         )

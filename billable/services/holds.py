@@ -45,6 +45,7 @@ def hold_create(
     require_positive_amount(amount)
     now = clock.now()
     with service_atomic():
+        customer = ledger.lock_customer(customer)
         unmetered = has_usable_access(customer.pk, feature, now)
         takes: list[ledger.Take] = []
         total = 0
@@ -85,10 +86,8 @@ def _give_back(hold: Hold, amount: int, *, actor: str) -> None:
         .values_list("batch_id", "amount")
     ):
         reserved[batch_id] = reserved.get(batch_id, 0) + units
-    batches = {
-        b.pk: b
-        for b in QuotaBatch.objects.select_for_update().filter(pk__in=list(reserved)).order_by("id")
-    }
+    locked = ledger.lock_batches(QuotaBatch.objects.filter(pk__in=list(reserved)))
+    batches = {batch.pk: batch for batch in locked}
     credits: list[ledger.Take] = []
     left = amount
     for batch_id in reversed(list(reserved)):
@@ -126,6 +125,8 @@ def _give_back(hold: Hold, amount: int, *, actor: str) -> None:
 
 
 def _locked(hold: Hold) -> Hold:
+    """Lock the hold's customer, then the hold (the fixed order of `billable.services.ledger`)."""
+    ledger.lock_customer_row(hold.customer_id)
     return Hold.objects.select_for_update().get(pk=hold.pk)
 
 
@@ -171,26 +172,40 @@ def hold_release(*, hold: Hold, actor: str = "", expired: bool = False) -> Hold:
             return hold
         if hold.status != HoldStatus.ACTIVE:
             raise errors.HoldNotActive(f"The hold is {hold.status}.")
-        _give_back(hold, hold.amount, actor=actor)
-        hold.status = target
-        hold.committed_amount = 0
-        hold.save(update_fields=["status", "committed_amount"])
-        signals.hold_released.send(sender=Hold, hold=hold, customer=hold.customer, expired=expired)
+        _release(hold, target, actor=actor)
     return hold
 
 
+def _release(hold: Hold, status: str, *, actor: str) -> None:
+    """Return every reserved unit of a locked, active hold and give it `status`."""
+    _give_back(hold, hold.amount, actor=actor)
+    hold.status = status
+    hold.committed_amount = 0
+    hold.save(update_fields=["status", "committed_amount"])
+    signals.hold_released.send(
+        sender=Hold, hold=hold, customer=hold.customer, expired=status == HoldStatus.EXPIRED
+    )
+
+
 def holds_expire_due(*, limit: int = 500) -> int:
-    """Release active holds past their expiry (the sweep runs this every minute)."""
+    """Release active holds past their expiry (the sweep runs this every minute).
+
+    Each hold is locked and checked again first: a commit or release (or another sweep) may
+    have settled it since it was listed, and then it is left as it is and not counted.
+    """
     now = clock.now()
     due = list(
         Hold.objects.filter(status=HoldStatus.ACTIVE, expires_at__lte=now)
         .order_by("expires_at")
-        .values_list("pk", flat=True)[:limit]
+        .values("pk", "customer_id")[:limit]
     )
     done = 0
-    for pk in due:
-        hold = Hold.objects.get(pk=pk)
-        if hold.status == HoldStatus.ACTIVE:
-            hold_release(hold=hold, expired=True)
-            done += 1
+    for row in due:
+        with service_atomic():
+            ledger.lock_customer_row(row["customer_id"])
+            hold = Hold.objects.select_for_update().filter(pk=row["pk"]).first()
+            if hold is None or hold.status != HoldStatus.ACTIVE:
+                continue
+            _release(hold, HoldStatus.EXPIRED, actor="")
+        done += 1
     return done

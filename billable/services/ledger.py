@@ -1,4 +1,10 @@
-"""Ledger primitives: locking usable batches in a fixed order, debits, credits, closing a batch.
+"""Ledger primitives: locking in a fixed order, debits, credits, closing a batch.
+
+The fixed lock order, the one a merge takes: the customer's row first (`lock_customer`), then
+the order or hold being changed, then the customer's batches in spend order
+(`lock_quantity_lots`, `lock_batches`). Foreign keys are checked at commit, so an insert takes
+no lock on the customer before then; a service that changes a customer's batches therefore locks
+the customer's row explicitly, first.
 
 Usability and the products covering a name are defined with the reads (`billable.selectors`);
 the locks here use the same definition. Every change of units is a ledger entry; `remaining`
@@ -13,10 +19,20 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from billable import signals
-from billable.models import BatchState, Direction, Hold, LedgerEntry, ProductType, QuotaBatch, Usage
+from billable.models import (
+    BatchState,
+    Customer,
+    Direction,
+    Hold,
+    LedgerEntry,
+    ProductType,
+    QuotaBatch,
+    Usage,
+)
 from billable.selectors.ledger import COVERS_SQL, cover_params
 from billable.tenancy import note_sweep_due
 
@@ -33,6 +49,44 @@ class Lot:
 class Take:
     batch_id: Any
     amount: int
+
+
+def lock_customer_row(customer_id: Any, *, exclusive: bool = False) -> Any:
+    """Lock a customer's row and those it was merged into; the id of the customer to act for.
+
+    FOR KEY SHARE by default: spenders do not wait for each other, and a merge waits for them
+    all. With `exclusive`, FOR UPDATE, as order transitions and period grants take it. A merge
+    that committed after the caller resolved the customer has moved everything to the customer
+    in `merged_into`, so the work goes on there.
+    """
+    mode = "UPDATE" if exclusive else "KEY SHARE"
+    current, seen = customer_id, {customer_id}
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT merged_into_id FROM billable_customer WHERE id = %s FOR {mode}",
+                [current],
+            )
+            row = cursor.fetchone()
+        if row is None or row[0] is None or row[0] in seen:
+            return current
+        current = row[0]
+        seen.add(current)
+
+
+def lock_customer(customer: Customer, *, exclusive: bool = False) -> Customer:
+    """`lock_customer_row` for a resolved customer: it, or the customer it was merged into."""
+    acting = lock_customer_row(customer.pk, exclusive=exclusive)
+    return customer if acting == customer.pk else Customer.objects.get(pk=acting)
+
+
+def lock_batches(batches: QuerySet[QuotaBatch]) -> list[QuotaBatch]:
+    """Lock these batches in spend order, the order every spender locks a customer's batches."""
+    return list(
+        batches.select_for_update().order_by(
+            F("expires_at").asc(nulls_last=True), "created_at", "id"
+        )
+    )
 
 
 def lock_quantity_lots(

@@ -116,11 +116,18 @@ def _grant_items(order: Order, *, source: str, actor: str) -> list[QuotaBatch]:
 
 
 def _locked(order: Order) -> Order:
-    """Re-read the order (with its customer) under FOR UPDATE before changing its status.
+    """Lock the order's customer (FOR UPDATE), then re-read the order under FOR UPDATE.
 
     Every transition starts here, so concurrent ones run in turn and each sees the other's result.
+    The customer's row comes first, in the fixed order of `billable.services.ledger`: a merge
+    that committed meanwhile is followed to the customer the order now belongs to.
     """
-    return Order.objects.select_for_update().select_related("customer").get(pk=order.pk)
+    ledger.lock_customer_row(order.customer_id, exclusive=True)
+    return (
+        Order.objects.select_for_update(of=("self",))
+        .select_related("customer")
+        .get(pk=order.pk)
+    )
 
 
 def order_confirm(
@@ -180,9 +187,7 @@ def order_refund(*, order: Order, reason: str = "", actor: str = "") -> Order:
         order = _locked(order)
         if order.status != OrderStatus.PAID:
             raise errors.InvalidOrderState(f"A {order.status} order cannot be refunded.")
-        batches = list(
-            QuotaBatch.objects.select_for_update().filter(order_item__order=order).order_by("id")
-        )
+        batches = ledger.lock_batches(QuotaBatch.objects.filter(order_item__order=order))
         for batch in batches:
             if batch.state not in (BatchState.ACTIVE, BatchState.EXHAUSTED):
                 continue
@@ -210,6 +215,8 @@ def offer_buy_with_currency(*, customer: Customer, sku: str, actor: str = "") ->
     price = int(offer.price)
     now = clock.now()
     with service_atomic():
+        # FOR UPDATE, as a confirm: the grant below may extend period access, which takes it.
+        customer = ledger.lock_customer(customer, exclusive=True)
         takes: list[ledger.Take] = []
         total = 0
         if price > 0:

@@ -78,11 +78,13 @@ def quota_consume(
     """Consume quota for a feature, soonest-expiring batch first, all or nothing.
 
     Period or unlimited access covers the use without decrement. Raises QuotaExhausted or
-    InsufficientQuota (402, with `remaining`); locks the batches it spends in a fixed order.
+    InsufficientQuota (402, with `remaining`); locks the customer's row, then the batches it
+    spends, in the fixed order of `billable.services.ledger`.
     """
     require_positive_amount(amount)
     now = clock.now()
     with service_atomic():
+        customer = ledger.lock_customer(customer)
         if has_usable_access(customer.pk, feature, now):
             usage = Usage.objects.create(
                 customer=customer,

@@ -52,7 +52,7 @@ WEBHOOK_DELIVERIES = Counter(
 ONBOARDING_SECONDS = Histogram(
     "billable_tenant_onboarding_seconds",
     "Time to onboard a tenant, by path: spare (a pre-built schema claimed) or build "
-    "(a schema migrated because no spare was left).",
+    "(a schema cloned from the template, or migrated, because no spare was left).",
     ["path"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )

@@ -23,7 +23,8 @@ from tenants.schemas import (
 
 platform_router = Router(tags=["platform"], auth=platform_auth())
 
-_PLATFORM_ERRORS = (400, 401, 403, 413, 415, 422, 503)
+# 429: past the per-IP limit of failed authentications, even a platform route answers 429.
+_PLATFORM_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)
 
 
 @platform_router.post(

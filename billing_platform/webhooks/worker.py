@@ -16,11 +16,9 @@ import logging
 import queue
 import random
 import threading
-import time
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.db import close_old_connections, connection, connections, transaction
 from django.db.models import F
@@ -28,6 +26,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing_platform.core import crypto, metrics
+from billing_platform.core.listen import Listener
 from billing_platform.webhooks.delivery import (
     Clients,
     Outcome,
@@ -267,45 +266,13 @@ class DeliveryPool:
             thread.join()
 
 
-class _Listener:
-    """A LISTEN connection of its own, reconnected when it breaks."""
-
-    def __init__(self) -> None:
-        self.conn: psycopg.Connection[Any] | None = None
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        params = connection.get_connection_params()
-        for name in ("cursor_factory", "context", "options", "server_side_binding"):
-            params.pop(name, None)
-        conn = psycopg.connect(**params, autocommit=True)
-        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        return conn
-
-    def wait(self, timeout: float) -> None:
-        """Return on a notification or after `timeout` seconds."""
-        try:
-            if self.conn is None or self.conn.closed:
-                self.conn = self._connect()
-            for _ in self.conn.notifies(timeout=timeout, stop_after=1):
-                break
-        except psycopg.Error:
-            logger.warning("LISTEN connection lost; polling until it is back", exc_info=True)
-            self.close()
-            time.sleep(timeout)
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-
 def run(stop: threading.Event, *, poll_seconds: float = 1.0, threads: int | None = None) -> None:
     """Deliver until `stop` is set; woken by NOTIFY, polling for due retries.
 
     Posts run on `threads` threads (default WEBHOOK_WORKER_THREADS); after `stop` the posts in
     flight finish and are recorded before this returns.
     """
-    listener = _Listener()
+    listener = Listener(NOTIFY_CHANNEL)
     listener.wait(0)  # LISTEN before the first claim, so no notification falls between
     client = new_client()
     pool = DeliveryPool(threads or settings.WEBHOOK_WORKER_THREADS, client)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from django.db import connection, connections
+from django.test import override_settings
 from django_tenants.signals import schema_pre_migration
 
 from billable.selectors import verified_tenants
@@ -208,6 +209,7 @@ def paused_build() -> Iterator[tuple[threading.Event, threading.Event, list[str]
         schema_pre_migration.disconnect(hold)
 
 
+@override_settings(TENANT_BASE_SCHEMA="")  # no template: the build runs the migrations
 def test_a_schema_being_built_is_left_alone_until_it_is_ready(
     made: list[str],
     paused_build: tuple[threading.Event, threading.Event, list[str]],

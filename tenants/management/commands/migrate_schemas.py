@@ -4,7 +4,9 @@ django-tenants runs Django's `migrate` in every schema, about 0.1 s each even wi
 This command (it replaces django-tenants' own: `tenants` comes before `django_tenants` in
 INSTALLED_APPS) first asks the database, in one query per 500 schemas, which schemas lack a
 migration of the code, and migrates only those, with django-tenants' own per-schema runner.
-The public schema is always migrated. Runs that name a schema, an app or a target migration, or
+The public schema is always migrated. The template schema (`TENANT_BASE_SCHEMA`, which new
+tenant schemas are cloned from) is created when absent and migrated first, holding the template's
+lock so no clone reads it half-migrated. Runs that name a schema, an app or a target migration, or
 fake, prune or plan, are django-tenants' unchanged.
 
 One broken tenant does not stop the run: a schema that is missing or whose name cannot be selected
@@ -16,9 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django_tenants.management.commands import SyncCommon
 from django_tenants.management.commands.migrate_schemas import (
     GET_EXECUTOR_FUNCTION,
@@ -28,6 +29,7 @@ from django_tenants.migration_executors.base import run_migrations
 from django_tenants.utils import get_public_schema_name, has_multi_type_tenants, schema_exists
 
 from tenants.models import Tenant
+from tenants.schema_clone import template_locked, template_schema
 from tenants.schema_migrations import (
     forget_status,
     missing_migrations,
@@ -80,15 +82,14 @@ class Command(MigrateSchemasCommand):
     def _migrate_tenants(self, executor: Any) -> list[str]:
         """Migrate every tenant schema that is behind; returns those whose migration failed."""
         verbosity = int(self.options.get("verbosity", 1))
-        template = _template()
-        # A configured template schema that was never built is not a tenant: nothing to migrate.
+        template = template_schema()
+        if template is not None and not schema_exists(template):
+            # Built here like any schema behind the code: every migration is missing.
+            with connection.cursor() as cursor:
+                cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {connection.ops.quote_name(template)}")
         # Names and ids from one query: a spare renamed by onboarding meanwhile is still found
         # by its id under its new name.
-        ids = {
-            name: pk
-            for name, pk in tenant_schemas().items()
-            if name != template or schema_exists(name)
-        }
+        ids = tenant_schemas()
         # A missing schema or an unselectable name cannot be migrated: said always, on stderr.
         unusable = unusable_schemas(ids)
         for name, why in unusable.items():
@@ -132,10 +133,13 @@ class Command(MigrateSchemasCommand):
                         f"{missing[name]} migrations to apply",
                     )
                 try:
-                    run_migrations(
-                        self.args, inner, executor.codename, current,
-                        idx=index, count=len(behind),
-                    )
+                    if current == template:
+                        self._migrate_template(inner, executor.codename, current, index, behind)
+                    else:
+                        run_migrations(
+                            self.args, inner, executor.codename, current,
+                            idx=index, count=len(behind),
+                        )
                 except Exception as exc:  # one schema's failure must not stop the others
                     self._line(bar, "")
                     self.stderr.write(f"{current!r}: migration failed: {exc}")
@@ -158,6 +162,19 @@ class Command(MigrateSchemasCommand):
             )
         return failed
 
+    def _migrate_template(
+        self, options: dict[str, Any], codename: str, name: str, index: int, behind: list[str]
+    ) -> None:
+        """Migrate the template holding its lock, on a connection the migration leaves alone."""
+        holder = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            with template_locked(holder):
+                run_migrations(
+                    self.args, options, codename, name, idx=index, count=len(behind)
+                )
+        finally:
+            holder.close()
+
     def _line(self, bar: bool, text: str) -> None:
         # On a terminal, clear the bar first; the next _draw_bar puts it back below the line.
         self.stdout.write(("\r\033[K" if bar else "") + text)
@@ -168,10 +185,6 @@ class Command(MigrateSchemasCommand):
             f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}", ending=""
         )
         self.stdout.flush()
-
-
-def _template() -> str | None:
-    return getattr(settings, "TENANT_BASE_SCHEMA", None) or None
 
 
 def _current_name(schema_name: str, tenant_id: int | None) -> str | None:

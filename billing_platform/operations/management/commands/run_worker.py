@@ -9,17 +9,19 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
+from billing_platform.core.listen import Listener
 from billing_platform.operations.lifecycle import tenants_purge_due
 from billing_platform.operations.services import platform_sweep
-from tenants.services import spare_pool_refill
+from tenants.services import SPARE_CLAIMED_CHANNEL, spare_pool_refill
 
 logger = logging.getLogger("billable.worker")
 
 
 class Command(BaseCommand):
     help = (
-        "Background work beside the server: keep the spare-schema pool full, run the billing "
-        "sweep every minute and purge tenants whose deletion is due."
+        "Background work beside the server: keep the spare-schema pool full (refilled at once "
+        "when onboarding claims a spare, on NOTIFY), run the billing sweep every minute and "
+        "purge tenants whose deletion is due."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -35,6 +37,14 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        listener = Listener(SPARE_CLAIMED_CHANNEL)
+        listener.wait(0)  # LISTEN before the first refill, so no claim falls between
+        try:
+            self._loop(listener, options)
+        finally:
+            listener.close()
+
+    def _loop(self, listener: Listener, options: dict[str, Any]) -> None:
         next_sweep = 0.0
         while not self.stopping:
             if time.monotonic() >= next_sweep:
@@ -64,6 +74,8 @@ class Command(BaseCommand):
                 close_old_connections()
             if options["once"]:
                 return
+            # Woken at once by a claim's NOTIFY; the interval is the fallback.
             deadline = time.monotonic() + options["interval"]
             while not self.stopping and time.monotonic() < deadline:
-                time.sleep(0.1)
+                if listener.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+                    break

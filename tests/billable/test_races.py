@@ -1,0 +1,468 @@
+"""The races of issue 12 against the real database: real threads, one connection each.
+
+Exchange against consume, merge against consume and against confirm, refund against consume,
+the expiry sweep against consume at the exact expiry instant, and a hold's commit against the
+hold sweep. Like tests/billable/test_concurrency.py: a fresh committed tenant for this module
+(the `conc` fixture), one client per thread released together by a Barrier
+(tests/support/concurrency.py); sweeps run as service calls in threads of their own. Every case
+then checks that every answer is a success or an expected problem, that client successes equal
+the ledger's debits, and that every batch equals its ledger and none is negative.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from billable import clock
+from billable.models import (
+    Customer,
+    Hold,
+    LedgerEntry,
+    Order,
+    QuotaBatch,
+    Usage,
+)
+from billable.selectors import CustomerRef, balance_get, ledger_verify
+from billable.services.catalog import ItemSpec, offer_create, product_create
+from billable.services.customers import customer_ensure
+from billable.services.grants import adjustment_create, offer_grant
+from billable.services.holds import hold_create, holds_expire_due
+from billable.services.orders import LineIn, order_confirm, order_create
+from billable.services.sweep import tenant_sweep
+from tests.support.api import Api, Response
+from tests.support.billing import assert_ledger_invariant, ledger_sum
+from tests.support.concurrency import Call, ConcTenant, hammer, poster
+
+SPEND_PROBLEMS = {"insufficient_quota", "quota_exhausted"}
+
+
+@pytest.fixture(scope="module")
+def races_catalog(conc: ConcTenant, django_db_blocker: Any) -> ConcTenant:
+    """Adds to the module's tenant: a currency (COINS), offers of it and paid in it (credits,
+    and 30 days of Pro), and an offer of two credit batches (one expiring, one not)."""
+    with django_db_blocker.unblock(), tenant_context(conc.tenant):
+        product_create(key="coins", name="Coins", product_type="quantity", is_currency=True)
+        conc.offers["coins_30_30d"] = offer_create(
+            sku="coins_30_30d", name="30 coins", price=Decimal("3"), currency="USD",
+            items=[ItemSpec("COINS", 30, "days", 30)],
+        )
+        conc.offers["coins_20"] = offer_create(
+            sku="coins_20", name="20 coins", price=Decimal("2"), currency="USD",
+            items=[ItemSpec("COINS", 20)],
+        )
+        conc.offers["c10_for_5_coins"] = offer_create(
+            sku="c10_for_5_coins", name="10 credits for 5 coins", price=Decimal("5"),
+            currency="COINS", items=[ItemSpec("CREDITS", 10)],
+        )
+        conc.offers["pro_for_5_coins"] = offer_create(
+            sku="pro_for_5_coins", name="30 days of Pro for 5 coins", price=Decimal("5"),
+            currency="COINS", items=[ItemSpec("PRO", 1, "days", 30)],
+        )
+        conc.offers["c10_twice"] = offer_create(
+            sku="c10_twice", name="10 credits now, 10 for a month", price=Decimal("2"),
+            currency="USD", items=[ItemSpec("CREDITS", 10), ItemSpec("CREDITS", 10, "days", 30)],
+        )
+    return conc
+
+
+@pytest.fixture
+def pinned_clock() -> Iterator[None]:
+    """Release the billing clock after the test, whatever it was pinned to."""
+    yield
+    clock.set_now(None)
+
+
+# --- helpers
+
+
+def customer(conc: ConcTenant, external_id: str, *skus: str, provider: str = "default") -> Customer:
+    """A customer with a bonus grant of each SKU."""
+    with tenant_context(conc.tenant):
+        found = customer_ensure(CustomerRef(external_id=external_id, provider=provider))
+        for sku in skus:
+            offer_grant(customer=found, offer=conc.offers[sku], kind="bonus")
+    return found
+
+
+def job(conc: ConcTenant, work: Callable[[], Any]) -> Call:
+    """A service call (a sweep) run like a request: in its own thread, in the tenant's schema.
+
+    It answers a 200 carrying what `work` returned; an exception fails the hammer.
+    """
+
+    def call(_api: Api) -> Response:
+        with tenant_context(conc.tenant):
+            result = work()
+        return Response(status=200, headers={}, body=json.dumps(result).encode())
+
+    return call
+
+
+def expect(responses: Sequence[Response], allowed: dict[int, set[str]]) -> None:
+    """Every answer has an allowed status; every problem an allowed code (never a 5xx)."""
+    for response in responses:
+        assert response.status in allowed, (response.status, response.body[:300])
+        codes = allowed[response.status]
+        if codes:
+            assert response.json["code"] in codes, response.body[:300]
+
+
+def verified(conc: ConcTenant) -> None:
+    """billing_verify over the tenant: every batch equals its ledger, none negative."""
+    with tenant_context(conc.tenant):
+        report = ledger_verify(slug=conc.tenant.slug)
+        assert_ledger_invariant()
+        assert not QuotaBatch.objects.filter(remaining__lt=0).exists()
+    assert report.ok, [drift.describe() for drift in report.drifts]
+
+
+def debited(batches: Any, action_type: str) -> int:
+    return int(
+        LedgerEntry.objects.filter(
+            batch__in=batches, direction="debit", action_type=action_type
+        ).aggregate(s=Sum("amount"))["s"] or 0
+    )
+
+
+def remaining(conc: ConcTenant, who: Customer, feature: str) -> int:
+    with tenant_context(conc.tenant):
+        return int(balance_get(customer=who, feature=feature).remaining or 0)
+
+
+def test_the_module_runs_on_the_test_database(db: None) -> None:
+    """Also makes pytest-django create the test database when this module runs alone."""
+    assert str(connection.settings_dict["NAME"]).startswith("test_")
+
+
+# --- 1. exchange against consume of the same currency
+
+
+def test_exchanges_racing_consumes_of_the_currency_spend_each_coin_once(
+    races_catalog: ConcTenant, committed: None
+) -> None:
+    # given: 50 coins in two batches; 8 exchanges of 5 (credits, or 30 days of Pro, which
+    # extend one another) and 24 consumes of 1 want 64
+    conc = races_catalog
+    who = customer(conc, f"xc-{secrets.token_hex(3)}", "coins_30_30d", "coins_20")
+    ref = {"customer_id": str(who.pk)}
+    consume = poster(conc, "billing/quota/consume", {**ref, "feature": "coins", "amount": 1})
+    calls: list[Call] = []
+    for index in range(8):
+        sku = "c10_for_5_coins" if index % 2 else "pro_for_5_coins"
+        calls += [poster(conc, "billing/exchange", {**ref, "sku": sku}), consume, consume, consume]
+
+    # when
+    responses = hammer(calls)
+
+    # then: each coin went to exactly one winner
+    exchanges = [r for i, r in enumerate(responses) if i % 4 == 0]
+    consumes = [r for i, r in enumerate(responses) if i % 4 != 0]
+    expect(responses, {200: set(), 402: SPEND_PROBLEMS})
+    bought = [r.json for r in exchanges if r.status == 200]
+    used = [r.json for r in consumes if r.status == 200]
+    spent = 5 * len(bought) + len(used)
+    left = remaining(conc, who, "coins")
+    assert left == 50 - spent
+    if any(r.status == 402 for r in consumes):
+        assert left == 0  # nothing credits coins back: a consume refused means none were left
+    if any(r.status == 402 for r in exchanges):
+        assert left < 5
+    seen = [u["remaining"] for u in used]
+    assert len(set(seen)) == len(seen), "each consume saw a distinct balance"
+    assert all(order["status"] == "paid" for order in bought)
+    skus = [order["items"][0]["sku"] for order in bought]
+    with tenant_context(conc.tenant):
+        coins = QuotaBatch.objects.filter(customer=who, product__key="COINS")
+        assert debited(coins, "exchange") == 5 * len(bought)
+        assert debited(coins, "usage") == len(used)
+        exchange_ids = set(
+            LedgerEntry.objects.filter(batch__in=coins, action_type="exchange")
+            .values_list("action_id", flat=True)
+        )
+        assert exchange_ids == {order["id"] for order in bought}
+        assert Order.objects.filter(customer=who, payment_method="exchange").count() == len(bought)
+        credits = QuotaBatch.objects.filter(customer=who, product__key="CREDITS", source="exchange")
+        assert credits.count() == skus.count("C10_FOR_5_COINS")
+        assert sum(ledger_sum(batch) for batch in credits) == 10 * credits.count()
+        pro = list(
+            QuotaBatch.objects.filter(customer=who, product__key="PRO")
+            .order_by("valid_from").values_list("valid_from", "expires_at")
+        )
+        assert len(pro) == skus.count("PRO_FOR_5_COINS")
+        for (_start, end), (next_start, _end) in itertools.pairwise(pro):
+            assert next_start == end, "each Pro exchange extends the one before"
+        assert Usage.objects.filter(customer=who, feature="coins").count() == len(used)
+    verified(conc)
+
+
+# --- 2. merge against consume, and merge against confirm
+
+
+def test_merge_racing_consumes_of_both_customers_loses_no_unit(
+    races_catalog: ConcTenant, committed: None
+) -> None:
+    conc = races_catalog
+    for _round in range(4):
+        # given: the source has 20 credits, the target 10; 8 consumes name each of them
+        token = secrets.token_hex(3)
+        source = customer(conc, f"m-{token}", "c20_30d", provider="s")
+        target = customer(conc, f"m-{token}", "c10", provider="t")
+        merge = poster(conc, "billing/customers/merge", {
+            "target_customer_id": str(target.pk), "source_customer_id": str(source.pk)})
+        calls: list[Call] = [merge]
+        for who in (source, target) * 8:
+            calls.append(poster(conc, "billing/quota/consume",
+                                {"customer_id": str(who.pk), "feature": "compute"}))
+
+        # when
+        responses = hammer(calls)
+
+        # then: the merge went through and every consume found the units that were there all
+        # along: 8 from either customer's own, whichever side of the merge it ran on
+        assert responses[0].status == 200, responses[0].body[:300]
+        assert responses[0].json["target_customer_id"] == str(target.pk)
+        expect(responses[1:], {200: set()})
+        for response in responses[1:]:
+            assert response.json["customer_id"] in (str(source.pk), str(target.pk))
+        with tenant_context(conc.tenant):
+            assert not QuotaBatch.objects.filter(customer=source).exists()
+            assert not Usage.objects.filter(customer=source).exists(), "a usage stayed behind"
+            batches = QuotaBatch.objects.filter(customer=target)
+            assert batches.count() == 2
+            assert debited(batches, "usage") == 16
+            assert Usage.objects.filter(customer=target).aggregate(s=Sum("amount"))["s"] == 16
+        assert remaining(conc, target, "compute") == 30 - 16
+        verified(conc)
+
+
+def test_merge_racing_the_confirms_of_source_orders(
+    races_catalog: ConcTenant, committed: None
+) -> None:
+    conc = races_catalog
+    for _round in range(4):
+        # given: three pending orders of 20 credits of the source; the target with 10 of its own
+        token = secrets.token_hex(3)
+        source = customer(conc, f"o-{token}", provider="s")
+        target = customer(conc, f"o-{token}", "c10", provider="t")
+        with tenant_context(conc.tenant):
+            orders = [order_create(customer=source, items=[LineIn(sku="C10", quantity=2)])
+                      for _ in range(3)]
+        merge = poster(conc, "billing/customers/merge", {
+            "target_customer_id": str(target.pk), "source_customer_id": str(source.pk)})
+        confirms = [poster(conc, f"billing/orders/{order.pk}/confirm",
+                           {"payment_id": f"pay-{order.pk}"}) for order in orders]
+        calls = [*confirms[:_round % 4], merge, *confirms[_round % 4 :]]
+
+        # when
+        responses = hammer(calls)
+
+        # then: all went through, in whatever order, and what the orders granted is the target's
+        expect(responses, {200: set()})
+        with tenant_context(conc.tenant):
+            for order in orders:
+                fresh = Order.objects.get(pk=order.pk)
+                assert (fresh.status, fresh.customer_id) == ("paid", target.pk)
+            granted = QuotaBatch.objects.filter(order_item__order__in=orders)
+            assert {b.customer_id for b in granted} == {target.pk}, "a batch stayed behind"
+            assert granted.count() == 3
+            assert sum(ledger_sum(batch) for batch in granted) == 60
+            assert not QuotaBatch.objects.filter(customer=source).exists()
+        assert remaining(conc, target, "compute") == 70
+        verified(conc)
+
+
+# --- 3. refund against consume
+
+
+def test_refund_racing_consumes_of_the_order_quota(
+    races_catalog: ConcTenant, committed: None
+) -> None:
+    conc = races_catalog
+    for _round in range(3):
+        # given: a paid order of two batches (10 expiring, 10 not) and 10 credits of the
+        # customer's own that never expire; 24 consumes of 1 want more than the order's 20
+        who = customer(conc, f"rf-{secrets.token_hex(3)}", "c10")
+        with tenant_context(conc.tenant):
+            order = order_create(customer=who, items=[LineIn(sku="C10_TWICE", quantity=1)])
+            order_confirm(order=order, payment_id=f"pre-{order.pk}")
+        refund = poster(conc, f"billing/orders/{order.pk}/refund", {"reason": "race"})
+        consume = poster(conc, "billing/quota/consume",
+                         {"customer_id": str(who.pk), "feature": "compute"})
+        calls = [consume] * 24
+        calls.insert(4 + 8 * _round, refund)
+
+        # when
+        responses = hammer(calls)
+
+        # then: the refund took what was left of the order's batches and no more; consumes
+        # took each unit once, from either
+        refunded = responses[4 + 8 * _round]
+        consumes = responses[: 4 + 8 * _round] + responses[5 + 8 * _round :]
+        assert refunded.status == 200 and refunded.json["status"] == "refunded", refunded.body
+        expect(consumes, {200: set(), 402: SPEND_PROBLEMS})
+        used = sum(1 for r in consumes if r.status == 200)
+        with tenant_context(conc.tenant):
+            granted = QuotaBatch.objects.filter(order_item__order=order)
+            own = QuotaBatch.objects.filter(customer=who).exclude(pk__in=granted)
+            assert set(granted.values_list("state", "remaining")) == {("revoked", 0)}
+            assert debited(granted, "usage") + debited(granted, "refund") == 20
+            assert debited(granted, "usage") + debited(own, "usage") == used
+            # no consume drew from the order's batches once the refund had revoked them
+            refunds = LedgerEntry.objects.filter(batch__in=granted, action_type="refund")
+            last_refund = max(refunds.values_list("id", flat=True), default=None)
+            if last_refund is not None:
+                assert not LedgerEntry.objects.filter(
+                    batch__in=granted, action_type="usage", id__gt=last_refund).exists()
+            left = sum(b.remaining for b in own)
+            assert left == 10 - debited(own, "usage")
+        if any(r.status == 402 for r in consumes):
+            assert left == 0
+        assert remaining(conc, who, "compute") == left
+        verified(conc)
+
+
+# --- 4. the expiry sweep against consume at the exact expiry instant
+
+
+def timed_consume(conc: ConcTenant, who: Customer, index: int,
+                  seen: dict[str, datetime]) -> Call:
+    """A consume of 1 that notes the billing clock just before it is sent."""
+    body = {"customer_id": str(who.pk), "feature": "compute", "action_id": str(index)}
+
+    def call(api: Api) -> Response:
+        seen[str(index)] = clock.now()
+        return api.post("billing/quota/consume", json=body, key=conc.key)
+
+    return call
+
+
+def sweep() -> dict[str, int]:
+    result = tenant_sweep()
+    return {"batches": result.batches_expired, "holds": result.holds_expired}
+
+
+def clock_tick(at: datetime, *, after: float) -> Callable[[], dict[str, int]]:
+    """Move the billing clock to `at` after a pause, then sweep."""
+
+    def work() -> dict[str, int]:
+        time.sleep(after)
+        clock.set_now(at)
+        return sweep()
+
+    return work
+
+
+def test_expiry_sweep_racing_consumes_at_the_expiry_instant(
+    races_catalog: ConcTenant, committed: None, pinned_clock: None
+) -> None:
+    conc = races_catalog
+    for delay in (0.0, 0.03, 0.08):
+        # given: 12 units expiring at `expires` and 100 that never do; the clock one microsecond
+        # before the expiry instant
+        expires = (timezone.now() + timedelta(hours=1)).replace(microsecond=500_000)
+        clock.set_now(expires - timedelta(microseconds=1))
+        who = customer(conc, f"ex-{secrets.token_hex(3)}")
+        with tenant_context(conc.tenant):
+            expiring = adjustment_create(customer=who, product_key="credits", amount=12,
+                                         reason="race", expires_at=expires).batches[0]
+            lasting = adjustment_create(customer=who, product_key="credits", amount=100,
+                                        reason="race").batches[0]
+        sent_at: dict[str, datetime] = {}
+        calls = [timed_consume(conc, who, index, sent_at) for index in range(20)]
+        # one thread moves the clock to the exact instant and sweeps; another sweeps at some
+        # moment, before or after it
+        calls.insert(10, job(conc, clock_tick(expires, after=delay)))
+        calls.insert(15, job(conc, sweep))
+
+        # when
+        responses = hammer(calls)
+        with tenant_context(conc.tenant):
+            final = tenant_sweep()  # the sweep skips a batch a consume holds: expire it now
+
+        # then: every consume succeeded, none sent at or after the instant drew from the
+        # expiring batch, none drew from it after its expiry debit, and that debit was exactly
+        # what was left
+        sweeps = [responses.pop(15), responses.pop(10)]
+        expect(responses, {200: set()})
+        assert sum(s.json["batches"] for s in sweeps) + final.batches_expired == 1
+        with tenant_context(conc.tenant):
+            batch = QuotaBatch.objects.get(pk=expiring.pk)
+            assert (batch.state, batch.remaining) == ("expired", 0)
+            debits = LedgerEntry.objects.filter(batch=batch, direction="debit")
+            expiry = debits.get(action_type="expiry")
+            taken = debits.filter(action_type="usage")
+            assert expiry.amount == 12 - debited([batch], "usage")
+            assert not taken.filter(id__gt=expiry.id).exists(), "a use after the expiry debit"
+            drew = set(Usage.objects.filter(entries__in=taken).values_list("action_id", flat=True))
+            assert debited([lasting], "usage") + debited([batch], "usage") == 20
+        late = {index for index, at in sent_at.items() if at >= expires}
+        assert not late & drew, f"consumes {late & drew} drew from the batch at its expiry"
+        verified(conc)
+        clock.set_now(None)
+
+
+# --- 5. hold commit against the hold sweep
+
+
+def test_hold_commit_racing_the_hold_sweep_settles_each_hold_once(
+    races_catalog: ConcTenant, committed: None, pinned_clock: None
+) -> None:
+    # given: 8 holds of 2 units out of 20, every one at its expiry instant
+    conc = races_catalog
+    start = (timezone.now() + timedelta(hours=2)).replace(microsecond=0)
+    clock.set_now(start)
+    who = customer(conc, f"hs-{secrets.token_hex(3)}", "c20_30d")
+    with tenant_context(conc.tenant):
+        holds = [hold_create(customer=who, feature="compute", amount=2, ttl_seconds=60)
+                 for _ in range(8)]
+    clock.set_now(start + timedelta(seconds=60))
+    keep = {str(hold.pk): index % 3 for index, hold in enumerate(holds)}  # 0, 1 or 2 kept
+    commits: list[Call] = [
+        poster(conc, f"billing/holds/{pk}/commit", {"amount": amount})
+        for pk, amount in keep.items()
+    ]
+    sweeper = job(conc, holds_expire_due)
+    calls = [*commits[:3], sweeper, *commits[3:6], sweeper, *commits[6:], sweeper]
+
+    # when
+    responses = hammer(calls)
+
+    # then: each hold was either committed (its commit answered 200) or expired by a sweep (its
+    # commit answered 409), never both; the sweeps counted each expiry once
+    sweeps = [responses[3], responses[7], responses[10]]
+    answers = responses[:3] + responses[4:7] + responses[8:10]
+    expect(answers, {200: set(), 409: {"hold_not_active"}})
+    assert sum(s.json for s in sweeps) == sum(1 for r in answers if r.status == 409)
+    kept = 0
+    with tenant_context(conc.tenant):
+        for (pk, amount), answer in zip(keep.items(), answers, strict=True):
+            hold = Hold.objects.get(pk=pk)
+            returned = LedgerEntry.objects.filter(hold=hold, action_type="hold.return")
+            back = returned.aggregate(s=Sum("amount"))["s"] or 0
+            if answer.status == 200:
+                assert answer.json["status"] == "committed"
+                assert (hold.status, hold.committed_amount) == ("committed", amount)
+                assert back == 2 - amount
+                kept += amount
+            else:
+                assert (hold.status, hold.committed_amount) == ("expired", 0)
+                assert back == 2
+        usages = Usage.objects.filter(customer=who).aggregate(s=Sum("amount"))["s"] or 0
+        assert usages == kept
+        batches = QuotaBatch.objects.filter(customer=who)
+        assert debited(batches, "hold") == 16
+    assert remaining(conc, who, "compute") == 20 - kept
+    verified(conc)
