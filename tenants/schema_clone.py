@@ -7,8 +7,8 @@ reaches it and the sweep, `billing_verify` and `export_tenant` never visit it.
 
 `schema_clone` copies its structure from the catalogs: tables (`LIKE … INCLUDING ALL EXCLUDING
 INDEXES`: columns, defaults, identity columns with fresh sequences, checks, comments), then the
-primary, unique and exclusion constraints and the foreign keys under their own names and with
-their deferrability, the other indexes, the functions, the triggers, and the `django_migrations`
+functions, the primary, unique and exclusion constraints and the foreign keys under their own
+names and with their deferrability, the other indexes, the triggers, and the `django_migrations`
 rows with their sequence's position, so `migrate_schemas` sees the clone current. No other data
 is copied: every other sequence of the clone starts afresh, whatever the template's.
 
@@ -18,8 +18,11 @@ constraint to PostgreSQL's default name (`identity_unique` becomes
 cloned schemas), reinstalls its 4,600-line function with `DROP TYPE … CASCADE` on every call
 (racing concurrent clones), and takes ~0.3 s where this takes a fraction of that.
 
-A clone holds the template's advisory lock shared until its transaction ends; migrating the
-template holds it exclusively, so a clone never reads a template half-migrated.
+A clone holds the template's advisory lock shared until its transaction ends, and reads the
+catalogs and `django_migrations` under it; creating or migrating the template holds it
+exclusively (`template_migrate`, and `migrate_schemas` whatever its executor), so a clone never
+reads a template half-migrated, nor records a migration whose objects it lacks. (A REPEATABLE
+READ snapshot would not do: `pg_get_*def` read the catalogs as of now, not as of the snapshot.)
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.conf import settings
@@ -57,14 +61,25 @@ def template_schema() -> str | None:
     return getattr(settings, "TENANT_BASE_SCHEMA", None) or None
 
 
+_lock_held: ContextVar[bool] = ContextVar("template_lock_held", default=False)
+
+
+def template_lock_held() -> bool:
+    """Whether this thread already holds the template's lock (on a connection of its own): a
+    migration of the template run from inside `template_locked` must not wait for it again."""
+    return _lock_held.get()
+
+
 @contextmanager
 def template_locked(holder: BaseDatabaseWrapper) -> Iterator[None]:
     """Hold the template's lock exclusively on `holder` (a connection migrations leave alone)."""
     with holder.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s)", [TEMPLATE_LOCK_ID])
+    token = _lock_held.set(True)
     try:
         yield
     finally:
+        _lock_held.reset(token)
         with holder.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [TEMPLATE_LOCK_ID])
 
@@ -121,8 +136,23 @@ def _unsupported(cursor: CursorWrapper, oid: int) -> list[str]:
             "UNION ALL SELECT 'policy ' || polname FROM pg_policy p JOIN pg_class c "
             "ON c.oid = p.polrelid WHERE c.relnamespace = %s "
             "UNION ALL SELECT 'rule ' || rulename FROM pg_rules WHERE schemaname = "
-            "(SELECT nspname FROM pg_namespace WHERE oid = %s)",
-            [oid, list(_CLONABLE_RELKINDS), oid, oid, oid, oid, oid, oid],
+            "(SELECT nspname FROM pg_namespace WHERE oid = %s) "
+            # An extension's members belong to the extension: a copy would be no member.
+            "UNION ALL SELECT 'extension member ' || pg_describe_object(d.classid, d.objid, 0) "
+            "FROM pg_depend d WHERE d.deptype = 'e' AND ("
+            "(d.classid = 'pg_class'::regclass AND d.objid IN "
+            "(SELECT oid FROM pg_class WHERE relnamespace = %s)) "
+            "OR (d.classid = 'pg_proc'::regclass AND d.objid IN "
+            "(SELECT oid FROM pg_proc WHERE pronamespace = %s)) "
+            "OR (d.classid = 'pg_type'::regclass AND d.objid IN "
+            "(SELECT oid FROM pg_type WHERE typnamespace = %s))) "
+            # A function naming the template (in its body or its SET search_path) would keep
+            # reaching into the template from the clone.
+            "UNION ALL SELECT 'function naming the template ' || p.proname FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.pronamespace = %s "
+            "AND (strpos(lower(coalesce(p.prosrc, '')), n.nspname) > 0 "
+            "OR strpos(lower(coalesce(array_to_string(p.proconfig, ' '), '')), n.nspname) > 0)",
+            [oid, list(_CLONABLE_RELKINDS), oid, oid, oid, oid, oid, oid, oid, oid, oid, oid],
         )
     ]
 
@@ -151,6 +181,13 @@ def _clone_statements(cursor: CursorWrapper, source: str, target: str) -> list[s
         statements.append(
             f"CREATE TABLE {tgt}.{table} (LIKE {src}.{table} INCLUDING ALL EXCLUDING INDEXES)"
         )
+    # Functions before the constraints and indexes, whose expressions may call them.
+    for (definition,) in _rows(
+        cursor,
+        "SELECT pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = %s ORDER BY oid",
+        [oid],
+    ):
+        statements.append(_retarget(definition, "FUNCTION", src, tgt))
     # Constraints with their names: keys and exclusions first, as foreign keys need them.
     for table, name, definition in _rows(
         cursor,
@@ -170,12 +207,6 @@ def _clone_statements(cursor: CursorWrapper, source: str, target: str) -> list[s
         [oid],
     ):
         statements.append(_retarget(definition, "ON", src, tgt))
-    for (definition,) in _rows(
-        cursor,
-        "SELECT pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = %s ORDER BY oid",
-        [oid],
-    ):
-        statements.append(_retarget(definition, "FUNCTION", src, tgt))
     for (definition,) in _rows(
         cursor,
         "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
@@ -215,9 +246,10 @@ def schema_clone(*, target: str) -> None:
             raise TemplateUnavailable(f"the template {source!r} is missing or behind the code")
         cursor.execute("SELECT current_setting('search_path')")
         search_path = cursor.fetchone()[0]
-        cursor.execute("SELECT set_config('search_path', %s, true)", [source])
+        # Quoted: the search_path is a list of identifiers, not a bare name.
+        cursor.execute("SELECT set_config('search_path', quote_ident(%s), true)", [source])
         statements = _clone_statements(cursor, source, target)
-        cursor.execute("SELECT set_config('search_path', %s, true)", [target])
+        cursor.execute("SELECT set_config('search_path', quote_ident(%s), true)", [target])
         # One round trip for the whole DDL: no parameters, so no placeholder is interpreted.
         cursor.execute(";\n".join(statements))
         cursor.execute("SELECT set_config('search_path', %s, true)", [search_path])

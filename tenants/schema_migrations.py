@@ -109,16 +109,19 @@ def missing_migrations(schemas: Iterable[str]) -> dict[str, int]:
 
 
 def tenant_schemas(
-    *, include_spare: bool = True, created_before: datetime | None = None
+    *,
+    include_spare: bool = True,
+    include_template: bool = True,
+    created_before: datetime | None = None,
 ) -> dict[str, int | None]:
     """Every schema `migrate_schemas` migrates after the public one, with its tenant's id (None
-    for the template), read in one query: the template first, then every tenant row (spare
-    schemas included unless told otherwise; with `created_before`, only tenants created before
-    then)."""
+    for the template), read in one query: the template first (unless told otherwise), then every
+    tenant row (spare schemas included unless told otherwise; with `created_before`, only tenants
+    created before then)."""
     public = get_public_schema_name()
     schemas: dict[str, int | None] = {}
     template = getattr(settings, "TENANT_BASE_SCHEMA", None)
-    if template:
+    if template and include_template:
         schemas[template] = None
     # A spare being built is being migrated by its builder.
     rows = Tenant.objects.exclude(schema_name=public).exclude(status=TenantStatus.BUILDING)
@@ -132,10 +135,19 @@ def tenant_schemas(
 
 
 def tenant_schema_names(
-    *, include_spare: bool = True, created_before: datetime | None = None
+    *,
+    include_spare: bool = True,
+    include_template: bool = True,
+    created_before: datetime | None = None,
 ) -> list[str]:
     """The names of `tenant_schemas`, in the same order."""
-    return list(tenant_schemas(include_spare=include_spare, created_before=created_before))
+    return list(
+        tenant_schemas(
+            include_spare=include_spare,
+            include_template=include_template,
+            created_before=created_before,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -155,8 +167,9 @@ def _cache_key() -> str:
 def tenant_schemas_behind(*, use_cache: bool = True) -> int:
     """How many tenants' schemas lack migrations; cached for READYZ_MIGRATIONS_CACHE_SECONDS.
 
-    Spare schemas are left out: the worker builds them by migrations all the time, so one is
-    briefly behind while it is built, and none serves requests. So are tenants created in the
+    Spare schemas and the template are left out: they serve no request (the worker builds
+    spares all the time, so one is briefly behind while it is built, and migrates the template
+    when behind, which a clone then refuses, building by migrations). So are tenants created in the
     last minute, and schemas that cannot be used at all (`unusable_schemas`: no migration run
     can mend them, and one broken tenant must not take every server out of rotation;
     `migrate_schemas` names them).
@@ -168,9 +181,9 @@ def tenant_schemas_behind(*, use_cache: bool = True) -> int:
             return int(cached)
     names = tenant_schema_names(
         include_spare=False,
+        include_template=False,
         created_before=timezone.now() - timedelta(seconds=NEW_SCHEMA_GRACE_SECONDS),
     )
-    # A configured template schema that was never built is not a tenant: nothing to migrate.
     unusable = unusable_schemas(names)
     names = [n for n in names if n not in unusable]
     behind = sum(1 for missing in missing_migrations(names).values() if missing)

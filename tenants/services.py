@@ -4,7 +4,8 @@ Onboarding claims a pre-built spare schema (a real `Tenant` row with status `spa
 by `migrate_schemas` like any tenant) and renames it to `t_<slug>` inside one short transaction;
 the claim NOTIFYs `SPARE_CLAIMED_CHANNEL`, which wakes the worker to refill the pool at once.
 Only when no spare is left does it build a schema: a clone of the template schema
-(`tenants/schema_clone.py`), or by migrations when there is no current template, outside the
+(`tenants/schema_clone.py`), or by migrations when there is no current template or the clone
+fails (logged), outside the
 claim's transaction, because django-tenants commits and reconnects while it migrates.
 
 A schema being built has a `building` row whose builder holds that row's advisory lock (and the
@@ -29,6 +30,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import (
     DEFAULT_DB_ALIAS,
+    DatabaseError,
     IntegrityError,
     ProgrammingError,
     connection,
@@ -313,7 +315,8 @@ def _schema_build(holder: BaseDatabaseWrapper, *, status: str, **fields: Any) ->
 
 def _schema_create(tenant: Tenant) -> str:
     """Create the schema of a `building` row: a clone of the template (one transaction, ~0.1 s),
-    else by migrations (~0.5–1 s); returns which. Must run outside any transaction."""
+    else by migrations (~0.5–1 s) when there is no current template or the clone fails for any
+    reason but a taken name; returns which. Must run outside any transaction."""
     if template_schema() is not None:
         try:
             with transaction.atomic():
@@ -321,6 +324,14 @@ def _schema_create(tenant: Tenant) -> str:
             return "clone"
         except TemplateUnavailable as exc:
             logger.warning("building %s by migrations: %s", tenant.schema_name, exc)
+        except DatabaseError as exc:
+            # The clone's own transaction is rolled back, nothing of it is left: any failure of
+            # it but a taken name (the caller's SlugTaken) falls back to the migrations.
+            if sqlstate(exc) == DUPLICATE_SCHEMA:
+                raise
+            logger.exception(
+                "cloning the template failed, building %s by migrations", tenant.schema_name
+            )
     tenant.create_schema(check_if_exists=False, verbosity=0)
     return "migrations"
 

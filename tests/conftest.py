@@ -9,8 +9,10 @@ tests import, live in tests/support/.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
+from django_ratelimit import core as ratelimit_core
 from django_tenants.utils import tenant_context
 
 from billable.models import Customer, Offer, Product
@@ -250,3 +253,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 "Use the `committed` fixture (tests/conftest.py) and clean up what the test "
                 "creates; for a live server use tests/support/servers.py (live_server_url)."
             )
+
+
+@pytest.fixture
+def limiter_now(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Hold the rate limiter's clock still for a test; the test moves it on explicitly.
+
+    django-ratelimit's fixed windows roll at an offset of each counted value, so a test that
+    straddled a roll would see its count start afresh.
+    """
+    now = time.time()
+    monkeypatch.setattr(ratelimit_core, "time", SimpleNamespace(time=lambda: now))
+    return now

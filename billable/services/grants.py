@@ -51,6 +51,13 @@ def grant_batches(
     `expires_at` (bonus and manual grants) overrides every computed expiry.
     """
     now = clock.now()
+    customer_id = customer.pk
+    if any(item["product_type"] == ProductType.PERIOD for item in items):
+        # Lock the customer row (FOR UPDATE, following `merged_into`), so two renewals extend
+        # in turn even when the customer has no batch yet to lock (the first two grants would
+        # otherwise both start now). The callers took it already, first, in the fixed order of
+        # `billable.services.ledger`; this keeps the guarantee for any caller that did not.
+        customer_id = ledger.lock_customer_row(customer.pk, exclusive=True)
     batches = []
     for item in items:
         product_type = item["product_type"]
@@ -60,10 +67,7 @@ def grant_batches(
             end = period_end(now, item["period_unit"], item["period_value"])
         elif product_type == ProductType.PERIOD:
             units = 1
-            # Lock the customer row, so two renewals extend in turn even when the customer has
-            # no batch yet to lock (the first two grants would otherwise both start now).
-            list(Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk"))
-            current_end = period_access_end(customer.pk, item["product_id"], now)
+            current_end = period_access_end(customer_id, item["product_id"], now)
             start = now if current_end is None else current_end
             end = period_end(
                 start, item["period_unit"], item["period_value"], times * item["quantity"]
@@ -75,7 +79,7 @@ def grant_batches(
             start, end = now, expires_at
         batches.append(
             ledger.batch_create(
-                customer_id=customer.pk,
+                customer_id=customer_id,
                 product_id=item["product_id"],
                 product_type=product_type,
                 units=units,
@@ -136,6 +140,12 @@ def offer_grant(
     with service_atomic():
         # Re-read the offer: it or one of its products may have been deactivated meanwhile.
         offer = offer_for_grant(offer.sku)
+        items = offer_items(offer)
+        # The customer's row first (FOR UPDATE when a period item will extend access): a merge
+        # waits for this grant, or one that committed meanwhile is followed to its target.
+        customer = ledger.lock_customer(
+            customer, exclusive=any(item["product_type"] == ProductType.PERIOD for item in items)
+        )
         grant = Grant.objects.create(
             customer=customer,
             sku=offer.sku,
@@ -146,7 +156,7 @@ def offer_grant(
         )
         batches = grant_batches(
             customer=customer,
-            items=offer_items(offer),
+            items=items,
             source=kind,
             expires_at=expires_at if kind in ("bonus", "manual") else None,
             actor=actor,
@@ -241,7 +251,10 @@ def batch_revoke(
 ) -> QuotaBatch:
     """Revoke one batch: a debit of what remained; 409 batch_not_active if it is not active."""
     with service_atomic():
-        batch = QuotaBatch.objects.select_for_update().get(pk=batch.pk)
+        # The fixed order of `billable.services.ledger`: the customer's row first (a merge that
+        # moved the batch meanwhile is followed to its target), then the batch.
+        ledger.lock_customer_row(batch.customer_id)
+        batch = QuotaBatch.objects.select_for_update(of=("self",)).get(pk=batch.pk)
         if batch.state != BatchState.ACTIVE:
             raise errors.BatchNotActive(f"The batch is {batch.state}.")
         ledger.batch_close(

@@ -3,8 +3,8 @@
 The fixed lock order, the one a merge takes: the customer's row first (`lock_customer`), then
 the order or hold being changed, then the customer's batches in spend order
 (`lock_quantity_lots`, `lock_batches`). Foreign keys are checked at commit, so an insert takes
-no lock on the customer before then; a service that changes a customer's batches therefore locks
-the customer's row explicitly, first.
+no lock on the customer before then; a service that creates or changes a customer's batches or
+orders therefore locks the customer's row explicitly, first.
 
 Usability and the products covering a name are defined with the reads (`billable.selectors`);
 the locks here use the same definition. Every change of units is a ledger entry; `remaining`

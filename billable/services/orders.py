@@ -60,6 +60,9 @@ def order_create(
     )
     _check_bounds(offers, items, total)
     with service_atomic():
+        # The customer's row first: a merge waits for this order, or one that committed meanwhile
+        # is followed, so the order never lands on a merged-away customer.
+        customer = ledger.lock_customer(customer)
         order = Order.objects.create(
             customer=customer, total=total, currency=offers[0].currency, metadata=metadata or {}
         )
@@ -97,12 +100,15 @@ def _check_bounds(offers: list[Offer], items: list[LineIn], total: Decimal) -> N
         )
 
 
-def _grant_items(order: Order, *, source: str, actor: str) -> list[QuotaBatch]:
+def _grant_items(
+    order: Order, *, customer: Customer, source: str, actor: str
+) -> list[QuotaBatch]:
+    """Grant the order's snapshot to `customer`: the one the caller locked (the acting one)."""
     batches: list[QuotaBatch] = []
     for item in order.items.all():
         batches.extend(
             grant_batches(
-                customer=order.customer,
+                customer=customer,
                 items=item.snapshot,
                 source=source,
                 times=item.quantity,
@@ -115,19 +121,26 @@ def _grant_items(order: Order, *, source: str, actor: str) -> list[QuotaBatch]:
     return batches
 
 
-def _locked(order: Order) -> Order:
+def _locked(order: Order) -> tuple[Order, Customer]:
     """Lock the order's customer (FOR UPDATE), then re-read the order under FOR UPDATE.
 
     Every transition starts here, so concurrent ones run in turn and each sees the other's result.
     The customer's row comes first, in the fixed order of `billable.services.ledger`: a merge
-    that committed meanwhile is followed to the customer the order now belongs to.
+    that committed meanwhile is followed to the customer the order now belongs to. Returns the
+    order and that acting customer (the end of the `merged_into` chain), the one to grant to;
+    an order still on a merged-away customer is moved to it.
     """
-    ledger.lock_customer_row(order.customer_id, exclusive=True)
-    return (
+    acting = ledger.lock_customer_row(order.customer_id, exclusive=True)
+    order = (
         Order.objects.select_for_update(of=("self",))
         .select_related("customer")
         .get(pk=order.pk)
     )
+    if order.customer_id != acting:
+        # The order was left on a merged-away customer: it goes where everything else went.
+        order.customer = Customer.objects.get(pk=acting)
+        order.save(update_fields=["customer"])
+    return order, order.customer
 
 
 def order_confirm(
@@ -139,7 +152,7 @@ def order_confirm(
 ) -> Order:
     """Mark paid and grant the snapshot; repeating with the same (or no) payment_id is a no-op."""
     with service_atomic():
-        order = _locked(order)
+        order, customer = _locked(order)
         if order.status == OrderStatus.PAID:
             if payment_id is None or payment_id == order.payment_id:
                 return order
@@ -157,17 +170,17 @@ def order_confirm(
                 order.save(update_fields=["status", "paid_at", "payment_id", "payment_method"])
         except IntegrityError as exc:  # a concurrent confirm of another order took the id
             raise errors.PaymentIdConflict() from exc
-        batches = _grant_items(order, source="purchase", actor=actor)
+        batches = _grant_items(order, customer=customer, source="purchase", actor=actor)
         signals.order_confirmed.send(
-            sender=Order, order=order, customer=order.customer, batches=batches
+            sender=Order, order=order, customer=customer, batches=batches
         )
-        referral_reward_first_payment(customer=order.customer, actor=actor)
+        referral_reward_first_payment(customer=customer, actor=actor)
     return order
 
 
 def order_cancel(*, order: Order, reason: str = "") -> Order:
     with service_atomic():
-        order = _locked(order)
+        order, _customer = _locked(order)
         if order.status != OrderStatus.PENDING:
             raise errors.InvalidOrderState(f"A {order.status} order cannot be cancelled.")
         order.status = OrderStatus.CANCELLED
@@ -184,7 +197,7 @@ def order_refund(*, order: Order, reason: str = "", actor: str = "") -> Order:
     A referral reward the order earned stays: a refund does not take it back.
     """
     with service_atomic():
-        order = _locked(order)
+        order, _customer = _locked(order)
         if order.status != OrderStatus.PAID:
             raise errors.InvalidOrderState(f"A {order.status} order cannot be refunded.")
         batches = ledger.lock_batches(QuotaBatch.objects.filter(order_item__order=order))
@@ -255,7 +268,7 @@ def offer_buy_with_currency(*, customer: Customer, sku: str, actor: str = "") ->
             )
             thresholds_signal(customer, currency.key, total, total - price)
         signals.order_created.send(sender=Order, order=order, customer=customer)
-        batches = _grant_items(order, source="exchange", actor=actor)
+        batches = _grant_items(order, customer=customer, source="exchange", actor=actor)
         signals.order_confirmed.send(sender=Order, order=order, customer=customer, batches=batches)
         referral_reward_first_payment(customer=customer, actor=actor)
     return order

@@ -75,8 +75,10 @@ def referral_reward_first_payment(*, customer: Customer, actor: str = "") -> Non
     reward_sku = settings.get("referral_reward_sku")
     if not reward_sku:
         return
+    # The referral row only (`of=("self",)`): a customer's row is locked through
+    # `ledger.lock_customer` alone, by `offer_grant` below, never as a side effect of a join.
     referral = (
-        Referral.objects.select_for_update()
+        Referral.objects.select_for_update(of=("self",))
         .select_related("referrer", "referee")
         .filter(referee=customer, rewarded_at__isnull=True)
         .first()

@@ -43,7 +43,9 @@ def batches_expire_due(*, limit: int = BATCH_CHUNK) -> int:
     now = clock.now()
     with transaction.atomic():
         due = list(
-            QuotaBatch.objects.select_for_update(skip_locked=True)
+            # The batches only (`of=("self",)`): the joined customer and product rows stay
+            # unlocked, so a merge or catalog change never waits for a whole sweep chunk.
+            QuotaBatch.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(state__in=[BatchState.ACTIVE, BatchState.EXHAUSTED], expires_at__lte=now)
             .select_related("product", "customer")
             .order_by("expires_at")[:limit]

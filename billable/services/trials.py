@@ -53,6 +53,9 @@ def trial_grant(
         except IntegrityError as exc:
             raise errors.TrialAlreadyUsed() from exc
         signals.trial_activated.send(
-            sender=TrialHistory, grant=result.grant, customer=customer, batches=result.batches
+            sender=TrialHistory,
+            grant=result.grant,
+            customer=result.grant.customer,  # the acting one: a merge may have been followed
+            batches=result.batches,
         )
     return result

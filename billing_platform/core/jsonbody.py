@@ -23,7 +23,10 @@ from billing_platform.core import errors
 # recursion limit, which a 4 KB body of `[` would otherwise reach.
 MAX_JSON_DEPTH = 64
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# Escapes first (so `\"` ends no string), then whole strings: each pass is linear in the text,
+# where one pattern for strings with escapes inside backtracks quadratically on `"\"\"\"…`.
+_ESCAPE = re.compile(r"\\.", re.DOTALL)
+_STRING = re.compile(r'"[^"]*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
@@ -39,7 +42,7 @@ def _check_depth(text: str) -> None:
     """
     if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:  # the common case, at C speed
         return
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", _ESCAPE.sub("", text)))
     depths = accumulate(1 if char in "[{" else -1 for char in brackets)
     if max(depths, default=0) > MAX_JSON_DEPTH:
         raise TooDeep(f"arrays and objects are nested more than {MAX_JSON_DEPTH} levels deep")

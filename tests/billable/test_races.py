@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -26,9 +27,10 @@ from django.db.models import Sum
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from billable import clock
+from billable import clock, signals
 from billable.models import (
     Customer,
+    Grant,
     Hold,
     LedgerEntry,
     Order,
@@ -282,6 +284,144 @@ def test_merge_racing_the_confirms_of_source_orders(
             assert not QuotaBatch.objects.filter(customer=source).exists()
         assert remaining(conc, target, "compute") == 70
         verified(conc)
+
+
+def paused_inside(signal: Any, source: Customer, inside: threading.Event) -> Callable[..., None]:
+    """A receiver of `signal` (sent inside the service's transaction) for the source: it says
+    the transaction is open, with its rows written, and keeps it open a moment."""
+
+    def receiver(*_args: Any, customer: Customer, **_kwargs: Any) -> None:
+        if customer.pk == source.pk:
+            inside.set()
+            time.sleep(0.4)
+
+    return receiver
+
+
+def merge_once_inside(conc: ConcTenant, target: Customer, source: Customer,
+                      inside: threading.Event) -> Call:
+    """The merge, sent once a write for the source is inside its open transaction."""
+    merge = poster(conc, "billing/customers/merge", {
+        "target_customer_id": str(target.pk), "source_customer_id": str(source.pk)})
+
+    def call(api: Api) -> Response:
+        inside.wait(10)
+        return merge(api)
+
+    return call
+
+
+def test_merge_racing_grants_to_the_source_strands_nothing(
+    races_catalog: ConcTenant, committed: None
+) -> None:
+    conc = races_catalog
+    for sku in ("c10", "pro_30d"):  # a quantity grant (FOR KEY SHARE) and a period one (UPDATE)
+        # given: a merge sent while grants to the source are inside their transactions
+        token = secrets.token_hex(3)
+        source = customer(conc, f"g-{token}", provider="s")
+        target = customer(conc, f"g-{token}", "c10", provider="t")
+        inside = threading.Event()
+        receiver = paused_inside(signals.grant_created, source, inside)
+        signals.grant_created.connect(receiver, weak=False)
+        grant = poster(conc, "billing/grants",
+                       {"customer_id": str(source.pk), "sku": sku, "kind": "bonus"})
+        try:
+            # when
+            responses = hammer([grant, grant, merge_once_inside(conc, target, source, inside),
+                                grant])
+        finally:
+            signals.grant_created.disconnect(receiver)
+
+        # then: every grant went through, and what it granted is the target's
+        expect(responses, {200: set(), 201: set()})
+        assert responses[2].json["target_customer_id"] == str(target.pk)
+        with tenant_context(conc.tenant):
+            assert not QuotaBatch.objects.filter(customer=source).exists(), "a batch stayed behind"
+            assert not Grant.objects.filter(customer=source).exists(), "a grant stayed behind"
+            assert Grant.objects.filter(customer=target, kind="bonus").count() == 1 + 3
+            if sku == "pro_30d":
+                pro = list(
+                    QuotaBatch.objects.filter(customer=target, product__key="PRO")
+                    .order_by("valid_from").values_list("valid_from", "expires_at")
+                )
+                assert len(pro) == 3
+                for (_start, end), (next_start, _end) in itertools.pairwise(pro):
+                    assert next_start == end, "each Pro grant extends the one before"
+        if sku == "c10":
+            assert remaining(conc, target, "compute") == 40
+        verified(conc)
+
+
+def test_merge_racing_the_creation_of_source_orders_strands_nothing(
+    races_catalog: ConcTenant, committed: None
+) -> None:
+    # given: a merge sent while orders of the source are inside their transactions
+    conc = races_catalog
+    token = secrets.token_hex(3)
+    source = customer(conc, f"oc-{token}", provider="s")
+    target = customer(conc, f"oc-{token}", "c10", provider="t")
+    inside = threading.Event()
+    receiver = paused_inside(signals.order_created, source, inside)
+    signals.order_created.connect(receiver, weak=False)
+    create = poster(conc, "billing/orders",
+                    {"customer_id": str(source.pk), "items": [{"sku": "c10", "quantity": 2}]})
+    try:
+        # when
+        responses = hammer([create, create, merge_once_inside(conc, target, source, inside),
+                            create])
+    finally:
+        signals.order_created.disconnect(receiver)
+    merge = responses.pop(2)
+    confirmed = hammer([
+        poster(conc, f"billing/orders/{r.json['id']}/confirm", {"payment_id": f"p-{r.json['id']}"})
+        for r in responses
+    ])
+
+    # then: every order, and what its confirm granted, is the target's
+    assert merge.status == 200, merge.body[:300]
+    expect(responses, {201: set()})
+    expect(confirmed, {200: set()})
+    with tenant_context(conc.tenant):
+        assert not Order.objects.filter(customer=source).exists(), "an order stayed behind"
+        assert not QuotaBatch.objects.filter(customer=source).exists(), "a batch stayed behind"
+        orders = Order.objects.filter(pk__in=[r.json["id"] for r in responses])
+        assert {(o.status, o.customer_id) for o in orders} == {("paid", target.pk)}
+        granted = QuotaBatch.objects.filter(order_item__order__in=orders)
+        assert {b.customer_id for b in granted} == {target.pk}
+        assert sum(ledger_sum(batch) for batch in granted) == 60
+    assert remaining(conc, target, "compute") == 70
+    verified(conc)
+
+
+def test_confirming_an_order_left_on_a_merged_source_grants_to_the_target(
+    races_catalog: ConcTenant, committed: None
+) -> None:
+    # given: an order that a merge left on the source (as a race before the lock could)
+    conc = races_catalog
+    token = secrets.token_hex(3)
+    source = customer(conc, f"os-{token}", provider="s")
+    target = customer(conc, f"os-{token}", "c10", provider="t")
+    with tenant_context(conc.tenant):
+        order = order_create(customer=source, items=[LineIn(sku="PRO_30D", quantity=1),
+                                                     LineIn(sku="C10", quantity=2)])
+    merge = poster(conc, "billing/customers/merge", {
+        "target_customer_id": str(target.pk), "source_customer_id": str(source.pk)})
+    assert hammer([merge])[0].status == 200
+    with tenant_context(conc.tenant):
+        Order.objects.filter(pk=order.pk).update(customer=source)
+
+    # when
+    confirmed = hammer([poster(conc, f"billing/orders/{order.pk}/confirm", {})])
+
+    # then: the grant and the order follow the merge to the target
+    expect(confirmed, {200: set()})
+    with tenant_context(conc.tenant):
+        assert Order.objects.get(pk=order.pk).customer_id == target.pk
+        granted = QuotaBatch.objects.filter(order_item__order=order)
+        assert granted.count() == 2
+        assert {b.customer_id for b in granted} == {target.pk}, "the grant went to the source"
+    assert remaining(conc, target, "compute") == 30
+    verified(conc)
 
 
 # --- 3. refund against consume

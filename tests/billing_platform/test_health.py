@@ -104,3 +104,24 @@ def test_readyz_caches_the_tenant_check_until_a_migration_run(
     assert api.get("/readyz").json["migrations"]["tenant_schemas_behind"] == 0
     forget_status()
     assert api.get("/readyz").json["migrations"]["tenant_schemas_behind"] == 1
+
+
+def test_readyz_leaves_out_the_template_schema(api: Api, db: None) -> None:
+    # given: a configured template with no migration at all (the worker migrates it; no
+    # request is ever served from it)
+    from django.db import connection
+    from django.test import override_settings
+
+    from tenants.schema_migrations import forget_status
+
+    with connection.cursor() as cursor:
+        cursor.execute('CREATE SCHEMA "tmpl_readyz"')
+    with override_settings(TENANT_BASE_SCHEMA="tmpl_readyz"):
+        forget_status()
+
+        # when
+        response = api.get("/readyz")
+
+    # then: no tenant schema is behind
+    assert response.status == 200, response.body
+    assert response.json["migrations"]["tenant_schemas_behind"] == 0

@@ -13,6 +13,9 @@ from tenants.services import tenant_update
 from tests.support.api import Api, assert_problem
 from tests.support.tenants import TenantFixture, make_key
 
+# The limiter's fixed windows must not roll in the middle of a test.
+pytestmark = pytest.mark.usefixtures("limiter_now")
+
 
 def _limit(tenant: Tenant, rate: str) -> None:
     tenant_update(tenant=tenant, rate_limit=rate)

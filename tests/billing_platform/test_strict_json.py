@@ -99,3 +99,30 @@ def test_depth_is_judged_on_the_decoded_text(encoding: str) -> None:
     with pytest.raises(TooDeep):
         read_json(text.encode(encoding))
     assert read_json(('["\u4e22", ' + "[" * 10 + "]" * 10 + "]").encode(encoding))[0] == "\u4e22"
+
+
+@pytest.mark.timeout(60)
+def test_a_long_run_of_escaped_quotes_is_refused_at_once(api: Api, acme: TenantFixture) -> None:
+    # One string pattern with escapes inside backtracks quadratically on `"\"\"\"…`: 64 KB took
+    # 24 s and the 1 MiB limit would hold a worker for hours. The scan is linear.
+    body = "[" * (MAX_JSON_DEPTH + 1) + '"' + '\\"' * 400_000
+    response = api.request("POST", "billing/identify", key=acme.key, body=body.encode(),
+                           content_type="application/json")
+    assert_problem(response, 400, "malformed_json")
+
+
+@pytest.mark.parametrize(
+    ("text", "too_deep"),
+    [
+        # An escaped backslash ends its escape: the quote after it closes the string.
+        ('["\\\\",' + "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH + "]", True),
+        # An escaped quote does not close the string: the brackets after it are text.
+        ('["\\"' + "[" * (MAX_JSON_DEPTH + 1) + '"]', False),
+    ],
+)
+def test_escapes_inside_strings_are_read_as_json_reads_them(text: str, too_deep: bool) -> None:
+    if too_deep:
+        with pytest.raises(TooDeep):
+            read_json(text)
+    else:
+        assert read_json(text) == ['"' + "[" * (MAX_JSON_DEPTH + 1)]

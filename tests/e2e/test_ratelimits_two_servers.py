@@ -1,4 +1,7 @@
-"""A tenant's limit holds across two separate server processes sharing Redis."""
+"""A tenant's limit holds across two separate server processes sharing Redis.
+
+An hourly limit, so the fixed window is most unlikely to roll during the ten requests.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from tests.support.tenants import fresh_tenant
 @pytest.mark.e2e
 def test_limit_shared_by_two_servers(committed: None) -> None:
     with (
-        fresh_tenant("e2e-two-servers", name="Two servers", rate_limit="6/m") as tenant,
+        fresh_tenant("e2e-two-servers", name="Two servers", rate_limit="6/h") as tenant,
         production_server(workers=1) as first,
         production_server(workers=1) as second,
     ):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from io import StringIO
 from types import SimpleNamespace
@@ -20,6 +19,9 @@ from tenants.models import ApiKey, PlatformKey, Tenant, TenantStatus
 from tenants.services import api_key_revoke, platform_key_create, tenant_delete_request
 from tests.support.api import Api, assert_problem
 from tests.support.tenants import TenantFixture, make_key
+
+# The limiter's fixed windows must not roll in the middle of a test.
+pytestmark = pytest.mark.usefixtures("limiter_now")
 
 ADD_URL = "/admin/tenants/tenant/add/"
 TENANTS_URL = "/admin/tenants/tenant/"
@@ -215,7 +217,7 @@ def test_a_known_browser_has_its_own_limit(db: None) -> None:
 
 
 def test_a_lock_ends_with_its_window_and_an_address_can_be_unlocked(
-    db: None, monkeypatch: pytest.MonkeyPatch
+    db: None, monkeypatch: pytest.MonkeyPatch, limiter_now: float
 ) -> None:
     _superuser()
     client = Client()
@@ -226,10 +228,9 @@ def test_a_lock_ends_with_its_window_and_an_address_can_be_unlocked(
     )[0]
 
     # 15 minutes on, the window is over and the right password works again.
-    real_time = time.time
-    monkeypatch.setattr(ratelimit_core, "time", SimpleNamespace(time=lambda: real_time() + 901))
+    later = limiter_now + 901
+    monkeypatch.setattr(ratelimit_core, "time", SimpleNamespace(time=lambda: later))
     assert _login(client, "operator", "correct-horse-9", ip=OUTSIDER_IP).status_code == 302
-    monkeypatch.undo()
 
     # An address past its limit is unlocked by the same command.
     _superuser("adm-ip")

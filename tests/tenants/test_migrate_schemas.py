@@ -261,3 +261,54 @@ def test_the_template_schema_is_migrated_first(
     assert migrated == len(names) and skipped == 0
     assert re.search(rf"\[1/\d+\] {template}: 1 migrations to apply", text)
     assert _has_column(template)
+
+
+def test_a_parallel_executor_gets_the_template_migrated_first_under_its_lock(
+    twenty: list[Tenant], template: str, released: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: every schema behind, the multiprocessing executor (recorded, not run)
+    from django_tenants.migration_executors.multiproc import MultiprocessingExecutor
+
+    from tenants.management.commands import migrate_schemas
+    from tenants.schema_clone import TEMPLATE_LOCK_ID
+
+    handed: list[str] = []
+    locked: dict[str, bool] = {}
+    real = migrate_schemas.run_migrations
+
+    def record(self: Any, tenants: list[str]) -> None:
+        handed.extend(tenants)
+
+    def spy(*args: Any, **kwargs: Any) -> None:
+        with connection.cursor() as cursor:
+            # Held exclusively by another session: a shared try fails.
+            cursor.execute("SELECT pg_try_advisory_xact_lock_shared(%s)", [TEMPLATE_LOCK_ID])
+            locked[args[3]] = not cursor.fetchone()[0]
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(MultiprocessingExecutor, "run_migrations", record)
+    monkeypatch.setattr(migrate_schemas, "run_migrations", spy)
+
+    # when
+    with override_settings(TENANT_BASE_SCHEMA=template):
+        call_command("migrate_schemas", "--tenant", "--executor", "multiprocessing",
+                     "--noinput", "-v", "0", stdout=io.StringIO())
+        names = tenant_schema_names()
+
+    # then: the template was migrated here, by itself and holding its lock; the executor got
+    # every other schema
+    assert locked == {template: True}
+    assert _has_column(template)
+    assert template not in handed
+    assert sorted(handed) == sorted(name for name in names if name != template)
+
+
+def test_all_schemas_migrates_the_template_too(
+    twenty: list[Tenant], template: str, released: None
+) -> None:
+    with override_settings(TENANT_BASE_SCHEMA=template):
+        assert missing_migrations([template]) == {template: 1}
+        call_command("migrate_schemas", "--tenant", "--all-schemas", "--noinput", "-v", "0",
+                     stdout=io.StringIO())
+        assert set(missing_migrations(tenant_schema_names()).values()) == {0}
+    assert _has_column(template)

@@ -20,6 +20,8 @@ from billable.selectors import CustomerRef
 from billable.services.customers import customer_ensure
 from billable.services.quota import quota_consume
 from billing_platform.core.listen import Listener
+from tenants import schema_clone as schema_clone_module
+from tenants.checks import template_schema_check
 from tenants.models import Tenant, TenantStatus
 from tenants.schema_clone import TemplateUnavailable, schema_clone, template_migrate
 from tenants.schema_migrations import missing_migrations, tenant_schemas
@@ -222,3 +224,137 @@ def test_claiming_a_spare_wakes_the_worker(template: str, cleanup_tenants: list[
     finally:
         listener.close()
         _drop_pool()
+
+
+def test_a_failed_clone_falls_back_to_the_migrations(
+    template: str, cleanup_tenants: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: no spare left, and a clone that fails in the database (not TemplateUnavailable)
+    _drop_pool()
+    real = schema_clone_module._clone_statements
+
+    def failing(*args: object) -> list[str]:
+        return [*real(*args), "SELECT 1 / 0"]  # type: ignore[arg-type]
+
+    monkeypatch.setattr(schema_clone_module, "_clone_statements", failing)
+    slug = f"cl-{secrets.token_hex(3)}"
+    cleanup_tenants.append(slug)
+
+    # when
+    tenant, _, raw = tenant_onboard(name="Fallback", slug=slug)
+
+    # then: built by migrations, complete
+    assert raw and tenant.status == TenantStatus.ACTIVE
+    assert missing_migrations([tenant.schema_name]) == {tenant.schema_name: 0}
+    with schema_context(tenant.schema_name):
+        assert not Customer.objects.exists()
+    _drop_pool()
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        "CREATE FUNCTION {s}.f() RETURNS bigint LANGUAGE sql "
+        "AS 'SELECT count(*) FROM {s}.billable_product'",
+        "CREATE FUNCTION {s}.f() RETURNS int LANGUAGE sql SET search_path = {s} AS 'SELECT 1'",
+    ],
+    ids=["body", "search_path"],
+)
+def test_a_template_function_naming_the_template_is_not_cloned(
+    committed: None, schemas: list[str], function: str
+) -> None:
+    # given: a template with a function that reaches into the template itself
+    stale = f"tmpl_{secrets.token_hex(3)}"
+    schemas.append(stale)
+    _migrate_template(stale)
+    with connection.cursor() as cursor:
+        cursor.execute(function.format(s=stale))
+
+    # when / then: refused (the build then runs the migrations), nothing made
+    target = f"cln_{secrets.token_hex(3)}"
+    with (
+        override_settings(TENANT_BASE_SCHEMA=stale),
+        pytest.raises(TemplateUnavailable, match="function naming the template"),
+        transaction.atomic(),
+    ):
+        schema_clone(target=target)
+    assert not schema_exists(target)
+
+
+def test_an_extension_member_in_the_template_is_not_cloned(
+    committed: None, schemas: list[str]
+) -> None:
+    # given: a template holding an extension's objects
+    stale = f"tmpl_{secrets.token_hex(3)}"
+    schemas.append(stale)
+    _migrate_template(stale)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f'CREATE EXTENSION IF NOT EXISTS citext SCHEMA "{stale}"')
+    except DatabaseError as exc:
+        pytest.skip(f"no extension can be created here: {exc}")
+    try:
+        # when / then
+        target = f"cln_{secrets.token_hex(3)}"
+        with (
+            override_settings(TENANT_BASE_SCHEMA=stale),
+            pytest.raises(TemplateUnavailable, match="extension member"),
+            transaction.atomic(),
+        ):
+            schema_clone(target=target)
+        assert not schema_exists(target)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP EXTENSION IF EXISTS citext")
+
+
+def test_an_index_on_a_template_function_is_cloned(committed: None, schemas: list[str]) -> None:
+    # given: a template with an index whose expression calls one of its functions
+    source = f"tmpl_{secrets.token_hex(3)}"
+    schemas.append(source)
+    _migrate_template(source)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'CREATE FUNCTION "{source}".twice(x bigint) RETURNS bigint '
+            "LANGUAGE sql IMMUTABLE AS 'SELECT x * 2'"
+        )
+        cursor.execute(
+            f'CREATE INDEX product_twice ON "{source}".billable_product ("{source}".twice(id))'
+        )
+    target = f"cln_{secrets.token_hex(3)}"
+    schemas.append(target)
+
+    # when
+    with override_settings(TENANT_BASE_SCHEMA=source), transaction.atomic():
+        schema_clone(target=target)
+
+    # then: the clone's index calls the clone's function
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+            [target, "product_twice"],
+        )
+        (definition,) = cursor.fetchone()
+    assert f"{target}.twice" in definition or "twice(id)" in definition
+    assert source not in definition
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("tenant_template", True),
+        ("", True),  # cloning turned off
+        ("public", False),
+        ("t_template", False),
+        ("spare_template", False),
+        ("Tenant_Template", False),
+        ('tmpl"x', False),
+        ("pg_template", False),
+        ("a" * 64, False),
+    ],
+)
+def test_the_template_schema_name_is_checked(name: str, valid: bool) -> None:
+    with override_settings(TENANT_BASE_SCHEMA=name):
+        errors = template_schema_check()
+    assert (errors == []) is valid, errors
+    assert all(error.id == "billable.E002" for error in errors)
