@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from django_ratelimit import core as ratelimit_core
 
 from tenants.models import ApiKey, PlatformKey, Tenant, TenantStatus
 from tenants.services import api_key_revoke, platform_key_create, tenant_delete_request
+from tests.support.admin import offered_actions, staff_client
 from tests.support.api import Api, assert_problem
 from tests.support.tenants import TenantFixture, make_key
 
@@ -43,26 +44,6 @@ def committed_operator(committed: None) -> Iterator[Client]:
     yield client
     client.logout()
     user.delete()
-
-
-def _staff(username: str, *codenames: str) -> Client:
-    """A logged-in staff user holding only the given permissions."""
-    user = User.objects.create_user(
-        username, f"{username}@example.com", "correct-horse-9", is_staff=True
-    )
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def _offered_actions(client: Client, url: str) -> set[str]:
-    response = client.get(url)
-    assert response.status_code == 200
-    action_form = response.context["action_form"]  # None when no action is offered
-    if action_form is None:
-        return set()
-    return {name for name, _label in action_form.fields["action"].choices if name}
 
 
 def _onboard_data(**overrides: Any) -> dict[str, Any]:
@@ -260,13 +241,13 @@ def test_csrf_is_enforced(db: None) -> None:
 
 
 def test_a_view_only_operator_changes_nothing(acme: TenantFixture) -> None:
-    viewer = _staff("viewer", "view_tenant", "view_apikey", "view_platformkey")
+    viewer = staff_client("viewer", "view_tenant", "view_apikey", "view_platformkey")
     key, _raw = make_key(acme.tenant, name="kept")
     platform, _ = platform_key_create(name="adm-kept")
 
     # Every list is readable; no action is offered on any of them.
     for url in (TENANTS_URL, API_KEYS_URL, PLATFORM_KEYS_URL):
-        assert _offered_actions(viewer, url) == set(), url
+        assert offered_actions(viewer, url) == set(), url
     # Posting the actions anyway, the onboarding form, or a tenant's change form does nothing.
     _action(viewer, TENANTS_URL, "suspend_tenants", [acme.tenant.pk])
     _action(viewer, API_KEYS_URL, "revoke_keys", [key.pk])
@@ -286,18 +267,18 @@ def test_a_view_only_operator_changes_nothing(acme: TenantFixture) -> None:
 
 def test_each_action_needs_its_own_permission(acme: TenantFixture) -> None:
     # Changing tenants does not revoke keys, and revoking tenant keys does not touch platform keys.
-    tenant_changer = _staff("tenant-changer", "view_tenant", "change_tenant", "view_apikey")
-    assert _offered_actions(tenant_changer, TENANTS_URL) == {
+    tenant_changer = staff_client("tenant-changer", "view_tenant", "change_tenant", "view_apikey")
+    assert offered_actions(tenant_changer, TENANTS_URL) == {
         "suspend_tenants", "reactivate_tenants"
     }
-    assert _offered_actions(tenant_changer, API_KEYS_URL) == set()
+    assert offered_actions(tenant_changer, API_KEYS_URL) == set()
     assert tenant_changer.get(ADD_URL).status_code == 403
-    revoker = _staff("revoker", "view_apikey", "change_apikey", "view_platformkey")
-    assert _offered_actions(revoker, API_KEYS_URL) == {"revoke_keys"}
-    assert _offered_actions(revoker, PLATFORM_KEYS_URL) == set()
-    onboarder = _staff("onboarder", "view_tenant", "add_tenant")
+    revoker = staff_client("revoker", "view_apikey", "change_apikey", "view_platformkey")
+    assert offered_actions(revoker, API_KEYS_URL) == {"revoke_keys"}
+    assert offered_actions(revoker, PLATFORM_KEYS_URL) == set()
+    onboarder = staff_client("onboarder", "view_tenant", "add_tenant")
     assert onboarder.get(ADD_URL).status_code == 200
-    assert _offered_actions(onboarder, TENANTS_URL) == set()
+    assert offered_actions(onboarder, TENANTS_URL) == set()
 
 
 # --- Onboarding.

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.admin.utils import quote
-from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from billing_platform.webhooks.models import Delivery, Event
+from tests.support.admin import offered_actions, staff_client
 from tests.support.api import Api
 from tests.support.servers import running_receiver
 from tests.support.tenants import TenantFixture
@@ -81,24 +81,6 @@ def test_events_admin_redelivers_to_every_subscriber(
     assert Delivery.objects.filter(event=event).count() == 3
 
 
-def _staff(username: str, *codenames: str) -> Client:
-    user = User.objects.create_user(username, f"{username}@example.com", "correct-horse-9",
-                                    is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def _offered(client: Client, url: str) -> set[str]:
-    response = client.get(url)
-    assert response.status_code == 200
-    action_form = response.context["action_form"]  # None when no action is offered
-    if action_form is None:
-        return set()
-    return {name for name, _label in action_form.fields["action"].choices if name}
-
-
 def test_redeliver_needs_the_change_permission(
     api: Api, acme: TenantFixture, private_ok: Any
 ) -> None:
@@ -106,11 +88,11 @@ def test_redeliver_needs_the_change_permission(
     sent = api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key).json
     event = Event.objects.get(pk=sent["event_id"])
     delivery = Delivery.objects.get(event=event)
-    viewer = _staff("viewer", "view_event", "view_delivery")
+    viewer = staff_client("viewer", "view_event", "view_delivery")
 
     # A view-only operator sees both lists but is offered no Redeliver, and posting it does nothing.
-    assert _offered(viewer, "/admin/webhooks/event/") == set()
-    assert _offered(viewer, "/admin/webhooks/delivery/") == set()
+    assert offered_actions(viewer, "/admin/webhooks/event/") == set()
+    assert offered_actions(viewer, "/admin/webhooks/delivery/") == set()
     viewer.post("/admin/webhooks/event/", {
         "action": "redeliver", "_selected_action": [event.pk], "index": "0"})
     viewer.post("/admin/webhooks/delivery/", {
@@ -118,9 +100,11 @@ def test_redeliver_needs_the_change_permission(
     assert Delivery.objects.filter(event=event).count() == 1
 
     # The change permission of the model is what allows it.
-    changer = _staff("changer", "view_event", "change_event", "view_delivery", "change_delivery")
-    assert _offered(changer, "/admin/webhooks/event/") == {"redeliver"}
-    assert _offered(changer, "/admin/webhooks/delivery/") == {"redeliver"}
+    changer = staff_client(
+        "changer", "view_event", "change_event", "view_delivery", "change_delivery"
+    )
+    assert offered_actions(changer, "/admin/webhooks/event/") == {"redeliver"}
+    assert offered_actions(changer, "/admin/webhooks/delivery/") == {"redeliver"}
     changer.post("/admin/webhooks/delivery/", {
         "action": "redeliver", "_selected_action": [str(delivery.pk)], "index": "0"})
     assert Delivery.objects.filter(event=event).count() == 2
