@@ -3,7 +3,14 @@
 They are sent inside the service's transaction: a receiver that writes to the database (the
 webhook outbox) commits or rolls back with the change; a receiver that talks to the outside world
 must wait for `transaction.on_commit`.
+
+A receiver that can tell beforehand whether it would act for the schema in use (the webhook
+fan-out: only when an endpoint subscribes to the event) connects with `connect_conditional`;
+`may_act` then lets a service skip what sending would need (a transaction, the data to send)
+when no receiver would act. Any other receiver always counts as acting.
 """
+
+from collections.abc import Callable
 
 from django.dispatch import Signal
 
@@ -26,3 +33,27 @@ batch_expired = Signal()
 hold_created = Signal()
 hold_committed = Signal()
 hold_released = Signal()
+
+
+_conditions: dict[tuple[int, str], Callable[[], bool]] = {}
+
+
+def connect_conditional(
+    signal: Signal, receiver: Callable[..., None], *, dispatch_uid: str, acts: Callable[[], bool]
+) -> None:
+    """Connect `receiver`, which acts only when `acts()` is true at the time of sending."""
+    signal.connect(receiver, dispatch_uid=dispatch_uid, weak=False)
+    _conditions[(id(signal), dispatch_uid)] = acts
+
+
+def may_act(*sent: Signal) -> bool:
+    """Whether sending any of these signals now could make a receiver act."""
+    for signal in sent:
+        if not signal.has_listeners():
+            continue
+        for lookup_key, _receiver, _is_async in signal.receivers:
+            uid = lookup_key[0]
+            acts = _conditions.get((id(signal), uid)) if isinstance(uid, str) else None
+            if acts is None or acts():
+                return True
+    return False

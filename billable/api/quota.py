@@ -11,8 +11,8 @@ from billable import presenters, selectors
 from billable.api.inputs import actor, customer_ref
 from billable.api.routers import READ, WRITE, router
 from billable.schemas import BalanceListOut, BalanceOut, ConsumeIn, CustomerQuery, UsageOut
-from billable.services import customers as customer_services
 from billable.services import quota as quota_services
+from billing_platform.core.db import own_transaction
 from billing_platform.core.problems import error_responses
 
 
@@ -39,10 +39,10 @@ def balance(
     operation_id="billing_quota_consume",
     summary="Consume quota atomically (all or nothing)",
 )
+@own_transaction
 def consume(request: HttpRequest, payload: ConsumeIn) -> dict[str, Any]:
-    customer = customer_services.customer_ensure(customer_ref(payload))
     result = quota_services.quota_consume(
-        customer=customer,
+        ref=customer_ref(payload),
         feature=payload.feature or payload.product_key or "",
         amount=payload.amount,
         action_type=payload.action_type,

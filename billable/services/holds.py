@@ -8,6 +8,7 @@ expired or been revoked meanwhile is debited again at once, since those units ar
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +25,12 @@ from billable.models import (
 )
 from billable.selectors import has_usable_access
 from billable.services import ledger
-from billable.services.quota import require_positive_amount, spend, thresholds_signal
+from billable.services.quota import (
+    entries_signal,
+    require_positive_amount,
+    spend,
+    thresholds_signal,
+)
 from billable.tenancy import note_sweep_due
 from billing_platform.core.db import service_atomic
 from billing_platform.core.errors import ValidationFailed
@@ -47,11 +53,15 @@ def hold_create(
     with service_atomic():
         customer = ledger.lock_customer(customer)
         unmetered = has_usable_access(customer.pk, feature, now)
-        takes: list[ledger.Take] = []
-        total = 0
+        hold_id = uuid.uuid4()
+        spent = None
         if not unmetered:
-            takes, total = spend(customer, feature, amount, now)
+            spent = spend(
+                customer, feature, amount, now, action_type="hold", action_id=str(hold_id),
+                actor=actor, hold_id=hold_id,
+            )
         hold = Hold.objects.create(
+            id=hold_id,
             customer=customer,
             feature=feature,
             amount=amount,
@@ -59,18 +69,12 @@ def hold_create(
             expires_at=now + timedelta(seconds=ttl_seconds),
             metadata=metadata or {},
         )
-        ledger.write_entries(
-            takes,
-            direction=Direction.DEBIT,
-            action_type="hold",
-            action_id=str(hold.pk),
-            actor=actor,
-            hold=hold,
-        )
+        if spent is not None:
+            entries_signal(spent.entries)
         note_sweep_due(hold.expires_at)
         signals.hold_created.send(sender=Hold, hold=hold, customer=customer)
-        if takes:  # reserved units leave the balance at once, so they can cross a threshold
-            thresholds_signal(customer, feature, total, total - amount)
+        if spent is not None:  # reserved units leave the balance at once: a threshold may pass
+            thresholds_signal(customer, feature, spent.total, spent.total - amount)
     return hold
 
 

@@ -7,6 +7,7 @@ or refund sees the other's result.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -19,7 +20,6 @@ from billable.currencies import MAX_ORDER_TOTAL
 from billable.models import (
     BatchState,
     Customer,
-    Direction,
     Offer,
     Order,
     OrderItem,
@@ -33,7 +33,7 @@ from billable.periods import period_too_long
 from billable.selectors import offer_for_grant
 from billable.services import ledger
 from billable.services.grants import grant_batches, offer_items
-from billable.services.quota import spend, thresholds_signal
+from billable.services.quota import entries_signal, spend, thresholds_signal
 from billable.services.referrals import referral_reward_first_payment
 from billing_platform.core.db import service_atomic
 from billing_platform.core.errors import ValidationFailed
@@ -230,11 +230,16 @@ def offer_buy_with_currency(*, customer: Customer, sku: str, actor: str = "") ->
     with service_atomic():
         # FOR UPDATE, as a confirm: the grant below may extend period access, which takes it.
         customer = ledger.lock_customer(customer, exclusive=True)
-        takes: list[ledger.Take] = []
-        total = 0
+        order_id = uuid.uuid4()
+        usage_id = uuid.uuid4()
+        spent = None
         if price > 0:
-            takes, total = spend(customer, currency.key, price, now, product_id=currency.pk)
+            spent = spend(
+                customer, currency.key, price, now, action_type="exchange",
+                action_id=str(order_id), actor=actor, usage_id=usage_id, product_id=currency.pk,
+            )
         order = Order.objects.create(
+            id=order_id,
             customer=customer,
             total=offer.price,
             currency=offer.currency,
@@ -250,23 +255,17 @@ def offer_buy_with_currency(*, customer: Customer, sku: str, actor: str = "") ->
             unit_price=offer.price,
             snapshot=offer_items(offer),
         )
-        if takes:
-            usage = Usage.objects.create(
+        if spent is not None:
+            Usage.objects.create(
+                id=usage_id,
                 customer=customer,
                 feature=currency.key,
                 amount=price,
                 action_type="exchange",
                 action_id=str(order.pk),
             )
-            ledger.write_entries(
-                takes,
-                direction=Direction.DEBIT,
-                action_type="exchange",
-                action_id=str(order.pk),
-                actor=actor,
-                usage=usage,
-            )
-            thresholds_signal(customer, currency.key, total, total - price)
+            entries_signal(spent.entries)
+            thresholds_signal(customer, currency.key, spent.total, spent.total - price)
         signals.order_created.send(sender=Order, order=order, customer=customer)
         batches = _grant_items(order, customer=customer, source="exchange", actor=actor)
         signals.order_confirmed.send(sender=Order, order=order, customer=customer, batches=batches)

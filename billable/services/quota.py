@@ -1,18 +1,44 @@
-"""Consumption of quota (balances are read by `billable.selectors`)."""
+"""Consumption of quota (balances are read by `billable.selectors`).
+
+The spending rules run in the database: `billable_spend` and `billable_consume` (migration
+`0005_spend_functions`), one copy per tenant schema, are what every spending path calls:
+`quota_consume` here, `hold_create` and the exchange of an order. A consume is one statement;
+when no receiver would act on its signals (`signals.may_act`) and no transaction is open, it runs
+in autocommit: one round trip, schema-qualified, with no `SET search_path`. Otherwise it runs in
+the service's transaction and the signals are sent in it.
+"""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
+from django.utils import timezone
+
 from billable import clock, errors, signals
-from billable.models import Customer, Direction, Usage
-from billable.selectors import has_usable_access
-from billable.services import ledger
+from billable.models import Customer, Direction, LedgerEntry, Usage
+from billable.selectors import CustomerRef, customer_require, normalise_external_id
+from billable.selectors.ledger import cover_params
 from billable.tenancy import current_settings
-from billing_platform.core.db import service_atomic
+from billing_platform.core.db import qualified_cursor, quoted_schema, service_atomic
 from billing_platform.core.errors import ValidationFailed
+
+# The signals a consume may send: when no receiver of any would act, nothing needs sending.
+CONSUME_SIGNALS = (
+    signals.quota_consumed,
+    signals.transaction_created,
+    signals.quota_low,
+    signals.quota_depleted,
+)
+
+# Schema-qualified, so it needs no `SET search_path`; every value is a bound parameter.
+CONSUME_SQL = (
+    "SELECT outcome, customer_id, total, created_at, entry_ids, batch_ids, amounts "
+    "FROM {schema}.billable_consume(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +46,14 @@ class Consumption:
     usage: Usage
     remaining: int | None
     unlimited: bool
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What a spend took: the units there were before, and the debit entries it wrote."""
+
+    total: int
+    entries: list[LedgerEntry]
 
 
 def thresholds_signal(customer: Customer, name: str, before: int, after: int) -> None:
@@ -41,33 +75,104 @@ def require_positive_amount(amount: int) -> None:
         )
 
 
-def spend(
-    customer: Customer, name: str, amount: int, now: datetime, *, product_id: Any = None
-) -> tuple[list[ledger.Take], int]:
-    """Lock and allocate `amount` units of `name`; raises the 402s. Returns takes and total.
-
-    With `product_id`, only that product's batches are spent (a currency), not every product
-    whose features include `name`.
-    """
-    if product_id is not None:
-        lots = ledger.lock_quantity_lots(customer.pk, now, product_id=product_id)
-    else:
-        lots = ledger.lock_quantity_lots(customer.pk, now, name=name)
-    total = sum(lot.remaining for lot in lots)
+def _short(name: str, amount: int, total: int) -> errors.PaymentRequired:
     if total == 0:
-        raise errors.QuotaExhausted(
+        return errors.QuotaExhausted(
             f"Nothing usable covers {name!r} for this customer.", remaining=0
         )
-    if total < amount:
-        raise errors.InsufficientQuota(
-            f"{amount} units were asked for; {total} are left.", remaining=total
+    return errors.InsufficientQuota(
+        f"{amount} units were asked for; {total} are left.", remaining=total
+    )
+
+
+def _debits(
+    entry_ids: list[int] | None,
+    batch_ids: list[Any] | None,
+    amounts: list[int] | None,
+    *,
+    action_type: str,
+    action_id: str,
+    actor: str,
+    usage_id: Any,
+    hold_id: Any,
+    at: datetime,
+) -> list[LedgerEntry]:
+    """The debit entries a spend function wrote, as saved model instances."""
+    entries = []
+    for pk, batch_id, amount in zip(entry_ids or [], batch_ids or [], amounts or [], strict=True):
+        entry = LedgerEntry(
+            pk=pk, batch_id=batch_id, direction=Direction.DEBIT, amount=int(amount),
+            action_type=action_type, action_id=action_id, actor=actor, usage_id=usage_id,
+            hold_id=hold_id, metadata={}, created_at=at,
         )
-    return ledger.allocate(lots, amount), total
+        entry._state.adding = False
+        entry._state.db = connection.alias
+        entries.append(entry)
+    return entries
+
+
+def entries_signal(entries: list[LedgerEntry]) -> None:
+    """`transaction_created` for each entry a spend wrote (once the rows they name exist)."""
+    for entry in entries:
+        signals.transaction_created.send(sender=LedgerEntry, entry=entry)
+
+
+def spend(
+    customer: Customer,
+    name: str,
+    amount: int,
+    now: datetime,
+    *,
+    action_type: str,
+    action_id: str = "",
+    actor: str = "",
+    usage_id: Any = None,
+    hold_id: Any = None,
+    product_id: Any = None,
+) -> Spent:
+    """Debit `amount` units of `name`, soonest-expiring batch first; raises the 402s.
+
+    With `product_id`, only that product's batches are spent (a currency), not every product
+    whose features include `name`. The caller holds the customer's row lock; the entries name
+    `usage_id` or `hold_id`, whose rows the caller writes in the same transaction, and then
+    sends `entries_signal(spent.entries)`.
+    """
+    key, feature = cover_params(name)
+    at = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT total, entry_ids, batch_ids, amounts FROM billable_spend("
+            "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [customer.pk, key, feature, product_id, amount, now, action_type, action_id or "",
+             actor or "", usage_id, hold_id, at],
+        )
+        total, entry_ids, batch_ids, amounts = cursor.fetchone()
+    if total < amount:
+        raise _short(name, amount, int(total))
+    entries = _debits(
+        entry_ids, batch_ids, amounts, action_type=action_type, action_id=action_id or "",
+        actor=actor or "", usage_id=usage_id, hold_id=hold_id, at=at,
+    )
+    return Spent(total=int(total), entries=entries)
+
+
+def _target(customer: Customer | None, ref: CustomerRef | None) -> tuple[Any, str, str | None]:
+    """(customer id, provider, external id) for the consume function."""
+    if customer is not None:
+        return customer.pk, "", None
+    if ref is None:
+        raise ValueError("quota_consume needs a customer or a reference")
+    if ref.customer_id:
+        return customer_require(ref).pk, "", None  # 404, or 422 customer_mismatch
+    if ref.external_id is None:
+        raise errors.CustomerNotFound()
+    return None, ref.provider, normalise_external_id(ref.external_id)
 
 
 def quota_consume(
     *,
-    customer: Customer,
+    customer: Customer | None = None,
+    ref: CustomerRef | None = None,
     feature: str,
     amount: int = 1,
     action_type: str = "usage",
@@ -77,49 +182,76 @@ def quota_consume(
 ) -> Consumption:
     """Consume quota for a feature, soonest-expiring batch first, all or nothing.
 
-    Period or unlimited access covers the use without decrement. Raises QuotaExhausted or
-    InsufficientQuota (402, with `remaining`); locks the customer's row, then the batches it
-    spends, in the fixed order of `billable.services.ledger`.
+    The customer is given, or named by `ref` (an identity nobody holds has nothing to consume:
+    402, and no customer is created). Period or unlimited access covers the use without
+    decrement. Raises QuotaExhausted or InsufficientQuota (402, with `remaining`).
     """
     require_positive_amount(amount)
+    customer_id, provider, external_id = _target(customer, ref)
     now = clock.now()
+    usage_id = uuid.uuid4()
+    metadata = metadata or {}
+    key, cover = cover_params(feature)
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    params = [
+        schema, customer_id, provider, external_id, feature, key, cover, amount, now,
+        action_type, action_id or "", actor or "",
+        Usage._meta.get_field("metadata").get_db_prep_value(metadata, connection), usage_id,
+    ]
+    sql = CONSUME_SQL.format(schema=quoted_schema(schema))
+    if not connection.in_atomic_block and not signals.may_act(*CONSUME_SIGNALS):
+        with qualified_cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return _consumed(row, feature, amount, action_type, action_id, actor, usage_id,
+                         metadata)[0]
     with service_atomic():
-        customer = ledger.lock_customer(customer)
-        if has_usable_access(customer.pk, feature, now):
-            usage = Usage.objects.create(
-                customer=customer,
-                feature=feature,
-                amount=amount,
-                action_type=action_type,
-                action_id=action_id,
-                metadata=metadata or {},
-            )
-            signals.quota_consumed.send(
-                sender=Usage, usage=usage, customer=customer, remaining=None, unlimited=True
-            )
-            return Consumption(usage=usage, remaining=None, unlimited=True)
-        # The usage row first: the batch locks taken next are then held for two round trips
-        # (the debit and the commit). A 402 rolls the usage back with everything else.
-        usage = Usage.objects.create(
-            customer=customer,
-            feature=feature,
-            amount=amount,
-            action_type=action_type,
-            action_id=action_id,
-            metadata=metadata or {},
+        with qualified_cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        result, entries = _consumed(
+            row, feature, amount, action_type, action_id, actor, usage_id, metadata
         )
-        takes, total = spend(customer, feature, amount, now)
-        ledger.write_entries(
-            takes,
-            direction=Direction.DEBIT,
-            action_type=action_type,
-            action_id=action_id,
-            actor=actor,
-            usage=usage,
-        )
-        after = total - amount
+        acting = customer
+        if acting is None or acting.pk != result.usage.customer_id:
+            acting = Customer(pk=result.usage.customer_id)
+            acting._state.adding = False
+            acting._state.db = connection.alias
+        entries_signal(entries)
         signals.quota_consumed.send(
-            sender=Usage, usage=usage, customer=customer, remaining=after, unlimited=False
+            sender=Usage, usage=result.usage, customer=acting, remaining=result.remaining,
+            unlimited=result.unlimited,
         )
-        thresholds_signal(customer, feature, total, after)
-        return Consumption(usage=usage, remaining=after, unlimited=False)
+        if result.remaining is not None:
+            thresholds_signal(acting, feature, result.remaining + amount, result.remaining)
+        return result
+
+
+def _consumed(
+    row: tuple[Any, ...],
+    feature: str,
+    amount: int,
+    action_type: str,
+    action_id: str,
+    actor: str,
+    usage_id: Any,
+    metadata: dict[str, Any],
+) -> tuple[Consumption, list[LedgerEntry]]:
+    """The consume function's answer as a `Consumption` and its entries; raises the 402s."""
+    outcome, customer_id, total, created_at, entry_ids, batch_ids, amounts = row
+    if outcome == "short":
+        raise _short(feature, amount, int(total))
+    usage = Usage(
+        pk=usage_id, customer_id=customer_id, feature=feature, amount=amount,
+        action_type=action_type, action_id=action_id or "", metadata=metadata,
+        created_at=created_at,
+    )
+    usage._state.adding = False
+    usage._state.db = connection.alias
+    if outcome == "unlimited":
+        return Consumption(usage=usage, remaining=None, unlimited=True), []
+    entries = _debits(
+        entry_ids, batch_ids, amounts, action_type=action_type, action_id=action_id or "",
+        actor=actor or "", usage_id=usage_id, hold_id=None, at=created_at,
+    )
+    return Consumption(usage=usage, remaining=int(total) - amount, unlimited=False), entries

@@ -6,16 +6,18 @@
   catalog) uses django-tenants' `schema_context(name)`, which restores the previous schema;
 - `request_transaction` / `service_atomic`: a request's outermost transaction, which the
   top-level services join instead of opening savepoints;
-- `sqlstate` / `is_retryable`: which database errors are worth running a request again for.
+- `sqlstate` / `is_retryable`: which database errors are worth running a request again for;
+- `qualified_cursor`: a cursor for statements that name their schema themselves, which costs no
+  `SET search_path` round trip (the hot paths call their tenant's functions schema-qualified).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import OperationalError, ProgrammingError, connection, transaction
 from django_tenants.postgresql_backend.base import is_valid_schema_name
@@ -54,6 +56,30 @@ def reset_to_public() -> None:
         connection.set_schema_to_public()  # type: ignore[attr-defined]
 
 
+@contextmanager
+def qualified_cursor() -> Iterator[Any]:
+    """A cursor of the default connection that does not set the search_path first.
+
+    django-tenants issues `SET search_path` on the first cursor after a schema switch; a
+    statement that names its schema (`"t_acme".billable_consume(...)`) needs none. The cursor
+    is Django's own wrapper, so query capture, error translation and the connection's health
+    handling work as for any other.
+    """
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection._prepare_cursor(connection.create_cursor())  # type: ignore[attr-defined]
+    with cursor:
+        yield cursor
+
+
+def quoted_schema(schema_name: str) -> str:
+    """A schema name as an identifier in SQL text (`activate_tenant` has vetted it)."""
+    if not is_valid_schema_name(schema_name):
+        raise errors.TenantUnavailable(f"The schema {schema_name!r} cannot be selected.")
+    return connection.ops.quote_name(schema_name)
+
+
 def sqlstate(exc: BaseException) -> str | None:
     cause = exc.__cause__ or exc
     return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
@@ -84,6 +110,20 @@ def request_transaction() -> Iterator[None]:
             yield
         finally:
             _in_request_transaction.reset(token)
+
+
+OWN_TRANSACTION = "billable_own_transaction"
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def own_transaction(view: View) -> View:
+    """Mark a POST view whose work is atomic by itself (one statement, or its service's own
+    transaction): without an idempotency key, the request path opens no transaction around it,
+    so a one-statement service runs in autocommit. Its error answers must leave nothing
+    written, as a rolled-back request transaction would."""
+    setattr(view, OWN_TRANSACTION, True)
+    return view
 
 
 def service_atomic() -> transaction.Atomic:

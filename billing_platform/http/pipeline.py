@@ -16,7 +16,8 @@ request the wrapper:
    instead of opening savepoints, rolled back on any error answer. With a key it first claims
    the key (`billing_platform.http.idempotency`), runs the operation in a savepoint rolled back
    on an error answer, and settles the record in the same transaction, so the record commits
-   with the effect or not at all;
+   with the effect or not at all. A view marked `own_transaction` (its work is atomic by
+   itself) runs without the request transaction when there is no key;
 5. **answer**: a lock or statement timeout, deadlock or serialization failure rolls the attempt
    back and runs it again (4 attempts, 5–30 ms × 2ⁿ of jitter); when attempts run out, 503
    `database_busy` with `Retry-After: 1`.
@@ -40,6 +41,7 @@ from ninja.operation import Operation
 
 from billing_platform.core import errors
 from billing_platform.core.db import (
+    OWN_TRANSACTION,
     activate_tenant,
     is_retryable,
     is_tenant_schema_gone,
@@ -97,10 +99,20 @@ def _authenticate(operation: Operation | None, request: HttpRequest) -> HttpResp
     return operation.api.on_exception(request, AuthenticationError())
 
 
+def _owns_transaction(run: Run) -> bool:
+    operation = getattr(run, "__self__", None)
+    return bool(getattr(getattr(operation, "view_func", None), OWN_TRANSACTION, False))
+
+
 def _run_once(
     run: Run, request: HttpRequest, key: str | None, hashed: str, *args: Any, **kwargs: Any
 ) -> HttpResponseBase:
     """One attempt in the request's transaction; raises `_Retry` to run it again."""
+    if not key and _owns_transaction(run):
+        response = run(request, *args, **kwargs)
+        if request_state(request).retry:
+            raise _Retry
+        return response
     if not key:
         with request_transaction():
             response = run(request, *args, **kwargs)

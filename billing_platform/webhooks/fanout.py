@@ -75,6 +75,20 @@ def record_event(
     return event
 
 
+def _subscribed(event_type: str) -> Callable[[], bool]:
+    """Whether an active endpoint of the tenant in use takes `event_type`, known without a
+    query when the subscriptions travel with the request's key (unknown: it may)."""
+
+    def subscribed() -> bool:
+        tenant = getattr(connection, "tenant", None)
+        webhooks = getattr(tenant, "webhooks", None)
+        if webhooks is None:
+            return True
+        return any(not types or event_type in types for _endpoint_id, types in webhooks)
+
+    return subscribed
+
+
 def _receiver(event_type: str, build: Builder) -> Callable[..., None]:
     def receive(sender: Any, **kwargs: Any) -> None:
         current = _current_tenant()
@@ -113,14 +127,15 @@ def scrub_erased_customer(sender: Any, *, customer_ids: list[str], **kwargs: Any
         )
 
 
-_receivers: list[Callable[..., None]] = []
-
-
 def connect() -> None:
     for kind in EVENTS:
         if kind.signal is None or kind.build is None:
             continue  # sent by the platform itself (webhook.test)
         receiver = _receiver(kind.name, kind.build)
-        _receivers.append(receiver)  # signals hold receivers weakly
-        kind.signal.connect(receiver, dispatch_uid=f"webhooks:{kind.name}")
+        signals.connect_conditional(
+            kind.signal,
+            receiver,
+            dispatch_uid=f"webhooks:{kind.name}",
+            acts=_subscribed(kind.name),
+        )
     signals.customer_erased.connect(scrub_erased_customer, dispatch_uid="webhooks:scrub")

@@ -17,14 +17,14 @@ from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Product | Offer]
 
-# Consume locks the customer's row first (FOR KEY SHARE, following a merge), the fixed lock
-# order of billable.services.ledger: foreign keys are checked only at commit, and without it a
-# consume racing a merge, refund or confirm of its customer deadlocked or answered a false 402.
-CONSUME_QUERIES = 9
+# A consume is one statement (`billable_consume`). Inside this test's transaction it runs in the
+# service's savepoint, with the signals' reads; on real commits and with no receiver acting it
+# is that statement alone (tests/billable/test_consume_statement.py).
+CONSUME_QUERIES = 4
 # The record claim and settle, plus the savepoint that keeps an error answer from applying.
-CONSUME_WITH_KEY_QUERIES = 15
+CONSUME_WITH_KEY_QUERIES = 10
 CONSUME_REPLAY_QUERIES = 5
-CONSUME_ACCESS_QUERIES = 7
+CONSUME_ACCESS_QUERIES = 4
 BALANCE_QUERIES = 3
 BALANCE_UNKNOWN_QUERIES = 2
 
