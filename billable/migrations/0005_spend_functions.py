@@ -6,8 +6,8 @@ entry per batch; when they do not, it writes nothing and says how much there is.
 `billable_consume` is a whole consume in one statement: the customer by identity or id, its row
 locked (following merges), period or unlimited access, the usage, the spend.
 
-They are the implementation every spending path calls (consume, holds, exchange), through
-`billable.services.spending`. Unqualified names resolve in the schema the caller names:
+They are the implementation every spending path calls (consume, holds, exchange, a negative
+adjustment), through `billable.services.quota`. Unqualified names resolve in the schema the caller names:
 `billable_consume` sets the search_path for its own transaction to the schema it is given (the
 one it is called in), so it can be called schema-qualified from any connection state in
 autocommit, one round trip. The covering rule is `billable.selectors.ledger.COVERS_SQL`'s.
@@ -19,7 +19,7 @@ SPEND = """
 CREATE FUNCTION billable_spend(
     p_customer uuid, p_key text, p_feature text, p_product bigint, p_amount bigint,
     p_now timestamptz, p_action_type text, p_action_id text, p_actor text,
-    p_usage uuid, p_hold uuid, p_at timestamptz,
+    p_usage uuid, p_hold uuid, p_at timestamptz, p_metadata jsonb,
     OUT total bigint, OUT entry_ids bigint[], OUT batch_ids uuid[], OUT amounts bigint[]
 ) LANGUAGE plpgsql AS $$
 DECLARE
@@ -89,7 +89,7 @@ BEGIN
             (batch_id, direction, amount, action_type, action_id, actor, usage_id, hold_id,
              metadata, created_at)
         SELECT v.id, 'debit', v.amount, p_action_type, p_action_id, p_actor, p_usage, p_hold,
-               '{}'::jsonb, p_at
+               p_metadata, p_at
         FROM unnest(take_ids, take_amounts) WITH ORDINALITY AS v(id, amount, n)
         ORDER BY v.n
         RETURNING id, batch_id, amount
@@ -151,7 +151,7 @@ BEGIN
     ELSE
         SELECT * INTO spent FROM billable_spend(
             acting, p_key, p_feature, NULL, p_amount, p_now, p_action_type, p_action_id,
-            p_actor, p_usage, NULL, created_at);
+            p_actor, p_usage, NULL, created_at, '{}'::jsonb);
         total := spent.total;
         IF spent.total < p_amount THEN
             outcome := 'short';
@@ -174,7 +174,7 @@ BACKWARD = """
 DROP FUNCTION IF EXISTS billable_consume(
     text, uuid, text, text, text, text, text, bigint, timestamptz, text, text, text, jsonb, uuid);
 DROP FUNCTION IF EXISTS billable_spend(
-    uuid, text, text, bigint, bigint, timestamptz, text, text, text, uuid, uuid, timestamptz);
+    uuid, text, text, bigint, bigint, timestamptz, text, text, text, uuid, uuid, timestamptz, jsonb);
 """
 
 

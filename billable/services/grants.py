@@ -14,7 +14,6 @@ from billable.models import (
     BatchSource,
     BatchState,
     Customer,
-    Direction,
     Grant,
     Offer,
     Product,
@@ -24,6 +23,7 @@ from billable.models import (
 from billable.periods import check_expiry, period_end
 from billable.selectors import offer_for_grant, period_access_end
 from billable.services import ledger
+from billable.services.quota import debit, entries_signal
 from billing_platform.core.db import service_atomic
 from billing_platform.core.errors import ValidationFailed
 
@@ -218,23 +218,19 @@ def adjustment_create(
                 )
             ]
         else:
-            lots = ledger.lock_quantity_lots(customer.pk, now, product_id=product.pk)
-            total = sum(lot.remaining for lot in lots)
-            if total < -amount:
-                raise errors.InsufficientQuota(
-                    f"{-amount} units cannot be debited; {total} are left.", remaining=total
-                )
-            takes = ledger.allocate(lots, -amount)
-            ledger.write_entries(
-                takes,
-                direction=Direction.DEBIT,
-                action_type="adjustment",
-                action_id=str(adjustment.pk),
-                actor=actor,
+            spent = debit(
+                customer.pk, product.key, -amount, now, action_type="adjustment",
+                action_id=str(adjustment.pk), actor=actor, product_id=product.pk,
                 metadata={"reason": reason},
             )
+            if spent.total < -amount:
+                raise errors.InsufficientQuota(
+                    f"{-amount} units cannot be debited; {spent.total} are left.",
+                    remaining=spent.total,
+                )
+            entries_signal(spent.entries)
             batches = list(
-                QuotaBatch.objects.filter(pk__in=[t.batch_id for t in takes]).order_by(
+                QuotaBatch.objects.filter(pk__in=[e.batch_id for e in spent.entries]).order_by(
                     "expires_at", "created_at"
                 )
             )

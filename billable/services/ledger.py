@@ -1,10 +1,11 @@
 """Ledger primitives: locking in a fixed order, debits, credits, closing a batch.
 
 The fixed lock order, the one a merge takes: the customer's row first (`lock_customer`), then
-the order or hold being changed, then the customer's batches in spend order
-(`lock_quantity_lots`, `lock_batches`). Foreign keys are checked at commit, so an insert takes
-no lock on the customer before then; a service that creates or changes a customer's batches or
-orders therefore locks the customer's row explicitly, first.
+the order or hold being changed, then the customer's batches in spend order (`lock_batches`,
+and the database function `billable_spend`, which `billable.services.quota.debit` calls).
+Foreign keys are checked at commit, so an insert takes no lock on the customer before then; a
+service that creates or changes a customer's batches or orders therefore locks the customer's
+row explicitly, first.
 
 Usability and the products covering a name are defined with the reads (`billable.selectors`);
 the locks here use the same definition. Every change of units is a ledger entry; `remaining`
@@ -33,16 +34,7 @@ from billable.models import (
     QuotaBatch,
     Usage,
 )
-from billable.selectors.ledger import COVERS_SQL, cover_params
 from billable.tenancy import note_sweep_due
-
-
-@dataclass
-class Lot:
-    """A usable quantity batch as locked for spending."""
-
-    batch_id: Any
-    remaining: int
 
 
 @dataclass
@@ -87,48 +79,6 @@ def lock_batches(batches: QuerySet[QuotaBatch]) -> list[QuotaBatch]:
             F("expires_at").asc(nulls_last=True), "created_at", "id"
         )
     )
-
-
-def lock_quantity_lots(
-    customer_id: Any, now: datetime, *, name: str | None = None, product_id: Any = None
-) -> list[Lot]:
-    """Lock the usable quantity batches covering a name (or of one product), spend order.
-
-    Soonest expiry first (never-expiring last), then oldest first: the same order for every
-    caller, so concurrent spenders lock rows in one order and cannot deadlock.
-    """
-    if name is not None:
-        cover, params = COVERS_SQL, cover_params(name)
-    else:
-        cover, params = "p.id = %s", [product_id]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT b.id, b.remaining
-            FROM billable_quotabatch b JOIN billable_product p ON p.id = b.product_id
-            WHERE b.customer_id = %s AND b.state = 'active' AND b.remaining > 0
-              AND b.valid_from <= %s AND (b.expires_at IS NULL OR b.expires_at > %s)
-              AND p.product_type = 'quantity' AND {cover}
-            ORDER BY b.expires_at ASC NULLS LAST, b.created_at ASC, b.id ASC
-            FOR UPDATE OF b
-            """,
-            [customer_id, now, now, *params],
-        )
-        return [Lot(batch_id=row[0], remaining=int(row[1])) for row in cursor.fetchall()]
-
-
-def allocate(lots: Sequence[Lot], amount: int) -> list[Take]:
-    """Split `amount` over lots in order; the caller has checked the total suffices."""
-    takes: list[Take] = []
-    left = amount
-    for lot in lots:
-        if left <= 0:
-            break
-        take = min(lot.remaining, left)
-        if take > 0:
-            takes.append(Take(batch_id=lot.batch_id, amount=take))
-            left -= take
-    return takes
 
 
 _ENTRY_ROW = (

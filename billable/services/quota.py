@@ -96,6 +96,7 @@ def _debits(
     usage_id: Any,
     hold_id: Any,
     at: datetime,
+    metadata: dict[str, Any] | None = None,
 ) -> list[LedgerEntry]:
     """The debit entries a spend function wrote, as saved model instances."""
     entries = []
@@ -103,7 +104,7 @@ def _debits(
         entry = LedgerEntry(
             pk=pk, batch_id=batch_id, direction=Direction.DEBIT, amount=int(amount),
             action_type=action_type, action_id=action_id, actor=actor, usage_id=usage_id,
-            hold_id=hold_id, metadata={}, created_at=at,
+            hold_id=hold_id, metadata=metadata or {}, created_at=at,
         )
         entry._state.adding = False
         entry._state.db = connection.alias
@@ -115,6 +116,48 @@ def entries_signal(entries: list[LedgerEntry]) -> None:
     """`transaction_created` for each entry a spend wrote (once the rows they name exist)."""
     for entry in entries:
         signals.transaction_created.send(sender=LedgerEntry, entry=entry)
+
+
+def debit(
+    customer_id: Any,
+    name: str,
+    amount: int,
+    now: datetime,
+    *,
+    action_type: str,
+    action_id: str = "",
+    actor: str = "",
+    usage_id: Any = None,
+    hold_id: Any = None,
+    product_id: Any = None,
+    metadata: dict[str, Any] | None = None,
+) -> Spent:
+    """Debit `amount` units of `name` soonest-expiring batch first, if there are enough.
+
+    With `product_id`, only that product's batches are spent (a currency), not every product
+    whose features include `name`. When the usable batches hold fewer units, nothing is written
+    and `Spent.entries` is empty. The caller holds the customer's row lock; the entries name
+    `usage_id` or `hold_id`, whose rows the caller writes in the same transaction, and then
+    sends `entries_signal(spent.entries)`.
+    """
+    key, feature = cover_params(name)
+    at = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT total, entry_ids, batch_ids, amounts FROM billable_spend("
+            "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [customer_id, key, feature, product_id, amount, now, action_type, action_id or "",
+             actor or "", usage_id, hold_id, at,
+             LedgerEntry._meta.get_field("metadata").get_db_prep_value(
+                 metadata or {}, connection
+             )],
+        )
+        total, entry_ids, batch_ids, amounts = cursor.fetchone()
+    entries = _debits(
+        entry_ids, batch_ids, amounts, action_type=action_type, action_id=action_id or "",
+        actor=actor or "", usage_id=usage_id, hold_id=hold_id, at=at, metadata=metadata or {},
+    )
+    return Spent(total=int(total), entries=entries)
 
 
 def spend(
@@ -130,30 +173,14 @@ def spend(
     hold_id: Any = None,
     product_id: Any = None,
 ) -> Spent:
-    """Debit `amount` units of `name`, soonest-expiring batch first; raises the 402s.
-
-    With `product_id`, only that product's batches are spent (a currency), not every product
-    whose features include `name`. The caller holds the customer's row lock; the entries name
-    `usage_id` or `hold_id`, whose rows the caller writes in the same transaction, and then
-    sends `entries_signal(spent.entries)`.
-    """
-    key, feature = cover_params(name)
-    at = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT total, entry_ids, batch_ids, amounts FROM billable_spend("
-            "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [customer.pk, key, feature, product_id, amount, now, action_type, action_id or "",
-             actor or "", usage_id, hold_id, at],
-        )
-        total, entry_ids, batch_ids, amounts = cursor.fetchone()
-    if total < amount:
-        raise _short(name, amount, int(total))
-    entries = _debits(
-        entry_ids, batch_ids, amounts, action_type=action_type, action_id=action_id or "",
-        actor=actor or "", usage_id=usage_id, hold_id=hold_id, at=at,
+    """`debit`, raising the 402s (quota_exhausted, insufficient_quota) when it cannot."""
+    spent = debit(
+        customer.pk, name, amount, now, action_type=action_type, action_id=action_id,
+        actor=actor, usage_id=usage_id, hold_id=hold_id, product_id=product_id,
     )
-    return Spent(total=int(total), entries=entries)
+    if spent.total < amount:
+        raise _short(name, amount, spent.total)
+    return spent
 
 
 def _target(customer: Customer | None, ref: CustomerRef | None) -> tuple[Any, str, str | None]:

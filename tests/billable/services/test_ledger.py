@@ -17,7 +17,7 @@ from billable.selectors import balance_get, contiguous_end
 from billable.services import ledger
 from billable.services.grants import adjustment_create, batch_revoke
 from billable.services.holds import hold_commit, hold_create, hold_release
-from billable.services.quota import quota_consume
+from billable.services.quota import debit, quota_consume
 from tests.support.billing import assert_ledger_invariant, grant, ledger_sum
 
 Catalog = dict[str, Product | Offer]
@@ -253,14 +253,6 @@ def _run(customer: Customer, ops: list[tuple[str, Any]]) -> None:
 # --- Spend order primitives
 
 
-def test_allocate_splits_in_lot_order() -> None:
-    lots = [ledger.Lot("a", 2), ledger.Lot("b", 0), ledger.Lot("c", 5), ledger.Lot("d", 9)]
-
-    takes = ledger.allocate(lots, 6)
-
-    assert [(t.batch_id, t.amount) for t in takes] == [("a", 2), ("c", 4)]
-
-
 def test_contiguous_end() -> None:
     now = T0
     day = timedelta(days=1)
@@ -275,15 +267,23 @@ def test_contiguous_end() -> None:
     assert contiguous_end([(now + day, now + 2 * day)], now) == now
 
 
-def test_lock_quantity_lots_order(catalog: Catalog, alice: Customer) -> None:
+def test_debit_spends_soonest_expiry_first_and_splits(catalog: Catalog, alice: Customer) -> None:
     with clock.frozen(T0):
-        never = adjustment_create(customer=alice, product_key="reports", amount=1,
+        never = adjustment_create(customer=alice, product_key="reports", amount=5,
                                   reason="a").batches[0]
-        late = adjustment_create(customer=alice, product_key="reports", amount=1, reason="b",
+        late = adjustment_create(customer=alice, product_key="reports", amount=2, reason="b",
                                  expires_at=T0 + timedelta(days=9)).batches[0]
         soon = adjustment_create(customer=alice, product_key="reports", amount=1, reason="c",
                                  expires_at=T0 + timedelta(days=1)).batches[0]
         with transaction.atomic():
-            lots = ledger.lock_quantity_lots(alice.pk, T0, name="Report_Generation")
+            spent = debit(alice.pk, "Report_Generation", 4, T0, action_type="usage")
+            short = debit(alice.pk, "Report_Generation", 5, T0, action_type="usage")
 
-    assert [lot.batch_id for lot in lots] == [soon.pk, late.pk, never.pk]
+    assert spent.total == 8
+    assert [(e.batch_id, e.amount) for e in spent.entries] == [
+        (soon.pk, 1), (late.pk, 2), (never.pk, 1)
+    ]
+    assert short.total == 4 and short.entries == []
+    remaining = dict(QuotaBatch.objects.filter(customer=alice).values_list("pk", "remaining"))
+    assert remaining == {soon.pk: 0, late.pk: 0, never.pk: 4}
+    assert QuotaBatch.objects.get(pk=soon.pk).state == "exhausted"
