@@ -226,7 +226,8 @@ def quota_consume(
         Usage._meta.get_field("metadata").get_db_prep_value(metadata, connection), usage_id,
     ]
     sql = CONSUME_SQL.format(schema=quoted_schema(schema))
-    if not connection.in_atomic_block and not signals.may_act(*CONSUME_SIGNALS):
+    acts = signals.may_act(*CONSUME_SIGNALS)
+    if not acts and not connection.in_atomic_block:
         with qualified_cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
@@ -236,22 +237,36 @@ def quota_consume(
         with qualified_cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
-        result, entries = _consumed(
-            row, feature, amount, action_type, action_id, actor, usage_id, metadata
-        )
-        acting = customer
-        if acting is None or acting.pk != result.usage.customer_id:
-            acting = Customer(pk=result.usage.customer_id)
-            acting._state.adding = False
-            acting._state.db = connection.alias
-        entries_signal(entries)
-        signals.quota_consumed.send(
-            sender=Usage, usage=result.usage, customer=acting, remaining=result.remaining,
-            unlimited=result.unlimited,
-        )
-        if result.remaining is not None:
-            thresholds_signal(acting, feature, result.remaining + amount, result.remaining)
-        return result
+        if row[0] != "short":  # a short consume wrote nothing; its 402 is raised below
+            result, entries = _consumed(
+                row, feature, amount, action_type, action_id, actor, usage_id, metadata
+            )
+            if acts:
+                _announce(result, entries, customer, feature, amount)
+            return result
+    return _consumed(row, feature, amount, action_type, action_id, actor, usage_id, metadata)[0]
+
+
+def _announce(
+    result: Consumption,
+    entries: list[LedgerEntry],
+    customer: Customer | None,
+    feature: str,
+    amount: int,
+) -> None:
+    """The consume's signals, in its transaction: entries, `quota_consumed`, thresholds."""
+    acting = customer
+    if acting is None or acting.pk != result.usage.customer_id:
+        acting = Customer(pk=result.usage.customer_id)
+        acting._state.adding = False
+        acting._state.db = connection.alias
+    entries_signal(entries)
+    signals.quota_consumed.send(
+        sender=Usage, usage=result.usage, customer=acting, remaining=result.remaining,
+        unlimited=result.unlimited,
+    )
+    if result.remaining is not None:
+        thresholds_signal(acting, feature, result.remaining + amount, result.remaining)
 
 
 def _consumed(

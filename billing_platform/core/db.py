@@ -112,6 +112,16 @@ def request_transaction() -> Iterator[None]:
             _in_request_transaction.reset(token)
 
 
+@contextmanager
+def services_join() -> Iterator[None]:
+    """Inside a transaction the caller owns, top-level services join it (no savepoints)."""
+    token = _in_request_transaction.set(True)
+    try:
+        yield
+    finally:
+        _in_request_transaction.reset(token)
+
+
 OWN_TRANSACTION = "billable_own_transaction"
 
 View = TypeVar("View", bound=Callable[..., Any])

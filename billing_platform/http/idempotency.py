@@ -3,6 +3,8 @@
 The record lives in the tenant's schema (`billable_idempotencyrecord`, unique on `key`) and is
 written inside the request's outermost transaction, so it commits with the effect or not at all:
 
+The statements name the tenant's schema, so they need no `SET search_path` round trip.
+
 - `claim` inserts the record (`ON CONFLICT DO NOTHING`); a concurrent request with the same key
   blocks on the unique index until the first commits, then replays its stored answer (byte for
   byte, `Idempotent-Replayed: true`); the same key for another request is 422
@@ -23,7 +25,12 @@ from django.db import OperationalError, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from billing_platform.core import crypto, errors
-from billing_platform.core.db import LOCK_NOT_AVAILABLE, sqlstate
+from billing_platform.core.db import (
+    LOCK_NOT_AVAILABLE,
+    qualified_cursor,
+    quoted_schema,
+    sqlstate,
+)
 from billing_platform.core.jsonbody import json_object
 from billing_platform.core.problems import problem_response
 
@@ -36,6 +43,19 @@ BODY_FIELD = "idempotency_key"
 CUSTOMER_FIELDS = (
     "customer_id", "target_customer_id", "source_customer_id", "referrer_id", "referee_id",
 )
+
+
+# `{table}` is the schema-qualified record table (`_table`); every value is a bound parameter.
+_CLAIM_SQL = (
+    "INSERT INTO {table} (key, request_hash, content_type, created_at)"
+    " VALUES (%s, %s, '', now()) ON CONFLICT (key) DO NOTHING RETURNING id"
+)
+_STORED_SQL = "SELECT request_hash, status_code, content_type, body FROM {table} WHERE key = %s"
+_SETTLE_SQL = (
+    "UPDATE {table} SET status_code = %s, content_type = %s, body = %s, customer_ids = %s"
+    " WHERE key = %s"
+)
+_FORGET_SQL = "DELETE FROM {table} WHERE key = %s"
 
 
 class KeyInUse(Exception):
@@ -90,17 +110,21 @@ def request_hash(request: HttpRequest, *, body_field: bool, caller: str | None =
     return digest.hexdigest()
 
 
+def _table() -> str:
+    """The record table of the tenant in use, schema-qualified: no `SET search_path` first."""
+    return f"{quoted_schema(connection.schema_name)}.billable_idempotencyrecord"  # type: ignore[attr-defined]
+
+
 def claim(key: str, hashed: str) -> HttpResponse | None:
     """Own the key (None), or the stored answer to replay, or a 422 for a reused key.
 
     Raises `KeyInUse` when the request holding the key outlasts the lock timeout.
     """
-    with connection.cursor() as cursor:
+    table = _table()
+    with qualified_cursor() as cursor:
         try:
             cursor.execute(
-                "INSERT INTO billable_idempotencyrecord"
-                " (key, request_hash, content_type, created_at)"
-                " VALUES (%s, %s, '', now()) ON CONFLICT (key) DO NOTHING RETURNING id",
+                _CLAIM_SQL.format(table=table),
                 [key, hashed],
             )
         except OperationalError as exc:
@@ -110,8 +134,7 @@ def claim(key: str, hashed: str) -> HttpResponse | None:
         if cursor.fetchone() is not None:
             return None
         cursor.execute(
-            "SELECT request_hash, status_code, content_type, body "
-            "FROM billable_idempotencyrecord WHERE key = %s",
+            _STORED_SQL.format(table=table),
             [key],
         )
         row = cursor.fetchone()
@@ -145,14 +168,14 @@ def customer_ids_of(content: bytes) -> list[str]:
 def settle(key: str, response: HttpResponseBase) -> None:
     """Keep the answer with the record, or delete the record when the answer is not kept."""
     status = response.status_code
-    with connection.cursor() as cursor:
+    table = _table()
+    with qualified_cursor() as cursor:
         if 200 <= status < 300 or status in STORED_STATUSES:
             content = getattr(response, "content", b"")
             cursor.execute(
-                "UPDATE billable_idempotencyrecord SET status_code = %s, content_type = %s, "
-                "body = %s, customer_ids = %s WHERE key = %s",
+                _SETTLE_SQL.format(table=table),
                 [status, response.get("Content-Type", ""), crypto.encrypt_bytes(content),
                  customer_ids_of(content), key],
             )
         else:
-            cursor.execute("DELETE FROM billable_idempotencyrecord WHERE key = %s", [key])
+            cursor.execute(_FORGET_SQL.format(table=table), [key])

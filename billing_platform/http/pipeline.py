@@ -17,7 +17,8 @@ request the wrapper:
    the key (`billing_platform.http.idempotency`), runs the operation in a savepoint rolled back
    on an error answer, and settles the record in the same transaction, so the record commits
    with the effect or not at all. A view marked `own_transaction` (its work is atomic by
-   itself) runs without the request transaction when there is no key;
+   itself) runs without the request transaction when there is no key, and without the
+   savepoint under one;
 5. **answer**: a lock or statement timeout, deadlock or serialization failure rolls the attempt
    back and runs it again (4 attempts, 5–30 ms × 2ⁿ of jitter); when attempts run out, 503
    `database_busy` with `Retry-After: 1`.
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.db import OperationalError, ProgrammingError, transaction
+from django.db import OperationalError, ProgrammingError, connection, transaction
 from django.http import HttpRequest, HttpResponseBase
 from ninja import Router
 from ninja.decorators import decorate_view
@@ -46,6 +47,7 @@ from billing_platform.core.db import (
     is_retryable,
     is_tenant_schema_gone,
     request_transaction,
+    services_join,
 )
 from billing_platform.core.identity import TenantRef
 from billing_platform.core.problems import problem_response
@@ -127,6 +129,16 @@ def _run_once(
         replay = idempotency.claim(key, hashed)
         if replay is not None:
             return replay
+        if _owns_transaction(run):
+            # Its error answers leave nothing written: no savepoint is needed around it.
+            with services_join():
+                response = run(request, *args, **kwargs)
+            if request_state(request).retry:
+                raise _Retry
+            if connection.needs_rollback:  # a failed statement: keep nothing, not even the key
+                return response
+            idempotency.settle(key, response)
+            return response
         effect = transaction.savepoint()
         response = run(request, *args, **kwargs)
         if request_state(request).retry:

@@ -21,8 +21,9 @@ Catalog = dict[str, Product | Offer]
 # service's savepoint, with the signals' reads; on real commits and with no receiver acting it
 # is that statement alone (tests/billable/test_consume_statement.py).
 CONSUME_QUERIES = 4
-# The record claim and settle, plus the savepoint that keeps an error answer from applying.
-CONSUME_WITH_KEY_QUERIES = 10
+# The record claim, the consume and the settle; here in a savepoint of the test's transaction,
+# whose cursor sets the search_path (on real commits: BEGIN, the three, COMMIT).
+CONSUME_WITH_KEY_QUERIES = 6
 CONSUME_REPLAY_QUERIES = 5
 CONSUME_ACCESS_QUERIES = 4
 BALANCE_QUERIES = 3

@@ -176,3 +176,51 @@ def test_a_subscribed_endpoint_gets_the_event_of_a_committed_consume(
         assert response.json["usage_id"] in usage_ids
     finally:
         endpoint_delete(endpoint=endpoint)
+
+
+def test_with_a_key_the_claim_consume_and_settle_are_one_transaction(
+    warm: Api, conc: ConcTenant
+) -> None:
+    external_id = f"key-{uuid.uuid4().hex[:8]}"
+    _grant(warm, conc, external_id)
+    key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+
+    with CaptureQueriesContext(connection) as first_sql:
+        first = warm.post("billing/quota/consume", key=conc.key, headers=key,
+                          json={"external_id": external_id, "feature": "compute", "amount": 4})
+    with CaptureQueriesContext(connection) as replay_sql:
+        replay = warm.post("billing/quota/consume", key=conc.key, headers=key,
+                           json={"external_id": external_id, "feature": "compute", "amount": 4})
+
+    assert first.status == 200 and first.json["remaining"] == 26
+    captured = [q["sql"] for q in first_sql.captured_queries]
+    assert captured[0] == "BEGIN" and captured[-1] == "COMMIT", captured
+    statements = captured[1:-1]  # no SET search_path: every statement names the schema
+    assert len(statements) == 3, captured
+    assert f'"{conc.tenant.schema_name}".billable_idempotencyrecord' in statements[0]
+    assert "billable_consume(" in statements[1]
+    assert statements[2].startswith("UPDATE") and "billable_idempotencyrecord" in statements[2]
+    assert replay.status == 200 and replay.body == first.body
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    assert len(replay_sql.captured_queries) == 4  # BEGIN, the claim, the stored answer, COMMIT
+    with tenant_context(conc.tenant):
+        assert Usage.objects.filter(pk=first.json["usage_id"]).count() == 1
+        assert sum(
+            e.amount for e in LedgerEntry.objects.filter(usage_id=first.json["usage_id"])
+        ) == 4
+
+
+def test_with_a_key_a_402_is_kept_and_nothing_is_spent(warm: Api, conc: ConcTenant) -> None:
+    external_id = f"key402-{uuid.uuid4().hex[:8]}"
+    customer_id = _grant(warm, conc, external_id, "c10")
+    key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
+    body = {"external_id": external_id, "feature": "compute", "amount": 11}
+
+    first = warm.post("billing/quota/consume", key=conc.key, headers=key, json=body)
+    again = warm.post("billing/quota/consume", key=conc.key, headers=key, json=body)
+
+    assert_problem(first, 402, "insufficient_quota")
+    assert again.status == 402 and again.body == first.body
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    with tenant_context(conc.tenant):
+        assert not Usage.objects.filter(customer_id=customer_id).exists()
