@@ -13,6 +13,7 @@ from billable.api.routers import READ, WRITE, router
 from billable.schemas import BalanceListOut, BalanceOut, ConsumeIn, CustomerQuery, UsageOut
 from billable.services import quota as quota_services
 from billing_platform.core.db import own_transaction
+from billing_platform.core.identity import caller
 from billing_platform.core.problems import error_responses
 
 
@@ -26,9 +27,14 @@ from billing_platform.core.problems import error_responses
 def balance(
     request: HttpRequest, customer: Query[CustomerQuery], feature: str | None = None
 ) -> dict[str, Any]:
-    found = selectors.customer_find(customer_ref(customer))
-    if feature:
-        return presenters.balance_data(selectors.balance_get(customer=found, feature=feature))
+    ref = customer_ref(customer)
+    tenant = caller(request).tenant
+    if feature and tenant is not None:
+        # The can-use check of every end user's every action: one statement, no transaction.
+        return presenters.balance_data(
+            selectors.balance_check(schema_name=tenant.schema_name, ref=ref, feature=feature)
+        )
+    found = selectors.customer_find(ref)
     return presenters.balance_list_data(found, selectors.balance_list(customer=found))
 
 

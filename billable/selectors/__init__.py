@@ -6,6 +6,7 @@ One module per concern; every public name is importable from here (`selectors.pr
 - `customers`: customer references, identities, referrals;
 - `identities`: the hashes of trial identities;
 - `ledger`: usable batches, balances, holds, ledger entries;
+- `balance`: the one-statement can-use check of one name (`balance_check`);
 - `orders`; `sweep` (when upkeep is next due); `verify` (the ledger invariant).
 
 Selectors never import services; services call them for what they read.
@@ -13,6 +14,7 @@ Selectors never import services; services call them for what they read.
 
 from __future__ import annotations
 
+from billable.selectors.balance import balance_check
 from billable.selectors.customers import (
     DEFAULT_PROVIDER,
     CustomerRef,
@@ -76,6 +78,7 @@ __all__ = [
     "CustomerRef",
     "IdentityHashes",
     "LedgerReport",
+    "balance_check",
     "balance_get",
     "balance_list",
     "batch_get",

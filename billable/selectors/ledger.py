@@ -1,8 +1,9 @@
 """Reads of quota: usable batches, balances, holds and the ledger.
 
 A batch is usable when `state = active`, `valid_from <= now` and (`expires_at` is null or later
-than now). A name is covered by the products whose key it is or whose features include it
-(`COVERS_SQL`), for every read here and for the locks the ledger services take.
+than now): `LIVE_SQL` and `STARTED_SQL`. A name is covered by the products whose key it is or
+whose features include it (`COVERS_SQL`), for every read here, for the one-statement balance
+check (`billable.selectors.balance`) and for the locks the ledger services take.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ FAR_FUTURE_AWARE = datetime(9999, 12, 31, tzinfo=UTC)
 
 # Products covering a name: the name is their key, or one of their features.
 COVERS_SQL = "(p.key = %s OR p.features @> ARRAY[%s]::varchar(64)[])"
+# A batch `b` that still counts: active and not expired (it may start later, as a renewal does).
+# Parameter: now.
+LIVE_SQL = "b.state = 'active' AND (b.expires_at IS NULL OR b.expires_at > %s)"
+# A live batch that has started is usable. Parameter: now.
+STARTED_SQL = "b.valid_from <= %s"
 
 
 def cover_params(name: str) -> list[str]:
@@ -55,8 +61,7 @@ def has_usable_access(customer_id: Any, name: str, now: datetime) -> bool:
         cursor.execute(
             f"""
             SELECT 1 FROM billable_quotabatch b JOIN billable_product p ON p.id = b.product_id
-            WHERE b.customer_id = %s AND b.state = 'active' AND b.valid_from <= %s
-              AND (b.expires_at IS NULL OR b.expires_at > %s)
+            WHERE b.customer_id = %s AND {LIVE_SQL} AND {STARTED_SQL}
               AND p.product_type <> 'quantity' AND {COVERS_SQL}
             LIMIT 1
             """,  # noqa: S608  (constant fragments; every value is a bound parameter)
@@ -94,19 +99,29 @@ def contiguous_end(
     return end
 
 
-def _balance_from_rows(
-    customer_id: Any, name: str, rows: list[tuple[Any, ...]], now: datetime
+def unknown_balance(name: str) -> Balance:
+    """The balance of any name for an identity nobody has yet."""
+    return Balance(None, name, False, 0, False, None, "Unknown customer.")
+
+
+def balance_from_parts(
+    customer_id: Any,
+    name: str,
+    *,
+    remaining: int,
+    unlimited: bool,
+    access: bool,
+    segments: Sequence[tuple[datetime, datetime | None]],
+    now: datetime,
 ) -> Balance:
-    """rows: (product_type, remaining, valid_from, expires_at) of active, unexpired batches."""
-    access_segments = [
-        (valid_from, expires_at)
-        for product_type, _remaining, valid_from, expires_at in rows
-        if product_type != ProductType.QUANTITY
-    ]
-    usable_access = [seg for seg in access_segments if seg[0] <= now]
-    if usable_access:
-        has_unlimited_type = any(r[0] == ProductType.UNLIMITED and r[2] <= now for r in rows)
-        end = None if has_unlimited_type else contiguous_end(access_segments, now)
+    """The balance of a name from the live batches covering it.
+
+    `remaining`: units of the started quantity batches; `unlimited`: a started unlimited batch;
+    `access`: a started period or unlimited batch; `segments`: (valid_from, expires_at) of every
+    live period or unlimited batch, started or not (renewals extend access).
+    """
+    if access:
+        end = None if unlimited else contiguous_end(segments, now)
         return Balance(
             customer_id=customer_id,
             feature=name,
@@ -118,7 +133,6 @@ def _balance_from_rows(
             if end is None
             else f"Access is active until {end:%Y-%m-%dT%H:%M:%SZ}.",
         )
-    remaining = sum(int(r[1]) for r in rows if r[0] == ProductType.QUANTITY and r[2] <= now)
     return Balance(
         customer_id=customer_id,
         feature=name,
@@ -134,18 +148,33 @@ def _balance_from_rows(
     )
 
 
+def _balance_from_rows(
+    customer_id: Any, name: str, rows: list[tuple[Any, ...]], now: datetime
+) -> Balance:
+    """rows: (product_type, remaining, valid_from, expires_at) of live batches."""
+    started = [row for row in rows if row[2] <= now]
+    return balance_from_parts(
+        customer_id,
+        name,
+        remaining=sum(int(r[1]) for r in started if r[0] == ProductType.QUANTITY),
+        unlimited=any(r[0] == ProductType.UNLIMITED for r in started),
+        access=any(r[0] != ProductType.QUANTITY for r in started),
+        segments=[(r[2], r[3]) for r in rows if r[0] != ProductType.QUANTITY],
+        now=now,
+    )
+
+
 def balance_get(*, customer: Customer | None, feature: str) -> Balance:
     """The balance of one feature name or product key."""
     now = clock.now()
     if customer is None:
-        return Balance(None, feature, False, 0, False, None, "Unknown customer.")
+        return unknown_balance(feature)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             SELECT p.product_type, b.remaining, b.valid_from, b.expires_at
             FROM billable_quotabatch b JOIN billable_product p ON p.id = b.product_id
-            WHERE b.customer_id = %s AND b.state = 'active'
-              AND (b.expires_at IS NULL OR b.expires_at > %s) AND {COVERS_SQL}
+            WHERE b.customer_id = %s AND {LIVE_SQL} AND {COVERS_SQL}
             """,  # noqa: S608  (constant fragments; every value is a bound parameter)
             [customer.pk, now, *cover_params(feature)],
         )
@@ -160,13 +189,12 @@ def balance_list(*, customer: Customer | None) -> list[Balance]:
     now = clock.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             SELECT b.id, p.key, p.features, p.product_type, b.remaining, b.valid_from,
                    b.expires_at
             FROM billable_quotabatch b JOIN billable_product p ON p.id = b.product_id
-            WHERE b.customer_id = %s AND b.state = 'active'
-              AND (b.expires_at IS NULL OR b.expires_at > %s)
-            """,
+            WHERE b.customer_id = %s AND {LIVE_SQL}
+            """,  # noqa: S608  (constant fragment; every value is a bound parameter)
             [customer.pk, now],
         )
         rows = cursor.fetchall()
