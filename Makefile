@@ -56,9 +56,23 @@ fuzz: $(VENV)/.installed-dev
 
 # Benchmarks (not part of `make test`): all of them, or one with NAME=consume; see bench/README.md.
 # They use their own database (billable_bench, recreated each run) and cache key prefix.
+# BASELINE=<git ref> serves that commit beside the current code (consume, balance, history).
+# wrk, the light load client, is installed when missing (as root, with apt-get, as .ci/run does);
+# elsewhere its points are skipped with a message.
 $(VENV)/.installed-bench: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	@touch $@ $(VENV)/.installed
 
 bench: $(VENV)/.installed-bench
-	$(PY) -m billing_platform.devserver.launcher exec -- $(PY) -m bench $(NAME)
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "[bench] installing Debian packages: wrk"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends wrk >/dev/null \
+	      || echo "[bench] !!! installing wrk failed: the wrk points will be SKIPPED"; \
+	  else \
+	    echo "[bench] !!! wrk is missing (apt-get install wrk as root): the wrk points will be SKIPPED"; \
+	  fi; \
+	fi
+	$(if $(BASELINE),BENCH_BASELINE=$(BASELINE) )$(PY) -m billing_platform.devserver.launcher exec -- \
+	  $(PY) -m bench $(NAME)

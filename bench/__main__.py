@@ -1,7 +1,9 @@
 """Run the benchmarks: `python -m bench [NAME ...]` (all of them without a name).
 
 Run it through the launcher so it finds PostgreSQL and Redis as the tests do:
-`make bench` or `make bench NAME=consume`.
+`make bench` or `make bench NAME=consume`. With `--baseline REF` (or BENCH_BASELINE=REF;
+`make bench NAME=consume BASELINE=REF`) consume, balance and history serve the commit REF beside
+the current code and compare the two in the same run.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import harness
+from bench import baseline, harness
 
-NAMES = ("consume", "balance", "onboarding", "webhooks", "routing")
+NAMES = ("consume", "balance", "history", "onboarding", "webhooks", "routing")
+# The benchmarks that serve a baseline commit beside the current code when asked.
+WITH_BASELINE = ("consume", "balance", "history")
 
 
 def _runner(name: str) -> Callable[[Any], dict[str, Any]]:
@@ -33,16 +37,25 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(NAMES)}")
     parser.add_argument("--no-plot", action="store_true", help="skip docs/benchmarks-consume.png")
+    parser.add_argument("--baseline", metavar="REF", default=baseline.requested_ref(),
+                        help="a git ref to serve beside the current code (default: "
+                             "$BENCH_BASELINE)")
     args = parser.parse_args(argv)
     names = [n for part in args.names for n in part.replace(",", " ").split()] or list(NAMES)
     unknown = [n for n in names if n not in NAMES]
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+    ref: str | None = args.baseline or None
+    if ref and not any(n in WITH_BASELINE for n in names):
+        harness.say(f"the baseline {ref} is ignored: only {', '.join(WITH_BASELINE)} use one")
+        ref = None
+    elif ref and any(n not in WITH_BASELINE for n in names):
+        harness.say(f"the baseline {ref} applies to {', '.join(WITH_BASELINE)} only")
     harness.install_signal_handlers()
     started = time.monotonic()
     from bench.context import Context
 
-    ctx = Context()
+    ctx = Context(baseline_ref=ref)
     failed: list[str] = []
     try:
         for name in names:

@@ -75,3 +75,13 @@ def fund(base_url: str, tenant: Tenant, customers: int) -> None:
     if run.extra["total_failed"]:
         raise SystemExit(f"funding failed: {run.statuses}")
     harness.say(f"funded {customers + 1} customers in {time.monotonic() - started:.1f} s")
+
+
+def grant(base_url: str, tenant: Tenant, external_ids: list[str], *,
+          sku: str = "bench_one") -> None:
+    """Grant each customer one batch of `sku`, through the API."""
+    with httpx.Client(base_url=f"{base_url}/api/v1", headers={"X-API-Key": tenant.key},
+                      timeout=30) as client:
+        for external_id in external_ids:
+            _post(client, "/billing/grants",
+                  {"external_id": external_id, "sku": sku, "kind": "manual"})

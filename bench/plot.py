@@ -25,8 +25,8 @@ def consume(result: dict[str, Any]) -> None:
         clients = [p["concurrency"] for p in points]
         left.plot(clients, [p["api"]["rps"] for p in points], marker="o", color=color,
                   label=f"API, {label}")
-        left.plot(clients, [p["pgbench"]["tps"] for p in points], marker="x", linestyle="--",
-                  color=color, label=f"pgbench (same SQL), {label}")
+        left.plot(clients, [(p["pgbench"] or {}).get("tps", float("nan")) for p in points],
+                  marker="x", linestyle="--", color=color, label=f"pgbench (same SQL), {label}")
         right.plot(clients, [p["api"]["p99_ms"] for p in points], marker="o", color=color,
                    label=label)
     left.set(title="POST /billing/quota/consume", xlabel="concurrent clients",

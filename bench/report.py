@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bench.harness import RESULTS
+from bench import history as history_bench
+from bench import hotpath as hotpath_bench
+from bench.harness import RESULTS, Table
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -19,6 +21,11 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _titled(table: Table) -> str:
+    title, header, rows = table
+    return f"{title}:\n\n{_table(header, rows)}"
+
+
 def hotpath(name: str) -> str:
     data = _load(name)
     if data is None:
@@ -27,17 +34,29 @@ def hotpath(name: str) -> str:
     for p in data["points"]:
         api, base = p["api"], p["pgbench"]
         shape = "hot customer" if p["shape"] == "hot" else "1,000 customers"
+        base = base or {"tps": "-", "p99_ms": "-"}
         rows.append([shape, p["concurrency"], api["rps"], api["p50_ms"], api["p95_ms"],
                      api["p99_ms"], api["errors"],
                      api["extra"].get("server_cpu_ms_per_request", ""), base["tps"],
-                     base["p99_ms"],
-                     f"{p['ratio']:.0%}", "ok" if p["check"].get("correct", True) else "WRONG"])
+                     base["p99_ms"], f"{p['ratio']:.0%}" if p["pgbench"] else "-",
+                     "ok" if p["check"].get("correct", True) else "WRONG"])
     text = f"{data['server']}, {data['seconds_per_point']:.0f} s per point after "
     text += f"{data['warmup_seconds']:.0f} s of warm-up ({data['when']}, load average "
     text += f"{data['machine'].get('load_average_1_5_15', ['?'])[0]} at the end).\n\n"
     text += _table(["shape", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
                     "server CPU ms/req", "pgbench tps", "pgbench p99 ms", "ratio", "check"],
                    rows)
+    wrk = data.get("wrk") or {}
+    wrk_points = wrk.get("points") or []
+    if data.get("baseline"):
+        text += "\n\n" + _titled(hotpath_bench.ab_table(name, data["baseline"],
+                                                        data["points"] + wrk_points))
+    if wrk_points:
+        text += "\n\n" + _titled(hotpath_bench.wrk_table(name, wrk_points))
+    elif wrk.get("skipped"):
+        text += f"\n\nwrk: skipped ({wrk['skipped']})"
+    if all("server_cpu_share" in p["api"]["extra"] for p in data["points"]):
+        text += "\n\n" + _titled(hotpath_bench.cpu_table(name, data["points"] + wrk_points))
     variants = data.get("worker_classes") or []
     if variants:
         text += "\n\n" + _table(
@@ -46,6 +65,15 @@ def hotpath(name: str) -> str:
               v["api"]["errors"]] for v in variants],
         )
     return text
+
+
+def history() -> str:
+    data = _load("history")
+    if data is None:
+        return "(history: no results)"
+    text = f"{data['seconds_per_point']:.0f} s per run after {data['warmup_seconds']:.0f} s of "
+    text += f"warm-up ({data['when']}).\n\n"
+    return text + _titled(history_bench.table(data["points"]))
 
 
 def onboarding() -> str:
@@ -102,8 +130,8 @@ def routing() -> str:
 
 def main() -> None:
     for title, text in (("consume", hotpath("consume")), ("balance", hotpath("balance")),
-                        ("onboarding", onboarding()), ("webhooks", webhooks()),
-                        ("routing", routing())):
+                        ("history", history()), ("onboarding", onboarding()),
+                        ("webhooks", webhooks()), ("routing", routing())):
         print(f"### {title}\n\n{text}\n")
 
 

@@ -27,9 +27,10 @@ BACKLOG_EVENTS = 1000
 def _wait_for(receiver: str, count: int, timeout: float) -> list[tuple[float, str]]:
     deadline = time.monotonic() + timeout
     while True:
-        arrivals = [tuple(a) for a in httpx.get(f"{receiver}/arrivals", timeout=10).json()]
+        arrivals = [(float(at), str(body))
+                    for at, body in httpx.get(f"{receiver}/arrivals", timeout=10).json()]
         if len(arrivals) >= count or time.monotonic() > deadline:
-            return arrivals  # type: ignore[return-value]
+            return arrivals
         time.sleep(0.2)
 
 
@@ -113,7 +114,7 @@ def run(ctx: Context) -> dict[str, Any]:
         harness.stop(receiver_process)
         log.unlink(missing_ok=True)
 
-    result = {
+    result: dict[str, Any] = {
         "latency": {"events": len(latencies), "p50_ms": round(harness.percentile(latencies, 50), 1),
                     "p99_ms": round(harness.percentile(latencies, 99), 1)},
         "throughput": {"events": len(drained), "queued": queued.ok,
