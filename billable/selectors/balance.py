@@ -15,14 +15,7 @@ executing it does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Self
-
-import psycopg
-from django.db import DEFAULT_DB_ALIAS, connections
-from psycopg.abc import Params
 
 from billable import clock
 from billable.results import Balance
@@ -37,12 +30,7 @@ from billable.selectors.ledger import (
     cover_params,
     unknown_balance,
 )
-from billing_platform.core.db import quoted_schema
-
-# Django turns psycopg's automatic preparation off (`prepare_threshold` None), which also refuses
-# explicit requests. A threshold no statement reaches keeps it off for every other cursor, while
-# `_PreparedCursor` prepares on request.
-_PREPARE_ONLY_ON_REQUEST = 2**31
+from billing_platform.core.db import qualified_cursor, quoted_schema
 
 # Parameters, in order: customer id (text or null), provider, external id (text or null) twice,
 # now four times (three `STARTED_SQL`, one `LIVE_SQL`), then `cover_params(name)`. Every value is
@@ -90,39 +78,6 @@ def _statement(schema_name: str) -> str:
     )
 
 
-class _PreparedCursor(psycopg.Cursor[Any]):
-    """Server-side binding; every statement is prepared on first use, then only bound and run."""
-
-    def execute(
-        self,
-        query: Any,
-        params: Params | None = None,
-        *,
-        prepare: bool | None = None,
-        binary: bool | None = None,
-    ) -> Self:
-        return super().execute(query, params, prepare=True, binary=binary)
-
-
-@contextmanager
-def _prepared_cursor() -> Iterator[Any]:
-    """A cursor of Django's connection that sets no search_path first and prepares.
-
-    Its statements name their schema. It is Django's own wrapper, so query capture, error
-    translation and the connection's health check work as for any other cursor.
-    """
-    db = connections[DEFAULT_DB_ALIAS]
-    db.close_if_health_check_failed()
-    db.ensure_connection()
-    raw = db.connection
-    if raw.prepare_threshold is None:
-        raw.prepare_threshold = _PREPARE_ONLY_ON_REQUEST
-    with db.wrap_database_errors:
-        cursor = db._prepare_cursor(_PreparedCursor(raw))  # type: ignore[attr-defined]
-    with cursor:
-        yield cursor
-
-
 def balance_check(*, schema_name: str, ref: CustomerRef, feature: str) -> Balance:
     """The balance of one name for the customer `ref` names, in that tenant schema.
 
@@ -135,7 +90,7 @@ def balance_check(*, schema_name: str, ref: CustomerRef, feature: str) -> Balanc
         return _balance_by_selectors(ref, feature)
     external_id = normalise_external_id(ref.external_id) if ref.external_id is not None else None
     now = clock.now()
-    with _prepared_cursor() as cursor:
+    with qualified_cursor(prepared=True) as cursor:
         cursor.execute(
             _statement(schema_name),
             [

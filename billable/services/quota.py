@@ -228,13 +228,13 @@ def quota_consume(
     sql = CONSUME_SQL.format(schema=quoted_schema(schema))
     acts = signals.may_act(*CONSUME_SIGNALS)
     if not acts and not connection.in_atomic_block:
-        with qualified_cursor() as cursor:
+        with qualified_cursor(prepared=True) as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         return _consumed(row, feature, amount, action_type, action_id, actor, usage_id,
                          metadata)[0]
     with service_atomic():
-        with qualified_cursor() as cursor:
+        with qualified_cursor(prepared=True) as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         if row[0] != "short":  # a short consume wrote nothing; its 402 is raised below

@@ -17,10 +17,12 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
+import psycopg
 from django.db import OperationalError, ProgrammingError, connection, transaction
 from django_tenants.postgresql_backend.base import is_valid_schema_name
+from psycopg.abc import Params
 
 from billing_platform.core import errors
 
@@ -56,19 +58,48 @@ def reset_to_public() -> None:
         connection.set_schema_to_public()  # type: ignore[attr-defined]
 
 
+# Django turns psycopg's automatic preparation off (`prepare_threshold` None), which also refuses
+# explicit requests. A threshold no statement reaches keeps it off for every other cursor, while
+# `_PreparingCursor` prepares on request.
+_PREPARE_ONLY_ON_REQUEST = 2**31
+
+
+class _PreparingCursor(psycopg.Cursor[Any]):
+    """Server-side binding; every statement is prepared on first use, then only bound and run."""
+
+    def execute(
+        self,
+        query: Any,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
 @contextmanager
-def qualified_cursor() -> Iterator[Any]:
+def qualified_cursor(*, prepared: bool = False) -> Iterator[Any]:
     """A cursor of the default connection that does not set the search_path first.
 
     django-tenants issues `SET search_path` on the first cursor after a schema switch; a
-    statement that names its schema (`"t_acme".billable_consume(...)`) needs none. The cursor
-    is Django's own wrapper, so query capture, error translation and the connection's health
-    handling work as for any other.
+    statement that names its schema (`"t_acme".billable_consume(...)`) needs none. With
+    `prepared`, its statements are prepared on the connection the first time they run there
+    (one per tenant schema; psycopg keeps the last 100), so later runs skip parsing and
+    planning. The cursor is Django's own wrapper, so query capture, error translation and the
+    connection's health handling work as for any other.
     """
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        cursor = connection._prepare_cursor(connection.create_cursor())  # type: ignore[attr-defined]
+        if prepared:
+            raw = connection.connection
+            if raw.prepare_threshold is None:
+                raw.prepare_threshold = _PREPARE_ONLY_ON_REQUEST
+            created = _PreparingCursor(raw)
+        else:
+            created = connection.create_cursor()
+        cursor = connection._prepare_cursor(created)  # type: ignore[attr-defined]
     with cursor:
         yield cursor
 
