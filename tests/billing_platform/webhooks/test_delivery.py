@@ -358,17 +358,17 @@ def test_a_result_that_outlived_its_lease_is_not_recorded(
     with running_receiver() as receiver:
         endpoint = create_endpoint(api, acme.key, receiver.url)
         api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key)
-        claimed = worker.claim_due(50)
-        ours = Delivery.objects.get(pk__in=claimed, endpoint_id=endpoint["id"])
+        (claimed,) = [c for c in worker.claim(50) if c.endpoint_id == endpoint["id"]]
+        ours = Delivery.objects.get(pk=claimed.id)
         # The post outlives the lease; another worker claims the delivery again meanwhile.
         Delivery.objects.filter(pk=ours.pk).update(
             locked_until=timezone.now() + timedelta(seconds=90), attempts=ours.attempts + 1
         )
         with new_client() as clients:
-            outcome = worker.post(clients, endpoint["url"], "{}", {})
-            worker.record(ours, outcome)
+            result = worker.attempt(claimed, clients)
+        assert worker.record_results([result]) == 0
         receiver.wait_for(1)
-    assert outcome.ok
+    assert result.outcome is not None and result.outcome.ok
     assert not DeliveryAttempt.objects.filter(delivery=ours).exists()
     after = Delivery.objects.get(pk=ours.pk)
     assert after.status == "pending" and after.attempts == ours.attempts + 1

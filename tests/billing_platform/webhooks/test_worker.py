@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from billing_platform.webhooks.models import Delivery
+from billing_platform.webhooks.models import Delivery, DeliveryAttempt
 from tests.support.api import Api
 from tests.support.billing import reports_catalog
 from tests.support.processes import wait_until, webhook_worker
@@ -126,3 +126,28 @@ def test_receiver_outage_then_recovery_delivers_everything(
                      for r in receiver.requests}
     assert sorted(delivered.values()) == ["grant.created"] + ["quota.consumed"] * 4
     assert len(receiver.requests) == 5 + 7
+
+
+def test_a_sleeping_worker_is_woken_by_notify(api: Api, tenant: TenantFixture) -> None:
+    with running_receiver() as receiver:
+        endpoint_id = _endpoint(api, tenant, receiver.url)
+        with webhook_worker(poll=30):  # without a notification it would look again in 30 s
+            time.sleep(0.5)  # past the look at start: asleep on LISTEN now
+            _test_events(api, tenant, endpoint_id, 1)
+            answered = time.time()
+            (request,) = receiver.wait_for(1, timeout=10)
+    assert request.received_at - answered < 2.0
+
+
+def test_a_backlog_is_drained_in_batches_by_one_worker(api: Api, tenant: TenantFixture) -> None:
+    with running_receiver() as receiver:
+        endpoint_id = _endpoint(api, tenant, receiver.url)
+        event_ids = _test_events(api, tenant, endpoint_id, 60)  # queued while no worker runs
+        with webhook_worker(threads=4):
+            wait_until(lambda: _statuses(endpoint_id) == ["succeeded"] * 60, timeout=30,
+                       message=str(_statuses(endpoint_id)))
+        requests = receiver.requests
+    assert sorted(r.headers["webhook-id"] for r in requests) == sorted(event_ids)
+    attempts = DeliveryAttempt.objects.filter(delivery__endpoint_id=endpoint_id)
+    assert attempts.count() == 60 and {a.status_code for a in attempts} == {200}
+    assert not Delivery.objects.filter(endpoint_id=endpoint_id, locked_until__isnull=False)
