@@ -12,6 +12,7 @@ from billable.api import settings_router
 from billable.api.public_catalog import router as public_catalog_router
 from billing_platform.core.jsonbody import JsonParser
 from billing_platform.core.problems import rewrite_error_content_types
+from billing_platform.core.renderer import OrjsonRenderer
 from billing_platform.http.handlers import install_handlers
 from billing_platform.http.pipeline import transactional_posts
 from billing_platform.operations.api import platform_router
@@ -40,6 +41,7 @@ api = BillableAPI(
     docs_url="/docs",
     openapi_url="/openapi.json",
     parser=JsonParser(),
+    renderer=OrjsonRenderer(),
 )
 install_handlers(api)
 

@@ -89,11 +89,17 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "billing_platform.http.middleware.TenantResetMiddleware",
+    # Django's own classes by their own paths on every route: `check --deploy` looks for these
+    # exact paths (sessions, CSRF, clickjacking). On the API they cost little: no cookie is read
+    # into a session, and Ninja's views are CSRF-exempt (no cookie authenticates them).
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Host validation (ALLOWED_HOSTS) and Content-Length, on every route.
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # `request.user` and one-time messages serve the admin's browsers only: these subclasses of
+    # Django's own pass the API, the health checks and /metrics straight through.
+    "billing_platform.http.middleware.AuthenticationMiddleware",
+    "billing_platform.http.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "billing_platform.http.middleware.ProblemFallbackMiddleware",
     "billing_platform.http.middleware.RateLimitHeadersMiddleware",
@@ -118,13 +124,14 @@ TEMPLATES = [
     },
 ]
 
-# --- Database: PostgreSQL through django-tenants' backend (psycopg 3).
+# --- Database: PostgreSQL through django-tenants' backend (psycopg 3), whose health check of a
+# persistent connection reads the connection's state instead of sending `SELECT 1`.
 DATABASES = {
     "default": env.db_url(
         "DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/billable"
     )
 }
-DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DATABASES["default"]["ENGINE"] = "billing_platform.core.postgresql"
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=600)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})

@@ -1,6 +1,10 @@
-"""gunicorn settings for production, `make run` and the e2e tests (sync workers: the ORM code is
-synchronous). Every value can be changed from the environment; `--bind`/`--workers` on the command
-line win over these."""
+"""gunicorn settings for production, `make run` and the e2e tests. Every value can be changed from
+the environment; `--bind`/`--workers` on the command line win over these.
+
+Sync workers: the ORM code is synchronous, and each worker holds one PostgreSQL connection (the
+budget in docs/scaling.md). gthread workers (threads with keep-alive) were measured beside them
+(`make bench NAME=consume` prints the comparison): no more requests per second on the 2-core
+machine, a worse p99, and one connection per thread."""
 
 import multiprocessing
 import os

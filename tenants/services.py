@@ -166,7 +166,7 @@ def api_key_create(
 
 
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
-    """Revoke a key (idempotent); every process refuses it from its next request."""
+    """Revoke a key (idempotent); every process refuses it within a second."""
     with transaction.atomic():
         ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         key.refresh_from_db()
@@ -448,7 +448,7 @@ def tenant_update(
     status: str | None = None,
     rate_limit: str | None = None,
 ) -> Tenant:
-    """Change a tenant; every process sees the change from its next request."""
+    """Change a tenant; every process sees the change within a second."""
     if status is not None and status not in (TenantStatus.ACTIVE, TenantStatus.SUSPENDED):
         raise errors.ValidationFailed(
             "status is 'active' or 'suspended'.", field="status", msg="invalid status"

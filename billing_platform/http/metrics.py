@@ -18,6 +18,8 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
+    Counter,
+    Histogram,
     generate_latest,
     multiprocess,
 )
@@ -32,14 +34,39 @@ _KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OP
 CONSUME_ROUTE = "/api/v1/billing/quota/consume"
 
 
+# The labelled series of each (method, route, status) seen, looked up once: `labels()` formats
+# and locks on every call, which cost more than the count itself. Bounded: routes are URL
+# patterns (unmatched paths share one), methods a fixed set, statuses a few dozen.
+_RequestSeries = tuple[Counter, Histogram]
+_request_series: dict[tuple[str, str, int], _RequestSeries] = {}
+# Outcomes are problem codes and a few words: bounded too.
+_consume_series: dict[str, Counter] = {}
+
+
+def _series(method: str, route: str, status: int) -> _RequestSeries:
+    series = _request_series.get((method, route, status))
+    if series is None:
+        series = (
+            REQUESTS.labels(method=method, route=route, status=str(status)),
+            REQUEST_SECONDS.labels(method=method, route=route),
+        )
+        _request_series[(method, route, status)] = series
+    return series
+
+
 def observe_request(
     request: HttpRequest, response: HttpResponseBase, *, route: str, seconds: float
 ) -> None:
     method = request.method if request.method in _KNOWN_METHODS else "OTHER"
-    REQUESTS.labels(method=method, route=route, status=str(response.status_code)).inc()
-    REQUEST_SECONDS.labels(method=method, route=route).observe(seconds)
+    count, duration = _series(method or "OTHER", route, response.status_code)
+    count.inc()
+    duration.observe(seconds)
     if route == CONSUME_ROUTE and method == "POST":
-        CONSUMES.labels(outcome=consume_outcome(response)).inc()
+        outcome = consume_outcome(response)
+        consumes = _consume_series.get(outcome)
+        if consumes is None:
+            consumes = _consume_series[outcome] = CONSUMES.labels(outcome=outcome)
+        consumes.inc()
 
 
 def consume_outcome(response: HttpResponseBase) -> str:

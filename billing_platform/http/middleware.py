@@ -3,6 +3,11 @@
 `RequestContextMiddleware` (first in MIDDLEWARE) takes the request id from a sane incoming
 `X-Request-ID` or makes one, echoes it on the response, and after the response counts the request
 and its latency (`billing_platform.http.metrics`) and writes the access log line.
+
+Machine routes (`is_machine_route`: the API under `/api/`, the health checks, `/metrics`) are
+called by programs that present a key or a token, never a browser session. Django's
+authentication and message middleware serve the admin's browser sessions only: the versions here
+(`BrowserOnly`) hand machine routes straight on to the next layer.
 """
 
 from __future__ import annotations
@@ -10,9 +15,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.middleware import (
+    AuthenticationMiddleware as DjangoAuthenticationMiddleware,
+)
+from django.contrib.messages.middleware import MessageMiddleware as DjangoMessageMiddleware
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.deprecation import MiddlewareMixin
 
 from billing_platform.core import errors
 from billing_platform.core.db import reset_to_public
@@ -29,10 +40,43 @@ from billing_platform.core.ratelimits import add_headers
 from billing_platform.http import metrics
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_REQUEST_ID_META = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
+
+# Paths programs call with a key or a token. The Swagger UI under the API is a page for people,
+# served with the whole browser stack like the admin.
+MACHINE_ROUTE_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
+BROWSER_PAGES = ("/api/v1/docs",)
 
 access_logger = logging.getLogger("billable.access")
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
+
+
+def is_machine_route(path: str) -> bool:
+    """Whether a path is called by programs (key or token), never with a browser session."""
+    return path.startswith(MACHINE_ROUTE_PREFIXES) and not path.startswith(BROWSER_PAGES)
+
+
+class BrowserOnly(MiddlewareMixin):
+    """Run the middleware it is mixed into on browser routes only; machine routes pass through.
+
+    Mixed in before a Django middleware that has no `process_view`, `process_exception` or
+    `process_template_response` hook: Django calls those for every request, whatever
+    `__call__` does.
+    """
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if is_machine_route(request.path_info):
+            return self.get_response(request)
+        return super().__call__(request)
+
+
+class AuthenticationMiddleware(BrowserOnly, DjangoAuthenticationMiddleware):
+    """Django's `request.user` from the session, for the admin only (the API has its keys)."""
+
+
+class MessageMiddleware(BrowserOnly, DjangoMessageMiddleware):
+    """Django's one-time messages, for the admin only."""
 
 
 def _empty_or_json(content_type: str) -> bool:
@@ -132,7 +176,7 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        request_id = sane_request_id(request.headers.get(REQUEST_ID_HEADER)) or new_request_id()
+        request_id = sane_request_id(request.META.get(_REQUEST_ID_META)) or new_request_id()
         tokens = (
             request_id_var.set(request_id),
             tenant_var.set(None),
@@ -145,19 +189,21 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             route = _route(request)
             metrics.observe_request(request, response, route=route, seconds=elapsed)
-            access_logger.info(
-                "%s %s %s",
-                request.method,
-                request.path,
-                response.status_code,
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "route": route,
-                    "status": response.status_code,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
+            # The line's fields are gathered only when someone will read them.
+            if access_logger.isEnabledFor(logging.INFO):
+                access_logger.info(
+                    "%s %s %s",
+                    request.method,
+                    request.path,
+                    response.status_code,
+                    extra={
+                        "method": request.method,
+                        "path": request.path,
+                        "route": route,
+                        "status": response.status_code,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
             return response
         finally:
             request_id_var.reset(tokens[0])

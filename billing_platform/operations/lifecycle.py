@@ -7,7 +7,7 @@ leave: no key hashes, no webhook secrets or custom headers, no trial-identity se
 
 `tenant_purge` drops the schema and deletes every public row of the tenant (deliveries, events,
 endpoints, keys, domains, the tenant row) in one transaction, and removes the cached key
-resolutions, so the tenant's keys answer 401 from the next request on. The platform API's DELETE
+resolutions, so the tenant's keys answer 401 within a second. The platform API's DELETE
 only suspends and revokes; `tenants_purge_due` (run by `run_worker`) purges those tenants once
 `TENANT_PURGE_AFTER_HOURS` have passed, and `manage.py delete_tenant` purges one at once.
 """

@@ -17,6 +17,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from billable.models import Offer, Product
+from billing_platform.core.metrics import REQUEST_SECONDS, REQUESTS
 from billing_platform.core.observability import JsonFormatter
 from billing_platform.operations.lifecycle import tenant_purge
 from billing_platform.webhooks.delivery import Outcome
@@ -170,6 +171,27 @@ def test_onboarding_time_is_observed(api: Api, committed: None, metrics_on: str)
         tenant_purge(tenant=tenant)
 
 
+def test_a_known_series_is_counted_without_a_label_lookup(
+    api: Api, db: None, metrics_on: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    labels = {"method": "GET", "route": "/healthz", "status": "200"}
+    assert api.get("/healthz").status == 200  # the series is looked up once
+    before = scrape(api)
+
+    def no_lookup(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("labels() looked up again")
+
+    monkeypatch.setattr(REQUESTS, "labels", no_lookup)
+    monkeypatch.setattr(REQUEST_SECONDS, "labels", no_lookup)
+    for _ in range(3):
+        assert api.get("/healthz").status == 200
+    monkeypatch.undo()
+
+    after = scrape(api)
+    assert value(after, "billable_http_requests_total", **labels) == value(
+        before, "billable_http_requests_total", **labels) + 3
+
+
 # --- Request ids and JSON logs
 
 
@@ -208,6 +230,22 @@ def test_a_log_line_carries_request_id_tenant_and_key_id_never_the_key(
     assert line["level"] == "INFO" and line["logger"] == "billable.access"
     assert acme.key not in text
     assert acme.key.rsplit("_", 1)[-1] not in text
+
+
+def test_below_info_no_access_line_is_made(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    logger = logging.getLogger("billable.access")
+
+    def no_line(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("an access line was made")
+
+    monkeypatch.setattr(logger, "info", no_line)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        response = api.get("/healthz", headers={"X-Request-ID": "quiet-1"})
+    finally:
+        logger.setLevel(level)
+    assert response.status == 200 and response.headers["X-Request-ID"] == "quiet-1"
 
 
 @pytest.mark.parametrize("incoming", [None, "", "has space", "x" * 200, "new\nline", "é"])

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tenants.models import PlatformKey, Tenant
+from tenants.resolution import LOCAL_SECONDS
 from tenants.services import platform_key_create
 from tests.support.processes import Server
 from tests.support.tenants import drop_tenants
@@ -100,23 +101,23 @@ def test_onboard_revoke_and_suspend_through_the_production_server(
         warm = http.get("/api/v1/keys", headers=second_key)
         assert warm.status_code == 200, warm.text
 
-    # revoking it is seen by every worker from the next request
+    # revoking it is seen by every worker within a second (each keeps a resolved key that long)
     revoked = http.delete(f"/api/v1/keys/{second.json()['id']}", headers=tenant_key)
     assert revoked.status_code == 204, revoked.text
-    started = time.monotonic()
-    after_revoke = [http.get("/api/v1/keys", headers=second_key) for _ in range(12)]
-    elapsed = time.monotonic() - started
-    for response in after_revoke:
-        assert_problem(response, 401, "api_key_revoked")
-    assert elapsed < 1.0, f"12 requests took {elapsed:.2f} s"
+    settled = time.monotonic() + LOCAL_SECONDS + 0.2
+    while time.monotonic() < settled:
+        assert http.get("/api/v1/keys", headers=second_key).status_code in (200, 401)
+    for _ in range(12):
+        assert_problem(http.get("/api/v1/keys", headers=second_key), 401, "api_key_revoked")
     assert http.get("/api/v1/keys", headers=tenant_key).status_code == 200
 
-    # suspending the tenant stops its key on the next requests
+    # suspending the tenant stops its key within a second
     suspended = http.patch(
         f"/api/v1/platform/tenants/{slug}", json={"status": "suspended"}, headers=platform
     )
     assert suspended.status_code == 200, suspended.text
     assert suspended.json()["status"] == "suspended"
+    time.sleep(LOCAL_SECONDS + 0.2)
     for _ in range(6):
         assert_problem(http.get("/api/v1/keys", headers=tenant_key), 403, "tenant_suspended")
 
@@ -125,5 +126,6 @@ def test_onboard_revoke_and_suspend_through_the_production_server(
         f"/api/v1/platform/tenants/{slug}", json={"status": "active"}, headers=platform
     )
     assert active.status_code == 200, active.text
+    time.sleep(LOCAL_SECONDS + 0.2)
     for _ in range(4):
         assert http.get("/api/v1/keys", headers=tenant_key).status_code == 200
