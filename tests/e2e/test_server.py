@@ -104,9 +104,7 @@ def test_onboard_revoke_and_suspend_through_the_production_server(
     # revoking it is seen by every worker within a second (each keeps a resolved key that long)
     revoked = http.delete(f"/api/v1/keys/{second.json()['id']}", headers=tenant_key)
     assert revoked.status_code == 204, revoked.text
-    settled = time.monotonic() + LOCAL_SECONDS + 0.2
-    while time.monotonic() < settled:
-        assert http.get("/api/v1/keys", headers=second_key).status_code in (200, 401)
+    time.sleep(LOCAL_SECONDS + 0.2)
     for _ in range(12):
         assert_problem(http.get("/api/v1/keys", headers=second_key), 401, "api_key_revoked")
     assert http.get("/api/v1/keys", headers=tenant_key).status_code == 200
