@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
@@ -37,11 +37,21 @@ def _grant(api: Api, conc: ConcTenant, external_id: str, sku: str = "c30") -> st
 
 
 def _consume(api: Api, conc: ConcTenant, **body: Any) -> tuple[Any, list[str]]:
-    with CaptureQueriesContext(connection) as captured:
+    """The answer and every statement sent (the text as written, prepared or not), with
+    `BEGIN` and `COMMIT` around them when the consume ran in a transaction."""
+    sent: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with CaptureQueriesContext(connection) as captured, connection.execute_wrapper(record):
         response = api.post(
             "billing/quota/consume", json={"feature": "compute", **body}, key=conc.key
         )
-    return response, [q["sql"] for q in captured.captured_queries]
+    control = [q["sql"] for q in captured.captured_queries if q["sql"] in ("BEGIN", "COMMIT")]
+    assert len(captured.captured_queries) == len(sent) + len(control)
+    return response, (["BEGIN", *sent, "COMMIT"] if control else sent)
 
 
 @pytest.fixture
@@ -63,11 +73,8 @@ def test_a_consume_is_one_statement_in_autocommit(warm: Api, conc: ConcTenant) -
 
     assert response.status == 200, response.body
     assert response.json["remaining"] == 27 and response.json["customer_id"] == customer_id
-    assert len(statements) == 1, statements
-    # A prepared statement's text is not rendered by Django's capture; an unprepared one's is.
-    assert statements[0] is None or (
-        f'FROM "{conc.tenant.schema_name}".billable_consume(' in statements[0]
-    )
+    assert len(statements) == 1, statements  # no BEGIN, no SET search_path, no COMMIT
+    assert f'FROM "{conc.tenant.schema_name}".billable_consume(' in statements[0]
     assert connection.get_autocommit()
     with tenant_context(conc.tenant):
         usage = Usage.objects.get(pk=response.json["usage_id"])
@@ -156,7 +163,22 @@ def test_a_receiver_gets_the_signal_inside_the_transaction(
 
 def test_may_act_counts_unconditional_receivers(listener: list[dict[str, Any]]) -> None:
     assert signals.may_act(signals.quota_consumed)
-    assert not signals.may_act(signals.hold_released) or signals.hold_released.has_listeners()
+
+
+def test_may_act_asks_conditional_receivers() -> None:
+    signal = Signal()
+    wanted = {"now": False}
+    signals.connect_conditional(
+        signal, lambda sender, **kwargs: None, dispatch_uid="test-conditional",
+        acts=lambda: wanted["now"],
+    )
+    try:
+        assert not signals.may_act(signal)
+        wanted["now"] = True
+        assert signals.may_act(signal)
+    finally:
+        signal.disconnect(dispatch_uid="test-conditional")
+    assert not signals.may_act(signal)
 
 
 def test_a_subscribed_endpoint_gets_the_event_of_a_committed_consume(
@@ -187,7 +209,13 @@ def test_with_a_key_the_claim_consume_and_settle_are_one_transaction(
     _grant(warm, conc, external_id)
     key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
 
-    with CaptureQueriesContext(connection) as first_sql:
+    sent: list[str] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        sent.append(sql)
+        return execute(sql, params, many, context)
+
+    with CaptureQueriesContext(connection) as first_sql, connection.execute_wrapper(record):
         first = warm.post("billing/quota/consume", key=conc.key, headers=key,
                           json={"external_id": external_id, "feature": "compute", "amount": 4})
     with CaptureQueriesContext(connection) as replay_sql:
@@ -200,7 +228,7 @@ def test_with_a_key_the_claim_consume_and_settle_are_one_transaction(
     statements = captured[1:-1]  # no SET search_path: every statement names the schema
     assert len(statements) == 3, captured
     assert f'"{conc.tenant.schema_name}".billable_idempotencyrecord' in statements[0]
-    assert statements[1] is None or "billable_consume(" in statements[1]
+    assert len(sent) == 3 and "billable_consume(" in sent[1]  # as sent, prepared or not
     assert statements[2].startswith("UPDATE") and "billable_idempotencyrecord" in statements[2]
     assert replay.status == 200 and replay.body == first.body
     assert replay.headers.get("Idempotent-Replayed") == "true"
