@@ -148,7 +148,19 @@ class Script:
         if self.protocol == "simple":
             return self.text.replace("':ext'", "'hot'" if shape == "hot" else "'c:n'")
         text = self.text.replace("':ext'", "'hot'" if shape == "hot" else "('c' || :n::text)")
-        return re.sub(r"':([a-z_]+)'", r":\1", text)
+        text = re.sub(r"':([a-z_]+)'", r":\1", text)
+        # pgbench reads `:name` inside a literal as a parameter too in prepared mode: the
+        # captured clock time becomes now() and the actor ('key:<id>') loses its colon.
+        text = _TIMESTAMP.sub("now()", text)
+        text = re.sub(r"'key:([0-9a-f-]+)'", r"'key-\1'", text)
+        for literal in re.finditer(r"'(?:[^']|'')*'", text):
+            if re.search(r":[A-Za-z0-9_]", literal.group(0)):
+                raise harness.PgbenchFailed("a literal pgbench would read as a variable in "
+                                            f"prepared mode: {literal.group(0)}")
+        return text
+
+
+_TIMESTAMP = re.compile(r"'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?\+00:00'")
 
 
 def check_consume(side: Side, schema: str, action_type: str, client_ok: int, *,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from ninja import Field, Schema
+from ninja import Field
 from pydantic import AfterValidator, model_validator
 
 from billable.currencies import MAX_PRICE
 from billable.metadata import MAX_METADATA_BYTES, metadata_bytes
-from billing_platform.core.schema_types import UtcDateTime
+from billing_platform.core.schema_types import Schema, UtcDateTime
 
 
 def _metadata_size(value: dict[str, Any]) -> dict[str, Any]:

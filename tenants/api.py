@@ -8,13 +8,14 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Field, Query, Router, Status
 from ninja.decorators import decorate_view
 
 from billing_platform.core import errors, identity
 from billing_platform.core.pagination import PageParams, page_data, paginate
 from billing_platform.core.problems import PUBLIC_ERRORS, error_responses, problem_response
 from billing_platform.core.ratelimits import limit_public
+from billing_platform.core.schema_types import Schema
 from tenants import presenters, selectors, services
 from tenants.auth import tenant_auth
 from tenants.models import Tenant

@@ -51,7 +51,11 @@ class _KeyAuth:
     def check(self, request: HttpRequest, raw: str | None) -> KeyContext | None:
         if not raw:
             return None
-        resolved = request_state(request).resolved
+        state = request_state(request)
+        if state.authenticated is not None and state.authenticated[:2] == (self, raw):
+            # The request pipeline ran this very check before the operation ran it again.
+            return state.authenticated[2]
+        resolved = state.resolved
         # The request pipeline may have resolved this very key for the request already.
         context = resolved[1] if resolved is not None and resolved[0] == raw else resolve(raw)
         if context.kind != self.route_kind:
@@ -66,7 +70,8 @@ class _KeyAuth:
             )
         if context.tenant is not None:
             limit_tenant(request, context.tenant.id, context.tenant.rate_limit)
-        return _activate(request, context)
+        state.authenticated = (self, raw, _activate(request, context))
+        return context
 
 
 class TenantBearer(_KeyAuth, HttpBearer):

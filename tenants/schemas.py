@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from ninja import Field, Schema
+from ninja import Field
 
-from billing_platform.core.schema_types import UtcDateTime
+from billing_platform.core.schema_types import Schema, UtcDateTime
 
 Scope = Literal["billing:read", "billing:write", "billing:grant", "admin"]
 

@@ -6,11 +6,11 @@ from collections.abc import Collection
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Schema
 
 from billable.schemas import CustomerRefIn
 from billable.selectors import CustomerRef
 from billing_platform.core.identity import caller
+from billing_platform.core.schema_types import Schema
 
 
 def actor(request: HttpRequest) -> str:

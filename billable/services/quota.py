@@ -232,19 +232,22 @@ def quota_consume(
             cursor.execute(sql, params)
             row = cursor.fetchone()
         return _consumed(row, feature, amount, action_type, action_id, actor, usage_id,
-                         metadata)[0]
+                         metadata, entries=False)[0]
     with service_atomic():
         with qualified_cursor(prepared=True) as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         if row[0] != "short":  # a short consume wrote nothing; its 402 is raised below
             result, entries = _consumed(
-                row, feature, amount, action_type, action_id, actor, usage_id, metadata
+                row, feature, amount, action_type, action_id, actor, usage_id, metadata,
+                entries=acts,
             )
             if acts:
                 _announce(result, entries, customer, feature, amount)
             return result
-    return _consumed(row, feature, amount, action_type, action_id, actor, usage_id, metadata)[0]
+    return _consumed(
+        row, feature, amount, action_type, action_id, actor, usage_id, metadata, entries=False
+    )[0]
 
 
 def _announce(
@@ -278,8 +281,11 @@ def _consumed(
     actor: str,
     usage_id: Any,
     metadata: dict[str, Any],
+    *,
+    entries: bool,
 ) -> tuple[Consumption, list[LedgerEntry]]:
-    """The consume function's answer as a `Consumption` and its entries; raises the 402s."""
+    """The consume function's answer as a `Consumption` and, when asked (for the signals), its
+    ledger entries; raises the 402s."""
     outcome, customer_id, total, created_at, entry_ids, batch_ids, amounts = row
     if outcome == "short":
         raise _short(feature, amount, int(total))
@@ -292,8 +298,12 @@ def _consumed(
     usage._state.db = connection.alias
     if outcome == "unlimited":
         return Consumption(usage=usage, remaining=None, unlimited=True), []
-    entries = _debits(
-        entry_ids, batch_ids, amounts, action_type=action_type, action_id=action_id or "",
-        actor=actor or "", usage_id=usage_id, hold_id=None, at=created_at,
+    debits = (
+        _debits(
+            entry_ids, batch_ids, amounts, action_type=action_type, action_id=action_id or "",
+            actor=actor or "", usage_id=usage_id, hold_id=None, at=created_at,
+        )
+        if entries
+        else []
     )
-    return Consumption(usage=usage, remaining=int(total) - amount, unlimited=False), entries
+    return Consumption(usage=usage, remaining=int(total) - amount, unlimited=False), debits

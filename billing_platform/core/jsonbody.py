@@ -3,7 +3,8 @@
 `read_json` refuses duplicate keys, NaN/Infinity and nesting deeper than `MAX_JSON_DEPTH`
 (before the recursive decoder sees it); `JsonParser` is Ninja's parser built on it, which also
 refuses NUL characters and unpaired surrogates (a non-JSON content type is 415, bad JSON 400
-`malformed_json`); the idempotency layer reads the same bodies with `json_object`.
+`malformed_json`); the idempotency layer reads the same bodies with `body_object`. A request's
+body is parsed once (`body_json`), whoever reads it first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.http import HttpRequest
 from ninja.parser import Parser
 
 from billing_platform.core import errors
+from billing_platform.core.request_state import request_state
 
 # Arrays and objects nest at most this deep (the body itself is level 1). Metadata needs a few
 # levels; the limit keeps the decoder, the string check and `json.dumps` far from Python's
@@ -59,11 +61,32 @@ def read_json(raw: bytes | str) -> Any:
     return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
 
 
-def json_object(raw: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object read by `read_json`, or None when it is not one (the parser
-    will say why)."""
+def body_json(request: HttpRequest) -> Any:
+    """`read_json` of the request's body, parsed once per request; raises as `read_json` does.
+
+    The value is shared by every reader of the request: it must not be changed.
+    """
+    state = request_state(request)
+    raw = request.body
+    cached = state.body_json
+    if cached is None or cached[0] is not raw:
+        try:
+            cached = (raw, read_json(raw), None)
+        except (ValueError, UnicodeDecodeError) as exc:
+            cached = (raw, None, exc)
+        state.body_json = cached
+    if cached[2] is not None:
+        raise cached[2]
+    return cached[1]
+
+
+def body_object(request: HttpRequest) -> dict[str, Any] | None:
+    """The body as a JSON object read by `read_json` (an empty body is `{}`), or None when it is
+    not one (the parser will say why). Shared like `body_json`: not to be changed."""
+    if not request.body:
+        return {}
     try:
-        data = read_json(raw or b"{}")
+        data = body_json(request)
     except (ValueError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None
@@ -82,7 +105,7 @@ class JsonParser(Parser):
         ):
             raise errors.UnsupportedMediaType()
         try:
-            data: dict[str, Any] = read_json(request.body)
+            data: dict[str, Any] = body_json(request)
         except (ValueError, UnicodeDecodeError) as exc:
             raise errors.MalformedJson(f"The body is not valid JSON: {exc}") from exc
         _check_strings(data, ["body"])

@@ -16,10 +16,11 @@ from typing import Any, Generic, TypeVar
 from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, Q, QuerySet
-from ninja import Field, Schema
+from ninja import Field
 
 from billing_platform.core import errors
 from billing_platform.core.jsonbody import read_json
+from billing_platform.core.schema_types import Schema
 
 M = TypeVar("M", bound=Model)
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
-from ninja import Schema
 from pydantic import ConfigDict
 
 from billing_platform.core import errors
+from billing_platform.core.schema_types import Schema
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://billable.dev/problems/"

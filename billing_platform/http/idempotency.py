@@ -31,7 +31,7 @@ from billing_platform.core.db import (
     quoted_schema,
     sqlstate,
 )
-from billing_platform.core.jsonbody import json_object
+from billing_platform.core.jsonbody import body_object
 from billing_platform.core.problems import problem_response
 
 STORED_STATUSES = frozenset({402, 409})
@@ -84,7 +84,7 @@ def presented_key(request: HttpRequest, *, body_field: bool) -> str | None:
     if header is not None:
         return _valid_key(header)
     if body_field:
-        body = json_object(request.body)
+        body = body_object(request)
         if body is not None and body.get(BODY_FIELD) is not None:
             return _valid_key(body[BODY_FIELD])
     return None
@@ -95,12 +95,12 @@ def request_hash(request: HttpRequest, *, body_field: bool, caller: str | None =
 
     With `caller` (an API key's id) the hash is that key's alone: its answer replays to no other.
     """
-    body = json_object(request.body)
+    body = body_object(request)
     if body is None:
         canonical = request.body
     else:
-        if body_field:
-            body.pop(BODY_FIELD, None)
+        if body_field and BODY_FIELD in body:
+            body = {name: value for name, value in body.items() if name != BODY_FIELD}
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     digest = hashlib.sha256()
     digest.update(f"{request.method}\n{request.path}\n".encode())

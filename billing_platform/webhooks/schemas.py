@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from ninja import Field, Schema
+from ninja import Field
 
+from billing_platform.core.schema_types import Schema
 from billing_platform.webhooks.events import EVENT_TYPES
 
 EventTypeName = Literal[EVENT_TYPES]  # type: ignore[valid-type]
