@@ -35,6 +35,16 @@ class OfferNotFound(NotFound):
     title = "No such offer"
 
 
+class PlanNotFound(NotFound):
+    code = "plan_not_found"
+    title = "No such plan"
+
+
+class PlanVersionNotFound(NotFound):
+    code = "plan_version_not_found"
+    title = "No such version of this plan"
+
+
 class BatchNotFound(NotFound):
     code = "batch_not_found"
     title = "No such batch"
@@ -47,12 +57,12 @@ class HoldNotFound(NotFound):
 
 class KeyTaken(Conflict):
     code = "key_taken"
-    title = "A product or offer already uses this key"
+    title = "A product, offer or plan already uses this key"
 
 
 class ProductInUse(Conflict):
     code = "product_in_use"
-    title = "The product has batches; its type and currency flag are fixed"
+    title = "The product has batches or plan entitlements; its type and currency flag are fixed"
 
 
 class HoldNotActive(Conflict):

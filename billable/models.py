@@ -104,6 +104,114 @@ class OfferItem(models.Model):
         ]
 
 
+class PlanInterval(models.TextChoices):
+    DAYS = "days", "days"
+    WEEKS = "weeks", "weeks"
+    MONTHS = "months", "months"
+    YEARS = "years", "years"
+
+
+class EntitlementType(models.TextChoices):
+    ALLOWANCE = "allowance", "allowance"
+    ACCESS = "access", "access"
+    VALUE = "value", "value"
+
+
+class Plan(models.Model):
+    """A subscription offer. Its terms (interval, price, entitlements) live in versions: a change
+    of terms makes a new version, and a subscription keeps the version it took."""
+
+    id = models.BigAutoField(primary_key=True)
+    # In the one namespace of product keys and offer SKUs (`CatalogKey`, kind "plan").
+    key = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # The version new subscriptions take: the latest.
+    current_version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class PlanVersion(models.Model):
+    """One version of a plan's terms; never changed once written, except `retired_at`."""
+
+    id = models.BigAutoField(primary_key=True)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    interval_unit = models.CharField(max_length=8, choices=PlanInterval.choices)
+    interval_count = models.PositiveIntegerField(default=1)
+    price = models.DecimalField(max_digits=20, decimal_places=4)
+    currency = models.CharField(max_length=64)
+    trial_days = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # A retired version takes no new subscriptions; its subscribers keep it.
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("plan_id", "version")
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "version"], name="plan_version_unique"),
+            models.CheckConstraint(
+                condition=Q(interval_count__gte=1), name="plan_interval_count_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(interval_unit__in=["days", "weeks", "months", "years"]),
+                name="plan_interval_unit_valid",
+            ),
+            models.CheckConstraint(condition=Q(price__gte=0), name="plan_price_non_negative"),
+        ]
+
+
+class PlanEntitlement(models.Model):
+    """What a plan version gives: an allowance of a quantity product per reset period (with
+    an optional rollover cap), access to a period or unlimited product's features for the
+    subscription's period, or a configuration value."""
+
+    id = models.BigAutoField(primary_key=True)
+    version = models.ForeignKey(PlanVersion, on_delete=models.CASCADE, related_name="entitlements")
+    position = models.PositiveSmallIntegerField(default=0)
+    entitlement_type = models.CharField(max_length=16, choices=EntitlementType.choices)
+    # allowance and access
+    product = models.ForeignKey(
+        Product, on_delete=models.PROTECT, null=True, blank=True, related_name="plan_entitlements"
+    )
+    # allowance
+    amount = models.BigIntegerField(null=True, blank=True)
+    reset_unit = models.CharField(
+        max_length=8, choices=PlanInterval.choices, blank=True, default=""
+    )
+    reset_count = models.PositiveIntegerField(null=True, blank=True)
+    rollover_cap = models.BigIntegerField(null=True, blank=True)
+    # value
+    name = models.CharField(max_length=64, blank=True, default="")
+    value = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("version_id", "position", "id")
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        entitlement_type="allowance",
+                        product__isnull=False,
+                        amount__gte=1,
+                        reset_unit__in=["days", "weeks", "months", "years"],
+                        reset_count__gte=1,
+                        rollover_cap__gte=0,
+                    )
+                    | Q(entitlement_type="access", product__isnull=False)
+                    | Q(entitlement_type="value", product__isnull=True)
+                ),
+                name="plan_entitlement_shape",
+            ),
+        ]
+
+
 class Customer(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     metadata = models.JSONField(default=dict, blank=True)

@@ -13,6 +13,9 @@ from billable.models import (
     LedgerEntry,
     Offer,
     Order,
+    Plan,
+    PlanEntitlement,
+    PlanVersion,
     Product,
     QuotaBatch,
     Referral,
@@ -54,6 +57,57 @@ def offer_data(offer: Offer) -> dict[str, Any]:
             for item in offer.items.all()
         ],
         "created_at": offer.created_at,
+    }
+
+
+def entitlement_data(entitlement: PlanEntitlement) -> dict[str, Any]:
+    allowance = entitlement.entitlement_type == "allowance"
+    return {
+        "type": entitlement.entitlement_type,
+        "product": entitlement.product.key if entitlement.product is not None else None,
+        "amount": entitlement.amount,
+        "reset_unit": entitlement.reset_unit or None,
+        "reset_count": entitlement.reset_count,
+        "rollover_cap": entitlement.rollover_cap if allowance else None,
+        "name": entitlement.name or None,
+        "value": entitlement.value,
+    }
+
+
+def _terms_data(version: PlanVersion) -> dict[str, Any]:
+    return {
+        "interval_unit": version.interval_unit,
+        "interval_count": version.interval_count,
+        "price": format_amount(version.price, version.currency),
+        "currency": version.currency,
+        "trial_days": version.trial_days,
+        "entitlements": [entitlement_data(e) for e in version.entitlements.all()],
+        "retired_at": version.retired_at,
+    }
+
+
+def plan_version_data(plan: Plan, version: PlanVersion) -> dict[str, Any]:
+    return {
+        "plan": plan.key,
+        "version": version.version,
+        "is_current": version.version == plan.current_version,
+        **_terms_data(version),
+        "created_at": version.created_at,
+    }
+
+
+def plan_data(plan: Plan, current: PlanVersion) -> dict[str, Any]:
+    """A plan with its current version's terms."""
+    return {
+        "key": plan.key,
+        "name": plan.name,
+        "description": plan.description,
+        "is_active": plan.is_active,
+        "metadata": plan.metadata,
+        "version": current.version,
+        **_terms_data(current),
+        "created_at": plan.created_at,
+        "updated_at": plan.updated_at,
     }
 
 

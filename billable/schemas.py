@@ -168,6 +168,121 @@ class OfferPage(Schema):
     next_cursor: str | None
 
 
+# --- Plans
+
+PlanIntervalName = Literal["days", "weeks", "months", "years"]
+
+
+class AllowanceIn(Schema):
+    type: Literal["allowance"]
+    product: Name = Field(..., description="A quantity product's key.")
+    amount: int = Field(..., ge=1, le=10**12, description="Units granted per reset period.")
+    reset_unit: PlanIntervalName | None = Field(
+        None, description="The reset period's unit; by default the plan's interval."
+    )
+    reset_count: int | None = Field(
+        None, ge=1, le=100_000,
+        description="The reset period's length; by default the plan's interval count (1 when "
+        "reset_unit is given).",
+    )
+    rollover_cap: int = Field(
+        0, ge=0, le=10**12, description="Unused units carried into the next period, at most."
+    )
+
+
+class AccessIn(Schema):
+    type: Literal["access"]
+    product: Name = Field(..., description="A period or unlimited product's key.")
+
+
+class ValueIn(Schema):
+    type: Literal["value"]
+    name: Name
+    value: Any = Field(..., description="Any JSON value (a limit, a list of models, ...).")
+
+
+EntitlementIn = Annotated[AllowanceIn | AccessIn | ValueIn, Field(discriminator="type")]
+
+
+class PlanIn(Schema):
+    key: Name
+    name: str = Field(..., min_length=1, max_length=200)
+    description: str = Field("", max_length=5000)
+    is_active: bool = True
+    metadata: Metadata = Field(default_factory=dict)
+    interval_unit: PlanIntervalName = "months"
+    interval_count: int = Field(1, ge=1, le=100_000)
+    price: Price = Field(..., description='Decimal amount per interval as a string ("19.00").')
+    currency: str = Field(..., min_length=1, max_length=64)
+    trial_days: int = Field(0, ge=0, le=3650)
+    entitlements: list[EntitlementIn] = Field(default_factory=list, max_length=50)
+
+
+class PlanPatch(Schema):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=5000)
+    is_active: bool | None = None
+    metadata: Metadata | None = None
+    interval_unit: PlanIntervalName | None = None
+    interval_count: int | None = Field(None, ge=1, le=100_000)
+    price: Price | None = None
+    currency: str | None = Field(None, min_length=1, max_length=64)
+    trial_days: int | None = Field(None, ge=0, le=3650)
+    entitlements: list[EntitlementIn] | None = Field(None, max_length=50)
+
+
+class EntitlementOut(Schema):
+    type: Literal["allowance", "access", "value"]
+    product: str | None
+    amount: int | None
+    reset_unit: PlanIntervalName | None
+    reset_count: int | None
+    rollover_cap: int | None
+    name: str | None
+    value: Any = None
+
+
+class PlanVersionOut(Schema):
+    plan: str
+    version: int
+    is_current: bool
+    interval_unit: PlanIntervalName
+    interval_count: int
+    price: str
+    currency: str
+    trial_days: int
+    entitlements: list[EntitlementOut]
+    created_at: datetime
+    retired_at: datetime | None
+
+
+class PlanVersionList(Schema):
+    items: list[PlanVersionOut]
+
+
+class PlanOut(Schema):
+    key: str
+    name: str
+    description: str
+    is_active: bool
+    metadata: dict[str, Any]
+    version: int = Field(..., description="The current version: the terms below.")
+    interval_unit: PlanIntervalName
+    interval_count: int
+    price: str
+    currency: str
+    trial_days: int
+    entitlements: list[EntitlementOut]
+    retired_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class PlanPage(Schema):
+    items: list[PlanOut]
+    next_cursor: str | None
+
+
 # --- Customers
 
 

@@ -9,6 +9,7 @@ package only imports them, in the order the OpenAPI document lists their paths:
     customers  /identify, /customers/merge, /customers, /customers/{id}
     wallet     /wallet, /wallet/batches, /wallet/transactions
     catalog    /products, /offers, /catalog
+    plans      /plans, /plans/{key}/versions, /plans/{key}/versions/{version}/retire
     orders     /orders, /orders/{id}/confirm|cancel|refund, /exchange
     referrals  /referrals, /referrals/stats
     settings   /settings
@@ -23,11 +24,14 @@ from billable.api.routers import router, settings_router
 
 # isort: off
 # The order of these imports is the order of the paths in the OpenAPI document.
-from billable.api import quota, holds, grants, customers, wallet, catalog, orders, referrals
+from billable.api import quota, holds, grants, customers, wallet, catalog, plans, orders
+from billable.api import referrals
 from billable.api import settings
 
 # isort: on
 
-AGGREGATES = (quota, holds, grants, customers, wallet, catalog, orders, referrals, settings)
+AGGREGATES = (
+    quota, holds, grants, customers, wallet, catalog, plans, orders, referrals, settings
+)
 
 __all__ = ["AGGREGATES", "router", "settings_router"]

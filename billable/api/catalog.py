@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest
 from ninja import Query, Status
 
 from billable import presenters, selectors
-from billable.api.inputs import patch_changes
+from billable.api.inputs import decimal_amount, patch_changes
 from billable.api.routers import ADMIN, READ, router
 from billable.schemas import (
     OfferIn,
@@ -23,19 +22,8 @@ from billable.schemas import (
 )
 from billable.services import catalog as catalog_services
 from billable.services.catalog import ItemSpec
-from billing_platform.core.errors import ValidationFailed
 from billing_platform.core.pagination import Page, PageParams, page_data, paginate
 from billing_platform.core.problems import error_responses
-
-
-def _decimal(value: Any, field: str) -> Decimal:
-    try:
-        amount = Decimal(str(value))
-    except Exception as exc:
-        raise ValidationFailed(f"{field} is a decimal amount.", field=field) from exc
-    if not amount.is_finite() or amount < 0:
-        raise ValidationFailed(f"{field} is a non-negative amount.", field=field)
-    return amount
 
 
 def _items(items: list[Any]) -> list[ItemSpec]:
@@ -130,7 +118,7 @@ def offer_create(request: HttpRequest, payload: OfferIn) -> Status:
     offer = catalog_services.offer_create(
         sku=payload.sku,
         name=payload.name,
-        price=_decimal(payload.price, "price"),
+        price=decimal_amount(payload.price, "price"),
         currency=payload.currency,
         items=_items(payload.items),
         description=payload.description,
@@ -162,7 +150,7 @@ def offer_update(request: HttpRequest, sku: str, payload: OfferPatch) -> dict[st
     offer = selectors.offer_get(sku=sku)
     changes = patch_changes(payload)
     if "price" in changes:
-        changes["price"] = _decimal(changes["price"], "price")
+        changes["price"] = decimal_amount(changes["price"], "price")
     if "items" in changes:
         changes["items"] = _items(payload.items or [])
     catalog_services.offer_update(offer=offer, **changes)

@@ -1,14 +1,17 @@
-"""What the billing endpoints read from a request: the caller, the customer named, a PATCH."""
+"""What the billing endpoints read from a request: the caller, the customer named, a PATCH,
+an amount."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest
 
 from billable.schemas import CustomerRefIn
 from billable.selectors import CustomerRef
+from billing_platform.core.errors import ValidationFailed
 from billing_platform.core.identity import caller
 from billing_platform.core.schema_types import Schema
 
@@ -35,3 +38,14 @@ def patch_changes(payload: Schema, *, clearable: Collection[str] = ()) -> dict[s
         for name, value in payload.dict(exclude_unset=True).items()
         if value is not None or name in clearable
     }
+
+
+def decimal_amount(value: Any, field: str) -> Decimal:
+    """A price as given (a decimal string or a JSON number) as a non-negative `Decimal`."""
+    try:
+        amount = Decimal(str(value))
+    except Exception as exc:
+        raise ValidationFailed(f"{field} is a decimal amount.", field=field) from exc
+    if not amount.is_finite() or amount < 0:
+        raise ValidationFailed(f"{field} is a non-negative amount.", field=field)
+    return amount

@@ -7,6 +7,7 @@ One module per concern; every public name is importable from here (`selectors.pr
 - `identities`: the hashes of trial identities;
 - `ledger`: usable batches, balances, holds, ledger entries;
 - `balance`: the one-statement can-use check of one name (`balance_check`);
+- `plans`: plans, their versions and entitlements;
 - `orders`; `sweep` (when upkeep is next due); `verify` (the ledger invariant).
 
 Selectors never import services; services call them for what they read.
@@ -51,6 +52,7 @@ from billable.selectors.ledger import (
     wallet,
 )
 from billable.selectors.orders import order_get, order_list
+from billable.selectors.plans import plan_get, plan_list, plan_version
 from billable.selectors.products import (
     catalog,
     catalog_by_skus,
@@ -106,6 +108,9 @@ __all__ = [
     "order_get",
     "order_list",
     "period_access_end",
+    "plan_get",
+    "plan_list",
+    "plan_version",
     "product_get",
     "product_list",
     "referral_stats",

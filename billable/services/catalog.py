@@ -13,7 +13,15 @@ from billable import errors, signals
 from billable.catalog_keys import FEATURE_RE, normalise_key
 from billable.currencies import MAX_PRICE, is_iso, minor_digits
 from billable.metadata import metadata_check
-from billable.models import CatalogKey, Offer, OfferItem, Product, ProductType, QuotaBatch
+from billable.models import (
+    CatalogKey,
+    Offer,
+    OfferItem,
+    PlanEntitlement,
+    Product,
+    ProductType,
+    QuotaBatch,
+)
 from billable.periods import period_too_long
 from billing_platform.core.errors import ValidationFailed
 from billing_platform.core.patches import UNSET, save_patch
@@ -34,13 +42,15 @@ def normalise_features(features: Sequence[Any]) -> list[str]:
     return result
 
 
-def _claim_key(key: str, kind: str) -> None:
-    """Reserve a name in the shared product/offer namespace (409 key_taken if used)."""
+def claim_key(key: str, kind: str) -> None:
+    """Reserve a name in the shared product/offer/plan namespace (409 key_taken if used)."""
     try:
         with transaction.atomic():
             CatalogKey.objects.create(key=key, kind=kind)
     except IntegrityError as exc:
-        raise errors.KeyTaken(f"{key} is already a product key or an offer SKU.") from exc
+        raise errors.KeyTaken(
+            f"{key} is already a product key, an offer SKU or a plan key."
+        ) from exc
 
 
 def _features_from(metadata: dict[str, Any], features: Sequence[Any] | None) -> list[str]:
@@ -79,7 +89,7 @@ def product_create(
     metadata["features"] = feature_list
     metadata_check(metadata)
     with transaction.atomic():
-        _claim_key(key, "product")
+        claim_key(key, "product")
         return Product.objects.create(
             key=key,
             name=name,
@@ -103,14 +113,18 @@ def product_update(
     metadata: dict[str, Any] = UNSET,
     features: Sequence[str] = UNSET,
 ) -> Product:
-    """Change a product; type and currency flag are fixed once batches exist (409)."""
+    """Change a product; type and currency flag are fixed once batches or plan entitlements
+    exist (409)."""
     with transaction.atomic():
         product = Product.objects.select_for_update().get(pk=product.pk)
         was_active = product.is_active
         fixed_change = (product_type is not UNSET and product_type != product.product_type) or (
             is_currency is not UNSET and is_currency != product.is_currency
         )
-        if fixed_change and QuotaBatch.objects.filter(product=product).exists():
+        if fixed_change and (
+            QuotaBatch.objects.filter(product=product).exists()
+            or PlanEntitlement.objects.filter(product=product).exists()
+        ):
             raise errors.ProductInUse()
         if is_currency is not UNSET and is_currency and is_iso(product.key):
             raise ValidationFailed(
@@ -151,7 +165,7 @@ class ItemSpec:
     period_value: int | None = None
 
 
-def _check_currency(currency: str, price: Decimal) -> str:
+def check_currency(currency: str, price: Decimal) -> str:
     if not price.is_finite() or not 0 <= price <= MAX_PRICE:
         raise ValidationFailed(
             f"price is a non-negative amount of at most {MAX_PRICE}.", field="price",
@@ -244,9 +258,9 @@ def offer_create(
 ) -> Offer:
     sku = normalise_key(sku, field="sku")
     with transaction.atomic():
-        currency = _check_currency(currency, price)
+        currency = check_currency(currency, price)
         resolved = _resolve_items(items)
-        _claim_key(sku, "offer")
+        claim_key(sku, "offer")
         offer = Offer.objects.create(
             sku=sku,
             name=name,
@@ -283,7 +297,7 @@ def offer_update(
         if price is not UNSET or currency is not UNSET:
             new_price = price if price is not UNSET else offer.price
             new_currency = currency if currency is not UNSET else offer.currency
-            changes["currency"] = _check_currency(new_currency, new_price)
+            changes["currency"] = check_currency(new_currency, new_price)
             changes["price"] = new_price
         if items is not UNSET:
             resolved = _resolve_items(items)

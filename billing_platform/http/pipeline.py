@@ -107,9 +107,13 @@ def _owns_transaction(run: Run) -> bool:
 
 
 def _run_once(
-    run: Run, request: HttpRequest, key: str | None, hashed: str, *args: Any, **kwargs: Any
+    run: Run, request: HttpRequest, key: str | None, hashed: str, /, *args: Any, **kwargs: Any
 ) -> HttpResponseBase:
-    """One attempt in the request's transaction; raises `_Retry` to run it again."""
+    """One attempt in the request's transaction; raises `_Retry` to run it again.
+
+    Its own parameters are positional-only: the view's path parameters arrive in `kwargs`
+    under their own names (a route's `{key}` is not the idempotency key).
+    """
     if not key and _owns_transaction(run):
         response = run(request, *args, **kwargs)
         if request_state(request).retry:
