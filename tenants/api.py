@@ -57,12 +57,14 @@ def keys_list(request: HttpRequest, page: Query[PageParams]) -> dict:
 def keys_create(request: HttpRequest, payload: ApiKeyCreateIn) -> Status:
     caller = identity.caller(request)
     tenant = Tenant.objects.get(pk=caller.tenant.id)  # type: ignore[union-attr]
+    issuer = selectors.api_key_get(tenant_id=tenant.pk, key_id=caller.key_id)
     key, raw = services.api_key_create(
         tenant=tenant,
         name=payload.name,
         scopes=payload.scopes,
         expires_at=payload.expires_at,
         issuer_scopes=caller.scopes,
+        issuer_expires_at=issuer.expires_at,
     )
     return Status(201, {**presenters.api_key_data(key), "key": raw})
 

@@ -132,15 +132,28 @@ def api_key_create(
     scopes: Sequence[str] | None = None,
     expires_at: datetime | None = None,
     issuer_scopes: Collection[str] | None = None,
+    issuer_expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a tenant key; the raw key is returned once and never stored.
 
-    `issuer_scopes` are those of the tenant key asking (`POST /keys`): the new key may hold only
-    those, else `InsufficientScope`. `None` is an operator (platform key, command, admin).
+    `issuer_scopes` and `issuer_expires_at` are those of the tenant key asking (`POST /keys`):
+    the new key may hold only those scopes, else `InsufficientScope`, and may not outlive an
+    expiring issuer (without `expires_at` it expires with the issuer; a later one is 422). `None`
+    scopes are an operator's (platform key, command, admin).
     """
     scopes = validate_scopes(scopes)
     if issuer_scopes is not None:
         _check_scopes_held(scopes, issuer_scopes)
+    if issuer_expires_at is not None:
+        if expires_at is None:
+            expires_at = issuer_expires_at
+        elif expires_at > issuer_expires_at:
+            raise errors.ValidationFailed(
+                "A key may not outlive the key that creates it: expires_at is at most "
+                f"{issuer_expires_at.isoformat()}.",
+                field="expires_at",
+                msg="after the creating key's expiry",
+            )
     with transaction.atomic():
         # Lock the tenant row so concurrent creations cannot pass the limit together.
         Tenant.objects.select_for_update().filter(pk=tenant.pk).exists()

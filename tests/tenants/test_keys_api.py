@@ -133,3 +133,36 @@ def test_a_stored_key_answer_is_replayed_only_to_the_key_that_made_it(
     assert other.status != 201 and first.json["key"] not in other.body.decode()
     assert_problem(other, 422, "idempotency_key_reused")
     assert ApiKey.objects.filter(tenant=acme.tenant, name="granter").count() == 1
+
+
+def test_a_key_made_by_an_expiring_key_does_not_outlive_it(api: Api, acme: TenantFixture) -> None:
+    # given an admin key that expires in a day
+    ends = timezone.now() + timedelta(days=1)
+    _row, expiring = make_key(acme.tenant, name="temporary", scopes=["admin"], expires_at=ends)
+    before = ApiKey.objects.filter(tenant=acme.tenant).count()
+
+    # when it makes a key without an expiry, with a later one, and with an earlier one
+    plain = api.post("keys", json={"name": "plain", "scopes": ["admin"]}, key=expiring)
+    later = api.post(
+        "keys",
+        json={"name": "later", "scopes": ["admin"],
+              "expires_at": (ends + timedelta(days=365)).isoformat()},
+        key=expiring,
+    )
+    sooner_at = ends - timedelta(hours=1)
+    sooner = api.post(
+        "keys",
+        json={"name": "sooner", "scopes": ["admin"], "expires_at": sooner_at.isoformat()},
+        key=expiring,
+    )
+
+    # then the first expires with its maker, the second is refused, the third keeps its own
+    assert plain.status == 201, plain.body
+    assert ApiKey.objects.get(pk=plain.json["id"]).expires_at == ends
+    assert_problem(later, 422, "validation_error")
+    assert sooner.status == 201
+    assert ApiKey.objects.get(pk=sooner.json["id"]).expires_at == sooner_at
+    assert ApiKey.objects.filter(tenant=acme.tenant).count() == before + 2
+    # A key that does not expire still makes keys that do not.
+    lasting = api.post("keys", json={"name": "lasting"}, key=acme.key)
+    assert ApiKey.objects.get(pk=lasting.json["id"]).expires_at is None
