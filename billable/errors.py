@@ -45,6 +45,11 @@ class PlanVersionNotFound(NotFound):
     title = "No such version of this plan"
 
 
+class SubscriptionNotFound(NotFound):
+    code = "subscription_not_found"
+    title = "No such subscription"
+
+
 class BatchNotFound(NotFound):
     code = "batch_not_found"
     title = "No such batch"
@@ -178,3 +183,23 @@ class IdentityConflict(Conflict):
 class SameCustomer(Unprocessable):
     code = "same_customer"
     title = "Source and target are the same customer"
+
+
+class PlanVersionRetired(Conflict):
+    code = "plan_version_retired"
+    title = "This version of the plan takes no new subscriptions"
+
+
+class InactivePlan(Unprocessable):
+    code = "inactive_plan"
+    title = "The plan is not active"
+
+
+class SubscriptionExists(Conflict):
+    code = "subscription_exists"
+    title = "The customer already has a live subscription to this plan"
+
+
+class SubscriptionNotActive(Conflict):
+    code = "subscription_not_active"
+    title = "The subscription is not in a state that allows this"

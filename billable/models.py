@@ -279,6 +279,7 @@ class BatchSource(models.TextChoices):
     REFERRAL = "referral", "referral"
     MANUAL = "manual", "manual"
     ADJUSTMENT = "adjustment", "adjustment"
+    PLAN = "plan", "plan"
 
 
 class QuotaBatch(models.Model):
@@ -507,5 +508,109 @@ class Referral(models.Model):
             models.UniqueConstraint(fields=["referee"], name="referral_one_referrer"),
             models.CheckConstraint(
                 condition=~Q(referrer=models.F("referee")), name="referral_not_self"
+            ),
+        ]
+
+
+class SubscriptionStatus(models.TextChoices):
+    TRIALING = "trialing", "trialing"
+    ACTIVE = "active", "active"
+    PAST_DUE = "past_due", "past_due"
+    CANCELLED = "cancelled", "cancelled"
+    EXPIRED = "expired", "expired"
+
+
+LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due")
+
+
+class Subscription(models.Model):
+    """A customer's subscription to one version of a plan.
+
+    `current_period_start`/`_end` is the billing period (or the trial) the subscription is in;
+    `covered_until` is how far its rights are granted: the end of the last period that was paid
+    for, given free, or trialled. Allowance periods are anchored at `anchored_at`.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="subscriptions")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    version = models.ForeignKey(
+        PlanVersion, on_delete=models.PROTECT, related_name="subscriptions"
+    )
+    status = models.CharField(max_length=16, choices=SubscriptionStatus.choices)
+    anchored_at = models.DateTimeField()
+    # Billing periods are counted from here (the first period's start: after the trial, if
+    # any), so a monthly plan started on Jan 31 renews on Feb 28/29, Mar 31, Apr 30, ...
+    billing_anchor = models.DateTimeField()
+    period_number = models.PositiveIntegerField(default=0)  # 0 during a trial
+    current_period_start = models.DateTimeField()
+    current_period_end = models.DateTimeField()
+    covered_until = models.DateTimeField()
+    trial_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # When the sweep next has work for it: an allowance period to write, or the period's end.
+    next_due_at = models.DateTimeField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_due_at"], name="subscription_due_idx",
+                condition=Q(next_due_at__isnull=False),
+            ),
+            models.Index(fields=["customer", "created_at"], name="subscription_customer_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "plan"],
+                # Equalities, not IN: a schema cloned from the template re-creates the index
+                # from its definition, and an IN list does not read back the same.
+                condition=Q(status="trialing") | Q(status="active") | Q(status="past_due"),
+                name="subscription_one_live_per_plan",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=["trialing", "active", "past_due", "cancelled", "expired"]
+                ),
+                name="subscription_status_valid",
+            ),
+        ]
+
+
+class SubscriptionGrant(models.Model):
+    """One batch a subscription granted, written once: an allowance entitlement's reset period,
+    or an access entitlement's billing period (`period_index` counts the entitlement's periods).
+
+    For an allowance, `rolled_over` records that the period's unused units (capped) went on to
+    the next period, in `rollover_batch`.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.PROTECT, related_name="grants"
+    )
+    entitlement = models.ForeignKey(
+        PlanEntitlement, on_delete=models.PROTECT, related_name="subscription_grants"
+    )
+    period_index = models.PositiveIntegerField()
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    batch = models.OneToOneField(
+        QuotaBatch, on_delete=models.PROTECT, related_name="subscription_grant"
+    )
+    rollover_batch = models.OneToOneField(
+        QuotaBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="rolled_into"
+    )
+    rolled_over = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ("subscription_id", "entitlement_id", "period_index")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "entitlement", "period_index"],
+                name="subscription_grant_once",
             ),
         ]

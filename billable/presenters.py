@@ -19,6 +19,7 @@ from billable.models import (
     Product,
     QuotaBatch,
     Referral,
+    Subscription,
     Usage,
 )
 from billable.results import Balance, IdentifyResult, MergeResult
@@ -108,6 +109,23 @@ def plan_data(plan: Plan, current: PlanVersion) -> dict[str, Any]:
         **_terms_data(current),
         "created_at": plan.created_at,
         "updated_at": plan.updated_at,
+    }
+
+
+def subscription_data(sub: Subscription) -> dict[str, Any]:
+    return {
+        "id": str(sub.pk),
+        "customer_id": str(sub.customer_id),
+        "plan": sub.plan.key,
+        "version": sub.version.version,
+        "status": sub.status,
+        "current_period_start": sub.current_period_start,
+        "current_period_end": sub.current_period_end,
+        "trial_end": sub.trial_end,
+        "cancel_at_period_end": sub.cancel_at_period_end,
+        "ended_at": sub.ended_at,
+        "metadata": sub.metadata,
+        "created_at": sub.created_at,
     }
 
 

@@ -283,6 +283,40 @@ class PlanPage(Schema):
     next_cursor: str | None
 
 
+# --- Subscriptions
+
+SubscriptionStatusName = Literal["trialing", "active", "past_due", "cancelled", "expired"]
+
+
+class SubscriptionIn(CustomerRefIn, IdempotentIn):
+    plan: Name
+    version: int | None = Field(
+        None, ge=1, description="A version of the plan; by default its current one."
+    )
+    trial: bool = Field(True, description="Start with the version's trial, if it has one.")
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class SubscriptionOut(Schema):
+    id: str
+    customer_id: str
+    plan: str
+    version: int
+    status: SubscriptionStatusName
+    current_period_start: datetime
+    current_period_end: datetime
+    trial_end: datetime | None
+    cancel_at_period_end: bool
+    ended_at: datetime | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class SubscriptionPage(Schema):
+    items: list[SubscriptionOut]
+    next_cursor: str | None
+
+
 # --- Customers
 
 
@@ -486,6 +520,7 @@ class SettingsOut(Schema):
     referral_reward_sku: str | None
     referee_reward_sku: str | None
     public_catalog: bool
+    subscription_grace_days: int
 
 
 class SettingsPatch(Schema):
@@ -494,6 +529,7 @@ class SettingsPatch(Schema):
     referral_reward_sku: Name | None = None
     referee_reward_sku: Name | None = None
     public_catalog: bool | None = None
+    subscription_grace_days: int | None = Field(None, ge=0, le=365)
 
 
 # --- Orders, exchange, referrals, merge

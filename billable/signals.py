@@ -33,6 +33,12 @@ batch_expired = Signal()
 hold_created = Signal()
 hold_committed = Signal()
 hold_released = Signal()
+subscription_created = Signal()
+subscription_renewed = Signal()
+subscription_past_due = Signal()
+subscription_cancelled = Signal()
+subscription_expired = Signal()
+allowance_reset = Signal()
 
 
 _conditions: dict[tuple[int, str], Callable[[], bool]] = {}

@@ -17,6 +17,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "referral_reward_sku": None,
     "referee_reward_sku": None,
     "public_catalog": False,
+    # Days a subscription stays `past_due` after its paid period before it expires.
+    "subscription_grace_days": 3,
 }
 
 

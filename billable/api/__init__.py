@@ -10,6 +10,7 @@ package only imports them, in the order the OpenAPI document lists their paths:
     wallet     /wallet, /wallet/batches, /wallet/transactions
     catalog    /products, /offers, /catalog
     plans      /plans, /plans/{key}/versions, /plans/{key}/versions/{version}/retire
+    subscriptions  /subscriptions, /subscriptions/{id}, /subscriptions/{id}/cancel|resume
     orders     /orders, /orders/{id}/confirm|cancel|refund, /exchange
     referrals  /referrals, /referrals/stats
     settings   /settings
@@ -25,13 +26,14 @@ from billable.api.routers import router, settings_router
 # isort: off
 # The order of these imports is the order of the paths in the OpenAPI document.
 from billable.api import quota, holds, grants, customers, wallet, catalog, plans, orders
-from billable.api import referrals
+from billable.api import subscriptions, referrals
 from billable.api import settings
 
 # isort: on
 
 AGGREGATES = (
-    quota, holds, grants, customers, wallet, catalog, plans, orders, referrals, settings
+    quota, holds, grants, customers, wallet, catalog, plans, orders, subscriptions, referrals,
+    settings,
 )
 
 __all__ = ["AGGREGATES", "router", "settings_router"]

@@ -7,7 +7,7 @@ One module per concern; every public name is importable from here (`selectors.pr
 - `identities`: the hashes of trial identities;
 - `ledger`: usable batches, balances, holds, ledger entries;
 - `balance`: the one-statement can-use check of one name (`balance_check`);
-- `plans`: plans, their versions and entitlements;
+- `plans`: plans, their versions and entitlements; `subscriptions`;
 - `orders`; `sweep` (when upkeep is next due); `verify` (the ledger invariant).
 
 Selectors never import services; services call them for what they read.
@@ -63,6 +63,7 @@ from billable.selectors.products import (
     product_get,
     product_list,
 )
+from billable.selectors.subscriptions import subscription_get, subscription_list
 from billable.selectors.sweep import sweep_next_due
 from billable.selectors.verify import (
     BatchDrift,
@@ -116,6 +117,8 @@ __all__ = [
     "referral_stats",
     "referrer_chain",
     "referrer_chain_contains",
+    "subscription_get",
+    "subscription_list",
     "sweep_next_due",
     "tenants_verify",
     "trial_taken",

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from billable import clock
-from billable.models import BatchState, Hold, HoldStatus, IdempotencyRecord, QuotaBatch
+from billable.models import (
+    BatchState,
+    Hold,
+    HoldStatus,
+    IdempotencyRecord,
+    QuotaBatch,
+    Subscription,
+)
 from billable.tenancy import current_settings
 
 
@@ -29,7 +36,13 @@ def sweep_next_due() -> datetime:
     oldest = IdempotencyRecord.objects.order_by("created_at").values_list("created_at", flat=True)
     record = oldest.first()
     days = int(current_settings().get("idempotency_retention_days") or 7)
-    candidates += [at for at in (batch, hold) if at is not None]
+    subscription = (
+        Subscription.objects.filter(next_due_at__isnull=False)
+        .order_by("next_due_at")
+        .values_list("next_due_at", flat=True)
+        .first()
+    )
+    candidates += [at for at in (batch, hold, subscription) if at is not None]
     if record is not None:
         candidates.append(record + timedelta(days=days))
     return min(candidates)

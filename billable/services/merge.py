@@ -5,6 +5,7 @@ from __future__ import annotations
 from billable import errors, signals
 from billable.metadata import metadata_check
 from billable.models import (
+    LIVE_SUBSCRIPTION_STATUSES,
     Adjustment,
     Customer,
     ExternalIdentity,
@@ -13,6 +14,7 @@ from billable.models import (
     Order,
     QuotaBatch,
     Referral,
+    Subscription,
     Usage,
 )
 from billable.results import MergeResult
@@ -51,6 +53,17 @@ def customer_merge(*, target: Customer, source: Customer) -> MergeResult:
                 raise errors.IdentityConflict(
                     f"Both customers have a different {provider!r} identity."
                 )
+        shared_plans = set(
+            Subscription.objects.filter(customer=target, status__in=LIVE_SUBSCRIPTION_STATUSES)
+            .values_list("plan_id", flat=True)
+        ) & set(
+            Subscription.objects.filter(customer=source, status__in=LIVE_SUBSCRIPTION_STATUSES)
+            .values_list("plan_id", flat=True)
+        )
+        if shared_plans:
+            raise errors.SubscriptionExists(
+                "Both customers have a live subscription to the same plan; cancel one first."
+            )
         metadata = {**source.metadata, **target.metadata}
         metadata_check(metadata, before=target.metadata)
         moved_identities = ExternalIdentity.objects.filter(customer=source).update(customer=target)
@@ -60,6 +73,7 @@ def customer_merge(*, target: Customer, source: Customer) -> MergeResult:
         moved_usages = Usage.objects.filter(customer=source).update(customer=target)
         Grant.objects.filter(customer=source).update(customer=target)
         Adjustment.objects.filter(customer=source).update(customer=target)
+        Subscription.objects.filter(customer=source).update(customer=target)
         moved_referrals = _move_referrals(target=target, source=source)
         source.merged_into = target
         target.metadata = metadata

@@ -1,4 +1,5 @@
-"""Periodic upkeep of the tenant schemas: expire batches and holds, purge old idempotency keys.
+"""Periodic upkeep of the tenant schemas: advance subscriptions, expire batches and holds, purge
+old idempotency keys.
 
 `tenant_sweep` sweeps the schema in use; `due_tenants_sweep` every schema whose `sweep_due_at`
 has come (the platform's sweep adds the webhook purge: `billing_platform.operations`).
@@ -22,6 +23,7 @@ from billable.models import BatchState, IdempotencyRecord, QuotaBatch
 from billable.selectors import sweep_next_due
 from billable.services import ledger
 from billable.services.holds import holds_expire_due
+from billable.services.subscriptions import ADVANCE_CHUNK, subscriptions_advance_due
 from billable.tenancy import current_settings
 from tenants.models import Tenant, TenantStatus
 from tenants.schema_migrations import unusable_schemas
@@ -33,6 +35,7 @@ logger = logging.getLogger("billable.sweep")
 
 @dataclass(frozen=True)
 class SweepResult:
+    subscriptions_advanced: int
     batches_expired: int
     holds_expired: int
     idempotency_purged: int
@@ -71,7 +74,17 @@ def idempotency_purge() -> int:
 
 
 def tenant_sweep() -> SweepResult:
-    """Run every upkeep task in the active tenant schema."""
+    """Run every upkeep task in the active tenant schema.
+
+    Subscriptions first: an ended allowance period's unused units roll over before the batch
+    expiry takes what is left.
+    """
+    advanced = 0
+    while True:
+        done = subscriptions_advance_due()
+        advanced += done
+        if done < ADVANCE_CHUNK:
+            break
     expired = 0
     while True:
         done = batches_expire_due()
@@ -79,6 +92,7 @@ def tenant_sweep() -> SweepResult:
         if done < BATCH_CHUNK:
             break
     return SweepResult(
+        subscriptions_advanced=advanced,
         batches_expired=expired,
         holds_expired=holds_expire_due(),
         idempotency_purged=idempotency_purge(),
@@ -96,6 +110,7 @@ def due_tenants_sweep(*, everything: bool = False) -> dict[str, int]:
     totals = {
         "tenants": 0,
         "tenants_failed": 0,
+        "subscriptions_advanced": 0,
         "batches_expired": 0,
         "holds_expired": 0,
         "idempotency_purged": 0,
@@ -120,6 +135,7 @@ def due_tenants_sweep(*, everything: bool = False) -> dict[str, int]:
             totals["tenants_failed"] += 1
             continue
         totals["tenants"] += 1
+        totals["subscriptions_advanced"] += result.subscriptions_advanced
         totals["batches_expired"] += result.batches_expired
         totals["holds_expired"] += result.holds_expired
         totals["idempotency_purged"] += result.idempotency_purged

@@ -55,6 +55,30 @@ EVENTS: tuple[EventKind, ...] = (
         "customer.merged", p.CustomerMergedEventData, signals.customer_merged, p.build_merged
     ),
     EventKind("batch.expired", p.BatchEventData, signals.batch_expired, p.build_batch),
+    EventKind(
+        "subscription.created", p.SubscriptionEventData, signals.subscription_created,
+        p.build_subscription,
+    ),
+    EventKind(
+        "subscription.renewed", p.SubscriptionEventData, signals.subscription_renewed,
+        p.build_subscription,
+    ),
+    EventKind(
+        "subscription.past_due", p.SubscriptionEventData, signals.subscription_past_due,
+        p.build_subscription,
+    ),
+    EventKind(
+        "subscription.cancelled", p.SubscriptionEventData, signals.subscription_cancelled,
+        p.build_subscription,
+    ),
+    EventKind(
+        "subscription.expired", p.SubscriptionEventData, signals.subscription_expired,
+        p.build_subscription,
+    ),
+    EventKind(
+        "allowance.reset", p.AllowanceResetEventData, signals.allowance_reset,
+        p.build_allowance_reset,
+    ),
     EventKind("webhook.test", p.WebhookTestEventData),
 )
 

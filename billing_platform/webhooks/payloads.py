@@ -24,6 +24,7 @@ from billable.schemas import (
     MergeOut,
     OrderOut,
     ProductOut,
+    SubscriptionOut,
     UsageOut,
 )
 
@@ -85,6 +86,26 @@ class ReferralEventData(_Strict):
     referee_id: str
     rewarded_at: datetime | None
     created_at: datetime
+    customer: EventCustomer
+
+
+class SubscriptionEventData(SubscriptionOut):
+    """subscription.created, .renewed, .past_due, .cancelled, .expired: the subscription as it is
+    after the change."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer: EventCustomer
+
+
+class AllowanceResetEventData(_Strict):
+    """allowance.reset: a subscription's new allowance period, written ahead of its start."""
+
+    subscription_id: str
+    plan: str
+    product: str
+    amount: int
+    period_start: datetime
+    period_end: datetime
     customer: EventCustomer
 
 
@@ -176,3 +197,21 @@ def build_batch(kw: dict[str, Any]) -> dict[str, Any]:
 
 def build_product(kw: dict[str, Any]) -> dict[str, Any]:
     return presenters.product_data(kw["product"])
+
+
+def build_subscription(kw: dict[str, Any]) -> dict[str, Any]:
+    sub = kw["subscription"]
+    return _with_customer(presenters.subscription_data(sub), sub.customer)
+
+
+def build_allowance_reset(kw: dict[str, Any]) -> dict[str, Any]:
+    sub = kw["subscription"]
+    data = {
+        "subscription_id": str(sub.pk),
+        "plan": sub.plan.key,
+        "product": kw["product"].key,
+        "amount": kw["amount"],
+        "period_start": kw["period_start"],
+        "period_end": kw["period_end"],
+    }
+    return _with_customer(data, sub.customer)

@@ -35,6 +35,7 @@ from billable.models import (
     LedgerEntry,
     Order,
     QuotaBatch,
+    SubscriptionGrant,
     Usage,
 )
 from billable.selectors import CustomerRef, balance_get, ledger_verify
@@ -43,6 +44,9 @@ from billable.services.customers import customer_ensure
 from billable.services.grants import adjustment_create, offer_grant
 from billable.services.holds import hold_create, holds_expire_due
 from billable.services.orders import LineIn, order_confirm, order_create
+from billable.services.plans import EntitlementSpec, Terms, plan_create
+from billable.services.quota import quota_consume
+from billable.services.subscriptions import subscription_create
 from billable.services.sweep import tenant_sweep
 from tests.support.api import Api, Response
 from tests.support.billing import assert_ledger_invariant, ledger_sum
@@ -605,4 +609,72 @@ def test_hold_commit_racing_the_hold_sweep_settles_each_hold_once(
         batches = QuotaBatch.objects.filter(customer=who)
         assert debited(batches, "hold") == 16
     assert remaining(conc, who, "compute") == 20 - kept
+    verified(conc)
+
+
+# --- 6. allowance resets: two sweeps and consumes at the boundary instant
+
+
+def test_sweeps_and_consumes_at_an_allowance_boundary_reset_once(
+    races_catalog: ConcTenant, committed: None, pinned_clock: None
+) -> None:
+    # given: a free daily plan of 10 credits carrying up to 4 unused; 7 of the first day's used
+    conc = races_catalog
+    tag = secrets.token_hex(3)
+    start = (timezone.now() + timedelta(hours=3)).replace(microsecond=0)
+    clock.set_now(start)
+    who = customer(conc, f"sb-{tag}")
+    with tenant_context(conc.tenant):
+        plan = plan_create(
+            key=f"race-{tag}", name="race",
+            terms=Terms("days", 1, Decimal("0"), "USD", 0, (
+                EntitlementSpec("allowance", product="credits", amount=10, rollover_cap=4),
+            )),
+        )
+        sub = subscription_create(customer=who, plan=plan)
+        for index in range(7):
+            quota_consume(customer=who, feature="compute", action_id=f"pre-{index}")
+        first = SubscriptionGrant.objects.get(subscription=sub, period_index=0).batch_id
+        # (the plan has an allowance only: every grant of it is an allowance period)
+    boundary = start + timedelta(days=1)
+    # the sweep ran half an hour before, as it does: the second period is written ahead
+    clock.set_now(boundary - timedelta(minutes=30))
+    with tenant_context(conc.tenant):
+        tenant_sweep()
+        assert SubscriptionGrant.objects.filter(subscription=sub).count() == 2
+    clock.set_now(boundary - timedelta(microseconds=1))
+    sent_at: dict[str, datetime] = {}
+    calls = [timed_consume(conc, who, index, sent_at) for index in range(12)]
+    # one thread moves the clock to the boundary and sweeps; another sweeps at some moment
+    calls.insert(4, job(conc, clock_tick(boundary, after=0.02)))
+    calls.insert(8, job(conc, sweep))
+
+    # when
+    responses = hammer(calls)
+    with tenant_context(conc.tenant):
+        tenant_sweep()
+
+    # then: every consume sent at or after the boundary succeeded (a consume sent before it may
+    # find the first period's 3 units gone: 402); one allowance per period; the rollover was
+    # written once, exactly the first period's unused units at the boundary (at most 4); no
+    # consume sent at or after the boundary drew from the first period
+    del responses[8], responses[4]
+    expect(responses, {200: set(), 402: {"quota_exhausted"}})
+    refused = {str(index) for index, r in enumerate(responses) if r.status == 402}
+    assert all(sent_at[index] < boundary for index in refused), "a late consume was refused"
+    with tenant_context(conc.tenant):
+        periods = SubscriptionGrant.objects.filter(subscription=sub)
+        assert sorted(periods.values_list("period_index", flat=True)) == [0, 1]
+        old = QuotaBatch.objects.get(pk=first)
+        used_late = debited([old], "usage") - 7
+        rolled = LedgerEntry.objects.filter(action_type="plan.rollover", direction="credit",
+                                            batch__customer=who)
+        assert rolled.count() == 1
+        assert rolled.get().amount == min(4, 3 - used_late)
+        drew = set(
+            Usage.objects.filter(entries__batch=old, action_type="usage")
+            .values_list("action_id", flat=True)
+        )
+    late = {index for index, at in sent_at.items() if at >= boundary}
+    assert not late & drew, f"consumes {late & drew} drew from the first period after it ended"
     verified(conc)

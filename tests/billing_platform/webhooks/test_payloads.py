@@ -70,6 +70,19 @@ def produce_every_event(api: Api, acme: TenantFixture) -> None:
         "source_customer_id": source["customer_id"]}, key=key))
     # product.deactivated
     _ok(api.patch("billing/products/unl", json={"is_active": False}, key=key))
+    # subscription.created now; at the sweep below, the free plan renews (subscription.renewed,
+    # allowance.reset), the paid one goes past due and, its grace gone, expires, and the one
+    # cancelled at period end is cancelled
+    for plan_key, price in (("free_plan", "0"), ("paid_plan", "5")):
+        _ok(api.post("billing/plans", json={
+            "key": plan_key, "name": plan_key, "price": price, "currency": "USD",
+            "entitlements": [{"type": "allowance", "product": "reports", "amount": 3}]},
+            key=key), 201)
+    for external_id, plan in (("sub-free", "free_plan"), ("sub-paid", "paid_plan"),
+                              ("sub-cancel", "free_plan")):
+        created = _ok(api.post("billing/subscriptions", json={
+            "external_id": external_id, "plan": plan}, key=key), 201)
+    _ok(api.post(f"billing/subscriptions/{created['id']}/cancel", json={}, key=key))
     # batch.expired: the 30-day batches of reports_10 expire
     connection.set_schema_to_public()
     with clock.frozen(clock.now() + timedelta(days=40)):

@@ -19,6 +19,7 @@ class Command(BaseCommand):
         totals = platform_sweep(everything=options["all"])
         self.stdout.write(
             f"tenants={totals['tenants']} tenants_failed={totals['tenants_failed']} "
+            f"subscriptions_advanced={totals['subscriptions_advanced']} "
             f"batches_expired={totals['batches_expired']} "
             f"holds_expired={totals['holds_expired']} "
             f"idempotency_purged={totals['idempotency_purged']}"

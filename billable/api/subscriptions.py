@@ -1,0 +1,105 @@
+"""`/billing/subscriptions`: customers' subscriptions to plans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Status
+
+from billable import presenters, selectors
+from billable.api.inputs import customer_ref
+from billable.api.routers import GRANT, READ, WRITE, router
+from billable.schemas import (
+    CustomerQuery,
+    IdempotentIn,
+    SubscriptionIn,
+    SubscriptionOut,
+    SubscriptionPage,
+)
+from billable.services import customers as customer_services
+from billable.services import subscriptions as subscription_services
+from billing_platform.core.pagination import PageParams, page_data, paginate
+from billing_platform.core.problems import error_responses
+
+
+@router.post(
+    "/subscriptions",
+    auth=GRANT,
+    response={201: SubscriptionOut, **error_responses(404, 409)},
+    operation_id="billing_subscription_create",
+    summary="Subscribe a customer to a plan (a trial, or a first period paid for or free)",
+)
+def subscription_create(request: HttpRequest, payload: SubscriptionIn) -> Status:
+    customer = customer_services.customer_ensure(customer_ref(payload))
+    subscription = subscription_services.subscription_create(
+        customer=customer,
+        plan=selectors.plan_get(key=payload.plan),
+        version_number=payload.version,
+        trial=payload.trial,
+        metadata=payload.metadata,
+    )
+    found = selectors.subscription_get(subscription_id=subscription.pk)
+    return Status(201, presenters.subscription_data(found))
+
+
+@router.get(
+    "/subscriptions",
+    auth=READ,
+    response={200: SubscriptionPage, **error_responses(404)},
+    operation_id="billing_subscription_list",
+    summary="A customer's subscriptions, newest first",
+)
+def subscription_list(
+    request: HttpRequest, customer: Query[CustomerQuery], page: Query[PageParams]
+) -> dict[str, Any]:
+    found = selectors.customer_find(customer_ref(customer))
+    if found is None:
+        return {"items": [], "next_cursor": None}
+    result = paginate(
+        selectors.subscription_list(customer=found), limit=page.limit, cursor=page.cursor
+    )
+    return page_data(result, presenters.subscription_data)
+
+
+@router.get(
+    "/subscriptions/{subscription_id}",
+    auth=READ,
+    response={200: SubscriptionOut, **error_responses(404)},
+    operation_id="billing_subscription_get",
+    summary="Get a subscription",
+)
+def subscription_get(request: HttpRequest, subscription_id: str) -> dict[str, Any]:
+    return presenters.subscription_data(
+        selectors.subscription_get(subscription_id=subscription_id)
+    )
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/cancel",
+    auth=WRITE,
+    response={200: SubscriptionOut, **error_responses(404, 409)},
+    operation_id="billing_subscription_cancel",
+    summary="Cancel at the end of the current period (a past-due subscription ends now)",
+)
+def subscription_cancel(
+    request: HttpRequest, subscription_id: str, payload: IdempotentIn
+) -> dict[str, Any]:
+    sub = selectors.subscription_get(subscription_id=subscription_id)
+    subscription_services.subscription_cancel(subscription=sub)
+    return presenters.subscription_data(selectors.subscription_get(subscription_id=sub.pk))
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/resume",
+    auth=WRITE,
+    response={200: SubscriptionOut, **error_responses(404, 409)},
+    operation_id="billing_subscription_resume",
+    summary="Undo a cancellation at period end, before that end",
+)
+def subscription_resume(
+    request: HttpRequest, subscription_id: str, payload: IdempotentIn
+) -> dict[str, Any]:
+    sub = selectors.subscription_get(subscription_id=subscription_id)
+    subscription_services.subscription_resume(subscription=sub)
+    return presenters.subscription_data(selectors.subscription_get(subscription_id=sub.pk))

@@ -1,0 +1,281 @@
+"""Subscriptions: periods, access, allowances that reset once per boundary, rollover, renewal of
+free plans, past due and expiry, cancellation, all on the controllable clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from billable import clock, errors
+from billable.models import (
+    Customer,
+    LedgerEntry,
+    Plan,
+    QuotaBatch,
+    Subscription,
+    SubscriptionGrant,
+)
+from billable.selectors import balance_get, ledger_verify
+from billable.services import ledger
+from billable.services.merge import customer_merge
+from billable.services.plans import EntitlementSpec, Terms, plan_create, plan_version_retire
+from billable.services.quota import quota_consume
+from billable.services.subscriptions import (
+    subscription_cancel,
+    subscription_create,
+    subscription_resume,
+    subscriptions_advance_due,
+)
+
+START = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+Catalog = dict[str, Any]
+
+
+def _plan(key: str, *, price: str = "10", unit: str = "months", trial_days: int = 0,
+          amount: int = 100, reset_unit: str | None = None, cap: int = 0) -> Plan:
+    return plan_create(
+        key=key, name=key,
+        terms=Terms(
+            interval_unit=unit, interval_count=1, price=Decimal(price), currency="USD",
+            trial_days=trial_days,
+            entitlements=(
+                EntitlementSpec("allowance", product="reports", amount=amount,
+                                reset_unit=reset_unit, rollover_cap=cap),
+                EntitlementSpec("access", product="pro"),
+            ),
+        ),
+    )
+
+
+def _at(when: datetime) -> int:
+    """Run the sweep's subscription step at `when`; how many it advanced."""
+    with clock.frozen(when):
+        return subscriptions_advance_due()
+
+
+def _reports(customer: Customer, when: datetime) -> int | None:
+    with clock.frozen(when):
+        return balance_get(customer=customer, feature="report_generation").remaining
+
+
+def _access(customer: Customer, when: datetime) -> bool:
+    with clock.frozen(when):
+        return balance_get(customer=customer, feature="priority_support").can_use
+
+
+@pytest.fixture
+def frozen_start() -> Any:
+    with clock.frozen(START):
+        yield START
+
+
+@pytest.mark.django_db
+def test_annual_plan_resets_monthly_once_per_boundary(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    plan = _plan("annual", unit="years", reset_unit="months")
+    sub = subscription_create(customer=alice, plan=plan)
+    assert sub.status == "active" and sub.current_period_end == datetime(2027, 1, 31, 12,
+                                                                             tzinfo=UTC)
+    assert _reports(alice, START) == 100 and _access(alice, START)
+    with clock.frozen(START):
+        quota_consume(customer=alice, feature="report_generation", amount=30)
+    # Jan 31 + 1 month is Feb 28; the next boundary is Mar 31 again (from the anchor).
+    feb = datetime(2026, 2, 28, 12, tzinfo=UTC)
+    assert _reports(alice, feb - timedelta(seconds=1)) == 70
+    # Written ahead of the boundary, so a consume at the boundary instant finds the new period.
+    assert _at(feb - timedelta(minutes=30)) == 1
+    assert _reports(alice, feb) == 100
+    with clock.frozen(feb):
+        quota_consume(customer=alice, feature="report_generation", amount=1)
+    # Two sweeps at the same time write nothing twice.
+    _at(feb + timedelta(minutes=1))
+    _at(feb + timedelta(minutes=1))
+    starts = list(
+        SubscriptionGrant.objects.filter(
+            subscription=sub, entitlement__entitlement_type="allowance"
+        ).values_list("period_start", flat=True)
+    )
+    assert starts == [START, feb]
+    assert _reports(alice, feb + timedelta(days=1)) == 99
+    assert ledger_verify().drifts == []
+
+
+@pytest.mark.django_db
+def test_an_unpaid_period_grants_nothing_and_bonuses_are_never_touched(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    plan = _plan("roll", cap=30, amount=100)
+    sub = subscription_create(customer=alice, plan=plan, trial=False)
+    with clock.frozen(START):
+        bonus = ledger.batch_create(
+            customer_id=alice.pk, product_id=catalog["REPORTS"].pk, product_type="quantity",
+            units=5, valid_from=START, expires_at=None, source="bonus", action_type="grant.bonus",
+        )
+        quota_consume(customer=alice, feature="report_generation", amount=90)
+    # Soonest expiry first: the allowance went before the bonus.
+    assert QuotaBatch.objects.get(pk=bonus.pk).remaining == 5
+    feb = datetime(2026, 2, 28, 12, tzinfo=UTC)
+    _at(feb)
+    sub.refresh_from_db()
+    assert sub.status == "past_due"
+    # No renewal: no next period, so nothing rolls over and nothing new is granted.
+    assert not SubscriptionGrant.objects.filter(
+        subscription=sub, period_index=1, entitlement__entitlement_type="allowance"
+    ).exists()
+    assert _reports(alice, feb) == 5
+    assert QuotaBatch.objects.get(pk=bonus.pk).remaining == 5
+    assert ledger_verify().drifts == []
+
+
+@pytest.mark.django_db
+def test_rollover_on_a_free_monthly_plan(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    plan = _plan("free", price="0", cap=30, amount=100)
+    sub = subscription_create(customer=alice, plan=plan)
+    with clock.frozen(START):
+        quota_consume(customer=alice, feature="report_generation", amount=60)
+    feb = datetime(2026, 2, 28, 12, tzinfo=UTC)
+    mar = datetime(2026, 3, 31, 12, tzinfo=UTC)
+    _at(feb)
+    sub.refresh_from_db()
+    assert (sub.status, sub.current_period_start, sub.current_period_end) == ("active", feb, mar)
+    # 40 unused, capped at 30, on top of the new 100.
+    assert _reports(alice, feb) == 130
+    assert _access(alice, feb + timedelta(days=1))
+    with clock.frozen(feb + timedelta(days=1)):
+        quota_consume(customer=alice, feature="report_generation", amount=10)
+    _at(mar)
+    # 120 unused (100 of the period and 20 carried in): the cap still holds.
+    assert _reports(alice, mar) == 130
+    _at(mar)
+    assert _reports(alice, mar) == 130
+    assert ledger_verify().drifts == []
+    assert LedgerEntry.objects.filter(action_type="plan.rollover", direction="credit").count() == 2
+
+
+@pytest.mark.django_db
+def test_paid_period_ends_past_due_then_expired_after_grace(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    plan = _plan("paid")
+    sub = subscription_create(customer=alice, plan=plan)
+    end = sub.current_period_end
+    _at(end)
+    sub.refresh_from_db()
+    assert sub.status == "past_due" and sub.next_due_at == end + timedelta(days=3)
+    assert not _access(alice, end) and _reports(alice, end) == 0
+    _at(end + timedelta(days=2))
+    sub.refresh_from_db()
+    assert sub.status == "past_due"
+    _at(end + timedelta(days=3))
+    sub.refresh_from_db()
+    assert (sub.status, sub.ended_at, sub.next_due_at) == ("expired", end + timedelta(days=3),
+                                                          None)
+
+
+@pytest.mark.django_db
+def test_trial_then_past_due_for_a_paid_plan(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    plan = _plan("trial", trial_days=14)
+    sub = subscription_create(customer=alice, plan=plan)
+    assert (sub.status, sub.trial_end) == ("trialing", START + timedelta(days=14))
+    assert _access(alice, START + timedelta(days=13))
+    _at(START + timedelta(days=14))
+    sub.refresh_from_db()
+    assert sub.status == "past_due"
+    without = subscription_create(customer=Customer.objects.create(), plan=_plan("t2",
+                                  trial_days=5), trial=False)
+    assert without.status == "active" and without.trial_end is None
+
+
+@pytest.mark.django_db
+def test_cancel_at_period_end_and_resume(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    plan = _plan("monthly", unit="months", reset_unit="years")
+    sub = subscription_create(customer=alice, plan=plan)
+    sub = subscription_cancel(subscription=sub)
+    assert sub.cancel_at_period_end and sub.status == "active"
+    sub = subscription_resume(subscription=sub)
+    assert not sub.cancel_at_period_end
+    with pytest.raises(errors.SubscriptionNotActive):
+        subscription_resume(subscription=sub)
+    subscription_cancel(subscription=sub)
+    end = sub.current_period_end
+    _at(end)
+    sub.refresh_from_db()
+    assert (sub.status, sub.ended_at) == ("cancelled", end)
+    # The yearly allowance outlived the month paid for: it is revoked at the end.
+    assert _reports(alice, end) == 0
+    assert ledger_verify().drifts == []
+    with pytest.raises(errors.SubscriptionNotActive):
+        subscription_cancel(subscription=sub)
+    # Ended: the customer may subscribe again.
+    with clock.frozen(end):
+        again = subscription_create(customer=alice, plan=plan)
+    assert again.status == "active"
+
+
+@pytest.mark.django_db
+def test_one_live_subscription_per_plan_and_retired_versions(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    plan = _plan("solo")
+    subscription_create(customer=alice, plan=plan)
+    with pytest.raises(errors.SubscriptionExists):
+        subscription_create(customer=alice, plan=plan)
+    other = _plan("other")
+    plan_version_retire(version=other.versions.get())
+    with pytest.raises(errors.PlanVersionRetired):
+        subscription_create(customer=alice, plan=other)
+    assert Subscription.objects.filter(customer=alice).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_free_plan_renews_ahead_and_a_late_cancel_takes_it_back(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    plan = _plan("free2", price="0", amount=5)
+    sub = subscription_create(customer=alice, plan=plan)
+    feb = datetime(2026, 2, 28, 12, tzinfo=UTC)
+    # The sweep half an hour before the end grants the next period, valid from the boundary.
+    _at(feb - timedelta(minutes=30))
+    sub.refresh_from_db()
+    assert (sub.status, sub.current_period_end) == ("active", feb)
+    assert sub.covered_until == datetime(2026, 3, 31, 12, tzinfo=UTC)
+    # At the boundary instant, before any sweep: access and the new allowance are there.
+    assert _access(alice, feb) and _reports(alice, feb) == 5
+    # Cancelled in the last half hour: at the end, what was granted beyond it is revoked.
+    with clock.frozen(feb - timedelta(minutes=10)):
+        subscription_cancel(subscription=sub)
+    _at(feb)
+    sub.refresh_from_db()
+    assert (sub.status, sub.ended_at) == ("cancelled", feb)
+    assert not _access(alice, feb) and _reports(alice, feb) == 0
+    assert ledger_verify().drifts == []
+
+
+@pytest.mark.django_db
+def test_a_merge_moves_subscriptions_unless_both_hold_the_plan(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    plan, other = _plan("m1"), _plan("m2")
+    bob, carol = Customer.objects.create(), Customer.objects.create()
+    subscription_create(customer=alice, plan=plan)
+    subscription_create(customer=bob, plan=plan)
+    moved = subscription_create(customer=carol, plan=other)
+    with pytest.raises(errors.SubscriptionExists):
+        customer_merge(target=alice, source=bob)
+    assert Subscription.objects.filter(customer=bob).count() == 1
+    customer_merge(target=alice, source=carol)
+    moved.refresh_from_db()
+    assert moved.customer_id == alice.pk
+    # The moved subscription's rights are the survivor's: its next periods are granted to it.
+    _at(moved.current_period_end - timedelta(minutes=30))
+    assert _reports(alice, START) == 200
