@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from billable import clock, errors, signals
 from billable.models import (
@@ -148,7 +148,7 @@ def _pre_renew(sub: Subscription, now: datetime) -> None:
 
 def _write_allowances(sub: Subscription, now: datetime) -> None:
     """Write every allowance period that starts before both `covered_until` and the look-ahead."""
-    horizon = min(sub.covered_until, now + LOOKAHEAD)
+    horizon = now + LOOKAHEAD
     for entitlement in _allowances(sub.version):
         last = (
             SubscriptionGrant.objects.filter(subscription=sub, entitlement=entitlement)
@@ -158,7 +158,7 @@ def _write_allowances(sub: Subscription, now: datetime) -> None:
         )
         index = 0 if last is None else last + 1
         start = _boundary(sub, entitlement, index)
-        while start < horizon:
+        while start <= horizon and start < sub.covered_until:
             end = _boundary(sub, entitlement, index + 1)
             assert entitlement.amount is not None
             _grant(sub, entitlement, index, start, end, units=entitlement.amount,
@@ -251,19 +251,32 @@ def _take_from(held: list[QuotaBatch], amount: int, sub: Subscription) -> None:
             amount -= take
 
 
-def _end(sub: Subscription, status: str, at: datetime) -> None:
-    """End a subscription: no more periods; allowance units that outlive `at` are revoked."""
-    sub.status = status
-    sub.ended_at = at
-    sub.next_due_at = None
-    live = QuotaBatch.objects.select_for_update().filter(
-        subscription_grant__subscription=sub, state=BatchState.ACTIVE, expires_at__gt=at,
+def _revoke_beyond(sub: Subscription, at: datetime) -> None:
+    """Revoke the subscription's batches (its periods' and the units rolled into them) that
+    would still be usable after `at`; exhausted ones too, so units a hold gives back later do
+    not come alive again. Locked in spend order, as every spender locks them."""
+    ids = list(
+        QuotaBatch.objects.filter(
+            Q(subscription_grant__subscription=sub) | Q(rolled_into__subscription=sub),
+            state__in=[BatchState.ACTIVE, BatchState.EXHAUSTED],
+            expires_at__gt=at,
+        ).values_list("pk", flat=True)
     )
-    for batch in live:
+    for batch in ledger.lock_batches(QuotaBatch.objects.filter(pk__in=ids)):
+        if batch.state not in (BatchState.ACTIVE, BatchState.EXHAUSTED):
+            continue  # closed meanwhile
         ledger.batch_close(
             batch=batch, state=BatchState.REVOKED, action_type="plan.ended",
             action_id=str(sub.pk), actor=ACTOR,
         )
+
+
+def _end(sub: Subscription, status: str, at: datetime) -> None:
+    """End a subscription: no more periods; what it granted beyond `at` is revoked."""
+    sub.status = status
+    sub.ended_at = at
+    sub.next_due_at = None
+    _revoke_beyond(sub, at)
     signal = (
         signals.subscription_cancelled
         if status == SubscriptionStatus.CANCELLED
@@ -371,8 +384,23 @@ def subscription_create(
         _pre_renew(sub, now)
         _write_allowances(sub, now)
         _schedule(sub)
-        sub.save(update_fields=["next_due_at"])
+        sub.save(update_fields=["covered_until", "next_due_at"])
         signals.subscription_created.send(sender=Subscription, subscription=sub)
+    return sub
+
+
+def _locked_current(subscription: Subscription) -> Subscription:
+    """The subscription locked (its customer first, as a merge and the sweep lock them) and
+    brought up to date: a period that has ended is settled before a cancel or resume."""
+    ledger.lock_customer_row(subscription.customer_id)
+    sub = (
+        Subscription.objects.select_for_update(of=("self",))
+        .select_related("version", "plan")
+        .get(pk=subscription.pk)
+    )
+    now = clock.now()
+    if sub.next_due_at is not None and sub.next_due_at <= now:
+        _advance(sub, now)
     return sub
 
 
@@ -380,7 +408,7 @@ def subscription_cancel(*, subscription: Subscription) -> Subscription:
     """Cancel at the end of the current period (a `past_due` one ends now). 409
     `subscription_not_active` once it has ended."""
     with service_atomic():
-        sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        sub = _locked_current(subscription)
         if sub.status == SubscriptionStatus.PAST_DUE:
             _end(sub, SubscriptionStatus.CANCELLED, clock.now())
             sub.save()
@@ -396,7 +424,7 @@ def subscription_cancel(*, subscription: Subscription) -> Subscription:
 def subscription_resume(*, subscription: Subscription) -> Subscription:
     """Undo a cancellation at period end before the period ends (409 otherwise)."""
     with service_atomic():
-        sub = Subscription.objects.select_for_update().get(pk=subscription.pk)
+        sub = _locked_current(subscription)
         if not sub.cancel_at_period_end or sub.status not in (
             SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE
         ):
@@ -412,16 +440,18 @@ def _advance(sub: Subscription, now: datetime) -> None:
     """Everything due for one locked subscription, in time order, each step once."""
     if sub.status in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE):
         while sub.current_period_end <= now:
-            _write_allowances(sub, sub.current_period_end)
-            _roll_over(sub, sub.current_period_end)
             if sub.cancel_at_period_end:
                 _end(sub, SubscriptionStatus.CANCELLED, sub.current_period_end)
                 break
             _pre_renew(sub, sub.current_period_end)  # a free plan's, if the sweep is late
             if sub.covered_until == sub.current_period_end:
+                # Unpaid: its rights end with the period paid for, allowances included.
                 sub.status = SubscriptionStatus.PAST_DUE
+                _revoke_beyond(sub, sub.covered_until)
                 signals.subscription_past_due.send(sender=Subscription, subscription=sub)
                 break
+            _write_allowances(sub, sub.current_period_end)
+            _roll_over(sub, sub.current_period_end)
             # The next period was granted: it begins now.
             sub.period_number += 1
             sub.current_period_start = sub.current_period_end
@@ -443,19 +473,33 @@ def _advance(sub: Subscription, now: datetime) -> None:
 
 
 def subscriptions_advance_due(*, limit: int = ADVANCE_CHUNK) -> int:
-    """Advance the subscriptions whose `next_due_at` has come; how many. Rows another sweep
-    holds are skipped (it is advancing them)."""
+    """Advance the subscriptions whose `next_due_at` has come; how many were looked at.
+
+    One transaction per subscription, locking its customer first and then the subscription
+    (skipped if another sweep holds it), the order a merge locks them in. A subscription whose
+    step fails is logged and left for the next run; the others, and the rest of the sweep, go on.
+    """
     now = clock.now()
-    with transaction.atomic():
-        due = list(
-            Subscription.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(next_due_at__lte=now)
-            .select_related("version", "plan")
-            .order_by("next_due_at")[:limit]
-        )
-        for sub in due:
-            acting = ledger.lock_customer_row(sub.customer_id)
-            if acting != sub.customer_id:  # merged meanwhile: its rights go to the survivor
-                sub.customer_id = acting
-            _advance(sub, now)
+    due = list(
+        Subscription.objects.filter(next_due_at__lte=now)
+        .order_by("next_due_at")
+        .values_list("pk", "customer_id")[:limit]
+    )
+    for pk, customer_id in due:
+        try:
+            with transaction.atomic():
+                acting = ledger.lock_customer_row(customer_id)
+                sub = (
+                    Subscription.objects.select_for_update(skip_locked=True, of=("self",))
+                    .filter(pk=pk, next_due_at__lte=now)
+                    .select_related("version", "plan")
+                    .first()
+                )
+                if sub is None:
+                    continue  # another sweep has it, or has done it
+                if acting != sub.customer_id:  # merged meanwhile: rights go to the survivor
+                    sub.customer_id = acting
+                _advance(sub, now)
+        except Exception:
+            logger.exception("advancing subscription %s failed", pk)
     return len(due)

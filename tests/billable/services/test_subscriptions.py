@@ -279,3 +279,53 @@ def test_a_merge_moves_subscriptions_unless_both_hold_the_plan(
     # The moved subscription's rights are the survivor's: its next periods are granted to it.
     _at(moved.current_period_end - timedelta(minutes=30))
     assert _reports(alice, START) == 200
+
+
+@pytest.mark.django_db
+def test_an_ended_subscription_keeps_no_units_rolled_or_held(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    # A free plan carrying everything over, cancelled in the last half hour after its next
+    # period was granted: at the end nothing of it stays usable, rolled-over units included.
+    plan = _plan("keep", price="0", amount=10, cap=10)
+    sub = subscription_create(customer=alice, plan=plan)
+    feb = datetime(2026, 2, 28, 12, tzinfo=UTC)
+    _at(feb - timedelta(minutes=30))
+    with clock.frozen(feb - timedelta(minutes=10)):
+        subscription_cancel(subscription=sub)
+    _at(feb)
+    assert _reports(alice, feb) == 0
+    assert not LedgerEntry.objects.filter(action_type="plan.rollover").exists()
+    assert ledger_verify().drifts == []
+
+
+@pytest.mark.django_db
+def test_past_due_ends_the_allowance_with_the_period_paid_for(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    # A paid plan with a 7-day trial and a monthly allowance anchored at the trial's start:
+    # unpaid after the trial, the rest of that month's allowance is not usable.
+    plan = _plan("trial-allowance", trial_days=7, amount=1000)
+    subscription_create(customer=alice, plan=plan)
+    trial_end = START + timedelta(days=7)
+    assert _reports(alice, trial_end - timedelta(seconds=1)) == 1000
+    _at(trial_end)
+    assert _reports(alice, trial_end) == 0
+    assert ledger_verify().drifts == []
+
+
+@pytest.mark.django_db
+def test_a_cancel_after_the_end_settles_the_ended_period_first(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    plan = _plan("late", price="0", amount=5)
+    sub = subscription_create(customer=alice, plan=plan)
+    feb = datetime(2026, 2, 28, 12, tzinfo=UTC)
+    _at(feb - timedelta(minutes=30))  # next period granted ahead
+    with clock.frozen(feb + timedelta(seconds=20)):  # before any sweep after the end
+        sub = subscription_cancel(subscription=sub)
+    # The period that had begun is the one cancelled at its end, not the one that ended.
+    assert (sub.status, sub.current_period_start, sub.cancel_at_period_end) == (
+        "active", feb, True,
+    )
+    assert _access(alice, feb + timedelta(days=1)) and _reports(alice, feb + timedelta(days=1)) == 5
