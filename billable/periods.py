@@ -30,6 +30,12 @@ def add_months(start: datetime, months: int) -> datetime:
     return start.replace(year=year, month=month, day=day)
 
 
+def interval_period(unit: str, count: int) -> tuple[str, int]:
+    """A plan interval (`days`, `weeks`, `months`, `years` × count) as a period unit and value:
+    weeks are 7 days."""
+    return ("days", count * 7) if unit == "weeks" else (unit, count)
+
+
 def period_too_long(unit: str, value: int | None, times: int = 1) -> bool:
     """Whether `times` periods of `value` `unit`s are more than 100 years."""
     return unit in MAX_PERIOD and (value or 0) * times > MAX_PERIOD[unit]

@@ -27,14 +27,11 @@ from billable.models import (
     Product,
     ProductType,
 )
-from billable.periods import period_too_long
+from billable.periods import interval_period, period_too_long
 from billable.services.catalog import check_currency, claim_key
 from billing_platform.core.errors import ValidationFailed
 from billing_platform.core.patches import UNSET, save_patch
 
-# A plan's interval or an allowance's reset period, in the units `period_too_long` bounds.
-_BOUND_UNITS = {"days": ("days", 1), "weeks": ("days", 7), "months": ("months", 1),
-                "years": ("years", 1)}
 MAX_TRIAL_DAYS = 3_650
 MAX_ENTITLEMENTS = 50
 
@@ -66,8 +63,7 @@ class Terms:
 
 
 def _check_interval(unit: str, count: int, *, field: Any) -> None:
-    bound_unit, factor = _BOUND_UNITS[unit]
-    if count < 1 or period_too_long(bound_unit, count * factor):
+    if count < 1 or period_too_long(*interval_period(unit, count)):
         raise ValidationFailed("A period is 1 unit to 100 years.", field=field, msg="out of range")
 
 

@@ -51,7 +51,7 @@ from billable.models import (
     SubscriptionGrant,
     SubscriptionStatus,
 )
-from billable.periods import period_end
+from billable.periods import interval_period, period_end
 from billable.services import ledger
 from billable.services.ledger import Take
 from billable.tenancy import current_settings, note_sweep_due
@@ -64,13 +64,8 @@ ACTOR = "system:subscriptions"
 logger = logging.getLogger("billable.subscriptions")
 
 
-def _step(unit: str, count: int) -> tuple[str, int]:
-    """A plan interval as a `period_end` unit and value (weeks are 7 days)."""
-    return ("days", count * 7) if unit == "weeks" else (unit, count)
-
-
 def _after(start: datetime, unit: str, count: int, times: int = 1) -> datetime:
-    step_unit, value = _step(unit, count)
+    step_unit, value = interval_period(unit, count)
     end = period_end(start, step_unit, value, times)
     assert end is not None  # plan intervals are never `forever`
     return end
