@@ -200,6 +200,16 @@ class SubscriptionExists(Conflict):
     title = "The customer already has a live subscription to this plan"
 
 
+class RenewalOutOfOrder(Conflict):
+    code = "renewal_out_of_order"
+    title = "This renewal order is not for the next period to pay"
+
+
+class RenewalNotNeeded(Conflict):
+    code = "renewal_not_needed"
+    title = "This subscription needs no renewal order now"
+
+
 class SubscriptionNotActive(Conflict):
     code = "subscription_not_active"
     title = "The subscription is not in a state that allows this"

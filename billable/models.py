@@ -464,10 +464,25 @@ class Order(models.Model):
     paid_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     refunded_at = models.DateTimeField(null=True, blank=True)
+    # A renewal order pays for billing period `period_number` of this subscription.
+    subscription = models.ForeignKey(
+        "Subscription", null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
+    )
+    period_number = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["customer", "created_at"], name="order_customer_idx")]
         constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "period_number"],
+                condition=Q(status="pending") | Q(status="paid"),
+                name="order_one_renewal_per_period",
+            ),
+            models.CheckConstraint(
+                condition=Q(subscription__isnull=True, period_number__isnull=True)
+                | Q(subscription__isnull=False, period_number__gte=1),
+                name="order_renewal_shape",
+            ),
             models.UniqueConstraint(
                 fields=["payment_id"],
                 condition=Q(payment_id__isnull=False),
@@ -538,14 +553,26 @@ class Subscription(models.Model):
         PlanVersion, on_delete=models.PROTECT, related_name="subscriptions"
     )
     status = models.CharField(max_length=16, choices=SubscriptionStatus.choices)
+    # Allowance periods are counted from here: period `allowance_base` starts at this instant,
+    # the next ones at calendar steps from it. A trial's allowances end with the trial
+    # (`allowance_until`); the paid periods after it, and a subscription paid again after it
+    # lapsed, begin a new run of allowance periods aligned with their billing periods.
     anchored_at = models.DateTimeField()
-    # Billing periods are counted from here (the first period's start: after the trial, if
-    # any), so a monthly plan started on Jan 31 renews on Feb 28/29, Mar 31, Apr 30, ...
+    allowance_base = models.PositiveIntegerField(default=0)
+    allowance_until = models.DateTimeField(null=True, blank=True)
+    # Billing periods are counted from here: period `anchor_period` starts at this instant (the
+    # first period after any trial, or the first one paid after a lapse), so a monthly plan
+    # started on Jan 31 renews on Feb 28/29, Mar 31, Apr 30, ...
     billing_anchor = models.DateTimeField()
+    anchor_period = models.PositiveIntegerField(default=1)
     period_number = models.PositiveIntegerField(default=0)  # 0 during a trial
     current_period_start = models.DateTimeField()
     current_period_end = models.DateTimeField()
     covered_until = models.DateTimeField()
+    # The number of the billing period that ends at `covered_until`.
+    covered_period = models.PositiveIntegerField(default=0)
+    # The last billing period whose renewal was announced (`subscription.renewal_due`).
+    renewal_notified_period = models.PositiveIntegerField(default=0)
     trial_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
     ended_at = models.DateTimeField(null=True, blank=True)

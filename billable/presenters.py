@@ -13,6 +13,7 @@ from billable.models import (
     LedgerEntry,
     Offer,
     Order,
+    OrderStatus,
     Plan,
     PlanEntitlement,
     PlanVersion,
@@ -22,7 +23,7 @@ from billable.models import (
     Subscription,
     Usage,
 )
-from billable.results import Balance, IdentifyResult, MergeResult
+from billable.results import Balance, Entitlements, IdentifyResult, MergeResult
 
 
 def product_data(product: Product) -> dict[str, Any]:
@@ -112,6 +113,20 @@ def plan_data(plan: Plan, current: PlanVersion) -> dict[str, Any]:
     }
 
 
+def _renewal_order_id(sub: Subscription) -> str | None:
+    """The pending renewal order: annotated by the selector, else read (an event's data)."""
+    if hasattr(sub, "renewal_order_pk"):
+        found = sub.renewal_order_pk
+    else:
+        found = (
+            Order.objects.filter(subscription=sub, status=OrderStatus.PENDING)
+            .order_by("period_number")
+            .values_list("pk", flat=True)
+            .first()
+        )
+    return str(found) if found is not None else None
+
+
 def subscription_data(sub: Subscription) -> dict[str, Any]:
     return {
         "id": str(sub.pk),
@@ -123,6 +138,8 @@ def subscription_data(sub: Subscription) -> dict[str, Any]:
         "current_period_end": sub.current_period_end,
         "trial_end": sub.trial_end,
         "cancel_at_period_end": sub.cancel_at_period_end,
+        "paid_through": sub.covered_until,
+        "renewal_order_id": _renewal_order_id(sub),
         "ended_at": sub.ended_at,
         "metadata": sub.metadata,
         "created_at": sub.created_at,
@@ -226,6 +243,45 @@ def balance_data(balance: Balance) -> dict[str, Any]:
     }
 
 
+def subscription_brief(sub: Subscription) -> dict[str, Any]:
+    """A subscription as the entitlements call shows it: its dates, not its terms."""
+    live = sub.status in ("trialing", "active")
+    if sub.status == "past_due":
+        ends_at = sub.next_due_at  # expiry, unless it is paid before
+    elif live and sub.cancel_at_period_end:
+        ends_at = sub.current_period_end
+    else:
+        ends_at = None
+    return {
+        "id": str(sub.pk),
+        "plan": sub.plan.key,
+        "version": sub.version.version,
+        "status": sub.status,
+        "current_period_end": sub.current_period_end,
+        "paid_through": sub.covered_until,
+        "renews_at": sub.current_period_end if live and not sub.cancel_at_period_end else None,
+        "ends_at": ends_at,
+    }
+
+
+def entitlements_data(found: Entitlements) -> dict[str, Any]:
+    customer = found.customer
+    return {
+        "customer_id": str(customer.pk) if customer is not None else None,
+        "as_of": found.as_of,
+        "features": [
+            {
+                **balance_data(feature.balance),
+                "allowance": feature.allowance,
+                "next_reset": feature.next_reset,
+            }
+            for feature in found.features
+        ],
+        "values": found.values,
+        "subscriptions": [subscription_brief(sub) for sub in found.subscriptions],
+    }
+
+
 def balance_list_data(customer: Customer | None, balances: list[Balance]) -> dict[str, Any]:
     """Every feature a customer holds; an unknown customer holds none."""
     return {
@@ -292,6 +348,8 @@ def order_data(order: Order) -> dict[str, Any]:
         "created_at": order.created_at,
         "paid_at": order.paid_at,
         "metadata": order.metadata,
+        "subscription_id": str(order.subscription_id) if order.subscription_id else None,
+        "period_number": order.period_number,
     }
 
 

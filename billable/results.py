@@ -4,11 +4,11 @@ Read by the presenters, which sit below the services and selectors that produce 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from billable.models import Customer
+from billable.models import Customer, Subscription
 
 
 @dataclass(frozen=True)
@@ -38,3 +38,22 @@ class Balance:
     unlimited: bool
     expires_at: datetime | None
     message: str
+
+
+@dataclass(frozen=True)
+class FeatureEntitlement:
+    balance: Balance
+    # Units per allowance period, over the subscriptions in force; None without an allowance.
+    allowance: int | None
+    # When the current allowance period ends and the next one's units come; None when no
+    # allowance covers the feature or none follows.
+    next_reset: datetime | None
+
+
+@dataclass(frozen=True)
+class Entitlements:
+    customer: Customer | None
+    as_of: datetime
+    features: list[FeatureEntitlement] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+    subscriptions: list[Subscription] = field(default_factory=list)

@@ -307,6 +307,10 @@ class SubscriptionOut(Schema):
     current_period_end: datetime
     trial_end: datetime | None
     cancel_at_period_end: bool
+    # The end of the last billing period paid for (given, for a free plan, or trialled).
+    paid_through: datetime
+    # The pending order that pays for the next period, once its renewal is due.
+    renewal_order_id: str | None
     ended_at: datetime | None
     metadata: dict[str, Any]
     created_at: datetime
@@ -362,6 +366,34 @@ class BalanceOut(Schema):
     unlimited: bool
     expires_at: datetime | None
     message: str
+
+
+class FeatureEntitlementOut(BalanceOut):
+    # Units one allowance period gives, over the subscriptions in force (null: no allowance).
+    allowance: int | None
+    # When the current allowance period ends and the next one's units come.
+    next_reset: datetime | None
+
+
+class SubscriptionBriefOut(Schema):
+    id: str
+    plan: str
+    version: int
+    status: SubscriptionStatusName
+    current_period_end: datetime
+    paid_through: datetime
+    # The end of the current period when the subscription goes on past it, else null.
+    renews_at: datetime | None
+    # When it ends: cancelled at period end, or unpaid (past due); else null.
+    ends_at: datetime | None
+
+
+class EntitlementsOut(Schema):
+    customer_id: str | None
+    as_of: datetime
+    features: list[FeatureEntitlementOut]
+    values: dict[str, Any]
+    subscriptions: list[SubscriptionBriefOut]
 
 
 class BalanceListOut(Schema):
@@ -521,6 +553,7 @@ class SettingsOut(Schema):
     referee_reward_sku: str | None
     public_catalog: bool
     subscription_grace_days: int
+    subscription_renewal_notice_days: int
 
 
 class SettingsPatch(Schema):
@@ -530,6 +563,7 @@ class SettingsPatch(Schema):
     referee_reward_sku: Name | None = None
     public_catalog: bool | None = None
     subscription_grace_days: int | None = Field(None, ge=0, le=365)
+    subscription_renewal_notice_days: int | None = Field(None, ge=0, le=365)
 
 
 # --- Orders, exchange, referrals, merge
@@ -565,6 +599,9 @@ class OrderOut(Schema):
     created_at: datetime
     paid_at: datetime | None
     metadata: dict[str, Any]
+    # A renewal order: the subscription and the billing period it pays for.
+    subscription_id: str | None
+    period_number: int | None
 
 
 class OrderPage(Schema):

@@ -19,6 +19,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "public_catalog": False,
     # Days a subscription stays `past_due` after its paid period before it expires.
     "subscription_grace_days": 3,
+    # Days before a paid period ends that its renewal order is made (`subscription.renewal_due`).
+    "subscription_renewal_notice_days": 3,
 }
 
 

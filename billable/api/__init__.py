@@ -4,13 +4,15 @@ Every module decorates the one `router` (or `settings_router`) of `billable.api.
 package only imports them, in the order the OpenAPI document lists their paths:
 
     quota      /balance, /quota/consume
+    entitlements  /entitlements
     holds      /holds, /holds/{id}/commit, /holds/{id}/release
     grants     /grants, /adjustments, /batches/{id}/revoke
     customers  /identify, /customers/merge, /customers, /customers/{id}
     wallet     /wallet, /wallet/batches, /wallet/transactions
     catalog    /products, /offers, /catalog
     plans      /plans, /plans/{key}/versions, /plans/{key}/versions/{version}/retire
-    subscriptions  /subscriptions, /subscriptions/{id}, /subscriptions/{id}/cancel|resume
+    subscriptions  /subscriptions, /subscriptions/{id}, /subscriptions/{id}/cancel|resume|
+               renewal-order
     orders     /orders, /orders/{id}/confirm|cancel|refund, /exchange
     referrals  /referrals, /referrals/stats
     settings   /settings
@@ -25,15 +27,15 @@ from billable.api.routers import router, settings_router
 
 # isort: off
 # The order of these imports is the order of the paths in the OpenAPI document.
-from billable.api import quota, holds, grants, customers, wallet, catalog, plans, orders
-from billable.api import subscriptions, referrals
+from billable.api import quota, entitlements, holds, grants, customers, wallet, catalog, plans
+from billable.api import orders, subscriptions, referrals
 from billable.api import settings
 
 # isort: on
 
 AGGREGATES = (
-    quota, holds, grants, customers, wallet, catalog, plans, orders, subscriptions, referrals,
-    settings,
+    quota, entitlements, holds, grants, customers, wallet, catalog, plans, orders, subscriptions,
+    referrals, settings,
 )
 
 __all__ = ["AGGREGATES", "router", "settings_router"]

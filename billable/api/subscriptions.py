@@ -13,6 +13,7 @@ from billable.api.routers import GRANT, READ, WRITE, router
 from billable.schemas import (
     CustomerQuery,
     IdempotentIn,
+    OrderOut,
     SubscriptionIn,
     SubscriptionOut,
     SubscriptionPage,
@@ -103,3 +104,19 @@ def subscription_resume(
     sub = selectors.subscription_get(subscription_id=subscription_id)
     subscription_services.subscription_resume(subscription=sub)
     return presenters.subscription_data(selectors.subscription_get(subscription_id=sub.pk))
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/renewal-order",
+    auth=WRITE,
+    response={200: OrderOut, 201: OrderOut, **error_responses(404, 409)},
+    operation_id="billing_subscription_renewal_order",
+    summary="The pending order that pays for the next period (made when none is pending)",
+)
+def subscription_renewal_order(
+    request: HttpRequest, subscription_id: str, payload: IdempotentIn
+) -> Status:
+    sub = selectors.subscription_get(subscription_id=subscription_id)
+    order, created = subscription_services.subscription_renewal_order(subscription=sub)
+    found = selectors.order_get(order_id=str(order.pk))
+    return Status(201 if created else 200, presenters.order_data(found))

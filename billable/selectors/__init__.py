@@ -8,6 +8,7 @@ One module per concern; every public name is importable from here (`selectors.pr
 - `ledger`: usable batches, balances, holds, ledger entries;
 - `balance`: the one-statement can-use check of one name (`balance_check`);
 - `plans`: plans, their versions and entitlements; `subscriptions`;
+- `entitlements`: everything a customer is entitled to, in one answer;
 - `orders`; `sweep` (when upkeep is next due); `verify` (the ledger invariant).
 
 Selectors never import services; services call them for what they read.
@@ -30,6 +31,7 @@ from billable.selectors.customers import (
     referrer_chain,
     referrer_chain_contains,
 )
+from billable.selectors.entitlements import entitlements_get
 from billable.selectors.identities import (
     IdentityHashes,
     customer_identity_hashes,
@@ -96,6 +98,7 @@ __all__ = [
     "customer_identity_hashes",
     "customer_list",
     "customer_require",
+    "entitlements_get",
     "has_usable_access",
     "hold_get",
     "identity_hash",

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from billable import errors
-from billable.models import Customer, Subscription
+from billable.models import Customer, Order, OrderStatus, Subscription
 
 
 def subscription_list(*, customer: Customer | None = None) -> QuerySet[Subscription]:
-    """Every subscription (pages list the newest first), or one customer's."""
-    queryset = Subscription.objects.select_related("plan", "version", "customer")
+    """Every subscription (pages list the newest first), or one customer's, each with
+    `renewal_order_pk`: its pending renewal order, if any."""
+    pending = Order.objects.filter(
+        subscription=OuterRef("pk"), status=OrderStatus.PENDING
+    ).order_by("period_number").values("pk")[:1]
+    queryset = Subscription.objects.select_related("plan", "version", "customer").annotate(
+        renewal_order_pk=Subquery(pending)
+    )
     if customer is not None:
         queryset = queryset.filter(customer=customer)
     return queryset

@@ -31,7 +31,7 @@ from billable.models import (
 )
 from billable.periods import period_too_long
 from billable.selectors import offer_for_grant
-from billable.services import ledger
+from billable.services import ledger, subscriptions
 from billable.services.grants import grant_batches, offer_items
 from billable.services.quota import entries_signal, spend, thresholds_signal
 from billable.services.referrals import referral_reward_first_payment
@@ -150,7 +150,8 @@ def order_confirm(
     payment_method: str | None = None,
     actor: str = "",
 ) -> Order:
-    """Mark paid and grant the snapshot; repeating with the same (or no) payment_id is a no-op."""
+    """Mark paid and grant the snapshot (a renewal order: its subscription's next billing
+    period); repeating with the same (or no) payment_id is a no-op."""
     with service_atomic():
         order, customer = _locked(order)
         if order.status == OrderStatus.PAID:
@@ -170,7 +171,12 @@ def order_confirm(
                 order.save(update_fields=["status", "paid_at", "payment_id", "payment_method"])
         except IntegrityError as exc:  # a concurrent confirm of another order took the id
             raise errors.PaymentIdConflict() from exc
-        batches = _grant_items(order, customer=customer, source="purchase", actor=actor)
+        if order.subscription_id is not None:
+            # A renewal order: its billing period is what it grants.
+            subscriptions.subscription_renewal_paid(order=order)
+            batches: list[QuotaBatch] = []
+        else:
+            batches = _grant_items(order, customer=customer, source="purchase", actor=actor)
         signals.order_confirmed.send(
             sender=Order, order=order, customer=customer, batches=batches
         )
@@ -192,7 +198,8 @@ def order_cancel(*, order: Order, reason: str = "") -> Order:
 
 
 def order_refund(*, order: Order, reason: str = "", actor: str = "") -> Order:
-    """Refund a paid order: revoke every batch it created (consumed units stay consumed).
+    """Refund a paid order: revoke every batch it created (consumed units stay consumed). A
+    renewal order takes back its billing period (`subscription_renewal_refunded`).
 
     A referral reward the order earned stays: a refund does not take it back.
     """
@@ -211,6 +218,8 @@ def order_refund(*, order: Order, reason: str = "", actor: str = "") -> Order:
                 action_id=str(order.pk),
                 actor=actor,
             )
+        if order.subscription_id is not None:
+            subscriptions.subscription_renewal_refunded(order=order)
         order.status = OrderStatus.REFUNDED
         order.refunded_at = timezone.now()
         order.reason = reason or ""

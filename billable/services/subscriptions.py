@@ -5,23 +5,29 @@ its first billing period. Its rights are batches, so balance and consume need no
 
 - **access** entitlements: one period (or unlimited) batch per billing period, valid from the
   period's start to its end;
-- **allowance** entitlements: one quantity batch per reset period, anchored at the
-  subscription's start (`anchored_at` + k reset periods, calendar arithmetic from the anchor, so
-  Jan 31 + 1 month is Feb 28/29 and the next boundary is Mar 31 again). Each period's batch is
-  written once (`SubscriptionGrant`, unique per subscription, entitlement and period index)
-  up to `LOOKAHEAD` before the period starts, valid from its start, expiring at its end. A
-  consume is charged to the period its time falls in, so a consume at the boundary instant can
-  use only the new period's units. Purchased and bonus batches are separate and never touched.
+- **allowance** entitlements: one quantity batch per reset period, in runs anchored at
+  `anchored_at` (period `allowance_base` starts there; the next at calendar steps from the
+  anchor, so Jan 31 + 1 month is Feb 28/29 and the next boundary is Mar 31 again). A trial's
+  run ends with the trial (`allowance_until`); the paid periods after it, and a subscription
+  paid again after a lapse, start a new run where their billing periods start. Each period's
+  batch is written once (`SubscriptionGrant`, unique per subscription, entitlement and period
+  index) up to `LOOKAHEAD` before the period starts, valid from its start, expiring at its end.
+  A consume is charged to the period its time falls in, so a consume at the boundary instant
+  can use only the new period's units. Purchased and bonus batches are never touched.
 
 Rights are granted only up to `covered_until`: the end of the last period paid for, free, or
 trialled. A free plan's next billing period is granted `LOOKAHEAD` before it begins (access
-batches valid from the boundary), so nothing lapses at the boundary instant; a cancellation at
-period end revokes what was granted beyond it. `subscriptions_advance_due` (the sweep, before it
-expires batches) moves each subscription on: it writes the allowance periods that are due,
-carries each ended period's unused units into the next (at most the entitlement's
-`rollover_cap`: a debit of the old batch and a new batch in the next period), and at the end of
-a billing period renews a free plan, ends a subscription cancelled at period end, and turns an
-unpaid one `past_due`, then `expired` once the tenant's `subscription_grace_days` have passed.
+batches valid from the boundary), so nothing lapses at the boundary instant; a paid plan's when
+its **renewal order** is confirmed (`subscription_renewal_paid`): the sweep makes that order
+and sends `subscription.renewal_due` the tenant's `subscription_renewal_notice_days` before the
+period ends. A cancellation at period end revokes what was granted beyond it.
+`subscriptions_advance_due` (the sweep, before it expires batches) moves each subscription on:
+it writes the allowance periods that are due, carries each ended period's unused units into the
+next (at most the entitlement's `rollover_cap`: a debit of the old batch and a new batch in the
+next period), announces renewals, and at the end of a billing period renews a free or paid-for
+plan, ends a subscription cancelled at period end, and turns an unpaid one `past_due` (nothing
+is carried across the lapse), then `expired` once the tenant's `subscription_grace_days` have
+passed. A `past_due` subscription paid again starts its paid period at the payment.
 Every step is written once however many sweeps run: the subscription row is locked (skipping
 rows another sweep holds), and each granted period is a unique `SubscriptionGrant` row.
 """
@@ -43,6 +49,9 @@ from billable.models import (
     Direction,
     EntitlementType,
     LedgerEntry,
+    Order,
+    OrderItem,
+    OrderStatus,
     Plan,
     PlanEntitlement,
     PlanVersion,
@@ -72,10 +81,54 @@ def _after(start: datetime, unit: str, count: int, times: int = 1) -> datetime:
 
 
 def _boundary(sub: Subscription, entitlement: PlanEntitlement, index: int) -> datetime:
-    """The start of allowance period `index` (0 is the subscription's start)."""
-    if index == 0:
+    """The start of allowance period `index` of the current run (`index >= allowance_base`)."""
+    steps = index - sub.allowance_base
+    if steps == 0:
         return sub.anchored_at
-    return _after(sub.anchored_at, entitlement.reset_unit, entitlement.reset_count or 1, index)
+    return _after(sub.anchored_at, entitlement.reset_unit, entitlement.reset_count or 1, steps)
+
+
+def _allowance_end(sub: Subscription, entitlement: PlanEntitlement, index: int) -> datetime:
+    """The end of allowance period `index`: the next boundary, or the trial's end."""
+    end = _boundary(sub, entitlement, index + 1)
+    return min(end, sub.allowance_until) if sub.allowance_until is not None else end
+
+
+def _next_index(sub: Subscription, entitlement: PlanEntitlement) -> int:
+    last = (
+        SubscriptionGrant.objects.filter(subscription=sub, entitlement=entitlement)
+        .order_by("-period_index")
+        .values_list("period_index", flat=True)
+        .first()
+    )
+    return max(sub.allowance_base, 0 if last is None else last + 1)
+
+
+def _new_allowance_run(sub: Subscription, at: datetime) -> None:
+    """Start a new run of allowance periods at `at` (after a trial, or when a lapsed
+    subscription is paid again), aligned with the billing periods that start there."""
+    last = (
+        SubscriptionGrant.objects.filter(subscription=sub)
+        .order_by("-period_index")
+        .values_list("period_index", flat=True)
+        .first()
+    )
+    sub.allowance_base = 0 if last is None else last + 1
+    sub.anchored_at = at
+    sub.allowance_until = None
+
+
+def _bounds(sub: Subscription, number: int) -> tuple[datetime, datetime]:
+    """The start and end of billing period `number` (`number >= anchor_period`)."""
+    version = sub.version
+    steps = number - sub.anchor_period
+    start = (
+        sub.billing_anchor
+        if steps == 0
+        else _after(sub.billing_anchor, version.interval_unit, version.interval_count, steps)
+    )
+    end = _after(sub.billing_anchor, version.interval_unit, version.interval_count, steps + 1)
+    return start, end
 
 
 def _allowances(version: PlanVersion) -> list[PlanEntitlement]:
@@ -135,26 +188,36 @@ def _pre_renew(sub: Subscription, now: datetime) -> None:
         and sub.covered_until - LOOKAHEAD <= now
     ):
         number = sub.period_number + 1
-        end = _after(sub.billing_anchor, sub.version.interval_unit, sub.version.interval_count,
-                     number)
+        _start, end = _bounds(sub, number)
         _write_access(sub, sub.covered_until, end, number)
         sub.covered_until = end
+        sub.covered_period = number
 
 
 def _write_allowances(sub: Subscription, now: datetime) -> None:
-    """Write every allowance period that starts before both `covered_until` and the look-ahead."""
+    """Write every allowance period that starts before both `covered_until` and the look-ahead;
+    past a trial's end that is covered, in a new run anchored where the paid periods begin."""
     horizon = now + LOOKAHEAD
+    if (
+        sub.allowance_until is not None
+        and sub.allowance_until <= horizon
+        and sub.covered_until > sub.allowance_until
+    ):
+        _write_allowance_run(sub, horizon)  # the trial's last periods, if the sweep is late
+        _new_allowance_run(sub, sub.allowance_until)
+    _write_allowance_run(sub, horizon)
+
+
+def _write_allowance_run(sub: Subscription, horizon: datetime) -> None:
     for entitlement in _allowances(sub.version):
-        last = (
-            SubscriptionGrant.objects.filter(subscription=sub, entitlement=entitlement)
-            .order_by("-period_index")
-            .values_list("period_index", flat=True)
-            .first()
-        )
-        index = 0 if last is None else last + 1
+        index = _next_index(sub, entitlement)
         start = _boundary(sub, entitlement, index)
-        while start <= horizon and start < sub.covered_until:
-            end = _boundary(sub, entitlement, index + 1)
+        while (
+            start <= horizon
+            and start < sub.covered_until
+            and (sub.allowance_until is None or start < sub.allowance_until)
+        ):
+            end = _allowance_end(sub, entitlement, index)
             assert entitlement.amount is not None
             _grant(sub, entitlement, index, start, end, units=entitlement.amount,
                    action_type="plan.allowance")
@@ -191,18 +254,18 @@ def _roll_over(sub: Subscription, now: datetime) -> None:
     for period in ended:
         entitlement = period.entitlement
         held = [QuotaBatch.objects.select_for_update().get(pk=period.batch_id)]
+        same = SubscriptionGrant.objects.filter(subscription=sub, entitlement=entitlement)
         carried_in = (
-            SubscriptionGrant.objects.filter(
-                subscription=sub, entitlement=entitlement, period_index=period.period_index - 1
-            )
+            same.filter(period_index__lt=period.period_index)
+            .order_by("-period_index")
             .values_list("rollover_batch_id", flat=True)
             .first()
         )
         if carried_in is not None:
             held.insert(0, QuotaBatch.objects.select_for_update().get(pk=carried_in))
-        following = SubscriptionGrant.objects.filter(
-            subscription=sub, entitlement=entitlement, period_index=period.period_index + 1
-        ).first()
+        following = (
+            same.filter(period_index__gt=period.period_index).order_by("period_index").first()
+        )
         if following is None and sub.status in LIVE_SUBSCRIPTION_STATUSES:
             continue  # the next period is not granted yet (a renewal comes first): wait for it
         amount = min(sum(_unused(batch) for batch in held), entitlement.rollover_cap or 0)
@@ -272,6 +335,7 @@ def _end(sub: Subscription, status: str, at: datetime) -> None:
     sub.ended_at = at
     sub.next_due_at = None
     _revoke_beyond(sub, at)
+    _cancel_renewals(sub, f"subscription {status}")
     signal = (
         signals.subscription_cancelled
         if status == SubscriptionStatus.CANCELLED
@@ -284,6 +348,71 @@ def _grace() -> timedelta:
     return timedelta(days=int(current_settings().get("subscription_grace_days") or 0))
 
 
+def _notice() -> timedelta:
+    return timedelta(days=int(current_settings().get("subscription_renewal_notice_days") or 0))
+
+
+def _renewal_due_at(sub: Subscription) -> datetime | None:
+    """When the next period's renewal is to be announced: `subscription_renewal_notice_days`
+    before the current period ends (at its start, for a shorter period), once per period, for
+    a paid plan that is neither paid ahead nor cancelled at period end."""
+    if (
+        sub.status not in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE)
+        or sub.version.price == 0
+        or sub.cancel_at_period_end
+        or sub.covered_period > sub.period_number
+        or sub.renewal_notified_period > sub.period_number
+    ):
+        return None
+    return max(sub.current_period_start, sub.current_period_end - _notice())
+
+
+def _renewal_order(sub: Subscription, number: int) -> tuple[Order, bool]:
+    """The order that pays for billing period `number`: the pending or paid one, or a new
+    pending one at the version's price (and whether it is new)."""
+    existing = Order.objects.filter(
+        subscription=sub, period_number=number,
+        status__in=[OrderStatus.PENDING, OrderStatus.PAID],
+    ).first()
+    if existing is not None:
+        return existing, False
+    version = sub.version
+    order = Order.objects.create(
+        customer_id=sub.customer_id, total=version.price, currency=version.currency,
+        subscription=sub, period_number=number,
+        metadata={"subscription_id": str(sub.pk), "plan": sub.plan.key, "period": number},
+    )
+    OrderItem.objects.create(
+        order=order, sku=sub.plan.key, name=sub.plan.name, quantity=1,
+        unit_price=version.price, snapshot=[],
+    )
+    signals.order_created.send(sender=Order, order=order, customer=order.customer)
+    return order, True
+
+
+def _announce_renewal(sub: Subscription, now: datetime) -> None:
+    """Send `subscription.renewal_due` with the pending order for the next period, once."""
+    due = _renewal_due_at(sub)
+    if due is None or due > now:
+        return
+    number = sub.period_number + 1
+    order, _new = _renewal_order(sub, number)
+    sub.renewal_notified_period = number
+    signals.subscription_renewal_due.send(sender=Subscription, subscription=sub, order=order)
+
+
+def _cancel_renewals(sub: Subscription, reason: str) -> None:
+    """Cancel the subscription's pending renewal orders (it ends, or will not renew)."""
+    for order in Order.objects.select_for_update().filter(
+        subscription=sub, status=OrderStatus.PENDING
+    ).order_by("period_number"):
+        order.status = OrderStatus.CANCELLED
+        order.cancelled_at = clock.now()
+        order.reason = reason
+        order.save(update_fields=["status", "cancelled_at", "reason"])
+        signals.order_cancelled.send(sender=Order, order=order, customer=order.customer)
+
+
 def _next_due(sub: Subscription) -> datetime | None:
     """When the sweep next has work for this subscription."""
     if sub.status not in (
@@ -293,19 +422,20 @@ def _next_due(sub: Subscription) -> datetime | None:
     if sub.status == SubscriptionStatus.PAST_DUE:
         return sub.covered_until + _grace()
     candidates = [sub.current_period_end]
+    renewal = _renewal_due_at(sub)
+    if renewal is not None:
+        candidates.append(renewal)
     if sub.version.price == 0 and not sub.cancel_at_period_end and (
         sub.covered_until == sub.current_period_end
     ):
         candidates.append(sub.current_period_end - LOOKAHEAD)
+    if sub.allowance_until is not None and sub.covered_until > sub.allowance_until:
+        candidates.append(sub.allowance_until - LOOKAHEAD)
     for entitlement in _allowances(sub.version):
-        last = (
-            SubscriptionGrant.objects.filter(subscription=sub, entitlement=entitlement)
-            .order_by("-period_index")
-            .values_list("period_index", flat=True)
-            .first()
-        )
-        start = _boundary(sub, entitlement, 0 if last is None else last + 1)
-        if start < sub.covered_until:
+        start = _boundary(sub, entitlement, _next_index(sub, entitlement))
+        if start < sub.covered_until and (
+            sub.allowance_until is None or start < sub.allowance_until
+        ):
             candidates.append(start - LOOKAHEAD)
     unrolled = (
         SubscriptionGrant.objects.filter(
@@ -364,9 +494,12 @@ def subscription_create(
         sub = Subscription(
             customer=customer, plan=plan, version=version,
             status=SubscriptionStatus.TRIALING if trialing else SubscriptionStatus.ACTIVE,
-            anchored_at=now, billing_anchor=end if trialing else now,
+            anchored_at=now, allowance_until=end if trialing else None,
+            billing_anchor=end if trialing else now,
             period_number=0 if trialing else 1, current_period_start=now, current_period_end=end,
-            covered_until=end, trial_end=end if trialing else None, metadata=metadata or {},
+            covered_until=end, covered_period=0 if trialing else 1,
+            renewal_notified_period=0 if trialing else 1,
+            trial_end=end if trialing else None, metadata=metadata or {},
         )
         try:
             with transaction.atomic():
@@ -378,9 +511,12 @@ def subscription_create(
         _write_access(sub, now, end, sub.period_number)
         _pre_renew(sub, now)
         _write_allowances(sub, now)
-        _schedule(sub)
-        sub.save(update_fields=["covered_until", "next_due_at"])
         signals.subscription_created.send(sender=Subscription, subscription=sub)
+        _announce_renewal(sub, now)
+        _schedule(sub)
+        sub.save(update_fields=[
+            "covered_until", "covered_period", "renewal_notified_period", "next_due_at",
+        ])
     return sub
 
 
@@ -390,7 +526,7 @@ def _locked_current(subscription: Subscription) -> Subscription:
     ledger.lock_customer_row(subscription.customer_id)
     sub = (
         Subscription.objects.select_for_update(of=("self",))
-        .select_related("version", "plan")
+        .select_related("version", "plan", "customer")
         .get(pk=subscription.pk)
     )
     now = clock.now()
@@ -409,8 +545,11 @@ def subscription_cancel(*, subscription: Subscription) -> Subscription:
             sub.save()
         elif sub.status in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE):
             sub.cancel_at_period_end = True
+            # What was granted beyond the period (a free plan's next period, a period paid
+            # ahead) is revoked when it ends; a pending renewal order is withdrawn now.
+            _cancel_renewals(sub, "subscription cancelled at period end")
             _schedule(sub)
-            sub.save(update_fields=["cancel_at_period_end", "next_due_at", "updated_at"])
+            sub.save()
         else:
             raise errors.SubscriptionNotActive("The subscription has ended.")
     return sub
@@ -426,8 +565,12 @@ def subscription_resume(*, subscription: Subscription) -> Subscription:
             raise errors.SubscriptionNotActive("Only a subscription cancelled at period end, "
                                                "before that end, can resume.")
         sub.cancel_at_period_end = False
+        # The renewal order the cancellation withdrew is announced again.
+        sub.renewal_notified_period = min(sub.renewal_notified_period, sub.period_number)
+        _pre_renew(sub, clock.now())
+        _announce_renewal(sub, clock.now())
         _schedule(sub)
-        sub.save(update_fields=["cancel_at_period_end", "next_due_at", "updated_at"])
+        sub.save()
     return sub
 
 
@@ -439,32 +582,142 @@ def _advance(sub: Subscription, now: datetime) -> None:
                 _end(sub, SubscriptionStatus.CANCELLED, sub.current_period_end)
                 break
             _pre_renew(sub, sub.current_period_end)  # a free plan's, if the sweep is late
+            _announce_renewal(sub, now)  # with no notice days, it is due at the end itself
             if sub.covered_until == sub.current_period_end:
                 # Unpaid: its rights end with the period paid for, allowances included.
                 sub.status = SubscriptionStatus.PAST_DUE
                 _revoke_beyond(sub, sub.covered_until)
+                # Nothing is carried across a lapse: paid again, it starts afresh.
+                SubscriptionGrant.objects.filter(subscription=sub, rolled_over=False).update(
+                    rolled_over=True
+                )
                 signals.subscription_past_due.send(sender=Subscription, subscription=sub)
                 break
             _write_allowances(sub, sub.current_period_end)
             _roll_over(sub, sub.current_period_end)
             # The next period was granted: it begins now.
             sub.period_number += 1
-            sub.current_period_start = sub.current_period_end
-            sub.current_period_end = _after(
-                sub.billing_anchor, sub.version.interval_unit, sub.version.interval_count,
-                sub.period_number,
-            )
+            sub.current_period_start, sub.current_period_end = _bounds(sub, sub.period_number)
             sub.status = SubscriptionStatus.ACTIVE
             signals.subscription_renewed.send(sender=Subscription, subscription=sub)
     if sub.status in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE):
         _pre_renew(sub, now)
         _write_allowances(sub, now)
+        _announce_renewal(sub, now)
     if sub.status != SubscriptionStatus.CANCELLED:
         _roll_over(sub, now)
     if sub.status == SubscriptionStatus.PAST_DUE and sub.covered_until + _grace() <= now:
         _end(sub, SubscriptionStatus.EXPIRED, sub.covered_until + _grace())
     _schedule(sub)
     sub.save()
+
+
+def _locked_for_order(order: Order) -> Subscription:
+    """The renewal order's subscription, locked and brought up to date (the caller holds the
+    customer's row FOR UPDATE and the order's)."""
+    assert order.subscription_id is not None
+    sub = (
+        Subscription.objects.select_for_update(of=("self",))
+        .select_related("version", "plan", "customer")
+        .get(pk=order.subscription_id)
+    )
+    now = clock.now()
+    if sub.next_due_at is not None and sub.next_due_at <= now:
+        _advance(sub, now)
+    return sub
+
+
+def subscription_renewal_paid(*, order: Order) -> Subscription:
+    """Apply a confirmed renewal order: its billing period is granted (access from the
+    period's start, allowances as their periods come) and `covered_until` moves to its end. A
+    `past_due` subscription becomes active again and its periods move on to the present.
+
+    Runs inside the order's confirmation; raises SubscriptionNotActive (409) when the
+    subscription has ended (the order stays pending: cancel it and refund the payment), and
+    RenewalOutOfOrder (409) when the order is not for the next period to pay.
+    """
+    sub = _locked_for_order(order)
+    if sub.status not in LIVE_SUBSCRIPTION_STATUSES:
+        raise errors.SubscriptionNotActive(
+            f"The subscription is {sub.status}: its renewal cannot be confirmed."
+        )
+    number = order.period_number
+    assert number is not None
+    if number != sub.covered_period + 1:
+        raise errors.RenewalOutOfOrder(
+            f"The order pays for period {number}; the subscription is paid through period "
+            f"{sub.covered_period}."
+        )
+    now = clock.now()
+    if sub.status == SubscriptionStatus.PAST_DUE:
+        # Paid after it lapsed: the period paid for starts now, and its allowances with it.
+        sub.billing_anchor, sub.anchor_period = now, number
+        _new_allowance_run(sub, now)
+        sub.status = SubscriptionStatus.ACTIVE  # it moves into that period below
+    start, end = _bounds(sub, number)
+    _write_access(sub, start, end, number)
+    sub.covered_until = end
+    sub.covered_period = number
+    _advance(sub, now)
+    return sub
+
+
+def _uncover(sub: Subscription, number: int) -> None:
+    """Take back billing period `number` and later ones, which have not begun: their batches
+    are revoked and their grants forgotten, so that paying for them again grants them anew."""
+    start, _end_at = _bounds(sub, number)
+    _revoke_beyond(sub, start)
+    SubscriptionGrant.objects.filter(subscription=sub, period_start__gte=start).delete()
+    sub.covered_until = start
+    sub.covered_period = number - 1
+
+
+def subscription_renewal_refunded(*, order: Order) -> None:
+    """A paid renewal order was refunded: a period that has not begun is taken back (only the
+    last one paid for: RenewalOutOfOrder otherwise); one that has begun ends the subscription
+    now, revoking what it granted from now on. An ended subscription is left as it is."""
+    sub = _locked_for_order(order)
+    if sub.status not in LIVE_SUBSCRIPTION_STATUSES:
+        return
+    number = order.period_number
+    assert number is not None
+    now = clock.now()
+    if number > sub.period_number:  # not begun
+        if number != sub.covered_period:
+            raise errors.RenewalOutOfOrder(
+                f"Period {sub.covered_period} is paid for after this one: refund it first."
+            )
+        _uncover(sub, number)
+    else:
+        _end(sub, SubscriptionStatus.CANCELLED, now)
+    _schedule(sub)
+    sub.save()
+
+
+def subscription_renewal_order(*, subscription: Subscription) -> tuple[Order, bool]:
+    """The order that pays for the next billing period not yet paid for: the pending one, or
+    a new one (and whether it is new). For a subscription whose announced order was cancelled,
+    or to pay one period ahead. 409 `subscription_not_active` once it has ended or while it is
+    cancelled at period end; 409 `renewal_not_needed` for a free plan or when the next period
+    is paid for already."""
+    with service_atomic():
+        sub = _locked_current(subscription)
+        if sub.status not in LIVE_SUBSCRIPTION_STATUSES or sub.cancel_at_period_end:
+            raise errors.SubscriptionNotActive(
+                "Only a live subscription that is not cancelled at period end renews."
+            )
+        if sub.version.price == 0:
+            raise errors.RenewalNotNeeded("A free plan renews by itself.")
+        if sub.covered_period > sub.period_number:
+            raise errors.RenewalNotNeeded(
+                f"The next period is paid for already (through {sub.covered_until.isoformat()})."
+            )
+        number = sub.covered_period + 1
+        order, created = _renewal_order(sub, number)
+        sub.renewal_notified_period = max(sub.renewal_notified_period, number)
+        _schedule(sub)
+        sub.save()
+    return order, created
 
 
 def subscriptions_advance_due(*, limit: int = ADVANCE_CHUNK) -> int:

@@ -60,6 +60,10 @@ EVENTS: tuple[EventKind, ...] = (
         p.build_subscription,
     ),
     EventKind(
+        "subscription.renewal_due", p.SubscriptionRenewalDueEventData,
+        signals.subscription_renewal_due, p.build_renewal_due,
+    ),
+    EventKind(
         "subscription.renewed", p.SubscriptionEventData, signals.subscription_renewed,
         p.build_subscription,
     ),

@@ -97,6 +97,15 @@ class SubscriptionEventData(SubscriptionOut):
     customer: EventCustomer
 
 
+class SubscriptionRenewalDueEventData(SubscriptionOut):
+    """subscription.renewal_due: the subscription, and the pending order that pays for its next
+    period (charge it, then confirm the order)."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer: EventCustomer
+    order: OrderOut
+
+
 class AllowanceResetEventData(_Strict):
     """allowance.reset: a subscription's new allowance period, written ahead of its start."""
 
@@ -202,6 +211,12 @@ def build_product(kw: dict[str, Any]) -> dict[str, Any]:
 def build_subscription(kw: dict[str, Any]) -> dict[str, Any]:
     sub = kw["subscription"]
     return _with_customer(presenters.subscription_data(sub), sub.customer)
+
+
+def build_renewal_due(kw: dict[str, Any]) -> dict[str, Any]:
+    sub = kw["subscription"]
+    data = {**presenters.subscription_data(sub), "order": presenters.order_data(kw["order"])}
+    return _with_customer(data, sub.customer)
 
 
 def build_allowance_reset(kw: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,9 @@ CONSUME_ACCESS_QUERIES = 4
 BALANCE_ONE_NAME_QUERIES = 1
 # Every name: the search_path, the identity, the batches.
 BALANCE_EVERY_NAME_QUERIES = 3
+# The entitlements call: the search_path, the identity, the subscriptions, their entitlements,
+# their current allowance periods, the batches.
+ENTITLEMENTS_QUERIES = 6
 
 
 def _fund(api: Api, key: str, grants: int) -> None:
@@ -111,3 +114,27 @@ def test_balance_budget(
         unknown = api.get("billing/balance", key=acme.key,
                           query={"external_id": "nobody", "feature": "reports"})
     assert unknown.json["customer_id"] is None
+
+
+@pytest.mark.parametrize("plans", [1, 4])
+def test_entitlements_budget(
+    api: Api, acme: TenantFixture, catalog: Catalog, django_assert_max_num_queries: Any,
+    plans: int,
+) -> None:
+    _fund(api, acme.key, plans)
+    for index in range(plans):
+        created = api.post("billing/plans", json={
+            "key": f"budget_{index}", "name": "b", "price": "0", "currency": "USD",
+            "entitlements": [
+                {"type": "allowance", "product": "reports", "amount": 1},
+                {"type": "access", "product": "pro"},
+                {"type": "value", "name": f"v{index}", "value": index},
+            ]}, key=acme.key)
+        assert created.status == 201, created.body
+        subscribed = api.post("billing/subscriptions", json={
+            "external_id": "q", "plan": f"budget_{index}"}, key=acme.key)
+        assert subscribed.status == 201, subscribed.body
+    with django_assert_max_num_queries(ENTITLEMENTS_QUERIES):
+        response = api.get("billing/entitlements", key=acme.key, query={"external_id": "q"})
+    assert len(response.json["subscriptions"]) == plans
+    assert len(response.json["values"]) == plans

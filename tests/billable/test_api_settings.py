@@ -11,7 +11,8 @@ from tests.support.api import Api, assert_problem
 from tests.support.tenants import TenantFixture, make_key
 
 SETTINGS_KEYS = {"low_balance_threshold", "idempotency_retention_days", "referral_reward_sku",
-                 "referee_reward_sku", "public_catalog", "subscription_grace_days"}
+                 "referee_reward_sku", "public_catalog", "subscription_grace_days",
+                 "subscription_renewal_notice_days"}
 
 
 def test_settings_get_defaults(api: Api, acme: TenantFixture) -> None:
@@ -24,14 +25,15 @@ def test_settings_get_defaults(api: Api, acme: TenantFixture) -> None:
     assert body["referral_reward_sku"] is None and body["referee_reward_sku"] is None
     assert body["public_catalog"] is False
     assert body["subscription_grace_days"] == 3
+    assert body["subscription_renewal_notice_days"] == 3
 
 
-def test_subscription_grace_days_bounds(api: Api, acme: TenantFixture) -> None:
-    assert api.patch("settings", json={"subscription_grace_days": 0}, key=acme.key).json[
-        "subscription_grace_days"
-    ] == 0
-    assert api.patch("settings", json={"subscription_grace_days": 366}, key=acme.key).status == 422
-    api.patch("settings", json={"subscription_grace_days": 3}, key=acme.key)
+@pytest.mark.parametrize("name", ["subscription_grace_days", "subscription_renewal_notice_days"])
+def test_subscription_day_settings_bounds(api: Api, acme: TenantFixture, name: str) -> None:
+    assert api.patch("settings", json={name: 0}, key=acme.key).json[name] == 0
+    assert api.patch("settings", json={name: 366}, key=acme.key).status == 422
+    assert api.patch("settings", json={name: -1}, key=acme.key).status == 422
+    api.patch("settings", json={name: 3}, key=acme.key)
 
 
 def test_settings_patch(api: Api, acme: TenantFixture, globex: TenantFixture) -> None:

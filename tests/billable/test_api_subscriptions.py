@@ -12,7 +12,7 @@ Catalog = dict[str, Any]
 SUBSCRIPTION_KEYS = {
     "id", "customer_id", "plan", "version", "status", "current_period_start",
     "current_period_end", "trial_end", "cancel_at_period_end", "ended_at", "metadata",
-    "created_at",
+    "created_at", "paid_through", "renewal_order_id",
 }
 
 
@@ -108,4 +108,59 @@ def test_scopes(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
         api.post("billing/subscriptions", json={"external_id": "w", "plan": "pro_plan"},
                  key=writer),
         403, "insufficient_scope",
+    )
+
+
+def test_renewal_order_confirm_and_refund(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
+    _plan(api, acme)
+    sub = api.post("billing/subscriptions", json={"external_id": "payer", "plan": "pro_plan"},
+                   key=acme.key).json
+    assert (sub["status"], sub["paid_through"], sub["renewal_order_id"]) == (
+        "trialing", sub["trial_end"], None
+    )
+    made = api.post(f"billing/subscriptions/{sub['id']}/renewal-order", json={}, key=acme.key)
+    assert made.status == 201, made.body
+    order = made.json
+    assert (order["status"], order["total"], order["currency"]) == ("pending", "19.00", "USD")
+    assert (order["subscription_id"], order["period_number"]) == (sub["id"], 1)
+    assert [item["sku"] for item in order["items"]] == ["PRO_PLAN"]
+    again = api.post(f"billing/subscriptions/{sub['id']}/renewal-order", json={}, key=acme.key)
+    assert (again.status, again.json["id"]) == (200, order["id"])
+    assert api.get(f"billing/subscriptions/{sub['id']}", key=acme.key).json[
+        "renewal_order_id"] == order["id"]
+
+    paid = api.post(f"billing/orders/{order['id']}/confirm", json={"payment_id": "pay-r1"},
+                    key=acme.key)
+    assert paid.status == 200 and paid.json["status"] == "paid", paid.body
+    after = api.get(f"billing/subscriptions/{sub['id']}", key=acme.key).json
+    assert after["renewal_order_id"] is None and after["paid_through"] > sub["paid_through"]
+    assert_problem(
+        api.post(f"billing/subscriptions/{sub['id']}/renewal-order", json={}, key=acme.key),
+        409, "renewal_not_needed",
+    )
+    refunded = api.post(f"billing/orders/{order['id']}/refund", json={}, key=acme.key)
+    assert refunded.status == 200, refunded.body
+    back = api.get(f"billing/subscriptions/{sub['id']}", key=acme.key).json
+    assert (back["status"], back["paid_through"]) == ("trialing", sub["paid_through"])
+
+
+def test_renewal_order_errors(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
+    _plan(api, acme, key="free_plan", price="0", trial_days=0)
+    free = api.post("billing/subscriptions", json={"external_id": "f", "plan": "free_plan"},
+                    key=acme.key).json
+    assert_problem(
+        api.post(f"billing/subscriptions/{free['id']}/renewal-order", json={}, key=acme.key),
+        409, "renewal_not_needed",
+    )
+    _plan(api, acme)
+    sub = api.post("billing/subscriptions", json={"external_id": "c", "plan": "pro_plan"},
+                   key=acme.key).json
+    api.post(f"billing/subscriptions/{sub['id']}/cancel", json={}, key=acme.key)
+    assert_problem(
+        api.post(f"billing/subscriptions/{sub['id']}/renewal-order", json={}, key=acme.key),
+        409, "subscription_not_active",
+    )
+    assert_problem(
+        api.post("billing/subscriptions/nope/renewal-order", json={}, key=acme.key),
+        404, "subscription_not_found",
     )

@@ -678,3 +678,69 @@ def test_sweeps_and_consumes_at_an_allowance_boundary_reset_once(
     late = {index for index, at in sent_at.items() if at >= boundary}
     assert not late & drew, f"consumes {late & drew} drew from the first period after it ended"
     verified(conc)
+
+
+# --- 7. a renewal's confirmation against the expiry of its past-due subscription
+
+
+def test_renewal_confirm_racing_expiry_either_renews_or_refuses(
+    races_catalog: ConcTenant, committed: None, pinned_clock: None
+) -> None:
+    conc = races_catalog
+    tag = secrets.token_hex(3)
+    with tenant_context(conc.tenant):
+        plan = plan_create(
+            key=f"renew-{tag}", name="renew",
+            terms=Terms("days", 1, Decimal("5"), "USD", 0, (
+                EntitlementSpec("allowance", product="credits", amount=10),
+                EntitlementSpec("access", product="pro"),
+            )),
+        )
+    for round_, delay in enumerate((0.0, 0.02, 0.05, 0.1)):
+        # given: a daily paid plan left unpaid: past due, its renewal order pending; the clock
+        # one microsecond before its grace days end
+        start = (timezone.now() + timedelta(hours=4)).replace(microsecond=0)
+        clock.set_now(start)
+        who = customer(conc, f"rn-{tag}-{round_}")
+        with tenant_context(conc.tenant):
+            sub = subscription_create(customer=who, plan=plan)
+            clock.set_now(sub.current_period_end)
+            tenant_sweep()
+            sub.refresh_from_db()
+            assert sub.status == "past_due"
+            order = Order.objects.get(subscription=sub, status="pending")
+            expires = sub.next_due_at
+        assert expires is not None
+        clock.set_now(expires - timedelta(microseconds=1))
+        confirm = poster(conc, f"billing/orders/{order.pk}/confirm",
+                         {"payment_id": f"pay-{tag}-{round_}"})
+        calls = [confirm, confirm, confirm]
+        calls.insert(1, job(conc, clock_tick(expires, after=delay)))
+        calls.insert(3, job(conc, sweep))
+
+        # when
+        responses = hammer(calls)
+        with tenant_context(conc.tenant):
+            tenant_sweep()
+
+        # then: either the payment renewed the subscription (every confirm 200, the order paid,
+        # the subscription active with the next day's access) or the expiry came first (every
+        # confirm refused, the order withdrawn, nothing of the plan usable after the end)
+        del responses[3], responses[1]
+        expect(responses, {200: set(), 409: {"subscription_not_active", "invalid_order_state"}})
+        won = {response.status for response in responses}
+        assert len(won) == 1, [r.body for r in responses]
+        with tenant_context(conc.tenant):
+            sub.refresh_from_db()
+            order.refresh_from_db()
+            live = QuotaBatch.objects.filter(
+                subscription_grant__subscription=sub, state="active", expires_at__gt=expires
+            )
+            if won == {200}:
+                assert (sub.status, order.status, sub.covered_period) == ("active", "paid", 2)
+                assert live.exists()
+            else:
+                assert (sub.status, order.status) == ("expired", "cancelled")
+                assert not live.exists()
+        verified(conc)
+        clock.set_now(None)

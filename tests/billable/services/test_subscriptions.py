@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from billable import clock, errors
+from billable import clock, errors, signals
 from billable.models import (
     Customer,
     LedgerEntry,
+    Order,
     Plan,
     QuotaBatch,
     Subscription,
@@ -21,11 +22,13 @@ from billable.models import (
 from billable.selectors import balance_get, ledger_verify
 from billable.services import ledger
 from billable.services.merge import customer_merge
+from billable.services.orders import order_confirm, order_refund
 from billable.services.plans import EntitlementSpec, Terms, plan_create, plan_version_retire
 from billable.services.quota import quota_consume
 from billable.services.subscriptions import (
     subscription_cancel,
     subscription_create,
+    subscription_renewal_order,
     subscription_resume,
     subscriptions_advance_due,
 )
@@ -329,3 +332,216 @@ def test_a_cancel_after_the_end_settles_the_ended_period_first(
         "active", feb, True,
     )
     assert _access(alice, feb + timedelta(days=1)) and _reports(alice, feb + timedelta(days=1)) == 5
+
+
+# --- Renewal by order
+
+@pytest.fixture
+def renewals_due() -> Any:
+    """The orders `subscription.renewal_due` announced, in order."""
+    seen: list[Order] = []
+
+    def receive(sender: Any, subscription: Subscription, order: Order, **kw: Any) -> None:
+        seen.append(order)
+
+    signals.subscription_renewal_due.connect(receive, dispatch_uid="test-renewal-due")
+    yield seen
+    signals.subscription_renewal_due.disconnect(dispatch_uid="test-renewal-due")
+
+
+def _confirm(order: Order, when: datetime) -> Order:
+    with clock.frozen(when):
+        return order_confirm(order=order)
+
+
+@pytest.mark.django_db
+def test_a_paid_plan_announces_its_renewal_once_and_the_paid_order_starts_the_next_period(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("paid"))
+    end = sub.current_period_end  # Feb 28, 12:00
+    notice = end - timedelta(days=3)
+    assert sub.next_due_at == notice
+    _at(notice - timedelta(seconds=1))
+    assert renewals_due == []
+    _at(notice)
+    _at(notice + timedelta(minutes=5))
+    assert len(renewals_due) == 1
+    order = Order.objects.get(pk=renewals_due[0].pk)
+    assert (order.status, order.total, order.currency, order.period_number) == (
+        "pending", Decimal("10"), "USD", 2
+    )
+    assert order.subscription_id == sub.pk
+    sub.refresh_from_db()
+    assert (sub.renewal_notified_period, sub.covered_until) == (2, end)
+
+    _confirm(order, notice + timedelta(hours=1))
+    sub.refresh_from_db()
+    second_end = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+    assert (sub.covered_period, sub.covered_until, sub.status) == (2, second_end, "active")
+    # Paid ahead: nothing lapses at the boundary, and no second announcement comes. The next
+    # allowance is written by the sweep an hour ahead, as for any period.
+    assert _access(alice, end)
+    assert sub.next_due_at == end - timedelta(hours=1)
+    _at(end - timedelta(hours=1))
+    assert _reports(alice, end) == 100
+    _at(end)
+    sub.refresh_from_db()
+    assert (sub.period_number, sub.current_period_start, sub.current_period_end) == (
+        2, end, second_end
+    )
+    assert sub.next_due_at == second_end - timedelta(days=3)
+    assert len(renewals_due) == 1
+    _at(second_end - timedelta(days=3))
+    assert [o.period_number for o in renewals_due] == [2, 3]
+    assert ledger_verify().ok
+
+
+@pytest.mark.django_db
+def test_a_late_payment_brings_a_past_due_subscription_back(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("paid"))
+    end = sub.current_period_end
+    _at(end)
+    sub.refresh_from_db()
+    assert sub.status == "past_due" and not _access(alice, end)
+    (order,) = renewals_due
+    late = end + timedelta(days=1, hours=3)
+    _confirm(order, late)
+    sub.refresh_from_db()
+    # The period paid for starts at the payment, and the allowances' resets with it.
+    assert (sub.status, sub.period_number, sub.current_period_start) == ("active", 2, late)
+    assert sub.current_period_end == datetime(2026, 4, 1, 15, 0, tzinfo=UTC)
+    assert _access(alice, late) and _reports(alice, late) == 100
+    assert not _access(alice, late - timedelta(seconds=1))
+    assert sub.next_due_at == datetime(2026, 3, 29, 15, 0, tzinfo=UTC)  # the next notice
+    _at(datetime(2026, 4, 1, 14, 0, tzinfo=UTC))
+    assert SubscriptionGrant.objects.filter(subscription=sub, period_start=late).count() == 2
+    assert ledger_verify().ok
+
+
+@pytest.mark.django_db
+def test_a_renewal_confirmed_after_expiry_is_refused_and_its_order_was_withdrawn(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("paid"))
+    end = sub.current_period_end
+    _at(end)
+    (order,) = renewals_due
+    # The confirmation arrives after the grace days, before the sweep ran: the subscription is
+    # settled first and has expired, so the confirmation is refused and nothing changes.
+    with pytest.raises(errors.SubscriptionNotActive):
+        _confirm(order, end + timedelta(days=4))
+    order.refresh_from_db()
+    sub.refresh_from_db()
+    assert (sub.status, order.status) == ("past_due", "pending")
+    _at(end + timedelta(days=4))
+    order.refresh_from_db()
+    sub.refresh_from_db()
+    assert (sub.status, order.status) == ("expired", "cancelled")
+    with pytest.raises(errors.InvalidOrderState):
+        _confirm(order, end + timedelta(days=5))
+
+
+@pytest.mark.django_db
+def test_cancel_withdraws_the_renewal_order_and_resume_announces_it_again(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("paid"))
+    notice = sub.current_period_end - timedelta(days=3)
+    _at(notice)
+    (first,) = renewals_due
+    with clock.frozen(notice + timedelta(hours=1)):
+        subscription_cancel(subscription=sub)
+    first.refresh_from_db()
+    assert (first.status, first.reason) == ("cancelled", "subscription cancelled at period end")
+    with clock.frozen(notice + timedelta(hours=2)):
+        with pytest.raises(errors.SubscriptionNotActive):
+            subscription_renewal_order(subscription=sub)
+        subscription_resume(subscription=sub)
+    assert len(renewals_due) == 2
+    second = renewals_due[1]
+    assert (second.status, second.period_number) == ("pending", 2) and second.pk != first.pk
+
+
+@pytest.mark.django_db
+def test_refunding_a_renewal_takes_back_a_period_not_begun_and_ends_a_begun_one(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("paid"))
+    end = sub.current_period_end
+    notice = end - timedelta(days=3)
+    _at(notice)
+    (order,) = renewals_due
+    _confirm(order, notice)
+    with clock.frozen(notice + timedelta(hours=1)):
+        order_refund(order=order, reason="changed mind")
+    sub.refresh_from_db()
+    assert (sub.covered_period, sub.covered_until, sub.status) == (1, end, "active")
+    assert not _access(alice, end)
+    # Paying again grants the period anew.
+    with clock.frozen(notice + timedelta(hours=2)):
+        again, created = subscription_renewal_order(subscription=sub)
+    assert created and again.period_number == 2
+    _confirm(again, notice + timedelta(hours=3))
+    _at(end)
+    assert _access(alice, end) and _reports(alice, end) == 100
+    # A refund once the period has begun ends the subscription then.
+    refund_at = end + timedelta(days=1)
+    with clock.frozen(refund_at):
+        order_refund(order=again)
+    sub.refresh_from_db()
+    assert (sub.status, sub.ended_at) == ("cancelled", refund_at)
+    assert not _access(alice, refund_at) and _reports(alice, refund_at) == 0
+    assert ledger_verify().ok
+
+
+@pytest.mark.django_db
+def test_a_renewal_order_on_request(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    free = subscription_create(customer=alice, plan=_plan("free", price="0"))
+    with pytest.raises(errors.RenewalNotNeeded):
+        subscription_renewal_order(subscription=free)
+    sub = subscription_create(customer=alice, plan=_plan("paid"))
+    order, created = subscription_renewal_order(subscription=sub)
+    assert created and (order.period_number, order.status) == (2, "pending")
+    again, created_again = subscription_renewal_order(subscription=sub)
+    assert (again.pk, created_again) == (order.pk, False)
+    # The announcement later finds it and sends nothing new.
+    _at(sub.current_period_end - timedelta(days=3))
+    assert renewals_due == []
+    _confirm(order, START + timedelta(days=1))
+    with pytest.raises(errors.RenewalNotNeeded):
+        subscription_renewal_order(subscription=sub)
+    assert Order.objects.filter(subscription=sub).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_trials_allowance_ends_with_it_and_the_paid_periods_reset_on_their_own_dates(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("trial", trial_days=14))
+    trial_end = START + timedelta(days=14)  # Feb 14
+    (trial,) = SubscriptionGrant.objects.filter(subscription=sub, entitlement__amount=100)
+    assert (trial.period_start, trial.period_end) == (START, trial_end)
+    # announced three days before the trial ends, paid, then the sweep an hour ahead
+    _at(trial_end - timedelta(days=3))
+    (order,) = renewals_due
+    assert order.period_number == 1
+    _confirm(order, trial_end - timedelta(days=2))
+    _at(trial_end - timedelta(hours=1))
+    starts = sorted(
+        SubscriptionGrant.objects.filter(subscription=sub, entitlement__amount=100)
+        .values_list("period_start", "period_end")
+    )
+    assert starts == [(START, trial_end), (trial_end, datetime(2026, 3, 14, 12, tzinfo=UTC))]
+    assert _reports(alice, trial_end - timedelta(seconds=1)) == 100  # the trial's own units
+    assert _reports(alice, trial_end) == 100  # not 200: the trial's do not overlap the period's
+    _at(trial_end)
+    sub.refresh_from_db()
+    assert (sub.status, sub.period_number, sub.current_period_end) == (
+        "active", 1, datetime(2026, 3, 14, 12, tzinfo=UTC)
+    )
+    assert ledger_verify().ok

@@ -71,7 +71,8 @@ def produce_every_event(api: Api, acme: TenantFixture) -> None:
     # product.deactivated
     _ok(api.patch("billing/products/unl", json={"is_active": False}, key=key))
     # subscription.created now; at the sweep below, the free plan renews (subscription.renewed,
-    # allowance.reset), the paid one goes past due and, its grace gone, expires, and the one
+    # allowance.reset), the paid one is due for renewal (subscription.renewal_due), goes past
+    # due and, its grace gone, expires, and the one
     # cancelled at period end is cancelled
     for plan_key, price in (("free_plan", "0"), ("paid_plan", "5")):
         _ok(api.post("billing/plans", json={
