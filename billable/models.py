@@ -414,6 +414,10 @@ class TrialHistory(models.Model):
     grant = models.ForeignKey(
         Grant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # A plan's trial: the subscription that started with it.
+    subscription = models.ForeignKey(
+        "Subscription", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
 

@@ -288,12 +288,21 @@ class PlanPage(Schema):
 SubscriptionStatusName = Literal["trialing", "active", "past_due", "cancelled", "expired"]
 
 
+IdentityType = Annotated[str, Field(min_length=1, max_length=64)]
+IdentityValue = Annotated[str, Field(max_length=255)] | int
+
+
 class SubscriptionIn(CustomerRefIn, IdempotentIn):
     plan: Name
     version: int | None = Field(
         None, ge=1, description="A version of the plan; by default its current one."
     )
     trial: bool = Field(True, description="Start with the version's trial, if it has one.")
+    identities: dict[IdentityType, IdentityValue] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Extra identities checked for the trial: {type: value}, at most 20.",
+    )
     metadata: Metadata = Field(default_factory=dict)
 
 
@@ -494,10 +503,6 @@ class LedgerPage(Schema):
 class WalletOut(Schema):
     customer_id: str
     balances: dict[str, int | None]
-
-
-IdentityType = Annotated[str, Field(min_length=1, max_length=64)]
-IdentityValue = Annotated[str, Field(max_length=255)] | int
 
 
 class GrantIn(CustomerRefIn, IdempotentIn):

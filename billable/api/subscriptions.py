@@ -27,7 +27,7 @@ from billing_platform.core.problems import error_responses
 @router.post(
     "/subscriptions",
     auth=GRANT,
-    response={201: SubscriptionOut, **error_responses(404, 409)},
+    response={201: SubscriptionOut, **error_responses(404, 409, 422)},
     operation_id="billing_subscription_create",
     summary="Subscribe a customer to a plan (a trial, or a first period paid for or free)",
 )
@@ -38,6 +38,7 @@ def subscription_create(request: HttpRequest, payload: SubscriptionIn) -> Status
         plan=selectors.plan_get(key=payload.plan),
         version_number=payload.version,
         trial=payload.trial,
+        identities=payload.identities,
         metadata=payload.metadata,
     )
     found = selectors.subscription_get(subscription_id=subscription.pk)

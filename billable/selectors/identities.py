@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from billable.models import Customer, Grant, TrialHistory
+from billable.models import Customer, Grant, Subscription, TrialHistory
 from tenants.models import Tenant
 
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
@@ -165,11 +165,14 @@ def customer_identity_hashes(
 
 
 def trial_taken(customer: Customer, hashes: IdentityHashes) -> bool:
-    """Whether any of these identities, or the customer itself, has had a trial here.
+    """Whether any of these identities, or the customer itself, has had a trial here: a trial
+    grant or a plan's trial, one per person whichever it was.
 
     The customer's own trial grants count too (those of customers merged into it moved with
     the merge): a trial recorded before the customer's id was hashed still counts after erasure.
     """
     if TrialHistory.objects.filter(identity_hash__in=hashes.lookup).exists():
+        return True
+    if Subscription.objects.filter(customer=customer, trial_end__isnull=False).exists():
         return True
     return Grant.objects.filter(customer=customer, kind="trial").exists()

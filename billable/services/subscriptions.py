@@ -59,8 +59,10 @@ from billable.models import (
     Subscription,
     SubscriptionGrant,
     SubscriptionStatus,
+    TrialHistory,
 )
 from billable.periods import interval_period, period_end
+from billable.selectors import customer_identity_hashes, trial_taken
 from billable.services import ledger
 from billable.services.ledger import Take
 from billable.tenancy import current_settings, note_sweep_due
@@ -463,13 +465,17 @@ def subscription_create(
     plan: Plan,
     version_number: int | None = None,
     trial: bool = True,
+    identities: dict[str, str | int] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Subscription:
     """Subscribe a customer to a plan's current version (or `version_number`).
 
     Starts a trial when the version has `trial_days` and `trial` is true, else the first billing
-    period: call it once that period is paid for (a free plan needs nothing). Raises
-    InactivePlan (422), PlanVersionNotFound (404), PlanVersionRetired and SubscriptionExists (409).
+    period: call it once that period is paid for (a free plan needs nothing). A trial is one per
+    person, as trial grants are: the customer and its `identities` are checked against the
+    hashed trial history (409 `trial_already_used`, to subscribe again with `trial` false once
+    paid). Raises InactivePlan (422), PlanVersionNotFound (404), PlanVersionRetired and
+    SubscriptionExists (409).
     """
     if not plan.is_active:
         raise errors.InactivePlan()
@@ -479,13 +485,16 @@ def subscription_create(
         raise errors.PlanVersionNotFound()
     if version.retired_at is not None:
         raise errors.PlanVersionRetired()
+    trialing = trial and version.trial_days > 0
+    hashes = customer_identity_hashes(customer, identities) if trialing else None
     now = clock.now()
     with service_atomic():
         # FOR KEY SHARE, as spenders take it: the access batches are explicit windows (no
         # "extend from where access ends" to serialise), and a stronger lock here would
         # deadlock with the expiry sweep, whose commit checks its batches' customers.
         customer = ledger.lock_customer(customer)
-        trialing = trial and version.trial_days > 0
+        if hashes is not None and trial_taken(customer, hashes):
+            raise errors.TrialAlreadyUsed()
         end = (
             now + timedelta(days=version.trial_days)
             if trialing
@@ -508,6 +517,15 @@ def subscription_create(
             raise errors.SubscriptionExists(
                 f"The customer already has a live subscription to {plan.key}."
             ) from exc
+        if hashes is not None:
+            try:
+                with transaction.atomic():
+                    TrialHistory.objects.bulk_create(
+                        TrialHistory(identity_hash=value, subscription=sub)
+                        for value in hashes.current
+                    )
+            except IntegrityError as exc:  # a concurrent trial of the same person won
+                raise errors.TrialAlreadyUsed() from exc
         _write_access(sub, now, end, sub.period_number)
         _pre_renew(sub, now)
         _write_allowances(sub, now)

@@ -164,3 +164,23 @@ def test_renewal_order_errors(api: Api, acme: TenantFixture, catalog: Catalog) -
         api.post("billing/subscriptions/nope/renewal-order", json={}, key=acme.key),
         404, "subscription_not_found",
     )
+
+
+def test_a_second_plan_trial_is_refused(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
+    _plan(api, acme)
+    _plan(api, acme, key="other_plan")
+    first = api.post("billing/subscriptions", json={
+        "external_id": "tg-1", "provider": "telegram", "plan": "pro_plan",
+        "identities": {"email": "Someone@Example.com"}}, key=acme.key)
+    assert first.status == 201 and first.json["status"] == "trialing", first.body
+    again = api.post("billing/subscriptions", json={
+        "external_id": "other", "plan": "other_plan",
+        "identities": {"email": "someone@example.com"}}, key=acme.key)
+    assert_problem(again, 409, "trial_already_used")
+    paid = api.post("billing/subscriptions", json={
+        "external_id": "other", "plan": "other_plan", "trial": False}, key=acme.key)
+    assert paid.status == 201 and paid.json["status"] == "active", paid.body
+    too_many = api.post("billing/subscriptions", json={
+        "external_id": "x", "plan": "other_plan",
+        "identities": {f"k{i}": "v" for i in range(21)}}, key=acme.key)
+    assert_problem(too_many, 422, "validation_error")

@@ -23,6 +23,7 @@ from billable.selectors import balance_get, ledger_verify
 from billable.services import ledger
 from billable.services.merge import customer_merge
 from billable.services.orders import order_confirm, order_refund
+from billable.services.trials import trial_grant
 from billable.services.plans import EntitlementSpec, Terms, plan_create, plan_version_retire
 from billable.services.quota import quota_consume
 from billable.services.subscriptions import (
@@ -545,3 +546,42 @@ def test_a_trials_allowance_ends_with_it_and_the_paid_periods_reset_on_their_own
         "active", 1, datetime(2026, 3, 14, 12, tzinfo=UTC)
     )
     assert ledger_verify().ok
+
+
+# --- The trial guard
+
+
+@pytest.mark.django_db
+def test_a_plan_trial_is_one_per_person_like_trial_grants(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    first = _plan("first", trial_days=7)
+    second = _plan("second", trial_days=7)
+    subscription_create(customer=alice, plan=first, identities={"email": "Al.Ice@gmail.com"})
+    # the same customer, or another one with the same (normalised) e-mail, gets no second trial
+    with pytest.raises(errors.TrialAlreadyUsed):
+        subscription_create(customer=alice, plan=second)
+    bob = Customer.objects.create()
+    with pytest.raises(errors.TrialAlreadyUsed):
+        subscription_create(customer=bob, plan=second, identities={"email": "alice@gmail.com"})
+    assert not Subscription.objects.filter(customer=bob).exists()
+    # without a trial (paid first), or a plan with none, they subscribe
+    paid = subscription_create(customer=bob, plan=second, trial=False,
+                               identities={"email": "alice@gmail.com"})
+    assert paid.status == "active"
+    # and a plan trial counts against trial grants too
+    carol = Customer.objects.create()
+    subscription_create(customer=carol, plan=first)
+    with pytest.raises(errors.TrialAlreadyUsed):
+        trial_grant(customer=carol, offer=catalog["REPORTS_10"])
+
+
+@pytest.mark.django_db
+def test_a_trial_grant_counts_against_a_plan_trial(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    trial_grant(customer=alice, offer=catalog["REPORTS_10"], identities={"telegram": 42})
+    dave = Customer.objects.create()
+    with pytest.raises(errors.TrialAlreadyUsed):
+        subscription_create(customer=dave, plan=_plan("t", trial_days=3),
+                            identities={"telegram": "42"})
