@@ -200,6 +200,11 @@ class SubscriptionExists(Conflict):
     title = "The customer already has a live subscription to this plan"
 
 
+class PlanChangeNotAllowed(Conflict):
+    code = "plan_change_not_allowed"
+    title = "This plan change is not possible now"
+
+
 class RenewalOutOfOrder(Conflict):
     code = "renewal_out_of_order"
     title = "This renewal order is not for the next period to pay"

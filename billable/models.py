@@ -117,6 +117,11 @@ class EntitlementType(models.TextChoices):
     VALUE = "value", "value"
 
 
+class UpgradeAllowance(models.TextChoices):
+    PRORATED = "prorated", "prorated"
+    FULL = "full", "full"
+
+
 class Plan(models.Model):
     """A subscription offer. Its terms (interval, price, entitlements) live in versions: a change
     of terms makes a new version, and a subscription keeps the version it took."""
@@ -130,8 +135,21 @@ class Plan(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     # The version new subscriptions take: the latest.
     current_version = models.PositiveIntegerField(default=1)
+    # A subscription changed to this plan at once gets the rest of the current allowance
+    # period's units in proportion to the time left ("prorated") or all of them ("full").
+    upgrade_allowance = models.CharField(
+        max_length=16, choices=UpgradeAllowance.choices, default=UpgradeAllowance.PRORATED
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(upgrade_allowance="prorated") | Q(upgrade_allowance="full"),
+                name="plan_upgrade_allowance_valid",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.key
@@ -556,6 +574,10 @@ class Subscription(models.Model):
     version = models.ForeignKey(
         PlanVersion, on_delete=models.PROTECT, related_name="subscriptions"
     )
+    # A change of plan that takes effect when the current period ends (a downgrade).
+    scheduled_version = models.ForeignKey(
+        PlanVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     status = models.CharField(max_length=16, choices=SubscriptionStatus.choices)
     # Allowance periods are counted from here: period `allowance_base` starts at this instant,
     # the next ones at calendar steps from it. A trial's allowances end with the trial
@@ -629,8 +651,11 @@ class SubscriptionGrant(models.Model):
     period_index = models.PositiveIntegerField()
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
+    # None for a period that gives nothing: what an immediate plan change leaves of an
+    # allowance already used up.
     batch = models.OneToOneField(
-        QuotaBatch, on_delete=models.PROTECT, related_name="subscription_grant"
+        QuotaBatch, null=True, blank=True, on_delete=models.PROTECT,
+        related_name="subscription_grant",
     )
     rollover_batch = models.OneToOneField(
         QuotaBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="rolled_into"

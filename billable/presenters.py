@@ -23,7 +23,7 @@ from billable.models import (
     Subscription,
     Usage,
 )
-from billable.results import Balance, Entitlements, IdentifyResult, MergeResult
+from billable.results import Balance, ChangeResult, Entitlements, IdentifyResult, MergeResult
 
 
 def product_data(product: Product) -> dict[str, Any]:
@@ -106,6 +106,7 @@ def plan_data(plan: Plan, current: PlanVersion) -> dict[str, Any]:
         "description": plan.description,
         "is_active": plan.is_active,
         "metadata": plan.metadata,
+        "upgrade_allowance": plan.upgrade_allowance,
         "version": current.version,
         **_terms_data(current),
         "created_at": plan.created_at,
@@ -127,6 +128,26 @@ def _renewal_order_id(sub: Subscription) -> str | None:
     return str(found) if found is not None else None
 
 
+def _scheduled_change(sub: Subscription) -> dict[str, Any] | None:
+    scheduled = sub.scheduled_version
+    if scheduled is None:
+        return None
+    return {"plan": scheduled.plan.key, "version": scheduled.version, "at": sub.current_period_end}
+
+
+def subscription_change_data(result: ChangeResult) -> dict[str, Any]:
+    sub = result.subscription
+    currency = sub.version.currency
+    return {
+        "at": result.at,
+        "amount_due": (
+            format_amount(result.amount_due, currency) if result.amount_due is not None else None
+        ),
+        "currency": currency,
+        "subscription": subscription_data(sub),
+    }
+
+
 def subscription_data(sub: Subscription) -> dict[str, Any]:
     return {
         "id": str(sub.pk),
@@ -138,6 +159,7 @@ def subscription_data(sub: Subscription) -> dict[str, Any]:
         "current_period_end": sub.current_period_end,
         "trial_end": sub.trial_end,
         "cancel_at_period_end": sub.cancel_at_period_end,
+        "scheduled_change": _scheduled_change(sub),
         "paid_through": sub.covered_until,
         "renewal_order_id": _renewal_order_id(sub),
         "ended_at": sub.ended_at,

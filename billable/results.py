@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 from billable.models import Customer, Subscription
 
@@ -57,3 +58,17 @@ class Entitlements:
     features: list[FeatureEntitlement] = field(default_factory=list)
     values: dict[str, Any] = field(default_factory=dict)
     subscriptions: list[Subscription] = field(default_factory=list)
+
+
+ChangeAt = Literal["now", "period_end"]
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    """A subscription's change of plan: when it takes effect, and what is owed for it."""
+
+    subscription: Subscription
+    at: ChangeAt
+    # For a change now from a paid period: the price difference for the time left in it,
+    # for the tenant to charge (never below zero); None otherwise.
+    amount_due: Decimal | None

@@ -204,12 +204,20 @@ class ValueIn(Schema):
 EntitlementIn = Annotated[AllowanceIn | AccessIn | ValueIn, Field(discriminator="type")]
 
 
+UpgradeAllowanceName = Literal["prorated", "full"]
+
+
 class PlanIn(Schema):
     key: Name
     name: str = Field(..., min_length=1, max_length=200)
     description: str = Field("", max_length=5000)
     is_active: bool = True
     metadata: Metadata = Field(default_factory=dict)
+    upgrade_allowance: UpgradeAllowanceName = Field(
+        "prorated",
+        description="On a change to this plan at once: the rest of the current allowance "
+        "period's units in proportion to the time left, or all of them.",
+    )
     interval_unit: PlanIntervalName = "months"
     interval_count: int = Field(1, ge=1, le=100_000)
     price: Price = Field(..., description='Decimal amount per interval as a string ("19.00").')
@@ -223,6 +231,7 @@ class PlanPatch(Schema):
     description: str | None = Field(None, max_length=5000)
     is_active: bool | None = None
     metadata: Metadata | None = None
+    upgrade_allowance: UpgradeAllowanceName | None = None
     interval_unit: PlanIntervalName | None = None
     interval_count: int | None = Field(None, ge=1, le=100_000)
     price: Price | None = None
@@ -266,6 +275,7 @@ class PlanOut(Schema):
     description: str
     is_active: bool
     metadata: dict[str, Any]
+    upgrade_allowance: UpgradeAllowanceName
     version: int = Field(..., description="The current version: the terms below.")
     interval_unit: PlanIntervalName
     interval_count: int
@@ -306,6 +316,22 @@ class SubscriptionIn(CustomerRefIn, IdempotentIn):
     metadata: Metadata = Field(default_factory=dict)
 
 
+class ScheduledChangeOut(Schema):
+    plan: str
+    version: int
+    at: datetime
+
+
+class SubscriptionChangeIn(IdempotentIn):
+    plan: Name
+    version: int | None = Field(None, ge=1, description="By default the plan's current one.")
+    at: Literal["now", "period_end"] | None = Field(
+        None,
+        description="When the change takes effect; by default now for a dearer plan, at the "
+        "end of the current period otherwise.",
+    )
+
+
 class SubscriptionOut(Schema):
     id: str
     customer_id: str
@@ -316,6 +342,8 @@ class SubscriptionOut(Schema):
     current_period_end: datetime
     trial_end: datetime | None
     cancel_at_period_end: bool
+    # A change of plan that takes effect at the end of the current period.
+    scheduled_change: ScheduledChangeOut | None
     # The end of the last billing period paid for (given, for a free plan, or trialled).
     paid_through: datetime
     # The pending order that pays for the next period, once its renewal is due.
@@ -323,6 +351,14 @@ class SubscriptionOut(Schema):
     ended_at: datetime | None
     metadata: dict[str, Any]
     created_at: datetime
+
+
+class SubscriptionChangeOut(Schema):
+    at: Literal["now", "period_end"]
+    # For a change now from a paid period: the price difference for the time left in it.
+    amount_due: str | None
+    currency: str
+    subscription: SubscriptionOut
 
 
 class SubscriptionPage(Schema):
@@ -568,7 +604,7 @@ class SettingsPatch(Schema):
     referee_reward_sku: Name | None = None
     public_catalog: bool | None = None
     subscription_grace_days: int | None = Field(None, ge=0, le=365)
-    subscription_renewal_notice_days: int | None = Field(None, ge=0, le=365)
+    subscription_renewal_notice_days: int | None = Field(None, ge=1, le=365)
 
 
 # --- Orders, exchange, referrals, merge

@@ -73,6 +73,7 @@ def plan_create(request: HttpRequest, payload: PlanIn) -> Status:
         description=payload.description,
         is_active=payload.is_active,
         metadata=payload.metadata,
+        upgrade_allowance=payload.upgrade_allowance,
         terms=Terms(
             interval_unit=payload.interval_unit,
             interval_count=payload.interval_count,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.http import HttpRequest
@@ -14,6 +15,8 @@ from billable.schemas import (
     CustomerQuery,
     IdempotentIn,
     OrderOut,
+    SubscriptionChangeIn,
+    SubscriptionChangeOut,
     SubscriptionIn,
     SubscriptionOut,
     SubscriptionPage,
@@ -121,3 +124,26 @@ def subscription_renewal_order(
     order, created = subscription_services.subscription_renewal_order(subscription=sub)
     found = selectors.order_get(order_id=str(order.pk))
     return Status(201 if created else 200, presenters.order_data(found))
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/change",
+    auth=GRANT,
+    response={200: SubscriptionChangeOut, **error_responses(404, 409, 422)},
+    operation_id="billing_subscription_change",
+    summary="Change plan: at once (an upgrade, prorated) or at the end of the period",
+)
+def subscription_change(
+    request: HttpRequest, subscription_id: str, payload: SubscriptionChangeIn
+) -> dict[str, Any]:
+    sub = selectors.subscription_get(subscription_id=subscription_id)
+    result = subscription_services.subscription_change(
+        subscription=sub,
+        plan=selectors.plan_get(key=payload.plan),
+        version_number=payload.version,
+        at=payload.at,
+    )
+    found = selectors.subscription_get(subscription_id=sub.pk)
+    return presenters.subscription_change_data(
+        replace(result, subscription=found)
+    )

@@ -47,12 +47,29 @@ class Migration(migrations.Migration):
             field=models.PositiveIntegerField(default=0),
         ),
         # Existing subscriptions: covered through the current period, or the next one when a
-        # free plan's next period was already granted; a trial's allowances end with it.
+        # free plan's next period was already granted. A trial's allowances end with it,
+        # unless one was written past its end before they did (that trial keeps its run).
         migrations.RunSQL(
-            "UPDATE billable_subscription SET covered_period = period_number"
+            "UPDATE billable_subscription s SET covered_period = period_number"
             " + CASE WHEN covered_until > current_period_end THEN 1 ELSE 0 END,"
             " renewal_notified_period = period_number,"
-            " allowance_until = CASE WHEN status = 'trialing' THEN trial_end END",
+            " allowance_until = CASE WHEN status = 'trialing' AND NOT EXISTS ("
+            "   SELECT 1 FROM billable_subscriptiongrant g"
+            "   JOIN billable_planentitlement e ON e.id = g.entitlement_id"
+            "   WHERE g.subscription_id = s.id AND e.entitlement_type = 'allowance'"
+            "   AND g.period_end > s.trial_end) THEN trial_end END",
+            migrations.RunSQL.noop,
+        ),
+        # Live subscriptions are due now, so that the sweep schedules their renewals.
+        migrations.RunSQL(
+            "UPDATE billable_subscription SET next_due_at = LEAST(next_due_at, now())"
+            " WHERE status IN ('trialing', 'active')",
+            migrations.RunSQL.noop,
+        ),
+        migrations.RunSQL(
+            "UPDATE public.tenants_tenant SET sweep_due_at = now()"
+            " WHERE schema_name = current_schema()"
+            " AND (sweep_due_at IS NULL OR sweep_due_at > now())",
             migrations.RunSQL.noop,
         ),
         migrations.AddConstraint(

@@ -53,9 +53,9 @@ def merge_values(current: Any, new: Any) -> Any:
 
 def _will_reset(sub: Subscription, period_end: datetime) -> bool:
     """Whether another allowance period follows the one ending at `period_end`."""
-    if period_end < sub.covered_until:
-        return True
-    return not sub.cancel_at_period_end and period_end >= sub.current_period_end
+    if sub.cancel_at_period_end:
+        return period_end < sub.current_period_end
+    return True
 
 
 def entitlements_get(*, customer: Customer | None) -> Entitlements:
@@ -92,10 +92,11 @@ def entitlements_get(*, customer: Customer | None) -> Entitlements:
                     else entitlement.value
                 )
                 continue
-            for name in _names(entitlement):
-                shown.setdefault(name.lower(), name)
+            # A product key and a feature spelled alike are one name: counted once.
+            names = {name.lower(): name for name in reversed(_names(entitlement))}
+            for folded, name in names.items():
+                shown.setdefault(folded, name)
                 if entitlement.entitlement_type == EntitlementType.ALLOWANCE:
-                    folded = name.lower()
                     allowance[folded] = allowance.get(folded, 0) + (entitlement.amount or 0)
 
     resets: dict[str, datetime] = {}
@@ -112,8 +113,7 @@ def entitlements_get(*, customer: Customer | None) -> Entitlements:
     for grant in current:
         if not _will_reset(by_id[grant.subscription_id], grant.period_end):
             continue
-        for name in _names(grant.entitlement):
-            folded = name.lower()
+        for folded in {name.lower() for name in _names(grant.entitlement)}:
             if folded not in resets or grant.period_end < resets[folded]:
                 resets[folded] = grant.period_end
 

@@ -16,7 +16,9 @@ def subscription_list(*, customer: Customer | None = None) -> QuerySet[Subscript
     pending = Order.objects.filter(
         subscription=OuterRef("pk"), status=OrderStatus.PENDING
     ).order_by("period_number").values("pk")[:1]
-    queryset = Subscription.objects.select_related("plan", "version", "customer").annotate(
+    queryset = Subscription.objects.select_related(
+        "plan", "version", "customer", "scheduled_version__plan"
+    ).annotate(
         renewal_order_pk=Subquery(pending)
     )
     if customer is not None:

@@ -211,6 +211,7 @@ def plan_create(
     description: str = "",
     is_active: bool = True,
     metadata: dict[str, Any] | None = None,
+    upgrade_allowance: str = "prorated",
 ) -> Plan:
     """A plan with its first version (409 `key_taken` if a product, offer or plan has the key)."""
     key = normalise_key(key)
@@ -219,7 +220,7 @@ def plan_create(
         claim_key(key, "plan")
         plan = Plan.objects.create(
             key=key, name=name, description=description, is_active=is_active,
-            metadata=metadata or {}, current_version=1,
+            metadata=metadata or {}, current_version=1, upgrade_allowance=upgrade_allowance,
         )
         _write_version(plan, 1, checked, products)
     return plan
@@ -256,6 +257,7 @@ def plan_update(
     description: str = UNSET,
     is_active: bool = UNSET,
     metadata: dict[str, Any] = UNSET,
+    upgrade_allowance: str = UNSET,
     interval_unit: str = UNSET,
     interval_count: int = UNSET,
     price: Decimal = UNSET,
@@ -286,7 +288,8 @@ def plan_update(
         save_patch(
             plan,
             {"name": name, "description": description, "is_active": is_active,
-             "metadata": metadata, "current_version": plan.current_version},
+             "metadata": metadata, "upgrade_allowance": upgrade_allowance,
+             "current_version": plan.current_version},
         )
     return plan
 

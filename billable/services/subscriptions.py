@@ -35,13 +35,16 @@ rows another sweep holds), and each granted period is a unique `SubscriptionGran
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 
 from billable import clock, errors, signals
+from billable.currencies import minor_digits
 from billable.models import (
     LIVE_SUBSCRIPTION_STATUSES,
     BatchState,
@@ -60,8 +63,10 @@ from billable.models import (
     SubscriptionGrant,
     SubscriptionStatus,
     TrialHistory,
+    UpgradeAllowance,
 )
 from billable.periods import interval_period, period_end
+from billable.results import ChangeAt, ChangeResult
 from billable.selectors import customer_identity_hashes, trial_taken
 from billable.services import ledger
 from billable.services.ledger import Take
@@ -106,7 +111,7 @@ def _next_index(sub: Subscription, entitlement: PlanEntitlement) -> int:
     return max(sub.allowance_base, 0 if last is None else last + 1)
 
 
-def _new_allowance_run(sub: Subscription, at: datetime) -> None:
+def _new_allowance_run(sub: Subscription, at: datetime, until: datetime | None = None) -> None:
     """Start a new run of allowance periods at `at` (after a trial, or when a lapsed
     subscription is paid again), aligned with the billing periods that start there."""
     last = (
@@ -117,11 +122,19 @@ def _new_allowance_run(sub: Subscription, at: datetime) -> None:
     )
     sub.allowance_base = 0 if last is None else last + 1
     sub.anchored_at = at
-    sub.allowance_until = None
+    sub.allowance_until = until
 
 
 def _bounds(sub: Subscription, number: int) -> tuple[datetime, datetime]:
     """The start and end of billing period `number` (`number >= anchor_period`)."""
+    if sub.scheduled_version is not None and number > sub.period_number:
+        # The scheduled version's periods, from the end of the current one.
+        scheduled = sub.scheduled_version
+        start = sub.current_period_end
+        if number > sub.period_number + 1:
+            start = _after(start, scheduled.interval_unit, scheduled.interval_count,
+                           number - sub.period_number - 1)
+        return start, _after(start, scheduled.interval_unit, scheduled.interval_count)
     version = sub.version
     steps = number - sub.anchor_period
     start = (
@@ -131,6 +144,13 @@ def _bounds(sub: Subscription, number: int) -> tuple[datetime, datetime]:
     )
     end = _after(sub.billing_anchor, version.interval_unit, version.interval_count, steps + 1)
     return start, end
+
+
+def _version_for(sub: Subscription, number: int) -> PlanVersion:
+    """The version billing period `number` is under: a scheduled change's, after the current."""
+    if sub.scheduled_version is not None and number > sub.period_number:
+        return sub.scheduled_version
+    return sub.version
 
 
 def _allowances(version: PlanVersion) -> list[PlanEntitlement]:
@@ -150,9 +170,15 @@ def _grant(
     units: int,
     action_type: str,
 ) -> None:
-    """Period `index` of one entitlement: its batch (valid from `start`, expiring at `end`)
-    and the row that says it was written."""
+    """Period `index` of one entitlement: its batch (valid from `start`, expiring at `end`;
+    none for no units) and the row that says it was written."""
     assert entitlement.product is not None
+    if units <= 0:
+        SubscriptionGrant.objects.create(
+            subscription=sub, entitlement=entitlement, period_index=index,
+            period_start=start, period_end=end, batch=None,
+        )
+        return
     batch = ledger.batch_create(
         customer_id=sub.customer_id,
         product_id=entitlement.product_id,
@@ -171,9 +197,14 @@ def _grant(
     )
 
 
-def _write_access(sub: Subscription, start: datetime, end: datetime, number: int) -> None:
-    """The access batches of billing period `number` (0 is a trial)."""
-    for entitlement in sub.version.entitlements.select_related("product").all():
+def _write_access(
+    sub: Subscription, start: datetime, end: datetime, number: int,
+    version: PlanVersion | None = None,
+) -> None:
+    """The access batches of billing period `number` (0 is a trial), under the version that
+    period is under (or `version`)."""
+    version = version or _version_for(sub, number)
+    for entitlement in version.entitlements.select_related("product").all():
         if entitlement.entitlement_type != EntitlementType.ACCESS:
             continue
         _grant(sub, entitlement, number, start, end, units=1, action_type="plan.access")
@@ -184,7 +215,7 @@ def _pre_renew(sub: Subscription, now: datetime) -> None:
     rights are there at the boundary instant (the period itself begins at the boundary)."""
     if (
         sub.status in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE)
-        and sub.version.price == 0
+        and _version_for(sub, sub.period_number + 1).price == 0
         and not sub.cancel_at_period_end
         and sub.covered_until == sub.current_period_end
         and sub.covered_until - LOOKAHEAD <= now
@@ -205,9 +236,29 @@ def _write_allowances(sub: Subscription, now: datetime) -> None:
         and sub.allowance_until <= horizon
         and sub.covered_until > sub.allowance_until
     ):
-        _write_allowance_run(sub, horizon)  # the trial's last periods, if the sweep is late
-        _new_allowance_run(sub, sub.allowance_until)
+        _write_allowance_run(sub, horizon)  # the run's last periods, if the sweep is late
+        boundary = sub.allowance_until
+        if sub.scheduled_version is not None:
+            # The next period is under the scheduled version: it takes over from here.
+            sub.billing_anchor, sub.anchor_period = boundary, sub.period_number + 1
+            _switch_version(sub, sub.scheduled_version, boundary)
+        _new_allowance_run(sub, boundary)
     _write_allowance_run(sub, horizon)
+
+
+def _switch_version(sub: Subscription, version: PlanVersion, at: datetime) -> None:
+    """Put the subscription under `version` from `at`. Nothing is carried from the old
+    version's allowance periods into the new one's."""
+    previous = sub.version
+    sub.version = version
+    sub.plan = version.plan
+    sub.scheduled_version = None
+    SubscriptionGrant.objects.filter(
+        subscription=sub, entitlement__version=previous, rolled_over=False
+    ).update(rolled_over=True)
+    signals.subscription_plan_changed.send(
+        sender=Subscription, subscription=sub, previous_version=previous, at=at
+    )
 
 
 def _write_allowance_run(sub: Subscription, horizon: datetime) -> None:
@@ -255,7 +306,11 @@ def _roll_over(sub: Subscription, now: datetime) -> None:
     )
     for period in ended:
         entitlement = period.entitlement
-        held = [QuotaBatch.objects.select_for_update().get(pk=period.batch_id)]
+        held = (
+            [QuotaBatch.objects.select_for_update().get(pk=period.batch_id)]
+            if period.batch_id is not None
+            else []
+        )
         same = SubscriptionGrant.objects.filter(subscription=sub, entitlement=entitlement)
         carried_in = (
             same.filter(period_index__lt=period.period_index)
@@ -336,6 +391,7 @@ def _end(sub: Subscription, status: str, at: datetime) -> None:
     sub.status = status
     sub.ended_at = at
     sub.next_due_at = None
+    sub.scheduled_version = None
     _revoke_beyond(sub, at)
     _cancel_renewals(sub, f"subscription {status}")
     signal = (
@@ -360,7 +416,7 @@ def _renewal_due_at(sub: Subscription) -> datetime | None:
     a paid plan that is neither paid ahead nor cancelled at period end."""
     if (
         sub.status not in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE)
-        or sub.version.price == 0
+        or _version_for(sub, sub.period_number + 1).price == 0
         or sub.cancel_at_period_end
         or sub.covered_period > sub.period_number
         or sub.renewal_notified_period > sub.period_number
@@ -378,14 +434,16 @@ def _renewal_order(sub: Subscription, number: int) -> tuple[Order, bool]:
     ).first()
     if existing is not None:
         return existing, False
-    version = sub.version
+    version = _version_for(sub, number)
+    plan = version.plan
     order = Order.objects.create(
         customer_id=sub.customer_id, total=version.price, currency=version.currency,
         subscription=sub, period_number=number,
-        metadata={"subscription_id": str(sub.pk), "plan": sub.plan.key, "period": number},
+        metadata={"subscription_id": str(sub.pk), "plan": plan.key, "version": version.version,
+                  "period": number},
     )
     OrderItem.objects.create(
-        order=order, sku=sub.plan.key, name=sub.plan.name, quantity=1,
+        order=order, sku=plan.key, name=plan.name, quantity=1,
         unit_price=version.price, snapshot=[],
     )
     signals.order_created.send(sender=Order, order=order, customer=order.customer)
@@ -427,7 +485,7 @@ def _next_due(sub: Subscription) -> datetime | None:
     renewal = _renewal_due_at(sub)
     if renewal is not None:
         candidates.append(renewal)
-    if sub.version.price == 0 and not sub.cancel_at_period_end and (
+    if _version_for(sub, sub.period_number + 1).price == 0 and not sub.cancel_at_period_end and (
         sub.covered_until == sub.current_period_end
     ):
         candidates.append(sub.current_period_end - LOOKAHEAD)
@@ -495,6 +553,13 @@ def subscription_create(
         customer = ledger.lock_customer(customer)
         if hashes is not None and trial_taken(customer, hashes):
             raise errors.TrialAlreadyUsed()
+        if Subscription.objects.filter(
+            customer=customer, scheduled_version__plan=plan,
+            status__in=LIVE_SUBSCRIPTION_STATUSES,
+        ).exists():
+            raise errors.SubscriptionExists(
+                f"The customer has a subscription changing to {plan.key} at its period end."
+            )
         end = (
             now + timedelta(days=version.trial_days)
             if trialing
@@ -544,7 +609,7 @@ def _locked_current(subscription: Subscription) -> Subscription:
     ledger.lock_customer_row(subscription.customer_id)
     sub = (
         Subscription.objects.select_for_update(of=("self",))
-        .select_related("version", "plan", "customer")
+        .select_related("version", "plan", "customer", "scheduled_version")
         .get(pk=subscription.pk)
     )
     now = clock.now()
@@ -563,8 +628,9 @@ def subscription_cancel(*, subscription: Subscription) -> Subscription:
             sub.save()
         elif sub.status in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE):
             sub.cancel_at_period_end = True
-            # What was granted beyond the period (a free plan's next period, a period paid
-            # ahead) is revoked when it ends; a pending renewal order is withdrawn now.
+            # A free plan's next period granted ahead is revoked when this one ends; a period
+            # paid ahead is kept, and the subscription ends after it. A pending renewal order
+            # is withdrawn now.
             _cancel_renewals(sub, "subscription cancelled at period end")
             _schedule(sub)
             sub.save()
@@ -596,7 +662,7 @@ def _advance(sub: Subscription, now: datetime) -> None:
     """Everything due for one locked subscription, in time order, each step once."""
     if sub.status in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE):
         while sub.current_period_end <= now:
-            if sub.cancel_at_period_end:
+            if sub.cancel_at_period_end and not _paid_ahead(sub):
                 _end(sub, SubscriptionStatus.CANCELLED, sub.current_period_end)
                 break
             _pre_renew(sub, sub.current_period_end)  # a free plan's, if the sweep is late
@@ -630,13 +696,21 @@ def _advance(sub: Subscription, now: datetime) -> None:
     sub.save()
 
 
+def _paid_ahead(sub: Subscription) -> bool:
+    """Whether the next billing period was paid for by a renewal order (a cancellation at
+    period end then takes effect at the end of that one)."""
+    return sub.covered_period > sub.period_number and Order.objects.filter(
+        subscription=sub, period_number=sub.period_number + 1, status=OrderStatus.PAID
+    ).exists()
+
+
 def _locked_for_order(order: Order) -> Subscription:
     """The renewal order's subscription, locked and brought up to date (the caller holds the
     customer's row FOR UPDATE and the order's)."""
     assert order.subscription_id is not None
     sub = (
         Subscription.objects.select_for_update(of=("self",))
-        .select_related("version", "plan", "customer")
+        .select_related("version", "plan", "customer", "scheduled_version")
         .get(pk=order.subscription_id)
     )
     now = clock.now()
@@ -670,6 +744,8 @@ def subscription_renewal_paid(*, order: Order) -> Subscription:
     if sub.status == SubscriptionStatus.PAST_DUE:
         # Paid after it lapsed: the period paid for starts now, and its allowances with it.
         sub.billing_anchor, sub.anchor_period = now, number
+        if sub.scheduled_version is not None:
+            _switch_version(sub, sub.scheduled_version, now)
         _new_allowance_run(sub, now)
         sub.status = SubscriptionStatus.ACTIVE  # it moves into that period below
     start, end = _bounds(sub, number)
@@ -684,28 +760,43 @@ def _uncover(sub: Subscription, number: int) -> None:
     """Take back billing period `number` and later ones, which have not begun: their batches
     are revoked and their grants forgotten, so that paying for them again grants them anew."""
     start, _end_at = _bounds(sub, number)
-    _revoke_beyond(sub, start)
-    SubscriptionGrant.objects.filter(subscription=sub, period_start__gte=start).delete()
+    later = SubscriptionGrant.objects.filter(subscription=sub, period_start__gte=start)
+    # Only these periods' own batches: an allowance period that began before `start` (a reset
+    # that does not fall on the billing boundary) is part of what was paid for, and stays.
+    ids = [pk for pk in later.values_list("batch_id", flat=True) if pk is not None]
+    for batch in ledger.lock_batches(QuotaBatch.objects.filter(pk__in=ids)):
+        if batch.state in (BatchState.ACTIVE, BatchState.EXHAUSTED):
+            ledger.batch_close(
+                batch=batch, state=BatchState.REVOKED, action_type="plan.ended",
+                action_id=str(sub.pk), actor=ACTOR,
+            )
+    later.delete()
     sub.covered_until = start
     sub.covered_period = number - 1
 
 
 def subscription_renewal_refunded(*, order: Order) -> None:
-    """A paid renewal order was refunded: a period that has not begun is taken back (only the
-    last one paid for: RenewalOutOfOrder otherwise); one that has begun ends the subscription
-    now, revoking what it granted from now on. An ended subscription is left as it is."""
+    """A paid renewal order was refunded. A period that has not begun is taken back (only the
+    last one paid for: RenewalOutOfOrder otherwise) and the subscription is cancelled at the
+    end of the current one (resume it to renew). The current period ends the subscription
+    now, revoking what it granted from now on (RenewalOutOfOrder while a later one is paid
+    for). A period that has ended, or a subscription that has, is left as it is."""
     sub = _locked_for_order(order)
     if sub.status not in LIVE_SUBSCRIPTION_STATUSES:
         return
     number = order.period_number
     assert number is not None
     now = clock.now()
+    if number < sub.period_number:
+        return  # an ended period: nothing of it is left to take back
+    if number != sub.covered_period:
+        raise errors.RenewalOutOfOrder(
+            f"Period {sub.covered_period} is paid for after this one: refund it first."
+        )
     if number > sub.period_number:  # not begun
-        if number != sub.covered_period:
-            raise errors.RenewalOutOfOrder(
-                f"Period {sub.covered_period} is paid for after this one: refund it first."
-            )
         _uncover(sub, number)
+        sub.cancel_at_period_end = True
+        _cancel_renewals(sub, "renewal refunded")
     else:
         _end(sub, SubscriptionStatus.CANCELLED, now)
     _schedule(sub)
@@ -738,6 +829,176 @@ def subscription_renewal_order(*, subscription: Subscription) -> tuple[Order, bo
     return order, created
 
 
+def _target_version(plan: Plan, version_number: int | None) -> PlanVersion:
+    if not plan.is_active:
+        raise errors.InactivePlan()
+    number = plan.current_version if version_number is None else version_number
+    version = PlanVersion.objects.filter(plan=plan, version=number).select_related("plan").first()
+    if version is None:
+        raise errors.PlanVersionNotFound()
+    if version.retired_at is not None:
+        raise errors.PlanVersionRetired()
+    return version
+
+
+def _reannounce(sub: Subscription, now: datetime) -> None:
+    """The next period's terms changed: its pending renewal order is withdrawn and the renewal
+    announced again at the new price (at once, if it is due)."""
+    _cancel_renewals(sub, "subscription plan changed")
+    sub.renewal_notified_period = min(sub.renewal_notified_period, sub.period_number)
+    _pre_renew(sub, now)
+    _announce_renewal(sub, now)
+
+
+def _used_this_period(sub: Subscription, now: datetime) -> dict[Any, int]:
+    """Units of the current allowance periods used so far, by product."""
+    used: dict[Any, int] = {}
+    current = SubscriptionGrant.objects.filter(
+        subscription=sub, entitlement__version=sub.version,
+        entitlement__entitlement_type=EntitlementType.ALLOWANCE,
+        period_start__lte=now, period_end__gt=now, batch__isnull=False,
+    ).select_related("batch", "entitlement")
+    for grant in current:
+        assert grant.batch is not None
+        product = grant.entitlement.product_id
+        used[product] = used.get(product, 0) + grant.batch.initial - grant.batch.remaining
+    return used
+
+
+def _close_version_rights(sub: Subscription, now: datetime) -> None:
+    """Revoke what the current version's periods would still give after `now` (units rolled
+    over into them stay: they were earned)."""
+    ids = list(
+        QuotaBatch.objects.filter(
+            subscription_grant__subscription=sub,
+            subscription_grant__entitlement__version=sub.version,
+            state__in=[BatchState.ACTIVE, BatchState.EXHAUSTED],
+            expires_at__gt=now,
+        ).values_list("pk", flat=True)
+    )
+    for batch in ledger.lock_batches(QuotaBatch.objects.filter(pk__in=ids)):
+        if batch.state in (BatchState.ACTIVE, BatchState.EXHAUSTED):
+            ledger.batch_close(
+                batch=batch, state=BatchState.REVOKED, action_type="plan.changed",
+                action_id=str(sub.pk), actor=ACTOR,
+            )
+
+
+def _change_now(sub: Subscription, target: PlanVersion, now: datetime) -> Decimal | None:
+    old = sub.version
+    used = _used_this_period(sub, now)
+    _close_version_rights(sub, now)
+    _switch_version(sub, target, now)
+    _write_access(sub, now, sub.current_period_end, sub.period_number, version=target)
+    # A new run of allowance periods aligned with the billing period; the current one is
+    # granted from now, full or in proportion to the time left, less what was used of the
+    # same product this period.
+    _new_allowance_run(sub, sub.current_period_start, sub.allowance_until)
+    for entitlement in _allowances(target):
+        index = sub.allowance_base
+        while _boundary(sub, entitlement, index + 1) <= now:
+            index += 1
+        start = _boundary(sub, entitlement, index)
+        end = _allowance_end(sub, entitlement, index)
+        if end <= now:
+            continue
+        assert entitlement.amount is not None
+        units = entitlement.amount
+        if target.plan.upgrade_allowance == UpgradeAllowance.PRORATED:
+            left = (end - now) / (end - start)
+            units = math.floor(entitlement.amount * left)
+        units -= used.get(entitlement.product_id, 0)
+        _grant(sub, entitlement, index, now, end, units=units, action_type="plan.allowance")
+    if sub.status != SubscriptionStatus.ACTIVE or target.price <= old.price:
+        return None
+    length = sub.current_period_end - sub.current_period_start
+    left = (sub.current_period_end - now) / length
+    due = (target.price - old.price) * Decimal(str(left))
+    return due.quantize(Decimal(1).scaleb(-minor_digits(target.currency)), ROUND_HALF_UP)
+
+
+def subscription_change(
+    *,
+    subscription: Subscription,
+    plan: Plan,
+    version_number: int | None = None,
+    at: ChangeAt | None = None,
+) -> ChangeResult:
+    """Move a subscription to another plan (or another version of its own).
+
+    `at` "now" (the default for a dearer plan: an upgrade) changes the rights at once: the old
+    version's periods are revoked from now, the new version's access is granted for the rest
+    of the period and its allowance for the rest of the allowance period (prorated or full, the
+    plan's `upgrade_allowance`; less what was used of the same product this period), and
+    `amount_due` is the price difference for the time left. It keeps the billing period, so
+    it needs the same billing interval. "period_end" (the default otherwise: a downgrade)
+    schedules the change for the end of the current period; the next renewal is priced and
+    granted under the new version. Changing to the current version withdraws a scheduled
+    change. 409 `subscription_not_active` (past due, cancelled at period end, or ended),
+    `plan_change_not_allowed`, `subscription_exists`; 404/409/422 for the target plan as
+    `subscription_create`.
+    """
+    target = _target_version(plan, version_number)
+    with service_atomic():
+        sub = _locked_current(subscription)
+        now = clock.now()
+        if sub.status not in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE) or (
+            sub.cancel_at_period_end
+        ):
+            raise errors.SubscriptionNotActive(
+                "Only a trialing or active subscription that is not cancelled at period end "
+                "changes plan."
+            )
+        if target.pk == sub.version_id:
+            if sub.scheduled_version is None:
+                raise errors.PlanChangeNotAllowed("The subscription is on this version already.")
+            if sub.covered_period > sub.period_number:
+                _uncover(sub, sub.period_number + 1)  # granted ahead under the scheduled one
+            sub.scheduled_version = None
+            trialing = sub.status == SubscriptionStatus.TRIALING
+            sub.allowance_until = sub.trial_end if trialing else None
+            _reannounce(sub, now)
+            _schedule(sub)
+            sub.save()
+            return ChangeResult(subscription=sub, at="period_end", amount_due=None)
+        if target.currency != sub.version.currency:
+            raise errors.PlanChangeNotAllowed(
+                f"The plan is priced in {target.currency}, the subscription in "
+                f"{sub.version.currency}."
+            )
+        if target.plan_id != sub.plan_id and Subscription.objects.filter(
+            customer_id=sub.customer_id, plan_id=target.plan_id,
+            status__in=LIVE_SUBSCRIPTION_STATUSES,
+        ).exists():
+            raise errors.SubscriptionExists(
+                f"The customer already has a live subscription to {target.plan.key}."
+            )
+        when: ChangeAt = at or ("now" if target.price > sub.version.price else "period_end")
+        if sub.covered_period > sub.period_number:
+            if _version_for(sub, sub.period_number + 1).price > 0:
+                raise errors.PlanChangeNotAllowed(
+                    "The next period is paid for already: refund its renewal order first."
+                )
+            _uncover(sub, sub.period_number + 1)  # a free plan's next period granted ahead
+        amount_due = None
+        if when == "now":
+            if (target.interval_unit, target.interval_count) != (
+                sub.version.interval_unit, sub.version.interval_count
+            ):
+                raise errors.PlanChangeNotAllowed(
+                    "A change of billing interval takes effect at period end."
+                )
+            amount_due = _change_now(sub, target, now)
+        else:
+            sub.scheduled_version = target
+            sub.allowance_until = sub.current_period_end
+        _reannounce(sub, now)
+        _write_allowances(sub, now)
+        _schedule(sub)
+        sub.save()
+    return ChangeResult(subscription=sub, at=when, amount_due=amount_due)
+
+
 def subscriptions_advance_due(*, limit: int = ADVANCE_CHUNK) -> int:
     """Advance the subscriptions whose `next_due_at` has come; how many were looked at.
 
@@ -758,7 +1019,7 @@ def subscriptions_advance_due(*, limit: int = ADVANCE_CHUNK) -> int:
                 sub = (
                     Subscription.objects.select_for_update(skip_locked=True, of=("self",))
                     .filter(pk=pk, next_due_at__lte=now)
-                    .select_related("version", "plan")
+                    .select_related("version", "plan", "scheduled_version")
                     .first()
                 )
                 if sub is None:

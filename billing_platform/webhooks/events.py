@@ -68,6 +68,10 @@ EVENTS: tuple[EventKind, ...] = (
         p.build_subscription,
     ),
     EventKind(
+        "subscription.plan_changed", p.SubscriptionPlanChangedEventData,
+        signals.subscription_plan_changed, p.build_plan_changed,
+    ),
+    EventKind(
         "subscription.past_due", p.SubscriptionEventData, signals.subscription_past_due,
         p.build_subscription,
     ),

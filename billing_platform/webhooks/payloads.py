@@ -106,6 +106,16 @@ class SubscriptionRenewalDueEventData(SubscriptionOut):
     order: OrderOut
 
 
+class SubscriptionPlanChangedEventData(SubscriptionOut):
+    """subscription.plan_changed: the subscription under its new plan version, and the one it
+    left."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer: EventCustomer
+    previous_plan: str
+    previous_version: int
+
+
 class AllowanceResetEventData(_Strict):
     """allowance.reset: a subscription's new allowance period, written ahead of its start."""
 
@@ -216,6 +226,16 @@ def build_subscription(kw: dict[str, Any]) -> dict[str, Any]:
 def build_renewal_due(kw: dict[str, Any]) -> dict[str, Any]:
     sub = kw["subscription"]
     data = {**presenters.subscription_data(sub), "order": presenters.order_data(kw["order"])}
+    return _with_customer(data, sub.customer)
+
+
+def build_plan_changed(kw: dict[str, Any]) -> dict[str, Any]:
+    sub, previous = kw["subscription"], kw["previous_version"]
+    data = {
+        **presenters.subscription_data(sub),
+        "previous_plan": previous.plan.key,
+        "previous_version": previous.version,
+    }
     return _with_customer(data, sub.customer)
 
 

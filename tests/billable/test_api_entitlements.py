@@ -135,3 +135,17 @@ def test_past_due_holds_nothing_and_unknown_customers_nothing(
 ])
 def test_values_combine_by_kind(current: Any, new: Any, merged: Any) -> None:
     assert merge_values(current, new) == merged
+
+
+def test_a_key_and_a_feature_spelled_alike_count_once(
+    api: Api, acme: TenantFixture, catalog: Catalog
+) -> None:
+    made = api.post("billing/products", json={"key": "api_calls", "name": "API calls",
+                                              "product_type": "quantity",
+                                              "features": ["api_calls"]}, key=acme.key)
+    assert made.status == 201, made.body
+    _plan(api, acme, "calls", {"type": "allowance", "product": "api_calls", "amount": 100})
+    _subscribe(api, acme, "alike", "calls")
+    body = api.get("billing/entitlements", key=acme.key, query={"external_id": "alike"}).json
+    (item,) = body["features"]
+    assert (item["feature"], item["remaining"], item["allowance"]) == ("API_CALLS", 100, 100)

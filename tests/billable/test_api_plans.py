@@ -15,7 +15,7 @@ Catalog = dict[str, Any]
 PLAN_KEYS = {
     "key", "name", "description", "is_active", "metadata", "version", "interval_unit",
     "interval_count", "price", "currency", "trial_days", "entitlements", "retired_at",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "upgrade_allowance",
 }
 
 
@@ -192,3 +192,17 @@ def test_create_replays_under_an_idempotency_key(
     assert again.json == first.json
     connection.set_schema(acme.tenant.schema_name)
     assert PlanVersion.objects.count() == 1
+
+
+def test_upgrade_allowance_changes_in_place(
+    api: Api, acme: TenantFixture, catalog: Catalog
+) -> None:
+    body = {"key": "ua", "name": "ua", "price": "1", "currency": "USD",
+            "entitlements": [{"type": "allowance", "product": "reports", "amount": 3}]}
+    created = api.post("billing/plans", json=body, key=acme.key)
+    assert created.status == 201 and created.json["upgrade_allowance"] == "prorated"
+    patched = api.patch("billing/plans/ua", json={"upgrade_allowance": "full"}, key=acme.key)
+    assert patched.status == 200, patched.body
+    assert (patched.json["upgrade_allowance"], patched.json["version"]) == ("full", 1)
+    assert_problem(api.patch("billing/plans/ua", json={"upgrade_allowance": "half"},
+                             key=acme.key), 422, "validation_error")

@@ -12,7 +12,7 @@ Catalog = dict[str, Any]
 SUBSCRIPTION_KEYS = {
     "id", "customer_id", "plan", "version", "status", "current_period_start",
     "current_period_end", "trial_end", "cancel_at_period_end", "ended_at", "metadata",
-    "created_at", "paid_through", "renewal_order_id",
+    "created_at", "paid_through", "renewal_order_id", "scheduled_change",
 }
 
 
@@ -184,3 +184,39 @@ def test_a_second_plan_trial_is_refused(api: Api, acme: TenantFixture, catalog: 
         "external_id": "x", "plan": "other_plan",
         "identities": {f"k{i}": "v" for i in range(21)}}, key=acme.key)
     assert_problem(too_many, 422, "validation_error")
+
+
+def test_change_plan_now_and_at_period_end(
+    api: Api, acme: TenantFixture, catalog: Catalog
+) -> None:
+    _plan(api, acme, key="basic", price="10.00", trial_days=0)
+    _plan(api, acme, key="premium", price="30.00", trial_days=0, upgrade_allowance="full")
+    sub = api.post("billing/subscriptions", json={"external_id": "chg", "plan": "basic"},
+                   key=acme.key).json
+    up = api.post(f"billing/subscriptions/{sub['id']}/change", json={"plan": "premium"},
+                  key=acme.key)
+    assert up.status == 200, up.body
+    assert (up.json["at"], up.json["currency"]) == ("now", "USD")
+    assert up.json["amount_due"] is not None and 0 < float(up.json["amount_due"]) <= 20
+    assert (up.json["subscription"]["plan"], up.json["subscription"]["scheduled_change"]) == (
+        "PREMIUM", None
+    )
+    down = api.post(f"billing/subscriptions/{sub['id']}/change", json={"plan": "basic"},
+                    key=acme.key)
+    assert down.status == 200, down.body
+    assert (down.json["at"], down.json["amount_due"]) == ("period_end", None)
+    scheduled = down.json["subscription"]["scheduled_change"]
+    assert (scheduled["plan"], scheduled["version"]) == ("BASIC", 1)
+    assert scheduled["at"] == down.json["subscription"]["current_period_end"]
+    assert_problem(
+        api.post(f"billing/subscriptions/{sub['id']}/change", json={"plan": "nope"},
+                 key=acme.key),
+        404, "plan_not_found",
+    )
+    assert_problem(
+        api.post(f"billing/subscriptions/{sub['id']}/change",
+                 json={"plan": "basic", "at": "later"}, key=acme.key),
+        422, "validation_error",
+    )
+    plan = api.get("billing/plans/premium", key=acme.key).json
+    assert plan["upgrade_allowance"] == "full"

@@ -23,16 +23,17 @@ from billable.selectors import balance_get, ledger_verify
 from billable.services import ledger
 from billable.services.merge import customer_merge
 from billable.services.orders import order_confirm, order_refund
-from billable.services.trials import trial_grant
 from billable.services.plans import EntitlementSpec, Terms, plan_create, plan_version_retire
 from billable.services.quota import quota_consume
 from billable.services.subscriptions import (
     subscription_cancel,
+    subscription_change,
     subscription_create,
     subscription_renewal_order,
     subscription_resume,
     subscriptions_advance_due,
 )
+from billable.services.trials import trial_grant
 
 START = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 Catalog = dict[str, Any]
@@ -480,11 +481,13 @@ def test_refunding_a_renewal_takes_back_a_period_not_begun_and_ends_a_begun_one(
         order_refund(order=order, reason="changed mind")
     sub.refresh_from_db()
     assert (sub.covered_period, sub.covered_until, sub.status) == (1, end, "active")
+    assert sub.cancel_at_period_end  # it will not renew unless resumed
     assert not _access(alice, end)
-    # Paying again grants the period anew.
+    # Resumed, it is announced again, and paying grants the period anew.
     with clock.frozen(notice + timedelta(hours=2)):
+        subscription_resume(subscription=sub)
         again, created = subscription_renewal_order(subscription=sub)
-    assert created and again.period_number == 2
+    assert not created and again.period_number == 2 and again.pk == renewals_due[-1].pk
     _confirm(again, notice + timedelta(hours=3))
     _at(end)
     assert _access(alice, end) and _reports(alice, end) == 100
@@ -585,3 +588,184 @@ def test_a_trial_grant_counts_against_a_plan_trial(
     with pytest.raises(errors.TrialAlreadyUsed):
         subscription_create(customer=dave, plan=_plan("t", trial_days=3),
                             identities={"telegram": "42"})
+
+
+# --- Plan changes
+
+
+def _tier(key: str, price: str, amount: int, *, access: bool = False, unit: str = "months",
+          upgrade: str = "prorated") -> Plan:
+    entitlements = [EntitlementSpec("allowance", product="reports", amount=amount)]
+    if access:
+        entitlements.append(EntitlementSpec("access", product="pro"))
+    return plan_create(
+        key=key, name=key, upgrade_allowance=upgrade,
+        terms=Terms(interval_unit=unit, interval_count=1, price=Decimal(price), currency="USD",
+                    trial_days=0, entitlements=tuple(entitlements)),
+    )
+
+
+@pytest.fixture
+def changes() -> Any:
+    seen: list[tuple[str, str, datetime]] = []
+
+    def receive(sender: Any, subscription: Subscription, previous_version: Any, at: datetime,
+                **kw: Any) -> None:
+        seen.append((previous_version.plan.key, subscription.plan.key, at))
+
+    signals.subscription_plan_changed.connect(receive, dispatch_uid="test-plan-changed")
+    yield seen
+    signals.subscription_plan_changed.disconnect(dispatch_uid="test-plan-changed")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("upgrade", "granted"), [("prorated", 150 - 40), ("full", 300 - 40)])
+def test_an_upgrade_now_grants_the_new_allowance_less_what_was_used(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, changes: list[Any],
+    upgrade: str, granted: int,
+) -> None:
+    basic = _tier("basic", "10", 100)
+    pro = _tier("pro_tier", "30", 300, access=True, upgrade=upgrade)
+    sub = subscription_create(customer=alice, plan=basic)  # Jan 31 to Feb 28: 28 days
+    with clock.frozen(START + timedelta(days=1)):
+        quota_consume(customer=alice, feature="report_generation", amount=40)
+    halfway = START + timedelta(days=14)
+    with clock.frozen(halfway):
+        result = subscription_change(subscription=sub, plan=pro)
+    assert (result.at, result.amount_due) == ("now", Decimal("10.00"))
+    sub.refresh_from_db()
+    assert (sub.plan_id, sub.scheduled_version_id) == (pro.pk, None)
+    assert changes == [("BASIC", "PRO_TIER", halfway)]
+    assert _reports(alice, halfway) == granted and _access(alice, halfway)
+    assert not _access(alice, halfway - timedelta(seconds=1))
+    # the old allowance's 60 left were revoked, once; the ledger holds
+    revoked = LedgerEntry.objects.filter(action_type="plan.changed", direction="debit")
+    assert sum(entry.amount for entry in revoked) == 60
+    assert ledger_verify().ok
+    # the renewal is announced at the new price
+    _at(sub.current_period_end - timedelta(days=3))
+    order = Order.objects.get(subscription=sub, status="pending")
+    assert (order.total, order.metadata["plan"]) == (Decimal("30"), "PRO_TIER")
+
+
+@pytest.mark.django_db
+def test_a_downgrade_takes_effect_at_period_end_and_renews_at_its_price(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, changes: list[Any],
+    renewals_due: list[Order],
+) -> None:
+    basic = _tier("basic", "10", 100)
+    pro = _tier("pro_tier", "30", 300, access=True)
+    sub = subscription_create(customer=alice, plan=pro)
+    end = sub.current_period_end
+    with clock.frozen(START + timedelta(days=2)):
+        result = subscription_change(subscription=sub, plan=basic)
+    assert (result.at, result.amount_due) == ("period_end", None)
+    sub.refresh_from_db()
+    assert sub.scheduled_version.plan_id == basic.pk and sub.plan_id == pro.pk
+    # a customer cannot subscribe to the plan it is changing to
+    with pytest.raises(errors.SubscriptionExists):
+        subscription_create(customer=alice, plan=basic)
+    assert _reports(alice, START + timedelta(days=2)) == 300 and changes == []
+    _at(end - timedelta(days=3))
+    (order,) = renewals_due
+    assert (order.total, order.metadata["plan"]) == (Decimal("10"), "BASIC")
+    _confirm(order, end - timedelta(days=2))
+    _at(end - timedelta(hours=1))
+    sub.refresh_from_db()
+    assert (sub.plan_id, sub.scheduled_version_id) == (basic.pk, None)
+    assert changes == [("PRO_TIER", "BASIC", end)]
+    assert _access(alice, end - timedelta(seconds=1)) and not _access(alice, end)
+    assert _reports(alice, end) == 100
+    _at(end)
+    sub.refresh_from_db()
+    assert (sub.status, sub.period_number, sub.current_period_start) == ("active", 2, end)
+    assert ledger_verify().ok
+
+
+@pytest.mark.django_db
+def test_a_scheduled_change_is_withdrawn_by_changing_back(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order],
+) -> None:
+    basic = _tier("basic", "10", 100)
+    pro = _tier("pro_tier", "30", 300)
+    sub = subscription_create(customer=alice, plan=pro)
+    notice = sub.current_period_end - timedelta(days=3)
+    _at(notice)
+    with clock.frozen(notice + timedelta(minutes=1)):
+        subscription_change(subscription=sub, plan=basic)
+    # the renewal announced at the old price is withdrawn, and announced again at the new one
+    assert [o.total for o in renewals_due] == [Decimal("30"), Decimal("10")]
+    with clock.frozen(notice + timedelta(hours=1)):
+        back = subscription_change(subscription=sub, plan=pro)
+    assert back.subscription.scheduled_version is None
+    assert [o.total for o in renewals_due] == [Decimal("30"), Decimal("10"), Decimal("30")]
+    statuses = [Order.objects.get(pk=o.pk).status for o in renewals_due]
+    assert statuses == ["cancelled", "cancelled", "pending"]
+
+
+@pytest.mark.django_db
+def test_plan_change_refusals(catalog: Catalog, alice: Customer, frozen_start: datetime) -> None:
+    basic = _tier("basic", "10", 100)
+    pro = _tier("pro_tier", "30", 300)
+    yearly = _tier("yearly", "100", 1000, unit="years")
+    sub = subscription_create(customer=alice, plan=basic)
+    with pytest.raises(errors.PlanChangeNotAllowed):
+        subscription_change(subscription=sub, plan=basic)  # already on it
+    with pytest.raises(errors.PlanChangeNotAllowed):
+        subscription_change(subscription=sub, plan=yearly, at="now")  # another interval
+    subscription_create(customer=alice, plan=pro)
+    with pytest.raises(errors.SubscriptionExists):
+        subscription_change(subscription=sub, plan=pro)
+    _at(sub.current_period_end)  # unpaid: past due
+    with pytest.raises(errors.SubscriptionNotActive):
+        subscription_change(subscription=sub, plan=yearly)
+
+
+@pytest.mark.django_db
+def test_refunds_of_other_periods_and_a_cancel_after_paying_ahead(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("paid"))
+    end = sub.current_period_end  # Feb 28
+    _at(end - timedelta(days=3))
+    _confirm(renewals_due[0], end - timedelta(days=3))  # period 2, to Mar 31
+    _at(end)
+    second_end = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+    _at(second_end - timedelta(days=3))
+    third = renewals_due[1]
+    _confirm(third, second_end - timedelta(days=3))  # period 3, paid ahead
+    # the current period cannot be refunded while a later one is paid
+    with clock.frozen(second_end - timedelta(days=2)), pytest.raises(errors.RenewalOutOfOrder):
+        order_refund(order=renewals_due[0])
+    # cancelled at period end after paying ahead: it ends after the period paid for
+    with clock.frozen(second_end - timedelta(days=2)):
+        subscription_cancel(subscription=sub)
+    _at(second_end)
+    sub.refresh_from_db()
+    assert (sub.status, sub.period_number) == ("active", 3)
+    assert _access(alice, second_end + timedelta(days=1))
+    third_end = datetime(2026, 4, 30, 12, 0, tzinfo=UTC)
+    _at(third_end)
+    sub.refresh_from_db()
+    assert (sub.status, sub.ended_at) == ("cancelled", third_end)
+    assert Order.objects.filter(subscription=sub, status="pending").count() == 0
+    assert ledger_verify().ok
+
+
+@pytest.mark.django_db
+def test_refunding_an_ended_period_takes_nothing_back(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("paid"))
+    end = sub.current_period_end
+    _at(end - timedelta(days=3))
+    _confirm(renewals_due[0], end - timedelta(days=3))  # period 2
+    second_end = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+    _at(second_end - timedelta(days=3))
+    _confirm(renewals_due[1], second_end - timedelta(days=3))  # period 3
+    _at(second_end)
+    with clock.frozen(second_end + timedelta(days=1)):
+        order_refund(order=renewals_due[0])  # period 2 has ended
+    sub.refresh_from_db()
+    assert (sub.status, sub.period_number, sub.cancel_at_period_end) == ("active", 3, False)
+    assert _access(alice, second_end + timedelta(days=1))

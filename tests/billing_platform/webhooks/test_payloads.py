@@ -74,7 +74,7 @@ def produce_every_event(api: Api, acme: TenantFixture) -> None:
     # allowance.reset), the paid one is due for renewal (subscription.renewal_due), goes past
     # due and, its grace gone, expires, and the one
     # cancelled at period end is cancelled
-    for plan_key, price in (("free_plan", "0"), ("paid_plan", "5")):
+    for plan_key, price in (("free_plan", "0"), ("paid_plan", "5"), ("paid_plus", "9")):
         _ok(api.post("billing/plans", json={
             "key": plan_key, "name": plan_key, "price": price, "currency": "USD",
             "entitlements": [{"type": "allowance", "product": "reports", "amount": 3}]},
@@ -83,6 +83,9 @@ def produce_every_event(api: Api, acme: TenantFixture) -> None:
                               ("sub-cancel", "free_plan")):
         created = _ok(api.post("billing/subscriptions", json={
             "external_id": external_id, "plan": plan}, key=key), 201)
+        if plan == "paid_plan":  # subscription.plan_changed: an upgrade, at once
+            _ok(api.post(f"billing/subscriptions/{created['id']}/change",
+                         json={"plan": "paid_plus"}, key=key))
     _ok(api.post(f"billing/subscriptions/{created['id']}/cancel", json={}, key=key))
     # batch.expired: the 30-day batches of reports_10 expire
     connection.set_schema_to_public()
