@@ -205,6 +205,11 @@ class PlanChangeNotAllowed(Conflict):
     title = "This plan change is not possible now"
 
 
+class PauseNotAllowed(Conflict):
+    code = "pause_not_allowed"
+    title = "This subscription cannot pause now"
+
+
 class RenewalOutOfOrder(Conflict):
     code = "renewal_out_of_order"
     title = "This renewal order is not for the next period to pay"

@@ -287,6 +287,9 @@ class BatchState(models.TextChoices):
     EXHAUSTED = "exhausted", "exhausted"
     EXPIRED = "expired", "expired"
     REVOKED = "revoked", "revoked"
+    # A paused subscription's batch: neither usable nor expiring until the subscription
+    # is unpaused.
+    PAUSED = "paused", "paused"
 
 
 class BatchSource(models.TextChoices):
@@ -337,7 +340,7 @@ class QuotaBatch(models.Model):
             ),
             models.CheckConstraint(condition=Q(initial__gte=0), name="batch_initial_non_negative"),
             models.CheckConstraint(
-                condition=Q(state__in=["active", "exhausted", "expired", "revoked"]),
+                condition=Q(state__in=["active", "exhausted", "expired", "revoked", "paused"]),
                 name="batch_state_valid",
             ),
         ]
@@ -553,11 +556,12 @@ class SubscriptionStatus(models.TextChoices):
     TRIALING = "trialing", "trialing"
     ACTIVE = "active", "active"
     PAST_DUE = "past_due", "past_due"
+    PAUSED = "paused", "paused"
     CANCELLED = "cancelled", "cancelled"
     EXPIRED = "expired", "expired"
 
 
-LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due")
+LIVE_SUBSCRIPTION_STATUSES = ("trialing", "active", "past_due", "paused")
 
 
 class Subscription(models.Model):
@@ -586,6 +590,11 @@ class Subscription(models.Model):
     anchored_at = models.DateTimeField()
     allowance_base = models.PositiveIntegerField(default=0)
     allowance_until = models.DateTimeField(null=True, blank=True)
+    # Runs of one entitlement's allowance periods that differ from the above (after a pause):
+    # {entitlement id: [anchor (ISO 8601), index of the period that starts there]}.
+    allowance_runs = models.JSONField(default=dict, blank=True)
+    # Since when a `paused` subscription is paused.
+    paused_at = models.DateTimeField(null=True, blank=True)
     # Billing periods are counted from here: period `anchor_period` starts at this instant (the
     # first period after any trial, or the first one paid after a lapse), so a monthly plan
     # started on Jan 31 renews on Feb 28/29, Mar 31, Apr 30, ...
@@ -621,12 +630,16 @@ class Subscription(models.Model):
                 fields=["customer", "plan"],
                 # Equalities, not IN: a schema cloned from the template re-creates the index
                 # from its definition, and an IN list does not read back the same.
-                condition=Q(status="trialing") | Q(status="active") | Q(status="past_due"),
+                condition=(
+                    Q(status="trialing") | Q(status="active") | Q(status="past_due")
+                    | Q(status="paused")
+                ),
                 name="subscription_one_live_per_plan",
             ),
             models.CheckConstraint(
                 condition=Q(
-                    status__in=["trialing", "active", "past_due", "cancelled", "expired"]
+                    status__in=["trialing", "active", "past_due", "paused", "cancelled",
+                                "expired"]
                 ),
                 name="subscription_status_valid",
             ),

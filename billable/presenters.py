@@ -159,6 +159,7 @@ def subscription_data(sub: Subscription) -> dict[str, Any]:
         "current_period_end": sub.current_period_end,
         "trial_end": sub.trial_end,
         "cancel_at_period_end": sub.cancel_at_period_end,
+        "paused_at": sub.paused_at,
         "scheduled_change": _scheduled_change(sub),
         "paid_through": sub.covered_until,
         "renewal_order_id": _renewal_order_id(sub),

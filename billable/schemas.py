@@ -295,7 +295,9 @@ class PlanPage(Schema):
 
 # --- Subscriptions
 
-SubscriptionStatusName = Literal["trialing", "active", "past_due", "cancelled", "expired"]
+SubscriptionStatusName = Literal[
+    "trialing", "active", "past_due", "paused", "cancelled", "expired"
+]
 
 
 IdentityType = Annotated[str, Field(min_length=1, max_length=64)]
@@ -342,6 +344,8 @@ class SubscriptionOut(Schema):
     current_period_end: datetime
     trial_end: datetime | None
     cancel_at_period_end: bool
+    # Since when a paused subscription is paused.
+    paused_at: datetime | None
     # A change of plan that takes effect at the end of the current period.
     scheduled_change: ScheduledChangeOut | None
     # The end of the last billing period paid for (given, for a free plan, or trialled).
@@ -508,7 +512,7 @@ class BatchOut(Schema):
     remaining: int
     valid_from: datetime
     expires_at: datetime | None
-    state: Literal["active", "exhausted", "expired", "revoked"]
+    state: Literal["active", "exhausted", "expired", "revoked", "paused"]
     source: str
     created_at: datetime
 

@@ -147,3 +147,33 @@ def subscription_change(
     return presenters.subscription_change_data(
         replace(result, subscription=found)
     )
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/pause",
+    auth=WRITE,
+    response={200: SubscriptionOut, **error_responses(404, 409)},
+    operation_id="billing_subscription_pause",
+    summary="Pause: the subscription's rights are frozen and its periods stop",
+)
+def subscription_pause(
+    request: HttpRequest, subscription_id: str, payload: IdempotentIn
+) -> dict[str, Any]:
+    sub = selectors.subscription_get(subscription_id=subscription_id)
+    subscription_services.subscription_pause(subscription=sub)
+    return presenters.subscription_data(selectors.subscription_get(subscription_id=sub.pk))
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/unpause",
+    auth=WRITE,
+    response={200: SubscriptionOut, **error_responses(404, 409)},
+    operation_id="billing_subscription_unpause",
+    summary="Unpause: the frozen rights come back and the periods go on, later by the pause",
+)
+def subscription_unpause(
+    request: HttpRequest, subscription_id: str, payload: IdempotentIn
+) -> dict[str, Any]:
+    sub = selectors.subscription_get(subscription_id=subscription_id)
+    subscription_services.subscription_unpause(subscription=sub)
+    return presenters.subscription_data(selectors.subscription_get(subscription_id=sub.pk))

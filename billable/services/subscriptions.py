@@ -41,7 +41,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Case, F, Q, Sum, When
 
 from billable import clock, errors, signals
 from billable.currencies import minor_digits
@@ -87,12 +87,22 @@ def _after(start: datetime, unit: str, count: int, times: int = 1) -> datetime:
     return end
 
 
+def _run(sub: Subscription, entitlement: PlanEntitlement) -> tuple[datetime, int]:
+    """The anchor of an entitlement's current run of allowance periods, and the index of the
+    period that starts there."""
+    own = (sub.allowance_runs or {}).get(str(entitlement.pk))
+    if own is not None:
+        return datetime.fromisoformat(own[0]), int(own[1])
+    return sub.anchored_at, sub.allowance_base
+
+
 def _boundary(sub: Subscription, entitlement: PlanEntitlement, index: int) -> datetime:
-    """The start of allowance period `index` of the current run (`index >= allowance_base`)."""
-    steps = index - sub.allowance_base
+    """The start of allowance period `index` of the current run (`index >= its base`)."""
+    anchor, base = _run(sub, entitlement)
+    steps = index - base
     if steps == 0:
-        return sub.anchored_at
-    return _after(sub.anchored_at, entitlement.reset_unit, entitlement.reset_count or 1, steps)
+        return anchor
+    return _after(anchor, entitlement.reset_unit, entitlement.reset_count or 1, steps)
 
 
 def _allowance_end(sub: Subscription, entitlement: PlanEntitlement, index: int) -> datetime:
@@ -108,7 +118,7 @@ def _next_index(sub: Subscription, entitlement: PlanEntitlement) -> int:
         .values_list("period_index", flat=True)
         .first()
     )
-    return max(sub.allowance_base, 0 if last is None else last + 1)
+    return max(_run(sub, entitlement)[1], 0 if last is None else last + 1)
 
 
 def _new_allowance_run(sub: Subscription, at: datetime, until: datetime | None = None) -> None:
@@ -123,6 +133,7 @@ def _new_allowance_run(sub: Subscription, at: datetime, until: datetime | None =
     sub.allowance_base = 0 if last is None else last + 1
     sub.anchored_at = at
     sub.allowance_until = until
+    sub.allowance_runs = {}
 
 
 def _bounds(sub: Subscription, number: int) -> tuple[datetime, datetime]:
@@ -370,15 +381,20 @@ def _revoke_beyond(sub: Subscription, at: datetime) -> None:
     """Revoke the subscription's batches (its periods' and the units rolled into them) that
     would still be usable after `at`; exhausted ones too, so units a hold gives back later do
     not come alive again. Locked in spend order, as every spender locks them."""
+    open_states = (BatchState.ACTIVE, BatchState.EXHAUSTED, BatchState.PAUSED)
     ids = list(
         QuotaBatch.objects.filter(
             Q(subscription_grant__subscription=sub) | Q(rolled_into__subscription=sub),
-            state__in=[BatchState.ACTIVE, BatchState.EXHAUSTED],
-            expires_at__gt=at,
-        ).values_list("pk", flat=True)
+        )
+        .filter(
+            # a paused batch whatever its expiry: the pause stopped its clock
+            Q(state__in=[BatchState.ACTIVE, BatchState.EXHAUSTED], expires_at__gt=at)
+            | Q(state=BatchState.PAUSED)
+        )
+        .values_list("pk", flat=True)
     )
     for batch in ledger.lock_batches(QuotaBatch.objects.filter(pk__in=ids)):
-        if batch.state not in (BatchState.ACTIVE, BatchState.EXHAUSTED):
+        if batch.state not in open_states:
             continue  # closed meanwhile
         ledger.batch_close(
             batch=batch, state=BatchState.REVOKED, action_type="plan.ended",
@@ -619,12 +635,13 @@ def _locked_current(subscription: Subscription) -> Subscription:
 
 
 def subscription_cancel(*, subscription: Subscription) -> Subscription:
-    """Cancel at the end of the current period (a `past_due` one ends now). 409
+    """Cancel at the end of the current period (a `past_due` or `paused` one ends now). 409
     `subscription_not_active` once it has ended."""
     with service_atomic():
         sub = _locked_current(subscription)
-        if sub.status == SubscriptionStatus.PAST_DUE:
+        if sub.status in (SubscriptionStatus.PAST_DUE, SubscriptionStatus.PAUSED):
             _end(sub, SubscriptionStatus.CANCELLED, clock.now())
+            sub.paused_at = None
             sub.save()
         elif sub.status in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE):
             sub.cancel_at_period_end = True
@@ -729,9 +746,10 @@ def subscription_renewal_paid(*, order: Order) -> Subscription:
     RenewalOutOfOrder (409) when the order is not for the next period to pay.
     """
     sub = _locked_for_order(order)
-    if sub.status not in LIVE_SUBSCRIPTION_STATUSES:
+    if sub.status not in LIVE_SUBSCRIPTION_STATUSES or sub.status == SubscriptionStatus.PAUSED:
         raise errors.SubscriptionNotActive(
-            f"The subscription is {sub.status}: its renewal cannot be confirmed."
+            f"The subscription is {sub.status}: its renewal cannot be confirmed"
+            + (" until it is unpaused." if sub.status == SubscriptionStatus.PAUSED else ".")
         )
     number = order.period_number
     assert number is not None
@@ -784,6 +802,8 @@ def subscription_renewal_refunded(*, order: Order) -> None:
     sub = _locked_for_order(order)
     if sub.status not in LIVE_SUBSCRIPTION_STATUSES:
         return
+    if sub.status == SubscriptionStatus.PAUSED:
+        raise errors.SubscriptionNotActive("Unpause the subscription before refunding a renewal.")
     number = order.period_number
     assert number is not None
     now = clock.now()
@@ -811,9 +831,14 @@ def subscription_renewal_order(*, subscription: Subscription) -> tuple[Order, bo
     is paid for already."""
     with service_atomic():
         sub = _locked_current(subscription)
-        if sub.status not in LIVE_SUBSCRIPTION_STATUSES or sub.cancel_at_period_end:
+        if (
+            sub.status not in LIVE_SUBSCRIPTION_STATUSES
+            or sub.status == SubscriptionStatus.PAUSED
+            or sub.cancel_at_period_end
+        ):
             raise errors.SubscriptionNotActive(
-                "Only a live subscription that is not cancelled at period end renews."
+                "Only a live subscription that is neither paused nor cancelled at period end "
+                "renews."
             )
         if sub.version.price == 0:
             raise errors.RenewalNotNeeded("A free plan renews by itself.")
@@ -895,7 +920,7 @@ def _change_now(sub: Subscription, target: PlanVersion, now: datetime) -> Decima
     # same product this period.
     _new_allowance_run(sub, sub.current_period_start, sub.allowance_until)
     for entitlement in _allowances(target):
-        index = sub.allowance_base
+        index = _run(sub, entitlement)[1]
         while _boundary(sub, entitlement, index + 1) <= now:
             index += 1
         start = _boundary(sub, entitlement, index)
@@ -997,6 +1022,115 @@ def subscription_change(
         _schedule(sub)
         sub.save()
     return ChangeResult(subscription=sub, at=when, amount_due=amount_due)
+
+
+def subscription_pause(*, subscription: Subscription) -> Subscription:
+    """Pause: the subscription's rights are frozen as they are (its batches, rolled-over units
+    included, neither usable nor expiring) and its periods stop; `subscription_unpause` gives
+    them back with the time left. 409 `subscription_not_active` unless trialing or active and
+    not cancelled at period end; `pause_not_allowed` while the next period is paid for."""
+    with service_atomic():
+        sub = _locked_current(subscription)
+        if sub.status not in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE) or (
+            sub.cancel_at_period_end
+        ):
+            raise errors.SubscriptionNotActive(
+                "Only a trialing or active subscription that is not cancelled at period end "
+                "pauses."
+            )
+        if sub.covered_period > sub.period_number:
+            if _version_for(sub, sub.period_number + 1).price > 0:
+                raise errors.PauseNotAllowed(
+                    "The next period is paid for already: pause after it begins."
+                )
+            _uncover(sub, sub.period_number + 1)  # a free plan's, granted ahead: again later
+        now = clock.now()
+        ids = list(
+            QuotaBatch.objects.filter(
+                Q(subscription_grant__subscription=sub) | Q(rolled_into__subscription=sub),
+                state__in=[BatchState.ACTIVE, BatchState.EXHAUSTED],
+                expires_at__gt=now,
+            ).values_list("pk", flat=True)
+        )
+        locked = ledger.lock_batches(QuotaBatch.objects.filter(pk__in=ids))
+        QuotaBatch.objects.filter(
+            pk__in=[b.pk for b in locked],
+            state__in=[BatchState.ACTIVE, BatchState.EXHAUSTED],
+        ).update(state=BatchState.PAUSED)
+        sub.status = SubscriptionStatus.PAUSED
+        sub.paused_at = now
+        sub.next_due_at = None
+        sub.save()
+        signals.subscription_paused.send(sender=Subscription, subscription=sub)
+    return sub
+
+
+def subscription_unpause(*, subscription: Subscription) -> Subscription:
+    """Unpause: everything the pause froze moves later by the time paused (batches valid and
+    expiring later, periods ending later), and the subscription goes on where it stopped:
+    billing periods and each allowance's resets are counted from their new ends. 409
+    `subscription_not_active` unless paused."""
+    with service_atomic():
+        sub = _locked_current(subscription)
+        if sub.status != SubscriptionStatus.PAUSED or sub.paused_at is None:
+            raise errors.SubscriptionNotActive("Only a paused subscription unpauses.")
+        now = clock.now()
+        since = sub.paused_at
+        shift = now - since
+        ids = list(
+            QuotaBatch.objects.filter(
+                Q(subscription_grant__subscription=sub) | Q(rolled_into__subscription=sub),
+                state=BatchState.PAUSED,
+            ).values_list("pk", flat=True)
+        )
+        frozen = ledger.lock_batches(QuotaBatch.objects.filter(pk__in=ids))
+        for batch in frozen:
+            expires_at = batch.expires_at + shift if batch.expires_at is not None else None
+            QuotaBatch.objects.filter(pk=batch.pk).update(
+                valid_from=batch.valid_from + shift if batch.valid_from > since
+                else batch.valid_from,
+                expires_at=expires_at,
+                state=BatchState.ACTIVE if batch.remaining > 0 else BatchState.EXHAUSTED,
+            )
+            if expires_at is not None:
+                note_sweep_due(expires_at)
+        SubscriptionGrant.objects.filter(subscription=sub, period_end__gt=since).update(
+            period_start=Case(
+                When(period_start__gt=since, then=F("period_start") + shift),
+                default=F("period_start"),
+            ),
+            period_end=F("period_end") + shift,
+        )
+        sub.current_period_end += shift
+        sub.covered_until += shift
+        if sub.trial_end is not None and sub.trial_end > since:
+            sub.trial_end += shift
+        if sub.allowance_until is not None and sub.allowance_until > since:
+            sub.allowance_until += shift
+        # Billing goes on from the current period's new end, each allowance from the end of
+        # its last period written.
+        sub.billing_anchor, sub.anchor_period = sub.current_period_end, sub.period_number + 1
+        runs: dict[str, list[Any]] = {}
+        for entitlement in _allowances(sub.version):
+            last = (
+                SubscriptionGrant.objects.filter(subscription=sub, entitlement=entitlement)
+                .order_by("-period_index")
+                .first()
+            )
+            if last is not None:
+                runs[str(entitlement.pk)] = [last.period_end.isoformat(), last.period_index + 1]
+        sub.allowance_runs = runs
+        sub.status = (
+            SubscriptionStatus.TRIALING if sub.period_number == 0 else SubscriptionStatus.ACTIVE
+        )
+        sub.paused_at = None
+        _pre_renew(sub, now)
+        _write_allowances(sub, now)
+        _announce_renewal(sub, now)
+        _schedule(sub)
+        sub.save()
+        signals.subscription_resumed.send(sender=Subscription, subscription=sub)
+    return sub
 
 
 def subscriptions_advance_due(*, limit: int = ADVANCE_CHUNK) -> int:

@@ -72,6 +72,14 @@ EVENTS: tuple[EventKind, ...] = (
         signals.subscription_plan_changed, p.build_plan_changed,
     ),
     EventKind(
+        "subscription.paused", p.SubscriptionEventData, signals.subscription_paused,
+        p.build_subscription,
+    ),
+    EventKind(
+        "subscription.resumed", p.SubscriptionEventData, signals.subscription_resumed,
+        p.build_subscription,
+    ),
+    EventKind(
         "subscription.past_due", p.SubscriptionEventData, signals.subscription_past_due,
         p.build_subscription,
     ),

@@ -90,8 +90,8 @@ class ReferralEventData(_Strict):
 
 
 class SubscriptionEventData(SubscriptionOut):
-    """subscription.created, .renewed, .past_due, .cancelled, .expired: the subscription as it is
-    after the change."""
+    """subscription.created, .renewed, .paused, .resumed, .past_due, .cancelled, .expired: the
+    subscription as it is after the change."""
 
     model_config = ConfigDict(extra="forbid")
     customer: EventCustomer

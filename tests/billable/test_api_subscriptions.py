@@ -13,6 +13,7 @@ SUBSCRIPTION_KEYS = {
     "id", "customer_id", "plan", "version", "status", "current_period_start",
     "current_period_end", "trial_end", "cancel_at_period_end", "ended_at", "metadata",
     "created_at", "paid_through", "renewal_order_id", "scheduled_change",
+    "paused_at",
 }
 
 
@@ -220,3 +221,29 @@ def test_change_plan_now_and_at_period_end(
     )
     plan = api.get("billing/plans/premium", key=acme.key).json
     assert plan["upgrade_allowance"] == "full"
+
+
+def test_pause_and_unpause(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
+    _plan(api, acme, trial_days=0)
+    sub = api.post("billing/subscriptions", json={"external_id": "pz", "plan": "pro_plan"},
+                   key=acme.key).json
+    paused = api.post(f"billing/subscriptions/{sub['id']}/pause", json={}, key=acme.key)
+    assert paused.status == 200, paused.body
+    assert paused.json["status"] == "paused" and paused.json["paused_at"] is not None
+    balance = api.get("billing/balance", key=acme.key,
+                      query={"external_id": "pz", "feature": "reports"}).json
+    assert (balance["can_use"], balance["remaining"]) == (False, 0)
+    assert_problem(api.post(f"billing/subscriptions/{sub['id']}/pause", json={}, key=acme.key),
+                   409, "subscription_not_active")
+    batches = api.get("billing/wallet/batches", key=acme.key,
+                      query={"external_id": "pz"}).json["items"]
+    assert batches == []  # the usable batches: a paused one is not
+    back = api.post(f"billing/subscriptions/{sub['id']}/unpause", json={}, key=acme.key)
+    assert back.status == 200, back.body
+    assert (back.json["status"], back.json["paused_at"]) == ("active", None)
+    assert back.json["current_period_end"] >= sub["current_period_end"]
+    balance = api.get("billing/balance", key=acme.key,
+                      query={"external_id": "pz", "feature": "reports"}).json
+    assert (balance["can_use"], balance["remaining"]) == (True, 50)
+    assert_problem(api.post(f"billing/subscriptions/{sub['id']}/unpause", json={},
+                            key=acme.key), 409, "subscription_not_active")

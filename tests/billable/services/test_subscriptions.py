@@ -29,10 +29,13 @@ from billable.services.subscriptions import (
     subscription_cancel,
     subscription_change,
     subscription_create,
+    subscription_pause,
     subscription_renewal_order,
     subscription_resume,
+    subscription_unpause,
     subscriptions_advance_due,
 )
+from billable.services.sweep import tenant_sweep
 from billable.services.trials import trial_grant
 
 START = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
@@ -769,3 +772,104 @@ def test_refunding_an_ended_period_takes_nothing_back(
     sub.refresh_from_db()
     assert (sub.status, sub.period_number, sub.cancel_at_period_end) == ("active", 3, False)
     assert _access(alice, second_end + timedelta(days=1))
+
+
+# --- Pause and unpause
+
+
+@pytest.mark.django_db
+def test_a_pause_freezes_the_rights_and_an_unpause_gives_back_the_time_left(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("paid"))  # to Feb 28, 12:00
+    with clock.frozen(START + timedelta(days=1)):
+        quota_consume(customer=alice, feature="report_generation", amount=30)
+    paused_at = START + timedelta(days=10)
+    with clock.frozen(paused_at):
+        paused = subscription_pause(subscription=sub)
+    assert (paused.status, paused.paused_at, paused.next_due_at) == ("paused", paused_at, None)
+    assert _reports(alice, paused_at) == 0 and not _access(alice, paused_at)
+    # the period's end passes: nothing expires, nothing falls due
+    later = START + timedelta(days=35)
+    _at(later)
+    with clock.frozen(later):
+        tenant_sweep()
+    sub.refresh_from_db()
+    assert sub.status == "paused" and renewals_due == []
+    assert not QuotaBatch.objects.filter(customer=alice, state="expired").exists()
+    # unpaused 25 days later: the 18 days that were left, and the 70 units
+    with clock.frozen(later):
+        back = subscription_unpause(subscription=sub)
+    new_end = datetime(2026, 2, 28, 12, 0, tzinfo=UTC) + timedelta(days=25)
+    assert (back.status, back.current_period_end, back.paused_at) == ("active", new_end, None)
+    assert _reports(alice, later) == 70 and _access(alice, later)
+    assert _reports(alice, new_end - timedelta(seconds=1)) == 70
+    assert not _access(alice, new_end)
+    assert back.next_due_at == new_end - timedelta(days=3)
+    _at(new_end - timedelta(days=3))
+    (order,) = renewals_due
+    _confirm(order, new_end - timedelta(days=2))
+    _at(new_end - timedelta(hours=1))
+    assert _reports(alice, new_end) == 100 and _access(alice, new_end)
+    _at(new_end)
+    sub.refresh_from_db()
+    assert (sub.period_number, sub.current_period_start) == (2, new_end)
+    assert sub.current_period_end == new_end.replace(month=4)
+    assert ledger_verify().ok
+
+
+@pytest.mark.django_db
+def test_a_daily_allowance_goes_on_from_where_its_day_stopped(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("daily", price="0", amount=5,
+                                                        reset_unit="days"))
+    for day in (1, 2):
+        _at(START + timedelta(days=day) - timedelta(hours=1))
+        _at(START + timedelta(days=day))
+    pause = START + timedelta(days=2, hours=6)  # 18 hours left of the day period
+    with clock.frozen(pause):
+        quota_consume(customer=alice, feature="report_generation", amount=2)
+        subscription_pause(subscription=sub)
+    resume = pause + timedelta(days=3)
+    with clock.frozen(resume):
+        subscription_unpause(subscription=sub)
+    day_end = resume + timedelta(hours=18)
+    assert _reports(alice, resume) == 3 and _reports(alice, day_end - timedelta(seconds=1)) == 3
+    assert sub.__class__.objects.get(pk=sub.pk).next_due_at == day_end - timedelta(hours=1)
+    _at(day_end - timedelta(hours=1))
+    assert _reports(alice, day_end) == 5
+    starts = sorted(SubscriptionGrant.objects.filter(subscription=sub)
+                    .values_list("period_start", flat=True))
+    assert starts[-1] == day_end
+    assert ledger_verify().ok
+
+
+@pytest.mark.django_db
+def test_pause_refusals_and_a_cancel_while_paused(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("paid"))
+    end = sub.current_period_end
+    _at(end - timedelta(days=3))
+    _confirm(renewals_due[0], end - timedelta(days=3))
+    with clock.frozen(end - timedelta(days=2)), pytest.raises(errors.PauseNotAllowed):
+        subscription_pause(subscription=sub)  # the next period is paid for
+    _at(end)
+    with clock.frozen(end + timedelta(days=1)):
+        subscription_pause(subscription=sub)
+        with pytest.raises(errors.SubscriptionNotActive):
+            subscription_pause(subscription=sub)
+        with pytest.raises(errors.SubscriptionNotActive):
+            subscription_renewal_order(subscription=sub)
+        with pytest.raises(errors.SubscriptionNotActive):
+            subscription_change(subscription=sub, plan=_plan("other"))
+    # cancelled while paused: it ends at once, and nothing it froze comes back
+    with clock.frozen(end + timedelta(days=40)):
+        cancelled = subscription_cancel(subscription=sub)
+    assert (cancelled.status, cancelled.paused_at) == ("cancelled", None)
+    assert not QuotaBatch.objects.filter(customer=alice, state="paused").exists()
+    assert _reports(alice, end + timedelta(days=40)) == 0
+    with pytest.raises(errors.SubscriptionNotActive):
+        subscription_unpause(subscription=sub)
+    assert ledger_verify().ok

@@ -86,6 +86,9 @@ def produce_every_event(api: Api, acme: TenantFixture) -> None:
         if plan == "paid_plan":  # subscription.plan_changed: an upgrade, at once
             _ok(api.post(f"billing/subscriptions/{created['id']}/change",
                          json={"plan": "paid_plus"}, key=key))
+        if plan == "free_plan" and external_id == "sub-free":  # .paused, .resumed
+            _ok(api.post(f"billing/subscriptions/{created['id']}/pause", json={}, key=key))
+            _ok(api.post(f"billing/subscriptions/{created['id']}/unpause", json={}, key=key))
     _ok(api.post(f"billing/subscriptions/{created['id']}/cancel", json={}, key=key))
     # batch.expired: the 30-day batches of reports_10 expire
     connection.set_schema_to_public()
