@@ -106,6 +106,8 @@ def entitlements_get(*, customer: Customer | None) -> Entitlements:
             entitlement__entitlement_type=EntitlementType.ALLOWANCE,
             period_start__lte=now,
             period_end__gt=now,
+            # a period a change of plan revoked resets nothing
+            batch__state__in=["active", "exhausted"],
         )
         .select_related("entitlement__product")
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from billable import errors, signals
 from billable.metadata import metadata_check
 from billable.models import (
@@ -53,13 +55,7 @@ def customer_merge(*, target: Customer, source: Customer) -> MergeResult:
                 raise errors.IdentityConflict(
                     f"Both customers have a different {provider!r} identity."
                 )
-        shared_plans = set(
-            Subscription.objects.filter(customer=target, status__in=LIVE_SUBSCRIPTION_STATUSES)
-            .values_list("plan_id", flat=True)
-        ) & set(
-            Subscription.objects.filter(customer=source, status__in=LIVE_SUBSCRIPTION_STATUSES)
-            .values_list("plan_id", flat=True)
-        )
+        shared_plans = _held_plans(target) & _held_plans(source)
         if shared_plans:
             raise errors.SubscriptionExists(
                 "Both customers have a live subscription to the same plan; cancel one first."
@@ -117,3 +113,15 @@ def _move_referrals(*, target: Customer, source: Customer) -> int:
         else:
             moved += Referral.objects.filter(pk=incoming.pk).update(referee=target)
     return moved
+
+
+def _held_plans(customer: Customer) -> set[Any]:
+    """The plans a customer's live subscriptions are on or are changing to."""
+    held: set[Any] = set()
+    for plan_id, scheduled_plan_id in Subscription.objects.filter(
+        customer=customer, status__in=LIVE_SUBSCRIPTION_STATUSES
+    ).values_list("plan_id", "scheduled_version__plan_id"):
+        held.add(plan_id)
+        if scheduled_plan_id is not None:
+            held.add(scheduled_plan_id)
+    return held

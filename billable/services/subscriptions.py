@@ -35,12 +35,11 @@ rows another sweep holds), and each granted period is a unique `SubscriptionGran
 from __future__ import annotations
 
 import logging
-import math
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Q, Sum, When
 
 from billable import clock, errors, signals
@@ -70,8 +69,9 @@ from billable.results import ChangeAt, ChangeResult
 from billable.selectors import customer_identity_hashes, trial_taken
 from billable.services import ledger
 from billable.services.ledger import Take
-from billable.tenancy import current_settings, note_sweep_due
+from billable.tenancy import current_settings, note_sweep_due, sweep_due_deferred
 from billing_platform.core.db import service_atomic
+from billing_platform.core.scope import run_scope, scoped
 
 LOOKAHEAD = timedelta(hours=1)
 ADVANCE_CHUNK = 200
@@ -164,11 +164,22 @@ def _version_for(sub: Subscription, number: int) -> PlanVersion:
     return sub.version
 
 
+def _entitlements(version: PlanVersion) -> list[PlanEntitlement]:
+    """A version's entitlements; read once per sweep run (they never change once written)."""
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    return list(scoped(
+        ("plan_entitlements", schema, version.pk),
+        lambda: list(version.entitlements.select_related("product").all()),
+    ))
+
+
+def _setting(name: str) -> int:
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    return int(scoped(("tenant_settings", schema), current_settings).get(name) or 0)
+
+
 def _allowances(version: PlanVersion) -> list[PlanEntitlement]:
-    return [
-        e for e in version.entitlements.select_related("product").all()
-        if e.entitlement_type == EntitlementType.ALLOWANCE
-    ]
+    return [e for e in _entitlements(version) if e.entitlement_type == EntitlementType.ALLOWANCE]
 
 
 def _grant(
@@ -215,7 +226,7 @@ def _write_access(
     """The access batches of billing period `number` (0 is a trial), under the version that
     period is under (or `version`)."""
     version = version or _version_for(sub, number)
-    for entitlement in version.entitlements.select_related("product").all():
+    for entitlement in _entitlements(version):
         if entitlement.entitlement_type != EntitlementType.ACCESS:
             continue
         _grant(sub, entitlement, number, start, end, units=1, action_type="plan.access")
@@ -250,8 +261,11 @@ def _write_allowances(sub: Subscription, now: datetime) -> None:
         _write_allowance_run(sub, horizon)  # the run's last periods, if the sweep is late
         boundary = sub.allowance_until
         if sub.scheduled_version is not None:
-            # The next period is under the scheduled version: it takes over from here.
+            # The next period is under the scheduled version: it takes over from here, and
+            # nothing of the old one (an allowance that resets less often than it bills)
+            # goes on past the boundary.
             sub.billing_anchor, sub.anchor_period = boundary, sub.period_number + 1
+            _close_version_rights(sub, boundary)
             _switch_version(sub, sub.scheduled_version, boundary)
         _new_allowance_run(sub, boundary)
     _write_allowance_run(sub, horizon)
@@ -419,11 +433,11 @@ def _end(sub: Subscription, status: str, at: datetime) -> None:
 
 
 def _grace() -> timedelta:
-    return timedelta(days=int(current_settings().get("subscription_grace_days") or 0))
+    return timedelta(days=_setting("subscription_grace_days"))
 
 
 def _notice() -> timedelta:
-    return timedelta(days=int(current_settings().get("subscription_renewal_notice_days") or 0))
+    return timedelta(days=_setting("subscription_renewal_notice_days"))
 
 
 def _renewal_due_at(sub: Subscription) -> datetime | None:
@@ -809,7 +823,10 @@ def subscription_renewal_refunded(*, order: Order) -> None:
     now = clock.now()
     if number < sub.period_number:
         return  # an ended period: nothing of it is left to take back
-    if number != sub.covered_period:
+    later_paid = (
+        _paid_ahead(sub) if number == sub.period_number else number != sub.covered_period
+    )
+    if later_paid:
         raise errors.RenewalOutOfOrder(
             f"Period {sub.covered_period} is paid for after this one: refund it first."
         )
@@ -840,7 +857,7 @@ def subscription_renewal_order(*, subscription: Subscription) -> tuple[Order, bo
                 "Only a live subscription that is neither paused nor cancelled at period end "
                 "renews."
             )
-        if sub.version.price == 0:
+        if _version_for(sub, sub.covered_period + 1).price == 0:
             raise errors.RenewalNotNeeded("A free plan renews by itself.")
         if sub.covered_period > sub.period_number:
             raise errors.RenewalNotNeeded(
@@ -855,15 +872,19 @@ def subscription_renewal_order(*, subscription: Subscription) -> tuple[Order, bo
 
 
 def _target_version(plan: Plan, version_number: int | None) -> PlanVersion:
-    if not plan.is_active:
-        raise errors.InactivePlan()
     number = plan.current_version if version_number is None else version_number
     version = PlanVersion.objects.filter(plan=plan, version=number).select_related("plan").first()
     if version is None:
         raise errors.PlanVersionNotFound()
+    return version
+
+
+def _check_open(version: PlanVersion) -> None:
+    """A version taking new subscribers: its plan active (422), itself not retired (409)."""
+    if not version.plan.is_active:
+        raise errors.InactivePlan()
     if version.retired_at is not None:
         raise errors.PlanVersionRetired()
-    return version
 
 
 def _reannounce(sub: Subscription, now: datetime) -> None:
@@ -876,17 +897,25 @@ def _reannounce(sub: Subscription, now: datetime) -> None:
 
 
 def _used_this_period(sub: Subscription, now: datetime) -> dict[Any, int]:
-    """Units of the current allowance periods used so far, by product."""
+    """Units of the current allowance periods used so far, by product: over every version the
+    subscription had in them (a second change in a period counts what the first left used),
+    what their batches gave less what they hold and what plan debits took back."""
     used: dict[Any, int] = {}
     current = SubscriptionGrant.objects.filter(
-        subscription=sub, entitlement__version=sub.version,
+        subscription=sub,
         entitlement__entitlement_type=EntitlementType.ALLOWANCE,
         period_start__lte=now, period_end__gt=now, batch__isnull=False,
     ).select_related("batch", "entitlement")
     for grant in current:
         assert grant.batch is not None
+        taken_back = LedgerEntry.objects.filter(
+            batch=grant.batch, direction=Direction.DEBIT,
+            action_type__in=["plan.changed", "plan.ended", "plan.rollover", "expiry"],
+        ).aggregate(total=Sum("amount"))["total"] or 0
         product = grant.entitlement.product_id
-        used[product] = used.get(product, 0) + grant.batch.initial - grant.batch.remaining
+        used[product] = (
+            used.get(product, 0) + grant.batch.initial - grant.batch.remaining - int(taken_back)
+        )
     return used
 
 
@@ -909,11 +938,20 @@ def _close_version_rights(sub: Subscription, now: datetime) -> None:
             )
 
 
+def _micros(span: timedelta) -> int:
+    return span // timedelta(microseconds=1)
+
+
 def _change_now(sub: Subscription, target: PlanVersion, now: datetime) -> Decimal | None:
     old = sub.version
     used = _used_this_period(sub, now)
     _close_version_rights(sub, now)
     _switch_version(sub, target, now)
+    # Back to a version it had earlier in this period: its revoked access grant gives way.
+    SubscriptionGrant.objects.filter(
+        subscription=sub, entitlement__version=target, period_index=sub.period_number,
+        entitlement__entitlement_type=EntitlementType.ACCESS,
+    ).delete()
     _write_access(sub, now, sub.current_period_end, sub.period_number, version=target)
     # A new run of allowance periods aligned with the billing period; the current one is
     # granted from now, full or in proportion to the time left, less what was used of the
@@ -930,15 +968,16 @@ def _change_now(sub: Subscription, target: PlanVersion, now: datetime) -> Decima
         assert entitlement.amount is not None
         units = entitlement.amount
         if target.plan.upgrade_allowance == UpgradeAllowance.PRORATED:
-            left = (end - now) / (end - start)
-            units = math.floor(entitlement.amount * left)
+            # whole microseconds: no float rounds 29/100 of 100 down to 28
+            units = entitlement.amount * _micros(end - now) // _micros(end - start)
         units -= used.get(entitlement.product_id, 0)
         _grant(sub, entitlement, index, now, end, units=units, action_type="plan.allowance")
     if sub.status != SubscriptionStatus.ACTIVE or target.price <= old.price:
         return None
-    length = sub.current_period_end - sub.current_period_start
-    left = (sub.current_period_end - now) / length
-    due = (target.price - old.price) * Decimal(str(left))
+    left = Decimal(_micros(sub.current_period_end - now))
+    due = (target.price - old.price) * left / Decimal(
+        _micros(sub.current_period_end - sub.current_period_start)
+    )
     return due.quantize(Decimal(1).scaleb(-minor_digits(target.currency)), ROUND_HALF_UP)
 
 
@@ -967,6 +1006,8 @@ def subscription_change(
     with service_atomic():
         sub = _locked_current(subscription)
         now = clock.now()
+        if target.pk != sub.version_id:
+            _check_open(target)
         if sub.status not in (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE) or (
             sub.cancel_at_period_end
         ):
@@ -978,6 +1019,10 @@ def subscription_change(
             if sub.scheduled_version is None:
                 raise errors.PlanChangeNotAllowed("The subscription is on this version already.")
             if sub.covered_period > sub.period_number:
+                if _version_for(sub, sub.period_number + 1).price > 0:
+                    raise errors.PlanChangeNotAllowed(
+                        "The next period is paid for already under the scheduled plan."
+                    )
                 _uncover(sub, sub.period_number + 1)  # granted ahead under the scheduled one
             sub.scheduled_version = None
             trialing = sub.status == SubscriptionStatus.TRIALING
@@ -992,13 +1037,17 @@ def subscription_change(
                 f"{sub.version.currency}."
             )
         if target.plan_id != sub.plan_id and Subscription.objects.filter(
-            customer_id=sub.customer_id, plan_id=target.plan_id,
-            status__in=LIVE_SUBSCRIPTION_STATUSES,
-        ).exists():
+            Q(plan_id=target.plan_id) | Q(scheduled_version__plan_id=target.plan_id),
+            customer_id=sub.customer_id, status__in=LIVE_SUBSCRIPTION_STATUSES,
+        ).exclude(pk=sub.pk).exists():
             raise errors.SubscriptionExists(
                 f"The customer already has a live subscription to {target.plan.key}."
             )
-        when: ChangeAt = at or ("now" if target.price > sub.version.price else "period_end")
+        same_interval = (target.interval_unit, target.interval_count) == (
+            sub.version.interval_unit, sub.version.interval_count
+        )
+        upgrade = target.price > sub.version.price and same_interval
+        when: ChangeAt = at or ("now" if upgrade else "period_end")
         if sub.covered_period > sub.period_number:
             if _version_for(sub, sub.period_number + 1).price > 0:
                 raise errors.PlanChangeNotAllowed(
@@ -1007,9 +1056,7 @@ def subscription_change(
             _uncover(sub, sub.period_number + 1)  # a free plan's next period granted ahead
         amount_due = None
         if when == "now":
-            if (target.interval_unit, target.interval_count) != (
-                sub.version.interval_unit, sub.version.interval_count
-            ):
+            if not same_interval:
                 raise errors.PlanChangeNotAllowed(
                     "A change of billing interval takes effect at period end."
                 )
@@ -1133,20 +1180,29 @@ def subscription_unpause(*, subscription: Subscription) -> Subscription:
     return sub
 
 
-def subscriptions_advance_due(*, limit: int = ADVANCE_CHUNK) -> int:
-    """Advance the subscriptions whose `next_due_at` has come; how many were looked at.
+def subscriptions_advance_due(
+    *, limit: int = ADVANCE_CHUNK, after: tuple[datetime, Any] | None = None
+) -> tuple[int, tuple[datetime, Any] | None]:
+    """Advance up to `limit` subscriptions whose `next_due_at` has come, in (due time, id)
+    order after `after`; how many were looked at, and where to go on from.
 
     One transaction per subscription, locking its customer first and then the subscription
     (skipped if another sweep holds it), the order a merge locks them in. A subscription whose
-    step fails is logged and left for the next run; the others, and the rest of the sweep, go on.
+    step fails is logged and left for the next run; the others, and the rest of the sweep, go on
+    (past it: the cursor moves on, so a failing subscription is not tried again in this run).
     """
     now = clock.now()
+    due_now = Subscription.objects.filter(next_due_at__lte=now)
+    if after is not None:
+        due_now = due_now.filter(
+            Q(next_due_at__gt=after[0]) | Q(next_due_at=after[0], pk__gt=after[1])
+        )
     due = list(
-        Subscription.objects.filter(next_due_at__lte=now)
-        .order_by("next_due_at")
-        .values_list("pk", "customer_id")[:limit]
+        due_now.order_by("next_due_at", "pk").values_list("pk", "customer_id", "next_due_at")[
+            :limit
+        ]
     )
-    for pk, customer_id in due:
+    for pk, customer_id, _due_at in due:
         try:
             with transaction.atomic():
                 acting = ledger.lock_customer_row(customer_id)
@@ -1163,4 +1219,20 @@ def subscriptions_advance_due(*, limit: int = ADVANCE_CHUNK) -> int:
                 _advance(sub, now)
         except Exception:
             logger.exception("advancing subscription %s failed", pk)
-    return len(due)
+    if not due:
+        return 0, after
+    last_pk, _customer, last_due = due[-1]
+    assert last_due is not None  # filtered on next_due_at <= now
+    return len(due), (last_due, last_pk)
+
+
+def subscriptions_advance_all(*, chunk: int = ADVANCE_CHUNK) -> int:
+    """Advance every subscription due now, `chunk` at a time; how many were looked at. Each is
+    looked at once: one that fails does not hold up, or loop, the run."""
+    looked, after = 0, None
+    with run_scope(), sweep_due_deferred():
+        while True:
+            done, after = subscriptions_advance_due(limit=chunk, after=after)
+            looked += done
+            if done < chunk:
+                return looked

@@ -23,8 +23,9 @@ from billable.models import BatchState, IdempotencyRecord, QuotaBatch
 from billable.selectors import sweep_next_due
 from billable.services import ledger
 from billable.services.holds import holds_expire_due
-from billable.services.subscriptions import ADVANCE_CHUNK, subscriptions_advance_due
+from billable.services.subscriptions import subscriptions_advance_all
 from billable.tenancy import current_settings
+from billing_platform.core.scope import run_scope
 from tenants.models import Tenant, TenantStatus
 from tenants.schema_migrations import unusable_schemas
 
@@ -77,26 +78,23 @@ def tenant_sweep() -> SweepResult:
     """Run every upkeep task in the active tenant schema.
 
     Subscriptions first: an ended allowance period's unused units roll over before the batch
-    expiry takes what is left.
+    expiry takes what is left. One run scope (`billing_platform.core.scope`) for the whole
+    tenant: what every item reads alike is read once.
     """
-    advanced = 0
-    while True:
-        done = subscriptions_advance_due()
-        advanced += done
-        if done < ADVANCE_CHUNK:
-            break
-    expired = 0
-    while True:
-        done = batches_expire_due()
-        expired += done
-        if done < BATCH_CHUNK:
-            break
-    return SweepResult(
-        subscriptions_advanced=advanced,
-        batches_expired=expired,
-        holds_expired=holds_expire_due(),
-        idempotency_purged=idempotency_purge(),
-    )
+    with run_scope():
+        advanced = subscriptions_advance_all()
+        expired = 0
+        while True:
+            done = batches_expire_due()
+            expired += done
+            if done < BATCH_CHUNK:
+                break
+        return SweepResult(
+            subscriptions_advanced=advanced,
+            batches_expired=expired,
+            holds_expired=holds_expire_due(),
+            idempotency_purged=idempotency_purge(),
+        )
 
 
 def due_tenants_sweep(*, everything: bool = False) -> dict[str, int]:

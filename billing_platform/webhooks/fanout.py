@@ -17,6 +17,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
 from billable import signals
+from billing_platform.core.scope import scoped
 from billing_platform.webhooks.events import EVENTS
 from billing_platform.webhooks.models import Event
 from billing_platform.webhooks.payloads import Builder
@@ -34,7 +35,9 @@ def _current_tenant() -> tuple[int, tuple[tuple[str, tuple[str, ...]], ...]] | N
     tenant_id = getattr(tenant, "id", None)
     if webhooks is not None and tenant_id is not None:
         return tenant_id, webhooks
-    return subscriptions_for_schema(connection.schema_name)  # type: ignore[attr-defined]
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    # Once per run scope (a sweep over the schema), else at every event.
+    return scoped(("webhook_subscriptions", schema), lambda: subscriptions_for_schema(schema))
 
 
 def to_json(data: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from django.db import connection
 
 from billable import clock
 from billable.selectors.entitlements import merge_values
-from billable.services.subscriptions import subscriptions_advance_due
+from billable.services.subscriptions import subscriptions_advance_all
 from tests.support.api import Api, assert_problem
 from tests.support.tenants import TenantFixture
 
@@ -109,7 +109,7 @@ def test_past_due_holds_nothing_and_unknown_customers_nothing(
     later = clock.now() + timedelta(days=32)
     with clock.frozen(later):
         connection.set_schema(acme.tenant.schema_name)
-        subscriptions_advance_due()
+        subscriptions_advance_all()
         body = api.get("billing/entitlements", key=acme.key, query={"external_id": "late"}).json
     # past due: listed with its expiry, but its values and allowance are not in force
     (listed,) = body["subscriptions"]

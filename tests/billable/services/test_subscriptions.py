@@ -33,7 +33,7 @@ from billable.services.subscriptions import (
     subscription_renewal_order,
     subscription_resume,
     subscription_unpause,
-    subscriptions_advance_due,
+    subscriptions_advance_all,
 )
 from billable.services.sweep import tenant_sweep
 from billable.services.trials import trial_grant
@@ -61,7 +61,7 @@ def _plan(key: str, *, price: str = "10", unit: str = "months", trial_days: int 
 def _at(when: datetime) -> int:
     """Run the sweep's subscription step at `when`; how many it advanced."""
     with clock.frozen(when):
-        return subscriptions_advance_due()
+        return subscriptions_advance_all()
 
 
 def _reports(customer: Customer, when: datetime) -> int | None:
@@ -873,3 +873,92 @@ def test_pause_refusals_and_a_cancel_while_paused(
     with pytest.raises(errors.SubscriptionNotActive):
         subscription_unpause(subscription=sub)
     assert ledger_verify().ok
+
+
+@pytest.mark.django_db
+def test_two_upgrades_in_a_period_count_all_that_was_used_and_going_back_works(
+    catalog: Catalog, alice: Customer, frozen_start: datetime
+) -> None:
+    basic = _tier("basic", "10", 100, access=True)
+    plus = _tier("plus", "20", 1000, access=True, upgrade="full")
+    top = _tier("top", "30", 1000, access=True, upgrade="full")
+    sub = subscription_create(customer=alice, plan=basic)
+    at = START + timedelta(days=1)
+    with clock.frozen(at):
+        quota_consume(customer=alice, feature="report_generation", amount=100)
+        subscription_change(subscription=sub, plan=plus)
+        assert _reports(alice, at) == 900
+        quota_consume(customer=alice, feature="report_generation", amount=900)
+        subscription_change(subscription=sub, plan=top)
+    # 1,000 used of top's 1,000 this period: nothing more until it resets
+    assert _reports(alice, at) == 0
+    # back to the first plan in the same period, at once: its access comes back
+    with clock.frozen(at + timedelta(hours=1)):
+        result = subscription_change(subscription=sub, plan=plus, at="now")
+    assert result.at == "now" and _access(alice, at + timedelta(hours=1))
+    assert ledger_verify().ok
+
+
+@pytest.mark.django_db
+def test_a_downgrade_ends_an_allowance_that_outlives_the_period(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    yearly_allowance = plan_create(
+        key="big", name="big",
+        terms=Terms(interval_unit="months", interval_count=1, price=Decimal("50"),
+                    currency="USD", trial_days=0,
+                    entitlements=(EntitlementSpec("allowance", product="reports", amount=1200,
+                                                  reset_unit="years"),)),
+    )
+    small = _tier("small", "5", 10)
+    sub = subscription_create(customer=alice, plan=yearly_allowance)
+    end = sub.current_period_end
+    with clock.frozen(START + timedelta(days=1)):
+        subscription_change(subscription=sub, plan=small)
+    _at(end - timedelta(days=3))
+    _confirm(renewals_due[0], end - timedelta(days=3))
+    _at(end - timedelta(hours=1))
+    assert _reports(alice, end) == 10  # the 1,200 a year did not go on under the small plan
+
+
+@pytest.mark.django_db
+def test_scheduled_changes_keep_one_subscription_per_plan(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    a, b, target = _tier("a", "30", 10), _tier("b", "30", 10), _tier("t", "5", 10)
+    first = subscription_create(customer=alice, plan=a)
+    second = subscription_create(customer=alice, plan=b)
+    subscription_change(subscription=first, plan=target)  # at period end
+    with pytest.raises(errors.SubscriptionExists):
+        subscription_change(subscription=second, plan=target)
+    # a paid next period under the scheduled plan is not thrown away by changing back
+    _at(first.current_period_end - timedelta(days=3))
+    (order,) = [o for o in renewals_due if o.subscription_id == first.pk]
+    assert order.total == Decimal("5")
+    _confirm(order, first.current_period_end - timedelta(days=2))
+    with pytest.raises(errors.PlanChangeNotAllowed):
+        subscription_change(subscription=first, plan=a)
+
+
+@pytest.mark.django_db
+@pytest.mark.timeout(60)
+def test_a_subscription_that_fails_to_advance_holds_up_nothing(
+    catalog: Catalog, frozen_start: datetime
+) -> None:
+    plan = _plan("free", price="0")
+    subs = sorted(
+        (subscription_create(customer=Customer.objects.create(), plan=plan) for _ in range(3)),
+        key=lambda sub: str(sub.pk),
+    )
+    broken = subs[0]  # first in the sweep's order (same due time, then id)
+    access = broken.version.entitlements.get(entitlement_type="access")
+    end = broken.current_period_end
+    # a stray row where the next period's access grant goes: advancing it fails
+    SubscriptionGrant.objects.create(subscription=broken, entitlement=access, period_index=2,
+                                     period_start=end, period_end=end + timedelta(days=1))
+    with clock.frozen(end - timedelta(hours=1)):
+        assert subscriptions_advance_all(chunk=1) == 3
+    for sub in subs:
+        sub.refresh_from_db()
+    assert [sub.covered_until > end for sub in subs] == [False, True, True]
+    assert subs[0].next_due_at == end - timedelta(hours=1)  # left for the next run
