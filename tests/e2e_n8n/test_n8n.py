@@ -1,9 +1,9 @@
 """A real n8n (pinned, var/n8n) driving the production server with the workflows of docs/n8n/.
 
 Opt-in: `make e2e-n8n`. One stack per module: gunicorn with production settings, the real
-webhook worker process, a fresh tenant with its catalog, two endpoints pointing at n8n's Webhook
-nodes (a custom header for their Header Auth), n8n with the five documented workflows imported and
-activated by the CLI, and a small receiver standing in for the "notify" URL.
+webhook worker process, a fresh tenant with its catalog, three endpoints pointing at n8n's Webhook
+nodes (a custom header for their Header Auth), n8n with the six documented workflows imported and
+activated by the CLI, and a small receiver standing in for the "notify" and "charge" URLs.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ PATHS = {
     "paid": "billable-paid-action",
     "depleted": "billable-quota-depleted",
     "referral": "billable-referral-rewarded",
+    "renewal": "billable-subscription-renewal",
 }
 
 
@@ -65,8 +66,14 @@ def _receiver(notifications: Notifications) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            notifications.add(json.loads(self.rfile.read(length) or b"{}"))
-            body = b'{"ok":true}'
+            received = json.loads(self.rfile.read(length) or b"{}")
+            answer: dict[str, Any] = {"ok": True}
+            if self.path == "/charge":  # a payment provider's charge: it answers a payment id
+                received = {**received, "charge": True,
+                            "idempotency_key": self.headers.get("Idempotency-Key")}
+                answer["payment_id"] = f"pay_{received.get('order_id')}"
+            notifications.add(received)
+            body = json.dumps(answer).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -140,6 +147,13 @@ def _catalog(api: httpx.Client) -> None:
     for offer in offers:
         _ok(api.post("/billing/offers", json=offer), 201)
     _ok(api.patch("/settings", json={"referral_reward_sku": "ref_reward"}))
+    # A daily paid plan: with 3 days' notice, each period's renewal is due as it begins.
+    _ok(api.post("/billing/plans", json={
+        "key": "daily_pro", "name": "Pro, daily", "price": "1.50", "currency": "usd",
+        "interval_unit": "days",
+        "entitlements": [{"type": "allowance", "product": "credits", "amount": 20},
+                         {"type": "access", "product": "pro"}],
+    }), 201)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +182,8 @@ def stack(
             with n8n_instance(tmp / "home", port, broker_port) as n8n:
                 endpoints = {}
                 for name, types in (("depleted", ["quota.depleted"]),
-                                    ("referral", ["referral.rewarded"])):
+                                    ("referral", ["referral.rewarded"]),
+                                    ("renewal", ["subscription.renewal_due"])):
                     endpoints[name] = _ok(api.post("/webhooks/endpoints", json={
                         "url": n8n.webhook_url(PATHS[name]), "event_types": types,
                         "description": f"n8n {name}", "headers": {HOOK_HEADER: hook_token},
@@ -187,13 +202,15 @@ def stack(
                 common = {
                     "__API_BASE__": f"{server.base_url}/api/v1",
                     "__NOTIFY_URL__": f"http://127.0.0.1:{receiver.server_port}/notify",
+                    "__CHARGE_URL__": f"http://127.0.0.1:{receiver.server_port}/charge",
                     "__TRIAL_SKU__": "PRO_TRIAL",
                     "__TOPUP_SKU__": "TOPUP",
                     "__BONUS_SKU__": "REF_BONUS",
                     "__FEATURE__": "pdf_analysis",
                 }
                 secrets_by_file = {"4-": endpoints["depleted"]["secret"],
-                                   "5-": endpoints["referral"]["secret"]}
+                                   "5-": endpoints["referral"]["secret"],
+                                   "6-": endpoints["renewal"]["secret"]}
                 rendered_dir = tmp / "workflows"
                 rendered_dir.mkdir()
                 for source in WORKFLOW_FILES:
@@ -303,7 +320,7 @@ def _bot_update(user_id: int, text: str) -> dict[str, Any]:
 
 def test_every_documented_workflow_imports_as_shipped(tmp_path: Path) -> None:
     """The files of docs/n8n import unchanged (placeholders and all) into a fresh n8n."""
-    assert len(WORKFLOW_FILES) == 5, WORKFLOW_FILES
+    assert len(WORKFLOW_FILES) == 6, WORKFLOW_FILES
     with n8n_instance(tmp_path / "home", free_port(), free_port()) as n8n:
         n8n.import_workflows(WORKFLOWS_DIR)
         listed = n8n.cli("list:workflow").stdout
@@ -414,6 +431,41 @@ def test_quota_depleted_is_verified_and_offers_one_top_up_across_redelivery(
     assert _idempotency_status(stack, event["id"]) == 201
     after = _ok(stack.api.get("/billing/orders", params={"customer_id": customer_id}))["items"]
     assert [o["id"] for o in after] == [orders[0]["id"]]
+
+
+def test_renewal_due_is_charged_once_and_renews_the_subscription(stack: Stack) -> None:
+    ref = {"provider": "telegram", "external_id": str(7_000_000 + secrets.randbelow(10**6))}
+    sub = _ok(stack.api.post("/billing/subscriptions", json={**ref, "plan": "daily_pro"}), 201)
+    assert sub["renewal_order_id"] is not None  # announced at once: the period is a day
+    event = _event(stack, "subscription.renewal_due", id=sub["id"])
+    order = event["data"]["order"]
+    assert (order["id"], order["total"], order["period_number"]) == (
+        sub["renewal_order_id"], "1.50", 2
+    )
+    endpoint_id = stack.endpoints["renewal"]["id"]
+    _succeeded(stack, event["id"], endpoint_id, attempts=1)
+    sent = _wait("the notification", lambda: stack.notifications.where(event_id=event["id"]),
+                 stack)
+    charges = stack.notifications.where(charge=True, order_id=order["id"])
+    assert len(charges) == 1 and charges[0]["amount"] == "1.50", charges
+    assert charges[0]["idempotency_key"] == f"charge-{order['id']}"
+    assert (sent[0]["order_id"], sent[0]["status"]) == (order["id"], "paid")
+    assert sent[0]["payment_id"] == f"pay_{order['id']}"
+    after = _ok(stack.api.get(f"/billing/subscriptions/{sub['id']}"))
+    assert after["renewal_order_id"] is None and after["paid_through"] > sub["paid_through"]
+    assert _idempotency_status(stack, f"renewal-{order['id']}") == 200
+
+    # Redelivered: the charge is asked again with the same key (the provider dedupes it), and
+    # the confirmation is replayed: one paid order, one period.
+    _ok(stack.api.post(f"/webhooks/events/{event['id']}/redeliver",
+                       json={"endpoint_id": endpoint_id}), 202)
+    _succeeded(stack, event["id"], endpoint_id, attempts=2)
+    _wait("the second notification",
+          lambda: len(stack.notifications.where(event_id=event["id"])) >= 2, stack)
+    again = _ok(stack.api.get(f"/billing/subscriptions/{sub['id']}"))
+    assert again["paid_through"] == after["paid_through"]
+    orders = _ok(stack.api.get("/billing/orders", params=ref))["items"]
+    assert [(o["status"], o["period_number"]) for o in orders] == [("paid", 2)]
 
 
 def test_referral_rewarded_is_verified_and_grants_the_bonus_once(stack: Stack) -> None:
