@@ -21,6 +21,7 @@ from billable.selectors import (
     normalise_external_id,
     trial_taken,
 )
+from billable.services.subscriptions import subscriptions_end_erased
 from billing_platform.core import crypto
 from billing_platform.core.db import service_atomic
 
@@ -88,7 +89,8 @@ def customer_identify(
 def customer_erase(*, customer: Customer) -> list[str]:
     """Erase identities and metadata; the ledger stays, anonymous.
 
-    Covers the customers merged into this one (the same person's earlier ids), redacts the
+    Covers the customers merged into this one (the same person's earlier ids), ends their live
+    subscriptions (cancelled now, their metadata blanked), redacts the
     stored idempotent answers that name any of them, and sends `customer_erased` so stored
     events are scrubbed in the same transaction. Returns the erased customer ids.
     """
@@ -100,6 +102,8 @@ def customer_erase(*, customer: Customer) -> list[str]:
                 Customer.objects.filter(merged_into__in=frontier).values_list("pk", flat=True)
             )
             ids.extend(frontier)
+        # Their subscriptions end now: nothing renews, or is announced, for an erased person.
+        subscriptions_end_erased(customer_ids=ids)
         ExternalIdentity.objects.filter(customer_id__in=ids).delete()
         Customer.objects.filter(pk__in=ids).update(metadata={}, erased_at=timezone.now())
         texts = [str(pk) for pk in ids]

@@ -67,10 +67,13 @@ def _check_interval(unit: str, count: int, *, field: Any) -> None:
         raise ValidationFailed("A period is 1 unit to 100 years.", field=field, msg="out of range")
 
 
-def _resolve(terms: Terms) -> tuple[Terms, list[Product | None]]:
+def _resolve(
+    terms: Terms, *, kept: frozenset[str] = frozenset()
+) -> tuple[Terms, list[Product | None]]:
     """Check the terms; the terms in their one spelling (keys upper-case, value names lower-case,
     reset periods and rollover caps filled in, the currency code), and each entitlement's
-    product."""
+    product. A product deactivated since is accepted where the current version already names
+    it (`kept`): a change of price does not have to drop it."""
     _check_interval(terms.interval_unit, terms.interval_count, field="interval_count")
     if not 0 <= terms.trial_days <= MAX_TRIAL_DAYS:
         raise ValidationFailed(
@@ -117,7 +120,7 @@ def _resolve(terms: Terms) -> tuple[Terms, list[Product | None]]:
             found = products.get(key)
             if found is None:
                 raise errors.UnknownProduct(f"No product has the key {key}.")
-            if not found.is_active:
+            if not found.is_active and key not in kept:
                 raise errors.InactiveProduct(f"{key} is not active.")
             product = found
             if spec.entitlement_type == EntitlementType.ALLOWANCE:
@@ -281,7 +284,8 @@ def plan_update(
         }
         changed = {k: v for k, v in given.items() if v is not UNSET}
         if changed:
-            new, products = _resolve(replace(old, **changed))
+            kept = frozenset(e.product for e in old.entitlements if e.product is not None)
+            new, products = _resolve(replace(old, **changed), kept=kept)
             if new != old:
                 plan.current_version += 1
                 _write_version(plan, plan.current_version, new, products)

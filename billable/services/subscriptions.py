@@ -1071,6 +1071,29 @@ def subscription_change(
     return ChangeResult(subscription=sub, at=when, amount_due=amount_due)
 
 
+def subscriptions_end_erased(*, customer_ids: list[Any]) -> int:
+    """End the live subscriptions of customers being erased (cancelled now, what they granted
+    from now on revoked, pending renewal orders cancelled) and blank every subscription's
+    metadata; how many ended. Runs inside the erasure's transaction."""
+    now = clock.now()
+    for customer_id in sorted(customer_ids, key=str):
+        ledger.lock_customer_row(customer_id)
+    live = (
+        Subscription.objects.select_for_update(of=("self",))
+        .filter(customer_id__in=customer_ids, status__in=LIVE_SUBSCRIPTION_STATUSES)
+        .select_related("version", "plan", "customer", "scheduled_version")
+        .order_by("pk")
+    )
+    ended = 0
+    for sub in live:
+        _end(sub, SubscriptionStatus.CANCELLED, now)
+        sub.paused_at = None
+        sub.save()
+        ended += 1
+    Subscription.objects.filter(customer_id__in=customer_ids).update(metadata={})
+    return ended
+
+
 def subscription_pause(*, subscription: Subscription) -> Subscription:
     """Pause: the subscription's rights are frozen as they are (its batches, rolled-over units
     included, neither usable nor expiring) and its periods stop; `subscription_unpause` gives

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from billable import errors
 from billable.models import PlanVersion
+from billable.services.catalog import product_update
 from billable.services.plans import EntitlementSpec, Terms, plan_create, plan_update, terms_of
 from billing_platform.core.errors import ValidationFailed
 
@@ -67,3 +69,23 @@ def test_refused_terms_write_nothing(catalog: Catalog) -> None:
     plan.refresh_from_db()
     assert (plan.current_version, plan.name) == (1, "Team")
     assert PlanVersion.objects.filter(plan=plan).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_deactivated_product_already_in_the_plan_does_not_block_a_change(
+    catalog: Catalog,
+) -> None:
+    plan = plan_create(key="keep", name="keep", terms=Terms(
+        "months", 1, Decimal("5"), "USD", 0,
+        (EntitlementSpec("allowance", product="reports", amount=10),),
+    ))
+    product_update(product=catalog["REPORTS"], is_active=False)
+    product_update(product=catalog["PRO"], is_active=False)
+    changed = plan_update(plan=plan, price=Decimal("6"))
+    assert changed.current_version == 2
+    # but a deactivated product is not added anew
+    with pytest.raises(errors.InactiveProduct):
+        plan_update(plan=plan, entitlements=(
+            EntitlementSpec("allowance", product="reports", amount=10),
+            EntitlementSpec("access", product="pro"),
+        ))

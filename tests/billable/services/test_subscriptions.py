@@ -21,6 +21,7 @@ from billable.models import (
 )
 from billable.selectors import balance_get, ledger_verify
 from billable.services import ledger
+from billable.services.customers import customer_erase
 from billable.services.merge import customer_merge
 from billable.services.orders import order_confirm, order_refund
 from billable.services.plans import EntitlementSpec, Terms, plan_create, plan_version_retire
@@ -962,3 +963,24 @@ def test_a_subscription_that_fails_to_advance_holds_up_nothing(
         sub.refresh_from_db()
     assert [sub.covered_until > end for sub in subs] == [False, True, True]
     assert subs[0].next_due_at == end - timedelta(hours=1)  # left for the next run
+
+
+@pytest.mark.django_db
+def test_erasing_a_customer_ends_its_subscriptions(
+    catalog: Catalog, alice: Customer, frozen_start: datetime, renewals_due: list[Order]
+) -> None:
+    sub = subscription_create(customer=alice, plan=_plan("paid"), metadata={"email": "a@x.io"})
+    _at(sub.current_period_end - timedelta(days=3))
+    (order,) = renewals_due
+    erased_at = sub.current_period_end - timedelta(days=2)
+    with clock.frozen(erased_at):
+        customer_erase(customer=alice)
+    sub.refresh_from_db()
+    order.refresh_from_db()
+    assert (sub.status, sub.ended_at, sub.metadata) == ("cancelled", erased_at, {})
+    assert order.status == "cancelled"
+    assert not _access(alice, erased_at) and _reports(alice, erased_at) == 0
+    _at(sub.current_period_end)  # nothing further happens to it
+    sub.refresh_from_db()
+    assert sub.status == "cancelled" and len(renewals_due) == 1
+    assert ledger_verify().ok
