@@ -45,8 +45,12 @@ def _items(items: list[Any]) -> list[ItemSpec]:
     operation_id="billing_product_list",
     summary="List products",
 )
-def product_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
-    result = paginate(selectors.product_list(), limit=page.limit, cursor=page.cursor)
+def product_list(
+    request: HttpRequest, page: Query[PageParams], is_active: bool | None = None
+) -> dict[str, Any]:
+    result = paginate(
+        selectors.product_list(is_active=is_active), limit=page.limit, cursor=page.cursor
+    )
     return page_data(result, presenters.product_data)
 
 

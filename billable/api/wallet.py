@@ -35,11 +35,14 @@ def wallet(request: HttpRequest, customer: Query[CustomerQuery]) -> dict[str, An
     summary="Usable batches in consumption order",
 )
 def wallet_batches(
-    request: HttpRequest, customer: Query[CustomerQuery], page: Query[PageParams]
+    request: HttpRequest,
+    customer: Query[CustomerQuery],
+    page: Query[PageParams],
+    product: str | None = Query(None, max_length=64, description="Only this product's batches."),
 ) -> dict[str, Any]:
     found = selectors.customer_require(customer_ref(customer))
     result = paginate(
-        selectors.usable_batches(customer=found),
+        selectors.usable_batches(customer=found, product=product),
         limit=page.limit,
         cursor=page.cursor,
         order=("sort_expires", "created_at", "pk"),

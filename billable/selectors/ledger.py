@@ -44,15 +44,17 @@ def cover_params(name: str) -> list[str]:
     return [name.upper(), name.lower()]
 
 
-def usable_batches(*, customer: Customer) -> QuerySet[QuotaBatch]:
-    """Usable batches in consumption order (soonest expiry first, never-expiring last)."""
+def usable_batches(*, customer: Customer, product: str | None = None) -> QuerySet[QuotaBatch]:
+    """Usable batches in consumption order (soonest expiry first, never-expiring last); of one
+    product key (any case) when `product` is given."""
     now = clock.now()
-    return (
+    found = (
         QuotaBatch.objects.filter(customer=customer, state="active", valid_from__lte=now)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
         .select_related("product")
         .annotate(sort_expires=Coalesce("expires_at", Value(FAR_FUTURE_AWARE)))
     )
+    return found if product is None else found.filter(product__key=product.strip().upper())
 
 
 def has_usable_access(customer_id: Any, name: str, now: datetime) -> bool:

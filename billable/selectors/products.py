@@ -14,8 +14,10 @@ def catalog_key_like(value: str) -> bool:
     return bool(KEY_RE.fullmatch(value.strip()))
 
 
-def product_list() -> QuerySet[Product]:
-    return Product.objects.all()
+def product_list(*, is_active: bool | None = None) -> QuerySet[Product]:
+    """Every product, or the active (or inactive) ones only."""
+    found = Product.objects.all()
+    return found if is_active is None else found.filter(is_active=is_active)
 
 
 def product_get(*, key: str) -> Product:

@@ -316,3 +316,17 @@ def test_catalog_by_skus_in_request_order(
 def test_catalog_by_unknown_skus_is_empty(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
     body = api.get("billing/catalog", key=acme.key, query={"sku": ["x", "y"]}).json
     assert body == {"items": [], "next_cursor": None}
+
+
+def test_products_filtered_by_activity(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
+    assert api.patch("billing/products/unl", json={"is_active": False},
+                     key=acme.key).status == 200
+    keys = {p["key"] for p in api.get("billing/products", key=acme.key).json["items"]}
+    active = {p["key"] for p in api.get("billing/products", key=acme.key,
+                                        query={"is_active": "true"}).json["items"]}
+    inactive = {p["key"] for p in api.get("billing/products", key=acme.key,
+                                          query={"is_active": "false"}).json["items"]}
+    assert keys == {"REPORTS", "PRO", "UNL"}
+    assert (active, inactive) == ({"REPORTS", "PRO"}, {"UNL"})
+    assert_problem(api.get("billing/products", key=acme.key, query={"is_active": "maybe"}),
+                   422, "validation_error")

@@ -139,3 +139,21 @@ def test_wallet_transactions_only_this_customer(
     assert len(body["items"]) == 1
     batches = api.get("billing/wallet/batches", key=acme.key, query={"external_id": "w"}).json
     assert len(batches["items"]) == 1
+
+
+def test_wallet_batches_of_one_product(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
+    for sku in ("reports_10", "pro_month", "reports_5_forever"):
+        made = api.post("billing/grants", json={"external_id": "bp", "sku": sku,
+                                                "kind": "bonus"}, key=acme.key)
+        assert made.status == 201, made.body
+    every = api.get("billing/wallet/batches", key=acme.key, query={"external_id": "bp"}).json
+    assert {b["product"] for b in every["items"]} == {"REPORTS", "PRO"}
+    reports = api.get("billing/wallet/batches", key=acme.key,
+                      query={"external_id": "bp", "product": "reports"}).json
+    assert [b["product"] for b in reports["items"]] == ["REPORTS", "REPORTS"]
+    none = api.get("billing/wallet/batches", key=acme.key,
+                   query={"external_id": "bp", "product": "nothing"}).json
+    assert none["items"] == []
+    assert_problem(api.get("billing/wallet/batches", key=acme.key,
+                           query={"external_id": "bp", "product": "x" * 65}),
+                   422, "validation_error")
