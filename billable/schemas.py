@@ -643,6 +643,10 @@ class OrderOut(Schema):
     payment_method: str
     created_at: datetime
     paid_at: datetime | None
+    cancelled_at: datetime | None
+    refunded_at: datetime | None
+    # Why it was cancelled or refunded ("" otherwise).
+    reason: str
     metadata: dict[str, Any]
     # A renewal order: the subscription and the billing period it pays for.
     subscription_id: str | None

@@ -410,3 +410,24 @@ def test_exchange_of_money_offer_is_not_a_currency(api: Api, acme: TenantFixture
                         key=acme.key)
     assert_problem(response, 422, "not_a_currency")
     assert remaining(api, acme.key, "ex", "coins") == 100
+
+
+def test_orders_show_their_reason_and_times(
+    api: Api, acme: TenantFixture, catalog: Catalog
+) -> None:
+    made = api.post("billing/orders", json={"external_id": "rs", "items": [{"sku": "reports_10"}]},
+                    key=acme.key).json
+    assert (made["reason"], made["cancelled_at"], made["refunded_at"]) == ("", None, None)
+    cancelled = api.post(f"billing/orders/{made['id']}/cancel", json={"reason": "changed mind"},
+                         key=acme.key).json
+    assert cancelled["reason"] == "changed mind" and cancelled["cancelled_at"] is not None
+    other = api.post("billing/orders", json={"external_id": "rs",
+                                             "items": [{"sku": "reports_10"}]},
+                     key=acme.key).json
+    api.post(f"billing/orders/{other['id']}/confirm", json={}, key=acme.key)
+    refunded = api.post(f"billing/orders/{other['id']}/refund", json={"reason": "duplicate"},
+                        key=acme.key).json
+    assert (refunded["reason"], refunded["cancelled_at"]) == ("duplicate", None)
+    assert refunded["refunded_at"] >= refunded["paid_at"]
+    listed = api.get(f"billing/orders/{other['id']}", key=acme.key).json
+    assert listed["refunded_at"] == refunded["refunded_at"]
