@@ -322,6 +322,7 @@ def hold_data(hold: Hold) -> dict[str, Any]:
         "status": hold.status,
         "committed_amount": hold.committed_amount,
         "expires_at": hold.expires_at,
+        "metadata": hold.metadata,
         "created_at": hold.created_at,
     }
 
@@ -334,6 +335,7 @@ def grant_data(grant: Grant, batches: list[QuotaBatch]) -> dict[str, Any]:
         "kind": grant.kind,
         "reason": grant.reason,
         "batches": [batch_data(b) for b in batches],
+        "metadata": grant.metadata,
         "created_at": grant.created_at,
     }
 
@@ -386,4 +388,7 @@ def referral_data(referral: Referral, *, created: bool) -> dict[str, Any]:
         "referrer_id": str(referral.referrer_id),
         "referee_id": str(referral.referee_id),
         "created": created,
+        "metadata": referral.metadata,
+        "rewarded_at": referral.rewarded_at,
+        "created_at": referral.created_at,
     }

@@ -499,6 +499,7 @@ class HoldOut(Schema):
     status: Literal["active", "committed", "released", "expired"]
     committed_amount: int | None
     expires_at: datetime
+    metadata: dict[str, Any]
     created_at: datetime
 
 
@@ -565,6 +566,7 @@ class GrantOut(Schema):
     kind: str
     reason: str
     batches: list[BatchOut]
+    metadata: dict[str, Any]
     created_at: datetime
 
 
@@ -681,7 +683,11 @@ class ReferralOut(Schema):
     id: str
     referrer_id: str
     referee_id: str
+    # False for a link that existed already (the same referrer and referee again).
     created: bool
+    metadata: dict[str, Any]
+    rewarded_at: datetime | None
+    created_at: datetime
 
 
 class ReferralStatsOut(Schema):

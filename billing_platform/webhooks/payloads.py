@@ -84,6 +84,7 @@ class ReferralEventData(_Strict):
     id: str
     referrer_id: str
     referee_id: str
+    metadata: dict[str, Any]
     rewarded_at: datetime | None
     created_at: datetime
     customer: EventCustomer
@@ -199,6 +200,7 @@ def build_referral(kw: dict[str, Any]) -> dict[str, Any]:
         "id": str(referral.pk),
         "referrer_id": str(referral.referrer_id),
         "referee_id": str(referral.referee_id),
+        "metadata": referral.metadata,
         "rewarded_at": referral.rewarded_at,
         "created_at": referral.created_at,
     }

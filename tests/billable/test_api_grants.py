@@ -15,7 +15,8 @@ from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Product | Offer]
 
-GRANT_KEYS = {"id", "customer_id", "sku", "kind", "reason", "batches", "created_at"}
+GRANT_KEYS = {"id", "customer_id", "sku", "kind", "reason", "batches", "metadata",
+              "created_at"}
 BATCH_KEYS = {"id", "product", "initial", "remaining", "valid_from", "expires_at", "state",
               "source", "created_at"}
 ADJUSTMENT_KEYS = {"id", "customer_id", "product", "amount", "batches", "reason"}
@@ -252,3 +253,10 @@ def test_trial_refused_for_a_phone_spelled_differently(
 
     assert_problem(again, 409, "trial_already_used")
     assert _units(acme) == 10
+
+
+def test_a_grant_answers_its_metadata(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
+    made = api.post("billing/grants", json={"external_id": "gm", "sku": "reports_10",
+                                            "kind": "bonus", "metadata": {"campaign": "x1"}},
+                    key=acme.key)
+    assert made.status == 201 and made.json["metadata"] == {"campaign": "x1"}, made.body

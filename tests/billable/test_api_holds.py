@@ -17,7 +17,7 @@ from tests.support.tenants import TenantFixture
 Catalog = dict[str, Product | Offer]
 
 HOLD_KEYS = {"id", "customer_id", "feature", "amount", "status", "committed_amount",
-             "expires_at", "created_at"}
+             "expires_at", "metadata", "created_at"}
 
 
 def _bare_post(client: Client, path: str, key: str) -> Any:
@@ -201,3 +201,15 @@ def test_hold_batches_keep_units_reserved(
     assert assert_problem(consume, 402, "quota_exhausted")["remaining"] == 0
     connection.set_schema(acme.tenant.schema_name)
     assert QuotaBatch.objects.get().remaining == 0
+
+
+def test_a_hold_answers_its_metadata(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
+    api.post("billing/grants", json={"external_id": "hm", "sku": "reports_10", "kind": "bonus"},
+             key=acme.key)
+    made = api.post("billing/holds", json={"external_id": "hm", "feature": "reports",
+                                           "amount": 2, "metadata": {"job": "j-7"}},
+                    key=acme.key)
+    assert made.status == 201 and made.json["metadata"] == {"job": "j-7"}, made.body
+    committed = api.post(f"billing/holds/{made.json['id']}/commit", json={"amount": 1},
+                         key=acme.key)
+    assert committed.json["metadata"] == {"job": "j-7"}

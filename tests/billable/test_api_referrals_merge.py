@@ -361,3 +361,15 @@ def test_merge_drops_an_outgoing_referral_that_would_close_a_cycle(
     # and the endpoint's own rule holds afterwards (Z → Y → T: T may not refer Z)
     assert_problem(refer(api, acme.key, "co-t", "co-z"), 409, "referral_cycle")
 
+
+
+def test_a_referral_answers_its_metadata_and_times(
+    api: Api, acme: TenantFixture, catalog: Catalog
+) -> None:
+    body = {"referrer": {"external_id": "rm-1"}, "referee": {"external_id": "rm-2"},
+            "metadata": {"source": "link"}}
+    made = api.post("billing/referrals", json=body, key=acme.key)
+    assert made.status == 201, made.body
+    assert (made.json["metadata"], made.json["rewarded_at"]) == ({"source": "link"}, None)
+    again = api.post("billing/referrals", json=body, key=acme.key)
+    assert (again.json["created"], again.json["created_at"]) == (False, made.json["created_at"])
