@@ -407,13 +407,21 @@ def _revoke_beyond(sub: Subscription, at: datetime) -> None:
         )
         .values_list("pk", flat=True)
     )
+    _revoke(sub, ids, action_type="plan.ended", states=open_states)
+
+
+def _revoke(
+    sub: Subscription, ids: list[Any], *, action_type: str,
+    states: tuple[str, ...] = (BatchState.ACTIVE, BatchState.EXHAUSTED),
+) -> None:
+    """Revoke these batches of the subscription, locked in spend order as every spender locks
+    them; one closed meanwhile (no longer in `states`) is left as it is."""
     for batch in ledger.lock_batches(QuotaBatch.objects.filter(pk__in=ids)):
-        if batch.state not in open_states:
-            continue  # closed meanwhile
-        ledger.batch_close(
-            batch=batch, state=BatchState.REVOKED, action_type="plan.ended",
-            action_id=str(sub.pk), actor=ACTOR,
-        )
+        if batch.state in states:
+            ledger.batch_close(
+                batch=batch, state=BatchState.REVOKED, action_type=action_type,
+                action_id=str(sub.pk), actor=ACTOR,
+            )
 
 
 def _end(sub: Subscription, status: str, at: datetime) -> None:
@@ -796,12 +804,7 @@ def _uncover(sub: Subscription, number: int) -> None:
     # Only these periods' own batches: an allowance period that began before `start` (a reset
     # that does not fall on the billing boundary) is part of what was paid for, and stays.
     ids = [pk for pk in later.values_list("batch_id", flat=True) if pk is not None]
-    for batch in ledger.lock_batches(QuotaBatch.objects.filter(pk__in=ids)):
-        if batch.state in (BatchState.ACTIVE, BatchState.EXHAUSTED):
-            ledger.batch_close(
-                batch=batch, state=BatchState.REVOKED, action_type="plan.ended",
-                action_id=str(sub.pk), actor=ACTOR,
-            )
+    _revoke(sub, ids, action_type="plan.ended")
     later.delete()
     sub.covered_until = start
     sub.covered_period = number - 1
@@ -930,12 +933,7 @@ def _close_version_rights(sub: Subscription, now: datetime) -> None:
             expires_at__gt=now,
         ).values_list("pk", flat=True)
     )
-    for batch in ledger.lock_batches(QuotaBatch.objects.filter(pk__in=ids)):
-        if batch.state in (BatchState.ACTIVE, BatchState.EXHAUSTED):
-            ledger.batch_close(
-                batch=batch, state=BatchState.REVOKED, action_type="plan.changed",
-                action_id=str(sub.pk), actor=ACTOR,
-            )
+    _revoke(sub, ids, action_type="plan.changed")
 
 
 def _micros(span: timedelta) -> int:
