@@ -34,6 +34,7 @@ def _create_with_identity(provider: str, external_id: str) -> tuple[Customer, bo
             ExternalIdentity.objects.create(
                 customer=customer, provider=provider, external_id=external_id
             )
+            signals.customer_created.send(sender=Customer, customer=customer)
             return customer, True
     except IntegrityError:
         existing = customer_by_identity(provider, external_id)

@@ -234,6 +234,9 @@ def adjustment_create(
                     "expires_at", "created_at"
                 )
             )
+        signals.adjustment_created.send(
+            sender=Adjustment, adjustment=adjustment, customer=customer, batches=batches
+        )
     return AdjustmentResult(adjustment=adjustment, batches=batches)
 
 

@@ -235,3 +235,9 @@ def batch_close(
             metadata=metadata,
         )
     QuotaBatch.objects.filter(pk=batch.pk).update(state=state)
+    if state == BatchState.REVOKED and signals.may_act(signals.batch_revoked):
+        closed = QuotaBatch.objects.select_related("product", "customer").get(pk=batch.pk)
+        signals.batch_revoked.send(
+            sender=QuotaBatch, batch=closed, customer=closed.customer, action_type=action_type,
+            action_id=action_id, reason=(metadata or {}).get("reason") or "",
+        )

@@ -217,6 +217,7 @@ def order_refund(*, order: Order, reason: str = "", actor: str = "") -> Order:
                 action_type="refund",
                 action_id=str(order.pk),
                 actor=actor,
+                metadata={"reason": reason} if reason else None,
             )
         if order.subscription_id is not None:
             subscriptions.subscription_renewal_refunded(order=order)

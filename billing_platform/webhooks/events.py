@@ -54,7 +54,18 @@ EVENTS: tuple[EventKind, ...] = (
     EventKind(
         "customer.merged", p.CustomerMergedEventData, signals.customer_merged, p.build_merged
     ),
+    EventKind(
+        "customer.created", p.CustomerCreatedEventData, signals.customer_created,
+        p.build_customer,
+    ),
     EventKind("batch.expired", p.BatchEventData, signals.batch_expired, p.build_batch),
+    EventKind(
+        "batch.revoked", p.BatchRevokedEventData, signals.batch_revoked, p.build_batch_revoked
+    ),
+    EventKind(
+        "adjustment.created", p.AdjustmentEventData, signals.adjustment_created,
+        p.build_adjustment,
+    ),
     EventKind(
         "subscription.created", p.SubscriptionEventData, signals.subscription_created,
         p.build_subscription,

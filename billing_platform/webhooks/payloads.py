@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict
 
 from billable import presenters
 from billable.schemas import (
+    AdjustmentOut,
     BatchOut,
+    CustomerOut,
     GrantOut,
     HoldOut,
     IdentityOut,
@@ -151,6 +153,33 @@ class BatchEventData(BatchOut):
     customer: EventCustomer
 
 
+class BatchRevokedEventData(BatchOut):
+    """batch.revoked: the batch in its final state, and what revoked it: `action_type`
+    (`revoke` for POST /billing/batches/{id}/revoke, `refund`, `plan.ended`, `plan.changed`, ...),
+    `action_id` (the batch, order or subscription) and the reason given, if any."""
+
+    model_config = ConfigDict(extra="forbid")
+    action_type: str
+    action_id: str
+    reason: str
+    customer: EventCustomer
+
+
+class CustomerCreatedEventData(CustomerOut):
+    """customer.created: a customer made for an identity nobody held (by identify, or a call
+    that names a customer by identity)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdjustmentEventData(AdjustmentOut):
+    """adjustment.created: the adjustment with the batch it credited or the batches it
+    debited."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer: EventCustomer
+
+
 class WebhookTestEventData(_Strict):
     """webhook.test, sent by POST /webhooks/endpoints/{id}/test."""
 
@@ -214,6 +243,25 @@ def build_merged(kw: dict[str, Any]) -> dict[str, Any]:
 
 def build_batch(kw: dict[str, Any]) -> dict[str, Any]:
     return _with_customer(presenters.batch_data(kw["batch"]), kw["customer"])
+
+
+def build_batch_revoked(kw: dict[str, Any]) -> dict[str, Any]:
+    data = {
+        **presenters.batch_data(kw["batch"]),
+        "action_type": kw["action_type"],
+        "action_id": kw["action_id"],
+        "reason": kw["reason"],
+    }
+    return _with_customer(data, kw["customer"])
+
+
+def build_customer(kw: dict[str, Any]) -> dict[str, Any]:
+    return presenters.customer_data(kw["customer"])
+
+
+def build_adjustment(kw: dict[str, Any]) -> dict[str, Any]:
+    data = presenters.adjustment_data(kw["adjustment"], kw["batches"])
+    return _with_customer(data, kw["customer"])
 
 
 def build_product(kw: dict[str, Any]) -> dict[str, Any]:

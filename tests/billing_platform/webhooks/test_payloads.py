@@ -48,6 +48,9 @@ def produce_every_event(api: Api, acme: TenantFixture) -> None:
     hold = _ok(api.post("billing/holds", json={"external_id": "Zoë", "feature": "reports",
                                                "amount": 1}, key=key), 201)
     _ok(api.post(f"billing/holds/{hold['id']}/release", json={}, key=key))
+    # adjustment.created (customer.created came with the first grant)
+    _ok(api.post("billing/adjustments", json={"external_id": "Zoë", "product": "reports",
+                                              "amount": 2, "reason": "goodwill"}, key=key), 201)
     # referral.attached, order.created, order.confirmed, referral.rewarded, order.refunded
     _ok(api.post("billing/referrals", json={"referrer": {"external_id": "Zoë"},
                                             "referee": {"external_id": "ref-2"}}, key=key), 201)
@@ -55,6 +58,7 @@ def produce_every_event(api: Api, acme: TenantFixture) -> None:
                                                  "items": [{"sku": "reports_10", "quantity": 1}]},
                          key=key), 201)
     _ok(api.post(f"billing/orders/{order['id']}/confirm", json={"payment_id": "pay_1"}, key=key))
+    # batch.revoked: the refund takes back the order's batch
     _ok(api.post(f"billing/orders/{order['id']}/refund", json={"reason": "asked"}, key=key))
     # order.cancelled
     order = _ok(api.post("billing/orders", json={"external_id": "Zoë",
@@ -139,3 +143,28 @@ def test_customer_events_carry_the_identities(
     data = validate_data("order.created", event.data).model_dump()
     assert data["customer"]["identities"] == [{"provider": "telegram", "external_id": "4242"}]
     assert [(i["sku"], i["quantity"]) for i in data["items"]] == [("REPORTS_10", 2)]
+
+
+def test_new_customers_and_revoked_batches_are_announced_once(
+    api: Api, acme: TenantFixture, catalog: dict[str, Any], private_ok: Any
+) -> None:
+    create_endpoint(api, acme.key, "http://127.0.0.1:9/hook",
+                    event_types=["customer.created", "batch.revoked"])
+    # identify twice: one customer, one event; a consume by an unknown identity makes none
+    first = _ok(api.post("billing/identify", json={"external_id": "new-1"}, key=acme.key))
+    _ok(api.post("billing/identify", json={"external_id": "new-1"}, key=acme.key))
+    assert api.post("billing/quota/consume", json={"external_id": "nobody", "feature": "reports"},
+                    key=acme.key).status == 402
+    grant = _ok(api.post("billing/grants", json={"external_id": "new-1", "sku": "reports_10",
+                                                 "kind": "bonus"}, key=acme.key), 201)
+    batch_id = grant["batches"][0]["id"]
+    _ok(api.post(f"billing/batches/{batch_id}/revoke", json={"reason": "abuse"}, key=acme.key))
+    events = list(Event.objects.filter(tenant=acme.tenant).order_by("created_at"))
+    assert [e.type for e in events] == ["customer.created", "batch.revoked"]
+    created = validate_data("customer.created", events[0].data).model_dump()
+    assert created["id"] == first["customer_id"]
+    assert created["identities"] == [{"provider": "default", "external_id": "new-1"}]
+    revoked = validate_data("batch.revoked", events[1].data).model_dump()
+    assert (revoked["id"], revoked["state"], revoked["remaining"]) == (batch_id, "revoked", 0)
+    assert (revoked["action_type"], revoked["reason"]) == ("revoke", "abuse")
+    assert revoked["customer"]["id"] == first["customer_id"]
