@@ -47,6 +47,8 @@ class Product(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     # Lower-case feature names, mirrored from metadata.features for indexed lookup.
     features = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    # Credits one unit of a feature costs from this (quantity) product's batches: {feature: n}.
+    credit_costs = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -353,10 +355,18 @@ class Usage(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="usages")
     feature = models.CharField(max_length=64)
     amount = models.BigIntegerField()
+    # Units taken from batches: `amount` times the credit cost of each product that paid (just
+    # `amount` without costs); 0 when access covered the use.
+    credits = models.BigIntegerField(default=0)
     action_type = models.CharField(max_length=64, default="usage")
     action_id = models.CharField(max_length=255, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["customer", "-created_at", "-id"], name="usage_customer_recent")
+        ]
 
 
 class HoldStatus(models.TextChoices):

@@ -35,6 +35,7 @@ def product_data(product: Product) -> dict[str, Any]:
         "is_active": product.is_active,
         "is_currency": product.is_currency,
         "features": list(product.features),
+        "credit_costs": product.credit_costs or {},
         "metadata": product.metadata,
         "created_at": product.created_at,
     }
@@ -240,14 +241,37 @@ def entry_data(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def usage_data(usage: Usage, *, remaining: int | None, unlimited: bool) -> dict[str, Any]:
+def usage_data(
+    usage: Usage,
+    *,
+    remaining: int | None,
+    unlimited: bool,
+    remaining_credits: int | None = None,
+) -> dict[str, Any]:
     return {
         "usage_id": str(usage.pk),
         "customer_id": str(usage.customer_id),
         "feature": usage.feature,
         "amount": usage.amount,
+        "credits": usage.credits,
         "remaining": remaining,
+        "remaining_credits": remaining_credits,
         "unlimited": unlimited,
+        "metadata": usage.metadata,
+        "created_at": usage.created_at,
+    }
+
+
+def usage_record_data(usage: Usage) -> dict[str, Any]:
+    """A past usage, as `GET /billing/usages` lists it."""
+    return {
+        "id": str(usage.pk),
+        "customer_id": str(usage.customer_id),
+        "feature": usage.feature,
+        "amount": usage.amount,
+        "credits": usage.credits,
+        "action_type": usage.action_type,
+        "action_id": usage.action_id,
         "metadata": usage.metadata,
         "created_at": usage.created_at,
     }
@@ -263,6 +287,10 @@ def balance_data(balance: Balance) -> dict[str, Any]:
         "unlimited": balance.unlimited,
         "expires_at": balance.expires_at,
         "message": balance.message,
+        "credit_pools": [
+            {"product": pool.product, "unit_cost": pool.unit_cost, "credits": pool.credits}
+            for pool in balance.credit_pools
+        ],
     }
 
 

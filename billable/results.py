@@ -31,6 +31,15 @@ class MergeResult:
 
 
 @dataclass(frozen=True)
+class CreditPool:
+    """A product that prices a feature in credits: its cost per unit and the credits left."""
+
+    product: str
+    unit_cost: int
+    credits: int
+
+
+@dataclass(frozen=True)
 class Balance:
     customer_id: Any
     feature: str
@@ -39,6 +48,7 @@ class Balance:
     unlimited: bool
     expires_at: datetime | None
     message: str
+    credit_pools: tuple[CreditPool, ...] = ()
 
 
 @dataclass(frozen=True)

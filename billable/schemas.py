@@ -21,6 +21,10 @@ def _metadata_size(value: dict[str, Any]) -> dict[str, Any]:
 
 Metadata = Annotated[dict[str, Any], AfterValidator(_metadata_size)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+# Credits one unit of a feature costs: {feature: 1 … 1,000,000,000}, at most 100 features.
+CreditCosts = Annotated[
+    dict[Name, Annotated[int, Field(ge=1, le=1_000_000_000)]], Field(max_length=100)
+]
 ProductTypeName = Literal["quantity", "period", "unlimited"]
 PeriodUnitName = Literal["hours", "days", "months", "years", "forever"]
 # An offer's price: a decimal string, or a JSON number, of at most 15 digits before the point.
@@ -87,6 +91,7 @@ class ProductIn(Schema):
     is_currency: bool = False
     metadata: Metadata = Field(default_factory=dict)
     features: list[Name] | None = None
+    credit_costs: CreditCosts | None = None
 
 
 class ProductPatch(Schema):
@@ -97,6 +102,7 @@ class ProductPatch(Schema):
     is_currency: bool | None = None
     metadata: Metadata | None = None
     features: list[Name] | None = None
+    credit_costs: CreditCosts | None = None
 
 
 class ProductOut(Schema):
@@ -107,6 +113,8 @@ class ProductOut(Schema):
     is_active: bool
     is_currency: bool
     features: list[str]
+    # Credits one unit of a feature costs from this product's batches.
+    credit_costs: dict[str, int]
     metadata: dict[str, Any]
     created_at: datetime
 
@@ -407,14 +415,24 @@ class IdentifyOut(Schema):
 # --- Balance, consume, holds
 
 
+class CreditPoolOut(Schema):
+    # A product that prices the feature in credits: credits per unit, credits left.
+    product: str
+    unit_cost: int
+    credits: int
+
+
 class BalanceOut(Schema):
     customer_id: str | None
     feature: str
     can_use: bool
+    # Units of the feature: over products that price it in credits, floor(credits / unit_cost)
+    # each (a unit is never split between two products).
     remaining: int | None
     unlimited: bool
     expires_at: datetime | None
     message: str
+    credit_pools: list[CreditPoolOut]
 
 
 class FeatureEntitlementOut(BalanceOut):
@@ -469,11 +487,35 @@ class UsageOut(Schema):
     usage_id: str
     customer_id: str
     feature: str
+    # Units of the feature used.
     amount: int
+    # Units taken from batches: `amount` times the credit cost of the product(s) that paid
+    # (`amount` when no product prices the feature); 0 when access covered the use.
+    credits: int
+    # Units of the feature left (null under period or unlimited access).
     remaining: int | None
+    # Credits left in the products that price the feature (null when none does).
+    remaining_credits: int | None
     unlimited: bool
     metadata: dict[str, Any]
     created_at: datetime
+
+
+class UsageRecordOut(Schema):
+    id: str
+    customer_id: str
+    feature: str
+    amount: int
+    credits: int
+    action_type: str
+    action_id: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+class UsagePage(Schema):
+    items: list[UsageRecordOut]
+    next_cursor: str | None
 
 
 class HoldIn(CustomerRefIn, IdempotentIn):

@@ -71,6 +71,7 @@ def product_create(request: HttpRequest, payload: ProductIn) -> Status:
         is_currency=payload.is_currency,
         metadata=payload.metadata,
         features=payload.features,
+        credit_costs=payload.credit_costs,
     )
     return Status(201, presenters.product_data(product))
 

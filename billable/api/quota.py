@@ -10,11 +10,20 @@ from ninja import Query
 from billable import presenters, selectors
 from billable.api.inputs import actor, customer_ref
 from billable.api.routers import READ, WRITE, router
-from billable.schemas import BalanceListOut, BalanceOut, ConsumeIn, CustomerQuery, UsageOut
+from billable.schemas import (
+    BalanceListOut,
+    BalanceOut,
+    ConsumeIn,
+    CustomerQuery,
+    UsageOut,
+    UsagePage,
+)
 from billable.services import quota as quota_services
 from billing_platform.core.db import own_transaction
 from billing_platform.core.identity import caller
+from billing_platform.core.pagination import PageParams, page_data, paginate
 from billing_platform.core.problems import error_responses
+from billing_platform.core.schema_types import UtcDateTime
 
 
 @router.get(
@@ -57,5 +66,31 @@ def consume(request: HttpRequest, payload: ConsumeIn) -> dict[str, Any]:
         actor=actor(request),
     )
     return presenters.usage_data(
-        result.usage, remaining=result.remaining, unlimited=result.unlimited
+        result.usage, remaining=result.remaining, unlimited=result.unlimited,
+        remaining_credits=result.remaining_credits,
     )
+
+
+@router.get(
+    "/usages",
+    auth=READ,
+    response={200: UsagePage, **error_responses(404)},
+    operation_id="billing_usages",
+    summary="A customer's usages (consumes and committed holds) with their metadata, newest first",
+)
+def usages(
+    request: HttpRequest,
+    customer: Query[CustomerQuery],
+    page: Query[PageParams],
+    feature: str | None = Query(None, max_length=64, description="Only this feature (any case)."),
+    action_type: str | None = Query(None, max_length=64),
+    since: UtcDateTime | None = None,
+) -> dict[str, Any]:
+    found = selectors.customer_require(customer_ref(customer))
+    result = paginate(
+        selectors.usages(customer=found, feature=feature, action_type=action_type, since=since),
+        limit=page.limit,
+        cursor=page.cursor,
+        order=("-created_at", "-pk"),
+    )
+    return page_data(result, presenters.usage_record_data)

@@ -51,6 +51,7 @@ from billable.selectors.ledger import (
     ledger_entries,
     period_access_end,
     usable_batches,
+    usages,
     wallet,
 )
 from billable.selectors.orders import order_get, order_list
@@ -126,6 +127,7 @@ __all__ = [
     "tenants_verify",
     "trial_taken",
     "usable_batches",
+    "usages",
     "verified_tenants",
     "wallet",
 ]

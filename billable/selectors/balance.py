@@ -22,19 +22,24 @@ from billable.results import Balance
 from billable.selectors.customers import CustomerRef, customer_find, normalise_external_id
 from billable.selectors.ids import uuid_or_none
 from billable.selectors.ledger import (
+    COST_SQL,
     COVERS_SQL,
     LIVE_SQL,
+    PRICED_SQL,
     STARTED_SQL,
     balance_from_parts,
     balance_get,
     cover_params,
+    units_from_pools,
     unknown_balance,
 )
 from billing_platform.core.db import qualified_cursor, quoted_schema
 
 # Parameters, in order: customer id (text or null), provider, external id (text or null) twice,
-# now four times (three `STARTED_SQL`, one `LIVE_SQL`), then `cover_params(name)`. Every value is
-# sent as text or null, or as a timestamp, so one prepared statement serves every reference.
+# now three times (two `STARTED_SQL`, one `LIVE_SQL`), `cover_params(name)`; for the pools,
+# `cover_params(name)` twice (cost, priced), now twice (live, started) and `cover_params(name)`.
+# Every value is sent as text or null, or as a timestamp, so one prepared statement serves every
+# reference.
 # `chain` follows `merged_into` from the customer id and, like `customer_by_id`, stops at the
 # customer that was not merged or at the first it meets twice.
 _BALANCE_SQL = """
@@ -57,24 +62,33 @@ target AS (
     SELECT CASE WHEN %s::text IS NULL THEN (SELECT id FROM by_id)
                 ELSE (SELECT id FROM by_identity) END AS id
 )
-SELECT (SELECT id FROM by_id), (SELECT id FROM by_identity), t.id, live.*
+SELECT (SELECT id FROM by_id), (SELECT id FROM by_identity), t.id, live.*, pools.*
 FROM target t, LATERAL (
-    SELECT COALESCE(SUM(b.remaining) FILTER (
-               WHERE p.product_type = 'quantity' AND {started}), 0),
-           COALESCE(bool_or(p.product_type = 'unlimited' AND {started}), false),
+    SELECT COALESCE(bool_or(p.product_type = 'unlimited' AND {started}), false),
            COALESCE(bool_or(p.product_type <> 'quantity' AND {started}), false),
            array_agg(b.valid_from) FILTER (WHERE p.product_type <> 'quantity'),
            array_agg(b.expires_at) FILTER (WHERE p.product_type <> 'quantity')
     FROM {schema}.billable_quotabatch b JOIN {schema}.billable_product p ON p.id = b.product_id
     WHERE b.customer_id = t.id AND {live} AND {covers}
-) live
+) live, LATERAL (
+    SELECT array_agg(g.key), array_agg(g.cost), array_agg(g.priced), array_agg(g.credits)
+    FROM (
+        SELECT p.key, {cost} AS cost, {priced} AS priced, SUM(b.remaining) AS credits
+        FROM {schema}.billable_quotabatch b
+        JOIN {schema}.billable_product p ON p.id = b.product_id
+        WHERE b.customer_id = t.id AND p.product_type = 'quantity' AND {live} AND {started}
+          AND {covers}
+        GROUP BY p.id
+    ) g
+) pools
 """
 
 
 @lru_cache(maxsize=1024)
 def _statement(schema_name: str) -> str:
     return _BALANCE_SQL.format(
-        schema=quoted_schema(schema_name), started=STARTED_SQL, live=LIVE_SQL, covers=COVERS_SQL
+        schema=quoted_schema(schema_name), started=STARTED_SQL, live=LIVE_SQL, covers=COVERS_SQL,
+        cost=COST_SQL, priced=PRICED_SQL,
     )
 
 
@@ -101,21 +115,28 @@ def balance_check(*, schema_name: str, ref: CustomerRef, feature: str) -> Balanc
                 now,
                 now,
                 now,
+                *cover_params(feature),
+                *cover_params(feature),
+                *cover_params(feature),
+                now,
                 now,
                 *cover_params(feature),
             ],
         )
-        by_id, by_identity, customer_id, remaining, unlimited, access, starts, ends = (
-            cursor.fetchone()
-        )
+        (by_id, by_identity, customer_id, unlimited, access, starts, ends, keys, costs, priced,
+         credits) = cursor.fetchone()
     if ref.customer_id and (by_id is None or (external_id is not None and by_identity != by_id)):
         return _balance_by_selectors(ref, feature)
     if customer_id is None:
         return unknown_balance(feature)
+    remaining, pools = units_from_pools(
+        list(zip(keys or [], costs or [], priced or [], credits or [], strict=True))
+    )
     return balance_from_parts(
         customer_id,
         feature,
-        remaining=int(remaining),
+        remaining=remaining,
+        credit_pools=pools,
         unlimited=unlimited,
         access=access,
         segments=list(zip(starts or [], ends or [], strict=True)),

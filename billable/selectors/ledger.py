@@ -8,6 +8,7 @@ check (`billable.selectors.balance`) and for the locks the ledger services take.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +25,9 @@ from billable.models import (
     LedgerEntry,
     ProductType,
     QuotaBatch,
+    Usage,
 )
-from billable.results import Balance
+from billable.results import Balance, CreditPool
 from billable.selectors.ids import uuid_or_none
 
 # Batches without expiry sort after every dated one.
@@ -40,8 +42,39 @@ LIVE_SQL = "b.state = 'active' AND (b.expires_at IS NULL OR b.expires_at > %s)"
 STARTED_SQL = "b.valid_from <= %s"
 
 
+# A unit of the name costs this many units of a covering product's batches: its credit cost of
+# the feature, 1 without one or when the name is its key. Parameters: cover_params(name).
+COST_SQL = (
+    "(CASE WHEN p.key = %s THEN 1 ELSE COALESCE((p.credit_costs ->> %s)::bigint, 1) END)"
+)
+# Whether a covering product prices the name in credits. Parameters: cover_params(name).
+PRICED_SQL = "(p.key <> %s AND (p.credit_costs ->> %s) IS NOT NULL)"
+
+
 def cover_params(name: str) -> list[str]:
     return [name.upper(), name.lower()]
+
+
+def units_from_pools(
+    parts: Sequence[tuple[str, int, bool, int]],
+) -> tuple[int, tuple[CreditPool, ...]]:
+    """Units of a name from (product key, cost, priced, credits) per covering product:
+    floor(credits / cost) each, no unit split between products; and the priced products."""
+    units = sum(credits // cost for _key, cost, _priced, credits in parts)
+    pools = tuple(
+        CreditPool(product=key, unit_cost=cost, credits=credits)
+        for key, cost, priced, credits in sorted(parts)
+        if priced
+    )
+    return units, pools
+
+
+def _product_cost(key: str, costs: dict[str, Any] | str | None, name: str) -> tuple[int, bool]:
+    if key == name.upper():
+        return 1, False
+    found: dict[str, Any] = (json.loads(costs) if isinstance(costs, str) else costs) or {}
+    cost = found.get(name.lower())  # a raw cursor reads jsonb as text
+    return (int(cost), True) if cost is not None else (1, False)
 
 
 def usable_batches(*, customer: Customer, product: str | None = None) -> QuerySet[QuotaBatch]:
@@ -115,6 +148,7 @@ def balance_from_parts(
     access: bool,
     segments: Sequence[tuple[datetime, datetime | None]],
     now: datetime,
+    credit_pools: tuple[CreditPool, ...] = (),
 ) -> Balance:
     """The balance of a name from the live batches covering it.
 
@@ -134,6 +168,7 @@ def balance_from_parts(
             message="Access is active."
             if end is None
             else f"Access is active until {end:%Y-%m-%dT%H:%M:%SZ}.",
+            credit_pools=credit_pools,
         )
     return Balance(
         customer_id=customer_id,
@@ -147,18 +182,30 @@ def balance_from_parts(
             if remaining > 0
             else "No units left for this feature."
         ),
+        credit_pools=credit_pools,
     )
 
 
 def _balance_from_rows(
     customer_id: Any, name: str, rows: list[tuple[Any, ...]], now: datetime
 ) -> Balance:
-    """rows: (product_type, remaining, valid_from, expires_at) of live batches."""
+    """rows: (product_type, remaining, valid_from, expires_at, product key, credit costs) of
+    live batches."""
     started = [row for row in rows if row[2] <= now]
+    credits: dict[str, int] = {}
+    costs: dict[str, tuple[int, bool]] = {}
+    for row in started:
+        if row[0] == ProductType.QUANTITY:
+            credits[row[4]] = credits.get(row[4], 0) + int(row[1])
+            costs[row[4]] = _product_cost(row[4], row[5], name)
+    remaining, pools = units_from_pools(
+        [(key, *costs[key], total) for key, total in credits.items()]
+    )
     return balance_from_parts(
         customer_id,
         name,
-        remaining=sum(int(r[1]) for r in started if r[0] == ProductType.QUANTITY),
+        remaining=remaining,
+        credit_pools=pools,
         unlimited=any(r[0] == ProductType.UNLIMITED for r in started),
         access=any(r[0] != ProductType.QUANTITY for r in started),
         segments=[(r[2], r[3]) for r in rows if r[0] != ProductType.QUANTITY],
@@ -174,7 +221,8 @@ def balance_get(*, customer: Customer | None, feature: str) -> Balance:
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT p.product_type, b.remaining, b.valid_from, b.expires_at
+            SELECT p.product_type, b.remaining, b.valid_from, b.expires_at, p.key,
+                   p.credit_costs
             FROM billable_quotabatch b JOIN billable_product p ON p.id = b.product_id
             WHERE b.customer_id = %s AND {LIVE_SQL} AND {COVERS_SQL}
             """,  # noqa: S608  (constant fragments; every value is a bound parameter)
@@ -193,7 +241,7 @@ def balance_list(*, customer: Customer | None) -> list[Balance]:
         cursor.execute(
             f"""
             SELECT b.id, p.key, p.features, p.product_type, b.remaining, b.valid_from,
-                   b.expires_at
+                   b.expires_at, p.credit_costs
             FROM billable_quotabatch b JOIN billable_product p ON p.id = b.product_id
             WHERE b.customer_id = %s AND {LIVE_SQL}
             """,  # noqa: S608  (constant fragment; every value is a bound parameter)
@@ -203,7 +251,7 @@ def balance_list(*, customer: Customer | None) -> list[Balance]:
     # Names match case-insensitively: a product key and a feature spelled alike are one name.
     shown: dict[str, str] = {}
     by_name: dict[str, dict[Any, tuple[Any, ...]]] = {}
-    for batch_id, key, features, product_type, remaining, valid_from, expires_at in rows:
+    for batch_id, key, features, product_type, remaining, valid_from, expires_at, costs in rows:
         for name in [key, *features]:
             folded = name.lower()
             if folded not in shown or name == key:
@@ -213,6 +261,8 @@ def balance_list(*, customer: Customer | None) -> list[Balance]:
                 remaining,
                 valid_from,
                 expires_at,
+                key,
+                costs,
             )
     return [
         _balance_from_rows(customer.pk, shown[folded], list(batches.values()), now)
@@ -242,6 +292,25 @@ def ledger_entries(
     queryset = LedgerEntry.objects.filter(batch__customer=customer).select_related("batch__product")
     if product:
         queryset = queryset.filter(batch__product__key=product.upper())
+    if action_type:
+        queryset = queryset.filter(action_type=action_type)
+    if since is not None:
+        queryset = queryset.filter(created_at__gte=since)
+    return queryset
+
+
+def usages(
+    *,
+    customer: Customer,
+    feature: str | None = None,
+    action_type: str | None = None,
+    since: datetime | None = None,
+) -> QuerySet[Usage]:
+    """A customer's usages (consumes and committed holds), any order; of one feature name (any
+    case), one action type, from `since` on, as asked."""
+    queryset = Usage.objects.filter(customer=customer)
+    if feature:
+        queryset = queryset.filter(feature__iexact=feature.strip())
     if action_type:
         queryset = queryset.filter(action_type=action_type)
     if since is not None:

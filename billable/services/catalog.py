@@ -42,6 +42,35 @@ def normalise_features(features: Sequence[Any]) -> list[str]:
     return result
 
 
+MAX_CREDIT_COST = 1_000_000_000
+
+
+def normalise_credit_costs(
+    costs: dict[str, Any], *, features: Sequence[str], product_type: str
+) -> dict[str, int]:
+    """{feature: credits per unit}: features of the product, costs 1 … 1e9, quantity only."""
+    result: dict[str, int] = {}
+    if costs and product_type != ProductType.QUANTITY:
+        raise ValidationFailed(
+            "Only a quantity product can price features in credits.",
+            field="credit_costs", msg="not a quantity product",
+        )
+    for name, cost in costs.items():
+        feature = str(name).strip().lower()
+        if feature not in features:
+            raise ValidationFailed(
+                f"{feature!r} is not one of the product's features.",
+                field=("credit_costs", str(name)), msg="not a feature of the product",
+            )
+        if isinstance(cost, bool) or not isinstance(cost, int) or not 1 <= cost <= MAX_CREDIT_COST:
+            raise ValidationFailed(
+                f"A credit cost is a whole number from 1 to {MAX_CREDIT_COST}.",
+                field=("credit_costs", str(name)), msg="out of range",
+            )
+        result[feature] = cost
+    return result
+
+
 def claim_key(key: str, kind: str) -> None:
     """Reserve a name in the shared product/offer/plan namespace (409 key_taken if used)."""
     try:
@@ -76,6 +105,7 @@ def product_create(
     is_currency: bool = False,
     metadata: dict[str, Any] | None = None,
     features: Sequence[str] | None = None,
+    credit_costs: dict[str, Any] | None = None,
 ) -> Product:
     key = normalise_key(key)
     if is_currency and is_iso(key):
@@ -88,6 +118,9 @@ def product_create(
     feature_list = _features_from(metadata, features)
     metadata["features"] = feature_list
     metadata_check(metadata)
+    costs = normalise_credit_costs(
+        credit_costs or {}, features=feature_list, product_type=product_type
+    )
     with transaction.atomic():
         claim_key(key, "product")
         return Product.objects.create(
@@ -99,6 +132,7 @@ def product_create(
             is_currency=is_currency,
             metadata=metadata,
             features=feature_list,
+            credit_costs=costs,
         )
 
 
@@ -112,9 +146,10 @@ def product_update(
     is_currency: bool = UNSET,
     metadata: dict[str, Any] = UNSET,
     features: Sequence[str] = UNSET,
+    credit_costs: dict[str, Any] = UNSET,
 ) -> Product:
     """Change a product; type and currency flag are fixed once batches or plan entitlements
-    exist (409)."""
+    exist (409). A new credit cost applies to the spends that follow."""
     with transaction.atomic():
         product = Product.objects.select_for_update().get(pk=product.pk)
         was_active = product.is_active
@@ -151,6 +186,19 @@ def product_update(
             metadata_check(new_metadata, before=product.metadata)
             changes["metadata"] = new_metadata
             changes["features"] = feature_list
+        kept_features = changes.get("features", list(product.features))
+        kept_type = product_type if product_type is not UNSET else product.product_type
+        if credit_costs is not UNSET or changes.get("features") is not None:
+            base = credit_costs if credit_costs is not UNSET else {
+                # Costs of features the change removes go with them.
+                name: cost for name, cost in (product.credit_costs or {}).items()
+                if name in kept_features
+            }
+            changes["credit_costs"] = normalise_credit_costs(
+                base or {}, features=kept_features, product_type=kept_type
+            )
+        elif product.credit_costs and kept_type != ProductType.QUANTITY:
+            changes["credit_costs"] = {}
         save_patch(product, changes)
         if was_active and not product.is_active:
             signals.product_deactivated.send(sender=Product, product=product)

@@ -78,27 +78,43 @@ def hold_create(
     return hold
 
 
-def _give_back(hold: Hold, amount: int, *, actor: str) -> None:
-    """Credit `amount` reserved units back, latest-drawn batch first."""
+def _give_back(hold: Hold, amount: int, *, actor: str) -> int:
+    """Credit `amount` reserved units back, latest-drawn first, and answer the credits returned.
+
+    A unit drawn from a product that prices the feature (`unit_cost` on its debits) goes back
+    whole: its cost in credits to that product's batches, latest-drawn first.
+    """
     if amount <= 0 or hold.unmetered:
-        return
+        return 0
     now = clock.now()
-    reserved: dict[Any, int] = {}  # batch id -> units this hold drew from it, in draw order
-    for batch_id, units in (
+    # Draw groups in draw order: one per batch at cost 1, one per product at a cost.
+    groups: dict[Any, tuple[int, dict[Any, int]]] = {}
+    for batch_id, units, metadata, product_id in (
         LedgerEntry.objects.filter(hold=hold, direction=Direction.DEBIT, action_type="hold")
         .order_by("id")
-        .values_list("batch_id", "amount")
+        .values_list("batch_id", "amount", "metadata", "batch__product_id")
     ):
-        reserved[batch_id] = reserved.get(batch_id, 0) + units
-    locked = ledger.lock_batches(QuotaBatch.objects.filter(pk__in=list(reserved)))
+        cost = int((metadata or {}).get("unit_cost") or 1)
+        key = ("product", product_id, cost) if cost > 1 else ("batch", batch_id)
+        _cost, drawn = groups.pop(key, (cost, {}))
+        drawn[batch_id] = drawn.get(batch_id, 0) + units
+        groups[key] = (cost, drawn)  # re-inserted: the groups stay in order of last draw
+    batch_ids = [batch_id for _cost, drawn in groups.values() for batch_id in drawn]
+    locked = ledger.lock_batches(QuotaBatch.objects.filter(pk__in=batch_ids))
     batches = {batch.pk: batch for batch in locked}
     credits: list[ledger.Take] = []
     left = amount
-    for batch_id in reversed(list(reserved)):
-        take = min(reserved[batch_id], left)
-        if take > 0:
-            credits.append(ledger.Take(batch_id=batch_id, amount=take))
-            left -= take
+    for cost, drawn in reversed(list(groups.values())):
+        if left <= 0:
+            break
+        units = min(sum(drawn.values()) // cost, left)
+        left -= units
+        owed = units * cost
+        for batch_id in reversed(list(drawn)):
+            take = min(drawn[batch_id], owed)
+            if take > 0:
+                credits.append(ledger.Take(batch_id=batch_id, amount=take))
+                owed -= take
     ledger.write_entries(
         credits,
         direction=Direction.CREDIT,
@@ -126,6 +142,7 @@ def _give_back(hold: Hold, amount: int, *, actor: str) -> None:
             actor=actor,
             hold=hold,
         )
+    return sum(credit.amount for credit in credits)
 
 
 def _locked(hold: Hold) -> Hold:
@@ -149,12 +166,20 @@ def hold_commit(*, hold: Hold, amount: int | None = None, actor: str = "") -> Ho
                 field="amount",
                 msg="out of range",
             )
-        _give_back(hold, hold.amount - keep, actor=actor)
+        returned = _give_back(hold, hold.amount - keep, actor=actor)
         if keep > 0:
+            drawn = 0
+            if not hold.unmetered:
+                drawn = sum(
+                    LedgerEntry.objects.filter(
+                        hold=hold, direction=Direction.DEBIT, action_type="hold"
+                    ).values_list("amount", flat=True)
+                )
             usage = Usage.objects.create(
                 customer_id=hold.customer_id,
                 feature=hold.feature,
                 amount=keep,
+                credits=drawn - returned,
                 action_type="hold",
                 action_id=str(hold.pk),
                 metadata=hold.metadata,

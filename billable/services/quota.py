@@ -36,7 +36,8 @@ CONSUME_SIGNALS = (
 
 # Schema-qualified, so it needs no `SET search_path`; every value is a bound parameter.
 CONSUME_SQL = (
-    "SELECT outcome, customer_id, total, created_at, entry_ids, batch_ids, amounts "
+    "SELECT outcome, customer_id, total, created_at, entry_ids, batch_ids, amounts, credits, "
+    "pool_credits "
     "FROM {schema}.billable_consume(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
@@ -46,6 +47,8 @@ class Consumption:
     usage: Usage
     remaining: int | None
     unlimited: bool
+    # Credits left in the products that price the feature (None when none does).
+    remaining_credits: int | None = None
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class Spent:
 
     total: int
     entries: list[LedgerEntry]
+    # Credits left afterwards in the products that price the name (None when none does).
+    pool_credits: int | None = None
 
 
 def thresholds_signal(customer: Customer, name: str, before: int, after: int) -> None:
@@ -144,7 +149,7 @@ def debit(
     at = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT total, entry_ids, batch_ids, amounts FROM billable_spend("
+            "SELECT total, entry_ids, batch_ids, amounts, pool_credits FROM billable_spend("
             "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [customer_id, key, feature, product_id, amount, now, action_type, action_id or "",
              actor or "", usage_id, hold_id, at,
@@ -152,12 +157,12 @@ def debit(
                  metadata or {}, connection
              )],
         )
-        total, entry_ids, batch_ids, amounts = cursor.fetchone()
+        total, entry_ids, batch_ids, amounts, pool_credits = cursor.fetchone()
     entries = _debits(
         entry_ids, batch_ids, amounts, action_type=action_type, action_id=action_id or "",
         actor=actor or "", usage_id=usage_id, hold_id=hold_id, at=at, metadata=metadata or {},
     )
-    return Spent(total=int(total), entries=entries)
+    return Spent(total=int(total), entries=entries, pool_credits=pool_credits)
 
 
 def spend(
@@ -266,7 +271,7 @@ def _announce(
     entries_signal(entries)
     signals.quota_consumed.send(
         sender=Usage, usage=result.usage, customer=acting, remaining=result.remaining,
-        unlimited=result.unlimited,
+        unlimited=result.unlimited, remaining_credits=result.remaining_credits,
     )
     if result.remaining is not None:
         thresholds_signal(acting, feature, result.remaining + amount, result.remaining)
@@ -286,13 +291,13 @@ def _consumed(
 ) -> tuple[Consumption, list[LedgerEntry]]:
     """The consume function's answer as a `Consumption` and, when asked (for the signals), its
     ledger entries; raises the 402s."""
-    outcome, customer_id, total, created_at, entry_ids, batch_ids, amounts = row
+    outcome, customer_id, total, created_at, entry_ids, batch_ids, amounts, credits, pool = row
     if outcome == "short":
         raise _short(feature, amount, int(total))
     usage = Usage(
         pk=usage_id, customer_id=customer_id, feature=feature, amount=amount,
-        action_type=action_type, action_id=action_id or "", metadata=metadata,
-        created_at=created_at,
+        credits=int(credits or 0), action_type=action_type, action_id=action_id or "",
+        metadata=metadata, created_at=created_at,
     )
     usage._state.adding = False
     usage._state.db = connection.alias
@@ -306,4 +311,7 @@ def _consumed(
         if entries
         else []
     )
-    return Consumption(usage=usage, remaining=int(total) - amount, unlimited=False), debits
+    remaining = int(total) - amount
+    return Consumption(
+        usage=usage, remaining=remaining, unlimited=False, remaining_credits=pool
+    ), debits

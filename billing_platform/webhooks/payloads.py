@@ -209,7 +209,10 @@ def build_grant(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_usage(kw: dict[str, Any]) -> dict[str, Any]:
-    data = presenters.usage_data(kw["usage"], remaining=kw["remaining"], unlimited=kw["unlimited"])
+    data = presenters.usage_data(
+        kw["usage"], remaining=kw["remaining"], unlimited=kw["unlimited"],
+        remaining_credits=kw.get("remaining_credits"),
+    )
     return _with_customer(data, kw["customer"])
 
 

@@ -14,9 +14,9 @@ from tests.support.tenants import TenantFixture
 Catalog = dict[str, Product | Offer]
 
 BALANCE_KEYS = {"customer_id", "feature", "can_use", "remaining", "unlimited", "expires_at",
-                "message"}
-USAGE_KEYS = {"usage_id", "customer_id", "feature", "amount", "remaining", "unlimited",
-              "metadata", "created_at"}
+                "message", "credit_pools"}
+USAGE_KEYS = {"usage_id", "customer_id", "feature", "amount", "credits", "remaining",
+              "remaining_credits", "unlimited", "metadata", "created_at"}
 
 
 def _grant(api: Api, key: str, sku: str, external_id: Any = "c1", **extra: Any) -> dict[str, Any]:

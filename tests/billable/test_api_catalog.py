@@ -15,7 +15,7 @@ Catalog = dict[str, Product | Offer]
 
 PRODUCT_KEYS = {
     "key", "name", "description", "product_type", "is_active", "is_currency", "features",
-    "metadata", "created_at",
+    "credit_costs", "metadata", "created_at",
 }
 OFFER_KEYS = {
     "sku", "name", "description", "price", "currency", "is_active", "metadata", "items",

@@ -415,6 +415,7 @@ def test_http_edges(
     assert list(ghost.items()) == [
         ("customer_id", None), ("feature", "work"), ("can_use", False), ("remaining", 0),
         ("unlimited", False), ("expires_at", None), ("message", "Unknown customer."),
+        ("credit_pools", []),
     ]
     ok = _balance(api, acme.key, customer_id=str(people[0].pk), external_id="u0", feature="work")
     assert ok.json["remaining"] == 3

@@ -1,15 +1,18 @@
-"""Stateful properties of the ledger: random grants, orders, consumes, holds, expiry, revocations
-and merges.
+"""Stateful properties of the ledger: random grants, orders, consumes, holds, expiry, revocations,
+merges and credit costs (set and changed between spends).
 
 A hypothesis state machine drives the services in acme's schema under a controllable clock and
 keeps its own model of every batch and hold. After every step: each batch's remaining equals its
 credits minus its debits and is never negative; the database agrees with the model batch by
 batch; every balance equals the sum of usable quantity batches read independently from the rows;
-the model's units add up. Each example runs in a savepoint that is rolled back.
+the model's units add up. Under credit costs a product holding T units at cost c gives floor(T/c)
+units of the feature, a unit is never paid by two products, and each usage records the credits
+it kept. Each example runs in a savepoint that is rolled back.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -38,7 +41,7 @@ from billable.services import holds as hold_services
 from billable.services import merge as merge_services
 from billable.services import orders as order_services
 from billable.services import quota as quota_services
-from billable.services.catalog import ItemSpec, offer_create, product_create
+from billable.services.catalog import ItemSpec, offer_create, product_create, product_update
 from billable.services.sweep import batches_expire_due
 from tests.support.tenants import TenantFixture
 
@@ -62,6 +65,13 @@ OFFERS: dict[str, list[tuple[str, int, str, int | None]]] = {
     "P_PASS_2X3H": [("PASS", 2, "hours", 3)],
     "P_UNL_1H": [("UNL", 1, "hours", 1)],
 }
+# (product, feature) pairs a credit cost can be set on.
+PRICEABLE = sorted(
+    (key, feature)
+    for key, (kind, features) in PRODUCTS.items()
+    if kind == "quantity"
+    for feature in features
+)
 QUANTITY_SKUS = sorted(
     sku for sku, items in OFFERS.items() if all(PRODUCTS[i[0]][0] == "quantity" for i in items)
 )
@@ -114,7 +124,8 @@ class MHold:
     amount: int
     expires_at: datetime
     unmetered: bool
-    draws: list[tuple[Any, int]] = field(default_factory=list)
+    # (batch, units drawn, the unit cost they were drawn at)
+    draws: list[tuple[Any, int, int]] = field(default_factory=list)
     status: str = "active"
 
 
@@ -131,6 +142,8 @@ class LedgerMachine(RuleBasedStateMachine):
     """The model of one example; the catalog is created once per test, outside the examples."""
 
     offers: dict[str, Offer] = {}
+    # What the examples did, over the whole run, to show the costs were exercised.
+    done: Counter[str] = Counter()
 
     def __init__(self) -> None:
         super().__init__()
@@ -148,6 +161,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.units_spent = 0
         self.units_gone = 0
         self.usage_total = 0
+        self.credits_used = 0
+        # (product, feature) -> credits per unit; 1 when absent.
+        self.costs: dict[tuple[str, str], int] = {}
 
     def teardown(self) -> None:
         clock.set_now(None)
@@ -181,16 +197,54 @@ class LedgerMachine(RuleBasedStateMachine):
             for b in self.batches.values()
         )
 
-    def take(self, lots: list[MBatch], amount: int) -> list[tuple[Any, int]]:
-        taken: list[tuple[Any, int]] = []
-        left = amount
+    def cost(self, product: str, name: str | None) -> int:
+        if name is None or product == name.upper():
+            return 1
+        return self.costs.get((product, name.lower()), 1)
+
+    def available(self, lots: list[MBatch], name: str) -> int:
+        """Units of `name` in these lots: floor(credits / cost) per product."""
+        credits: dict[str, int] = {}
         for lot in lots:
-            if left == 0:
+            credits[lot.product] = credits.get(lot.product, 0) + lot.remaining
+        return sum(total // self.cost(product, name) for product, total in credits.items())
+
+    def take(
+        self, lots: list[MBatch], amount: int, name: str | None = None
+    ) -> list[tuple[Any, int, int]]:
+        """Spend `amount` units of `name` soonest-expiring first; a product at a cost pays whole
+        units from its batches together, and what it drew toward a unit another product then
+        paid goes back to its latest-drawn batches."""
+        takes: list[list[Any]] = []
+        need = amount
+        partial: dict[str, int] = {}
+        for lot in lots:
+            if need == 0:
                 break
-            units = min(lot.remaining, left)
-            lot.move(-units)
-            taken.append((lot.id, units))
-            left -= units
+            cost = self.cost(lot.product, name)
+            if cost == 1:
+                units = min(lot.remaining, need)
+                need -= units
+            else:
+                held = partial.get(lot.product, 0)
+                units = min(lot.remaining, need * cost - held)
+                need -= (held + units) // cost
+                partial[lot.product] = (held + units) % cost
+            if units:
+                takes.append([lot, units, cost])
+        for product, extra in partial.items():
+            if extra:
+                self.done["credits returned"] += 1
+            for row in reversed(takes):
+                if extra and row[0].product == product and row[2] > 1:
+                    back = min(row[1], extra)
+                    row[1] -= back
+                    extra -= back
+        taken: list[tuple[Any, int, int]] = []
+        for lot, units, cost in takes:
+            if units:
+                lot.move(-units)
+                taken.append((lot.id, units, cost))
         return taken
 
     def expect_spend_error(self, total: int, amount: int) -> type[errors.BillingError] | None:
@@ -246,14 +300,33 @@ class LedgerMachine(RuleBasedStateMachine):
             expected.append((product, units, start, end))
         return expected
 
-    def give_back(self, hold: MHold, amount: int) -> None:
-        """Credit units back latest-drawn first; units of a dead batch are gone at once."""
+    def give_back(self, hold: MHold, amount: int) -> int:
+        """Credit `amount` units back latest-drawn first (a product at a cost: whole units, its
+        batches latest-drawn first); units of a dead batch are gone at once. Answers the
+        credits returned."""
+        groups: dict[Any, list[tuple[Any, int]]] = {}
+        group_cost: dict[Any, int] = {}
+        for batch_id, units, cost in hold.draws:
+            key = (self.batches[batch_id].product, cost) if cost > 1 else batch_id
+            drawn = groups.pop(key, [])
+            drawn.append((batch_id, units))
+            groups[key] = drawn
+            group_cost[key] = cost
+        credits: list[tuple[Any, int]] = []
         left = amount
-        for batch_id, units in reversed(hold.draws):
+        for key in reversed(list(groups)):
             if left == 0:
                 break
-            credit = min(units, left)
-            left -= credit
+            cost = group_cost[key]
+            units = min(sum(u for _b, u in groups[key]) // cost, left)
+            left -= units
+            owed = units * cost
+            for batch_id, drawn_units in reversed(groups[key]):
+                credit = min(drawn_units, owed)
+                if credit:
+                    credits.append((batch_id, credit))
+                    owed -= credit
+        for batch_id, credit in credits:
             batch = self.batches[batch_id]
             batch.move(credit)
             self.units_spent -= credit
@@ -264,16 +337,26 @@ class LedgerMachine(RuleBasedStateMachine):
                 event("units returned to a dead batch")
                 batch.move(-credit)
                 self.units_gone += credit
+        return sum(credit for _batch, credit in credits)
 
     # --- Rules
 
     @initialize(
         first=st.lists(st.sampled_from(QUANTITY_SKUS), min_size=1, max_size=3),
         second=st.lists(st.sampled_from(QUANTITY_SKUS), min_size=0, max_size=2),
+        costs=st.dictionaries(st.sampled_from(PRICEABLE), st.integers(1, 4), max_size=3),
+        pool=st.sampled_from([0, 0, 12, 30]),
     )
-    def fund(self, first: list[str], second: list[str]) -> None:
-        """Start each example with units, so spending rules mostly get past the 402s."""
+    def fund(self, first: list[str], second: list[str],
+             costs: dict[tuple[str, str], int], pool: int) -> None:
+        """Start each example with units, so spending rules mostly get past the 402s, and most
+        with some features priced in credits."""
         assert QuotaBatch.objects.filter(customer__in=self.customers).count() == 0
+        for (product, feature), cost in sorted(costs.items()):
+            self.set_cost(product, feature, cost)
+        if pool:  # a pool of credits that lasts, so that priced spends get past the 402s
+            self.adjustment_credit(0, "EXTRA", pool, None)
+            self.adjustment_credit(1, "UNITS", pool, None)
         for customer, skus in enumerate([first, second]):
             for sku in skus:
                 self.grant(customer, sku, "bonus", None)
@@ -312,7 +395,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.usage_total += amount
             return
         lots = self.lots(customer, name=name)
-        total = sum(lot.remaining for lot in lots)
+        total = self.available(lots, name)
         error = self.expect_spend_error(total, amount)
         if error is not None:
             with pytest.raises(error) as raised:
@@ -321,9 +404,13 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         result = quota_services.quota_consume(customer=target, feature=name, amount=amount)
         assert not result.unlimited and result.remaining == total - amount
-        self.take(lots, amount)
-        self.units_spent += amount
+        credits = sum(units for _batch, units, _cost in self.take(lots, amount, name))
+        assert result.usage.credits == credits
+        if credits > amount:
+            self.done["consume at a cost"] += 1
+        self.units_spent += credits
         self.usage_total += amount
+        self.credits_used += credits
 
     @rule(
         customer=st.integers(0, 1),
@@ -336,7 +423,7 @@ class LedgerMachine(RuleBasedStateMachine):
         unmetered = self.has_access(customer, name)
         lots = [] if unmetered else self.lots(customer, name=name)
         if not unmetered:
-            error = self.expect_spend_error(sum(lot.remaining for lot in lots), amount)
+            error = self.expect_spend_error(self.available(lots, name), amount)
             if error is not None:
                 with pytest.raises(error):
                     hold_services.hold_create(
@@ -348,9 +435,8 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         assert created.unmetered == unmetered
         assert created.expires_at == self.now + timedelta(seconds=ttl)
-        draws = [] if unmetered else self.take(lots, amount)
-        if not unmetered:
-            self.units_spent += amount
+        draws = [] if unmetered else self.take(lots, amount, name)
+        self.units_spent += sum(units for _batch, units, _cost in draws)
         self.holds.append(
             MHold(
                 id=created.pk,
@@ -381,9 +467,13 @@ class LedgerMachine(RuleBasedStateMachine):
         assert done.status == target
         if hold.status == target:
             return
-        self.give_back(hold, hold.amount - (keep or 0))
+        returned = self.give_back(hold, hold.amount - (keep or 0))
         hold.status = target
         self.usage_total += keep or 0
+        if keep:
+            self.credits_used += sum(units for _b, units, _c in hold.draws) - returned
+        if any(cost > 1 for _b, _u, cost in hold.draws):
+            self.done["hold settled at a cost"] += 1
         assert done.committed_amount == (keep or 0)
 
     @precondition(lambda self: self.holds)
@@ -403,7 +493,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """A batch a hold drew from dies (revoked, or reaches its expiry), then the hold settles."""
         held = [h for h in self.holds if h.status == "active" and h.draws]
         hold = held[pick % len(held)]
-        batches = [self.batches[batch_id] for batch_id, _units in hold.draws]
+        batches = [self.batches[batch_id] for batch_id, _units, _cost in hold.draws]
         ends = [b.expires_at for b in batches if b.expires_at is not None]
         if by_time and ends:
             # Exactly at the expiry instant: the batch is no longer usable.
@@ -479,7 +569,7 @@ class LedgerMachine(RuleBasedStateMachine):
         grant_services.adjustment_create(
             customer=target, product_key=product, amount=-amount, reason="fix"
         )
-        self.take(lots, amount)
+        self.take(lots, amount)  # a product's own units: no cost
         self.units_gone += amount
 
     @rule(
@@ -577,6 +667,18 @@ class LedgerMachine(RuleBasedStateMachine):
             batch.state = REVOKED
         order.status = "refunded"
 
+    @rule(pair=st.sampled_from(PRICEABLE), cost=st.integers(1, 4))
+    def change_cost(self, pair: tuple[str, str], cost: int) -> None:
+        self.set_cost(*pair, cost)
+
+    def set_cost(self, product: str, feature: str, cost: int) -> None:
+        """Price a feature of a product in credits, or change its price: later spends only."""
+        costs = {f: c for (p, f), c in self.costs.items() if p == product}
+        costs[feature] = cost
+        row = Product.objects.get(key=product)
+        assert product_update(product=row, credit_costs=costs).credit_costs == costs
+        self.costs[(product, feature)] = cost
+
     @rule()
     def merge(self) -> None:
         """Customer 1 is merged into customer 0; a new customer 1 takes its place."""
@@ -622,17 +724,24 @@ class LedgerMachine(RuleBasedStateMachine):
                 customer__in=self.customers, state=ACTIVE, valid_from__lte=self.now
             )
             .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=self.now))
-            .values_list("customer_id", "product__key", "product__product_type", "remaining")
+            .values_list("customer_id", "product__key", "product__product_type", "remaining",
+                         "product__credit_costs")
         )
         for index, customer in enumerate(self.customers):
             for name in NAMES:
                 covering = [
-                    (kind, remaining)
-                    for owner, key, kind, remaining in live
+                    (kind, key, remaining, costs)
+                    for owner, key, kind, remaining, costs in live
                     if owner == customer.pk and covers(key, name)
                 ]
-                access = any(kind != "quantity" for kind, _ in covering)
-                units = sum(remaining for kind, remaining in covering if kind == "quantity")
+                access = any(kind != "quantity" for kind, *_ in covering)
+                per_product: dict[str, tuple[int, int]] = {}
+                for kind, key, remaining, costs in covering:
+                    if kind == "quantity":
+                        cost = 1 if key == name.upper() else costs.get(name, 1)
+                        held = per_product.get(key, (0, cost))[0]
+                        per_product[key] = (held + remaining, cost)
+                units = sum(total // cost for total, cost in per_product.values())
                 balance = selectors.balance_get(customer=customer, feature=name)
                 assert access == self.has_access(index, name)
                 if access:
@@ -640,13 +749,13 @@ class LedgerMachine(RuleBasedStateMachine):
                 else:
                     assert balance.remaining == units, (name, balance, units)
                     assert balance.can_use == (units > 0) and not balance.unlimited
-                    model_units = sum(lot.remaining for lot in self.lots(index, name=name))
+                    model_units = self.available(self.lots(index, name=name), name)
                     assert units == model_units
 
     @invariant()
     def units_add_up(self) -> None:
         held = sum(
-            units for h in self.holds if h.status == "active" for _batch, units in h.draws
+            units for h in self.holds if h.status == "active" for _batch, units, _c in h.draws
         )
         model_remaining = sum(
             b.remaining for b in self.batches.values() if b.kind == "quantity"
@@ -657,8 +766,11 @@ class LedgerMachine(RuleBasedStateMachine):
             customer__in=self.customers, product__product_type="quantity"
         ).aggregate(s=Sum("remaining"))["s"] or 0
         assert stored == model_remaining
-        usage = Usage.objects.filter(customer__in=self.customers).aggregate(s=Sum("amount"))
+        usage = Usage.objects.filter(customer__in=self.customers).aggregate(
+            s=Sum("amount"), c=Sum("credits")
+        )
         assert (usage["s"] or 0) == self.usage_total
+        assert (usage["c"] or 0) == self.credits_used
 
 
 @pytest.fixture
@@ -695,6 +807,10 @@ def test_ledger_invariants_hold_for_random_histories(property_catalog: dict[str,
                 suppress_health_check=[HealthCheck.too_slow],
             ),
         )
+        done = LedgerMachine.done
+        for step in ("consume at a cost", "hold settled at a cost"):
+            assert done[step] > 0, f"{step} never happened: {sorted(done.items())}"
     finally:
+        LedgerMachine.done = Counter()
         LedgerMachine.offers = {}
         clock.set_now(None)

@@ -92,7 +92,8 @@ def test_event_and_delivery_listings_filter(
 ) -> None:
     with running_receiver() as receiver:
         first = create_endpoint(api, acme.key, receiver.url, event_types=["quota.consumed"])
-        second = create_endpoint(api, acme.key, receiver.url)
+        second = create_endpoint(api, acme.key, receiver.url,
+                                 event_types=["grant.created", "quota.consumed"])
         receiver.script = [500]
         private_ok.WEBHOOK_RETRY_SCHEDULE = []
         assert grant_and_consume(api, acme.key).status == 200
