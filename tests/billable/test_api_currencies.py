@@ -168,6 +168,16 @@ def test_offer_order_and_catalog_in_stars(
     assert_problem(mixed, 422, "mixed_currencies")
 
 
+def test_exchange_refuses_a_declared_currency(
+    api: Api, acme: TenantFixture, catalog: Catalog
+) -> None:
+    declare(api, acme.key, "xtr", 0)
+    assert offer(api, acme.key, "stars_50", "50").status == 201
+    response = api.post("billing/exchange", json={"external_id": "tg-1", "sku": "stars_50"},
+                        key=acme.key)
+    assert_problem(response, 422, "not_a_currency")
+
+
 def test_four_digits_and_public_catalog(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
     from tenants.services import tenant_settings_update
 
