@@ -1,8 +1,19 @@
-"""ISO 4217 currency codes and their minor digits, for prices rendered as exact strings."""
+"""Currency codes and their minor digits, for prices validated and rendered as exact strings.
+
+A price's currency is one of three kinds: an ISO 4217 code (its minor unit, from the table
+below), a code the tenant declares itself (`billable.models.Currency`, such as Telegram Stars
+`XTR`, with the digits it declares), or the key of a currency product (whole units, 0 digits).
+This module knows ISO 4217 and the shape of a declared code; the tenant's declared codes are
+passed in as a mapping (`billable.tenancy.currency_digits` reads them).
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from decimal import Decimal
+
+from billing_platform.core.errors import ValidationFailed
 
 _CODES = (
     "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD "
@@ -29,15 +40,32 @@ _FOUR = frozenset("CLF UYW".split())
 # Metals, funds and test codes have no minor unit in ISO 4217; two digits are shown for them.
 
 
+# A declared code: 3–8 ASCII letters or digits, starting with a letter; shown upper-case.
+CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,7}$")
+MAX_MINOR_DIGITS = 4
+
+
 def is_iso(code: str) -> bool:
     return code.upper() in ISO_CODES
 
 
-def minor_digits(currency: str) -> int:
-    """Digits after the point: ISO 4217's minor unit, 0 for an internal currency product."""
+def normalise_code(value: str, *, field: str = "code") -> str:
+    """A declared currency code in its one spelling (upper-case); 422 for another shape."""
+    text = str(value).strip()
+    if not CODE_RE.fullmatch(text):
+        raise ValidationFailed(
+            f"{field} is 3–8 letters or digits, starting with a letter.", field=field,
+            msg="invalid currency code",
+        )
+    return text.upper()
+
+
+def minor_digits(currency: str, declared: Mapping[str, int] | None = None) -> int:
+    """Digits after the point: ISO 4217's minor unit, a declared currency's own (`declared`:
+    code to digits), else 0 (the key of a currency product counts whole units)."""
     code = currency.upper()
     if code not in ISO_CODES:
-        return 0
+        return declared.get(code, 0) if declared else 0
     if code in _ZERO:
         return 0
     if code in _THREE:
@@ -47,7 +75,11 @@ def minor_digits(currency: str) -> int:
     return 2
 
 
-def format_amount(amount: Decimal, currency: str) -> str:
-    digits = minor_digits(currency)
-    quantum = Decimal(1).scaleb(-digits)
-    return str(amount.quantize(quantum))
+def has_digits(amount: Decimal, digits: int) -> bool:
+    """Whether `amount` needs no more than `digits` places after the point."""
+    return amount == amount.quantize(Decimal(1).scaleb(-digits))
+
+
+def format_amount(amount: Decimal, digits: int) -> str:
+    """The amount as a string with exactly `digits` places after the point."""
+    return str(amount.quantize(Decimal(1).scaleb(-digits)))

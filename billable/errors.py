@@ -60,9 +60,19 @@ class HoldNotFound(NotFound):
     title = "No such hold"
 
 
+class CurrencyNotFound(NotFound):
+    code = "currency_not_found"
+    title = "No such declared currency"
+
+
 class KeyTaken(Conflict):
     code = "key_taken"
-    title = "A product, offer or plan already uses this key"
+    title = "A product, offer, plan or declared currency already uses this key"
+
+
+class CurrencyInUse(Conflict):
+    code = "currency_in_use"
+    title = "An offer, plan version or order uses this currency; its digits are fixed"
 
 
 class ProductInUse(Conflict):
@@ -107,7 +117,12 @@ class InactiveProduct(Unprocessable):
 
 class InvalidCurrency(Unprocessable):
     code = "invalid_currency"
-    title = "The currency is neither an ISO 4217 code nor a currency product"
+    title = "The currency is neither an ISO 4217 code, a declared currency nor a currency product"
+
+
+class IsoCurrency(Unprocessable):
+    code = "iso_currency"
+    title = "ISO 4217 codes are known already and cannot be declared"
 
 
 class ExpiryOutOfRange(Unprocessable):

@@ -30,10 +30,38 @@ class PeriodUnit(models.TextChoices):
 
 
 class CatalogKey(models.Model):
-    """The one namespace shared by product keys and offer SKUs (a unique row per name)."""
+    """The one namespace shared by product keys, offer SKUs, plan keys and declared currency
+    codes (a unique row per name)."""
 
     key = models.CharField(max_length=64, primary_key=True)
-    kind = models.CharField(max_length=8)  # "product" or "offer"
+    kind = models.CharField(max_length=8)  # "product", "offer", "plan" or "currency"
+
+
+class Currency(models.Model):
+    """A currency the tenant declares beside ISO 4217 (Telegram Stars, `XTR`): prices in it have
+    `minor_digits` places. Its code is in the `CatalogKey` namespace, so no product (above all no
+    currency product) shares it. The digits are fixed once an offer, plan version or order uses
+    the code, which keeps every amount already written in it exact."""
+
+    id = models.BigAutoField(primary_key=True)
+    code = models.CharField(max_length=8, unique=True)
+    name = models.CharField(max_length=200)
+    minor_digits = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(minor_digits__gte=0, minor_digits__lte=4),
+                name="currency_minor_digits_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(code__regex=r"^[A-Z][A-Z0-9]{2,7}$"), name="currency_code_shape"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
 
 
 class Product(models.Model):

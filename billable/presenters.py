@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from billable.currencies import format_amount
 from billable.models import (
     Adjustment,
+    Currency,
     Customer,
     Grant,
     Hold,
@@ -24,6 +26,12 @@ from billable.models import (
     Usage,
 )
 from billable.results import Balance, ChangeResult, Entitlements, IdentifyResult, MergeResult
+from billable.tenancy import currency_digits
+
+
+def _amount(amount: Decimal, currency: str) -> str:
+    """An amount as the API shows it: a string with its currency's minor digits."""
+    return format_amount(amount, currency_digits(currency))
 
 
 def product_data(product: Product) -> dict[str, Any]:
@@ -41,12 +49,21 @@ def product_data(product: Product) -> dict[str, Any]:
     }
 
 
+def currency_data(currency: Currency) -> dict[str, Any]:
+    return {
+        "code": currency.code,
+        "name": currency.name,
+        "minor_digits": currency.minor_digits,
+        "created_at": currency.created_at,
+    }
+
+
 def offer_data(offer: Offer) -> dict[str, Any]:
     return {
         "sku": offer.sku,
         "name": offer.name,
         "description": offer.description,
-        "price": format_amount(offer.price, offer.currency),
+        "price": _amount(offer.price, offer.currency),
         "currency": offer.currency,
         "is_active": offer.is_active,
         "metadata": offer.metadata,
@@ -81,7 +98,7 @@ def _terms_data(version: PlanVersion) -> dict[str, Any]:
     return {
         "interval_unit": version.interval_unit,
         "interval_count": version.interval_count,
-        "price": format_amount(version.price, version.currency),
+        "price": _amount(version.price, version.currency),
         "currency": version.currency,
         "trial_days": version.trial_days,
         "entitlements": [entitlement_data(e) for e in version.entitlements.all()],
@@ -142,7 +159,7 @@ def subscription_change_data(result: ChangeResult) -> dict[str, Any]:
     return {
         "at": result.at,
         "amount_due": (
-            format_amount(result.amount_due, currency) if result.amount_due is not None else None
+            _amount(result.amount_due, currency) if result.amount_due is not None else None
         ),
         "currency": currency,
         "subscription": subscription_data(sub),
@@ -384,7 +401,7 @@ def order_data(order: Order) -> dict[str, Any]:
         "id": str(order.pk),
         "customer_id": str(order.customer_id),
         "status": order.status,
-        "total": format_amount(order.total, order.currency),
+        "total": _amount(order.total, order.currency),
         "currency": order.currency,
         "items": [
             {
@@ -392,7 +409,7 @@ def order_data(order: Order) -> dict[str, Any]:
                 "sku": item.sku,
                 "name": item.name,
                 "quantity": item.quantity,
-                "unit_price": format_amount(item.unit_price, order.currency),
+                "unit_price": _amount(item.unit_price, order.currency),
             }
             for item in order.items.all()
         ],

@@ -176,6 +176,41 @@ class OfferPage(Schema):
     next_cursor: str | None
 
 
+# --- Declared currencies
+
+CurrencyCode = Annotated[
+    str, Field(min_length=3, max_length=8, pattern=r"^[A-Za-z][A-Za-z0-9]{2,7}$")
+]
+
+
+class CurrencyIn(Schema):
+    code: CurrencyCode = Field(
+        ..., description="3–8 letters or digits, starting with a letter; any case, shown "
+        "upper-case. Not an ISO 4217 code."
+    )
+    name: str = Field(..., min_length=1, max_length=200)
+    minor_digits: int = Field(0, ge=0, le=4, description="Places after the point in prices.")
+
+
+class CurrencyPatch(Schema):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    minor_digits: int | None = Field(
+        None, ge=0, le=4, description="Only while no offer, plan version or order uses the code."
+    )
+
+
+class CurrencyOut(Schema):
+    code: str
+    name: str
+    minor_digits: int
+    created_at: datetime
+
+
+class CurrencyPage(Schema):
+    items: list[CurrencyOut]
+    next_cursor: str | None
+
+
 # --- Plans
 
 PlanIntervalName = Literal["days", "weeks", "months", "years"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -10,6 +10,9 @@ from typing import Any
 
 from django.db import connection
 
+from billable.currencies import is_iso, minor_digits
+from billable.models import Currency
+from billing_platform.core.scope import scoped
 from tenants.models import DEFAULT_SETTINGS, Tenant
 
 
@@ -29,6 +32,25 @@ def current_settings() -> dict[str, Any]:
 
 def current_tenant_row() -> Tenant:
     return Tenant.objects.get(schema_name=current_schema())
+
+
+def declared_currencies() -> Mapping[str, int]:
+    """The active tenant's declared currency codes and their minor digits: one query, once per
+    run scope (a page rendered, a sweep). A code's digits are fixed once anything is priced in
+    it, so a scope never renders an amount with digits that have changed."""
+    schema = current_schema()
+    return scoped(
+        ("declared_currencies", schema),
+        lambda: dict(Currency.objects.values_list("code", "minor_digits")),
+    )
+
+
+def currency_digits(currency: str) -> int:
+    """Minor digits of a price's currency in the active tenant; an ISO 4217 code (nearly every
+    price) costs no query."""
+    if is_iso(currency):
+        return minor_digits(currency)
+    return minor_digits(currency, declared_currencies())
 
 
 # Inside `sweep_due_deferred`: the earliest due time noted so far, written once at its end.

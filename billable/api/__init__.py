@@ -10,6 +10,7 @@ package only imports them, in the order the OpenAPI document lists their paths:
     customers  /identify, /customers/merge, /customers, /customers/{id}
     wallet     /wallet, /wallet/batches, /wallet/transactions
     catalog    /products, /offers, /catalog
+    currencies /currencies, /currencies/{code}
     plans      /plans, /plans/{key}/versions, /plans/{key}/versions/{version}/retire
     subscriptions  /subscriptions, /subscriptions/{id}, /subscriptions/{id}/cancel|resume|
                renewal-order
@@ -27,15 +28,16 @@ from billable.api.routers import router, settings_router
 
 # isort: off
 # The order of these imports is the order of the paths in the OpenAPI document.
-from billable.api import quota, entitlements, holds, grants, customers, wallet, catalog, plans
+from billable.api import quota, entitlements, holds, grants, customers, wallet, catalog
+from billable.api import currencies, plans
 from billable.api import orders, subscriptions, referrals
 from billable.api import settings
 
 # isort: on
 
 AGGREGATES = (
-    quota, entitlements, holds, grants, customers, wallet, catalog, plans, orders, subscriptions,
-    referrals, settings,
+    quota, entitlements, holds, grants, customers, wallet, catalog, currencies, plans, orders,
+    subscriptions, referrals, settings,
 )
 
 __all__ = ["AGGREGATES", "router", "settings_router"]

@@ -249,7 +249,7 @@ $$
 
 
 class Migration(migrations.Migration):
-    dependencies = [("billable", "0011_subscription_pause")]
+    dependencies = [("billable", "0012_currencies")]
 
     operations = [
         migrations.AddField(

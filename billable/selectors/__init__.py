@@ -3,6 +3,7 @@
 One module per concern; every public name is importable from here (`selectors.product_get`):
 
 - `products`: the catalog (products, offers, what can be sold or granted);
+- `currencies`: the tenant's declared currencies;
 - `customers`: customer references, identities, referrals;
 - `identities`: the hashes of trial identities;
 - `ledger`: usable batches, balances, holds, ledger entries;
@@ -17,6 +18,7 @@ Selectors never import services; services call them for what they read.
 from __future__ import annotations
 
 from billable.selectors.balance import balance_check
+from billable.selectors.currencies import currency_get, currency_list
 from billable.selectors.customers import (
     DEFAULT_PROVIDER,
     CustomerRef,
@@ -92,6 +94,8 @@ __all__ = [
     "catalog_by_skus",
     "catalog_key_like",
     "contiguous_end",
+    "currency_get",
+    "currency_list",
     "customer_by_id",
     "customer_by_identity",
     "customer_find",

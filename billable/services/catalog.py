@@ -11,10 +11,11 @@ from django.db import IntegrityError, transaction
 
 from billable import errors, signals
 from billable.catalog_keys import FEATURE_RE, normalise_key
-from billable.currencies import MAX_PRICE, is_iso, minor_digits
+from billable.currencies import MAX_PRICE, has_digits, is_iso, minor_digits
 from billable.metadata import metadata_check
 from billable.models import (
     CatalogKey,
+    Currency,
     Offer,
     OfferItem,
     PlanEntitlement,
@@ -72,13 +73,14 @@ def normalise_credit_costs(
 
 
 def claim_key(key: str, kind: str) -> None:
-    """Reserve a name in the shared product/offer/plan namespace (409 key_taken if used)."""
+    """Reserve a name in the shared product/offer/plan/currency namespace (409 key_taken if
+    used)."""
     try:
         with transaction.atomic():
             CatalogKey.objects.create(key=key, kind=kind)
     except IntegrityError as exc:
         raise errors.KeyTaken(
-            f"{key} is already a product key, an offer SKU or a plan key."
+            f"{key} is already a product key, an offer SKU, a plan key or a currency code."
         ) from exc
 
 
@@ -214,6 +216,12 @@ class ItemSpec:
 
 
 def check_currency(currency: str, price: Decimal) -> str:
+    """The price's currency code, checked with the price: an ISO 4217 code, a declared currency
+    or a currency product, and a price with no more places than its minor digits.
+
+    A declared currency's row stays locked until the caller's transaction ends, so its digits
+    cannot change (`currency_update`) while the offer or plan version priced in it is written.
+    """
     if not price.is_finite() or not 0 <= price <= MAX_PRICE:
         raise ValidationFailed(
             f"price is a non-negative amount of at most {MAX_PRICE}.", field="price",
@@ -222,23 +230,28 @@ def check_currency(currency: str, price: Decimal) -> str:
     code = currency.strip().upper()
     if is_iso(code):
         digits = minor_digits(code)
-        if price != price.quantize(Decimal(1).scaleb(-digits)):
-            raise ValidationFailed(
-                f"{code} prices have at most {digits} decimal places.",
-                field="price",
-                msg="too many decimal places",
+    else:
+        declared = Currency.objects.select_for_update(no_key=True).filter(code=code).first()
+        if declared is not None:
+            digits = declared.minor_digits
+        elif Product.objects.filter(key=code, is_currency=True).exists():
+            if not has_digits(price, 0):
+                raise ValidationFailed(
+                    "Prices in an internal currency are whole numbers.",
+                    field="price",
+                    msg="not a whole number",
+                )
+            return code
+        else:
+            raise errors.InvalidCurrency(
+                f"{code} is neither an ISO 4217 code, a declared currency nor the key of a "
+                "currency product."
             )
-        return code
-    currency_product = Product.objects.filter(key=code, is_currency=True).first()
-    if currency_product is None:
-        raise errors.InvalidCurrency(
-            f"{code} is neither an ISO 4217 code nor the key of a currency product."
-        )
-    if price != price.to_integral_value():
+    if not has_digits(price, digits):
         raise ValidationFailed(
-            "Prices in an internal currency are whole numbers.",
+            f"{code} prices have at most {digits} decimal places.",
             field="price",
-            msg="not a whole number",
+            msg="too many decimal places",
         )
     return code
 

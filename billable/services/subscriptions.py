@@ -43,7 +43,6 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Q, Sum, When
 
 from billable import clock, errors, signals
-from billable.currencies import minor_digits
 from billable.models import (
     LIVE_SUBSCRIPTION_STATUSES,
     BatchState,
@@ -69,7 +68,7 @@ from billable.results import ChangeAt, ChangeResult
 from billable.selectors import customer_identity_hashes, trial_taken
 from billable.services import ledger
 from billable.services.ledger import Take
-from billable.tenancy import current_settings, note_sweep_due, sweep_due_deferred
+from billable.tenancy import currency_digits, current_settings, note_sweep_due, sweep_due_deferred
 from billing_platform.core.db import service_atomic
 from billing_platform.core.scope import run_scope, scoped
 
@@ -976,7 +975,7 @@ def _change_now(sub: Subscription, target: PlanVersion, now: datetime) -> Decima
     due = (target.price - old.price) * left / Decimal(
         _micros(sub.current_period_end - sub.current_period_start)
     )
-    return due.quantize(Decimal(1).scaleb(-minor_digits(target.currency)), ROUND_HALF_UP)
+    return due.quantize(Decimal(1).scaleb(-currency_digits(target.currency)), ROUND_HALF_UP)
 
 
 def subscription_change(

@@ -21,6 +21,7 @@ from ninja import Field
 from billing_platform.core import errors
 from billing_platform.core.jsonbody import read_json
 from billing_platform.core.schema_types import Schema
+from billing_platform.core.scope import run_scope
 
 M = TypeVar("M", bound=Model)
 
@@ -123,5 +124,11 @@ def _value(obj: Model, name: str) -> Any:
 
 
 def page_data(page: Page[M], present: Callable[[M], Any]) -> dict[str, Any]:
-    """The page as the API shows it: `{"items": [...], "next_cursor": ...}`."""
-    return {"items": [present(item) for item in page.items], "next_cursor": page.next_cursor}
+    """The page as the API shows it: `{"items": [...], "next_cursor": ...}`.
+
+    The items are rendered in one run scope, so what their presenter looks up for the tenant
+    (the digits of a declared currency) is read once per page, not once per item.
+    """
+    with run_scope():
+        items = [present(item) for item in page.items]
+    return {"items": items, "next_cursor": page.next_cursor}

@@ -168,3 +168,22 @@ def test_new_customers_and_revoked_batches_are_announced_once(
     assert (revoked["id"], revoked["state"], revoked["remaining"]) == (batch_id, "revoked", 0)
     assert (revoked["action_type"], revoked["reason"]) == ("revoke", "abuse")
     assert revoked["customer"]["id"] == first["customer_id"]
+
+
+def test_order_events_show_declared_currency_amounts(
+    api: Api, acme: TenantFixture, catalog: dict[str, Any], private_ok: Any
+) -> None:
+    create_endpoint(api, acme.key, "http://127.0.0.1:9/hook", event_types=["order.created"])
+    _ok(api.post("billing/currencies", json={"code": "xtr", "name": "Telegram Stars",
+                                             "minor_digits": 0}, key=acme.key), 201)
+    _ok(api.post("billing/offers", json={"sku": "stars_50", "name": "50 stars", "price": "50",
+                                         "currency": "XTR",
+                                         "items": [{"product": "reports", "quantity": 5}]},
+                 key=acme.key), 201)
+    _ok(api.post("billing/orders", json={"external_id": 4242, "provider": "telegram",
+                                         "items": [{"sku": "stars_50", "quantity": 2}]},
+                 key=acme.key), 201)
+    (event,) = Event.objects.filter(tenant=acme.tenant)
+    data = validate_data("order.created", event.data).model_dump()
+    assert (data["total"], data["currency"]) == ("100", "XTR")
+    assert data["items"][0]["unit_price"] == "50"
