@@ -180,6 +180,11 @@ class IdentityConflict(Conflict):
     title = "Both customers hold different external ids for the same provider"
 
 
+class UnknownReferrer(Unprocessable):
+    code = "unknown_referrer"
+    title = "No customer holds the referrer's identity, and this tenant requires a known referrer"
+
+
 class SameCustomer(Unprocessable):
     code = "same_customer"
     title = "Source and target are the same customer"

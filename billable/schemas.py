@@ -677,6 +677,7 @@ class SettingsOut(Schema):
     public_catalog: bool
     subscription_grace_days: int
     subscription_renewal_notice_days: int
+    referral_require_known_referrer: bool
 
 
 class SettingsPatch(Schema):
@@ -687,6 +688,7 @@ class SettingsPatch(Schema):
     public_catalog: bool | None = None
     subscription_grace_days: int | None = Field(None, ge=0, le=365)
     subscription_renewal_notice_days: int | None = Field(None, ge=1, le=365)
+    referral_require_known_referrer: bool | None = None
 
 
 # --- Orders, exchange, referrals, merge
