@@ -25,6 +25,11 @@ class CustomerNotFound(NotFound):
     title = "No such customer"
 
 
+class IdentityNotFound(NotFound):
+    code = "identity_not_found"
+    title = "The customer does not hold this identity"
+
+
 class ProductNotFound(NotFound):
     code = "product_not_found"
     title = "No such product"

@@ -180,6 +180,28 @@ def customer_identity_attach(
 
 
 @router.delete(
+    "/customers/{customer_id}/identities/{provider}/{path:external_id}",
+    auth=ADMIN,
+    response={204: None, **error_responses(404)},
+    operation_id="billing_customer_identity_detach",
+    summary="Take an identity from a customer",
+    description="The external id is the rest of the path (it may hold `/`), URL-encoded and "
+    "normalised as `POST /billing/identify` does. The trial history keeps the identity's "
+    "hash: it cannot take another trial through a new customer. 404 `identity_not_found` when "
+    "the customer does not hold it; a merged customer's id names the customer it was merged "
+    "into.",
+)
+def customer_identity_detach(
+    request: HttpRequest, customer_id: str, provider: str, external_id: str
+) -> HttpResponse:
+    customer = selectors.customer_get(customer_id=customer_id, follow_merge=True)
+    identity_services.identity_detach(
+        customer=customer, provider=provider, external_id=external_id
+    )
+    return HttpResponse(status=204)
+
+
+@router.delete(
     "/customers/{customer_id}",
     auth=ADMIN,
     response={204: None, **error_responses(404)},

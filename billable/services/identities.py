@@ -90,6 +90,22 @@ def identity_attach(
     return IdentityAttachResult(customer=customer, created=created)
 
 
+def identity_detach(*, customer: Customer, provider: str, external_id: str | int) -> None:
+    """Take one identity from the customer; its trial history stays (hashes are not undone).
+
+    Raises IdentityNotFound (404) when the customer does not hold it, CustomerNotFound (404)
+    for an erased customer. Locks the customer's row.
+    """
+    external_id = _normalise(external_id)
+    with service_atomic():
+        customer = _lock_live(customer)
+        deleted, _ = ExternalIdentity.objects.filter(
+            customer=customer, provider=provider, external_id=external_id
+        ).delete()
+        if not deleted:
+            raise errors.IdentityNotFound()
+
+
 # --- Bulk import
 
 

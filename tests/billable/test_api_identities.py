@@ -170,3 +170,45 @@ def test_attach_follows_a_merge_that_happened_meanwhile(in_acme: TenantFixture) 
     customer_merge(target=target, source=source)
     result = identity_attach(customer=stale, provider="telegram", external_id="77")
     assert result.created and result.customer.pk == target.pk
+
+
+# --- DELETE /billing/customers/{id}/identities/{provider}/{external_id}
+
+
+def test_detach_an_identity(api: Api, acme: TenantFixture) -> None:
+    ann = _identify(api, acme.key, "d-1", "telegram")
+    assert _attach(api, acme.key, ann, provider="web", external_id="a/b c").status == 201
+    path = f"billing/customers/{ann}/identities/web/a/b%20c"
+    assert api.delete(path, key=acme.key).status == 204
+    assert api.get(f"billing/customers/{ann}", key=acme.key).json["identities"] == [
+        {"provider": "telegram", "external_id": "d-1"}
+    ]
+    assert_problem(api.delete(path, key=acme.key), 404, "identity_not_found")
+    # Another customer's identity is not this one's to take.
+    bob = _identify(api, acme.key, "d-bob")
+    assert_problem(api.delete(f"billing/customers/{ann}/identities/default/d-bob",
+                              key=acme.key), 404, "identity_not_found")
+    assert _identify(api, acme.key, "d-bob") == bob
+    assert_problem(api.delete(f"billing/customers/{uuid.uuid4()}/identities/default/d-bob",
+                              key=acme.key), 404, "customer_not_found")
+
+
+def test_a_detached_identity_cannot_take_a_second_trial(
+    api: Api, acme: TenantFixture, catalog: Any
+) -> None:
+    ann = _identify(api, acme.key, "dt-1", "telegram")
+    assert api.post("billing/grants", json={"customer_id": ann, "sku": "reports_10",
+                                            "kind": "trial"}, key=acme.key).status == 201
+    assert api.delete(f"billing/customers/{ann}/identities/telegram/dt-1",
+                      key=acme.key).status == 204
+    # A new customer under the identity is still refused.
+    assert_problem(api.post("billing/grants", json={
+        "provider": "telegram", "external_id": "dt-1", "sku": "reports_10", "kind": "trial",
+    }, key=acme.key), 409, "trial_already_used")
+
+
+def test_detach_needs_admin(api: Api, acme: TenantFixture) -> None:
+    ann = _identify(api, acme.key, "da-1")
+    _row, writer = make_key(acme.tenant, scopes=["billing:write"])
+    assert_problem(api.delete(f"billing/customers/{ann}/identities/default/da-1", key=writer),
+                   403, "insufficient_scope")
