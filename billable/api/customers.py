@@ -101,7 +101,7 @@ _IMPORT_ANSWER = {
     "retry replays the answer and applies nothing twice.",
     openapi_extra={
         "requestBody": {"content": {"application/json": {"example": _IMPORT_EXAMPLE}}},
-        "responses": {"200": {"content": {"application/json": {"example": _IMPORT_ANSWER}}}},
+        "responses": {200: {"content": {"application/json": {"example": _IMPORT_ANSWER}}}},
     },
 )
 def customer_import(request: HttpRequest, payload: CustomerImportIn) -> dict[str, Any]:

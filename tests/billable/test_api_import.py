@@ -254,3 +254,14 @@ def test_needs_admin_scope(api: Api, acme: TenantFixture) -> None:
     assert_problem(_import(api, writer, {"identities": _ids(("telegram", "1"))}), 403,
                    "insufficient_scope")
     assert _state(acme)[0] == 0
+
+
+def test_openapi_shows_examples(api: Api) -> None:
+    paths = api.get("/api/v1/openapi.json").json["paths"]
+    imported = paths["/api/v1/billing/customers/import"]["post"]
+    assert imported["requestBody"]["content"]["application/json"]["example"]["customers"]
+    answer = imported["responses"]["200"]["content"]["application/json"]
+    assert answer["schema"] and answer["example"]["conflicts"]
+    attach = paths["/api/v1/billing/customers/{customer_id}/identities"]["post"]
+    assert attach["requestBody"]["content"]["application/json"]["example"]
+    assert {"200", "201", "404", "409", "422"} <= set(attach["responses"])
