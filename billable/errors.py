@@ -25,6 +25,11 @@ class CustomerNotFound(NotFound):
     title = "No such customer"
 
 
+class IdentityNotFound(NotFound):
+    code = "identity_not_found"
+    title = "The customer does not hold this identity"
+
+
 class ProductNotFound(NotFound):
     code = "product_not_found"
     title = "No such product"
@@ -193,6 +198,11 @@ class ReferralCycle(Conflict):
 class IdentityConflict(Conflict):
     code = "identity_conflict"
     title = "Both customers hold different external ids for the same provider"
+
+
+class UnknownReferrer(Unprocessable):
+    code = "unknown_referrer"
+    title = "No customer holds the referrer's identity, and this tenant requires a known referrer"
 
 
 class SameCustomer(Unprocessable):

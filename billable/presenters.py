@@ -25,7 +25,14 @@ from billable.models import (
     Subscription,
     Usage,
 )
-from billable.results import Balance, ChangeResult, Entitlements, IdentifyResult, MergeResult
+from billable.results import (
+    Balance,
+    ChangeResult,
+    Entitlements,
+    IdentifyResult,
+    ImportResult,
+    MergeResult,
+)
 from billable.tenancy import currency_digits
 
 
@@ -202,6 +209,22 @@ def identify_data(result: IdentifyResult) -> dict[str, Any]:
         "created": result.created,
         "trial_eligible": result.trial_eligible,
         "metadata": result.customer.metadata,
+    }
+
+
+def import_data(result: ImportResult) -> dict[str, Any]:
+    """What an import did: counts, the entries not applied, and each applied entry's customer."""
+    return {
+        "created": result.created,
+        "updated": result.updated,
+        "unchanged": result.unchanged,
+        "conflicts": [
+            {"index": c.index, "code": c.code, "detail": c.detail} for c in result.conflicts
+        ],
+        "customers": [
+            {"index": index, "customer_id": customer_id}
+            for index, customer_id in result.customers
+        ],
     }
 
 

@@ -20,6 +20,32 @@ class IdentifyResult:
 
 
 @dataclass(frozen=True)
+class IdentityAttachResult:
+    customer: Customer
+    # False when the customer already held the identity (nothing changed).
+    created: bool
+
+
+@dataclass(frozen=True)
+class ImportConflict:
+    """An entry of an import that was not applied, and why (a problem code and its detail)."""
+
+    index: int
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    updated: int
+    unchanged: int
+    conflicts: list[ImportConflict]
+    # (index of the entry, its customer's id), for every entry applied or unchanged.
+    customers: list[tuple[int, str]]
+
+
+@dataclass(frozen=True)
 class MergeResult:
     target: Customer
     moved_identities: int

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Field
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator, field_validator, model_validator
 
 from billable.currencies import MAX_PRICE
 from billable.metadata import MAX_METADATA_BYTES, metadata_bytes
@@ -447,6 +447,82 @@ class IdentifyOut(Schema):
     metadata: dict[str, Any]
 
 
+class IdentityIn(Schema):
+    provider: str = Field("default", min_length=1, max_length=64)
+    external_id: RequiredExternalId = Field(
+        ..., description="String or integer; trimmed, as `POST /billing/identify` does."
+    )
+
+
+class IdentityAttachIn(IdentityIn, IdempotentIn):
+    pass
+
+
+MAX_IMPORT_ENTRIES = 1000
+MAX_IMPORT_IDENTITIES = 20
+
+
+class CustomerImportEntryIn(Schema):
+    identities: list[IdentityIn] = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_IMPORT_IDENTITIES,
+        description="The customer's identities, at most one external id per provider.",
+    )
+    metadata: Metadata = Field(
+        default_factory=dict,
+        description="A new customer's metadata; shallow-merged into an existing customer's.",
+    )
+    trials_used: list[Name] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Trial SKUs or plan keys this person took in the original module; any "
+        "makes them ineligible for every trial here (trials are once per person).",
+    )
+
+    @field_validator("identities", mode="after")
+    @classmethod
+    def _one_per_provider(cls, value: list[IdentityIn]) -> list[IdentityIn]:
+        seen: dict[str, str] = {}
+        unique = []
+        for identity in value:
+            external_id = str(identity.external_id)
+            if identity.provider in seen:
+                if seen[identity.provider] != external_id:
+                    raise ValueError(
+                        f"two different external ids for provider {identity.provider!r}"
+                    )
+                continue  # the same identity twice: once is enough
+            seen[identity.provider] = external_id
+            unique.append(identity)
+        return unique
+
+
+class CustomerImportIn(IdempotentIn):
+    customers: list[CustomerImportEntryIn] = Field(
+        ..., min_length=1, max_length=MAX_IMPORT_ENTRIES
+    )
+
+
+class ImportConflictOut(Schema):
+    index: int
+    code: str
+    detail: str
+
+
+class ImportCustomerOut(Schema):
+    index: int
+    customer_id: str
+
+
+class CustomerImportOut(Schema):
+    created: int
+    updated: int
+    unchanged: int
+    conflicts: list[ImportConflictOut]
+    customers: list[ImportCustomerOut]
+
+
 # --- Balance, consume, holds
 
 
@@ -678,6 +754,7 @@ class SettingsOut(Schema):
     public_catalog: bool
     subscription_grace_days: int
     subscription_renewal_notice_days: int
+    referral_require_known_referrer: bool
 
 
 class SettingsPatch(Schema):
@@ -688,6 +765,7 @@ class SettingsPatch(Schema):
     public_catalog: bool | None = None
     subscription_grace_days: int | None = Field(None, ge=0, le=365)
     subscription_renewal_notice_days: int | None = Field(None, ge=1, le=365)
+    referral_require_known_referrer: bool | None = None
 
 
 # --- Orders, exchange, referrals, merge

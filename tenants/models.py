@@ -21,6 +21,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "subscription_grace_days": 3,
     # Days before a paid period ends that its renewal order is made (`subscription.renewal_due`).
     "subscription_renewal_notice_days": 3,
+    # Refuse a referral whose referrer nobody holds (422 `unknown_referrer`) instead of
+    # creating that referrer's customer.
+    "referral_require_known_referrer": False,
 }
 
 

@@ -7,7 +7,8 @@ package only imports them, in the order the OpenAPI document lists their paths:
     entitlements  /entitlements
     holds      /holds, /holds/{id}/commit, /holds/{id}/release
     grants     /grants, /adjustments, /batches/{id}/revoke
-    customers  /identify, /customers/merge, /customers, /customers/{id}
+    customers  /identify, /customers/merge, /customers/import, /customers, /customers/{id},
+               /customers/{id}/identities
     wallet     /wallet, /wallet/batches, /wallet/transactions
     catalog    /products, /offers, /catalog
     currencies /currencies, /currencies/{code}

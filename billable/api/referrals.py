@@ -20,9 +20,13 @@ from billing_platform.core.problems import error_responses
     response={200: ReferralOut, 201: ReferralOut, **error_responses(404, 409)},
     operation_id="billing_referral_attach",
     summary="Link a referrer and a referee",
+    description="An identity nobody holds becomes a new customer's, the referrer's too, unless "
+    "the tenant's setting `referral_require_known_referrer` is on: then an unknown referrer "
+    "identity is 422 `unknown_referrer` and nothing is created.",
 )
 def referral_attach(request: HttpRequest, payload: ReferralIn) -> Status:
-    referrer = customer_services.customer_ensure(customer_ref(payload.referrer))
+    # The referrer first: when the tenant refuses unknown referrers, nothing is created.
+    referrer = referral_services.referral_referrer(customer_ref(payload.referrer))
     referee = customer_services.customer_ensure(customer_ref(payload.referee))
     result = referral_services.referral_attach(
         referrer=referrer, referee=referee, metadata=payload.metadata

@@ -38,6 +38,7 @@ from billable.selectors.identities import (
     IdentityHashes,
     customer_identity_hashes,
     identity_hash,
+    identity_secret,
     normalise_identity,
     trial_taken,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "has_usable_access",
     "hold_get",
     "identity_hash",
+    "identity_secret",
     "ledger_entries",
     "ledger_verify",
     "normalise_external_id",

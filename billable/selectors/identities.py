@@ -115,7 +115,8 @@ def _normalise_v1(kind: str, value: str | int) -> str:
 _EARLIER_RULES = (_normalise_v1,)
 
 
-def _secret() -> bytes:
+def identity_secret() -> bytes:
+    """The active tenant's hashing key (one query: pass it on when hashing many identities)."""
     schema = connection.schema_name  # type: ignore[attr-defined]
     secret = Tenant.objects.filter(schema_name=schema).values_list("identity_secret", flat=True)
     value = secret.first()
@@ -131,7 +132,7 @@ def _hmac(key: bytes, normalised: str) -> str:
 
 def identity_hash(kind: str, value: str | int, *, secret: bytes | None = None) -> str:
     """The hash of an identity under the current rules."""
-    key = secret if secret is not None else _secret()
+    key = secret if secret is not None else identity_secret()
     return _hmac(key, normalise_identity(kind, value))
 
 
@@ -156,7 +157,7 @@ def customer_identity_hashes(
         (identity.provider, identity.external_id) for identity in customer.identities.all()
     )
     pairs.extend((extra or {}).items())
-    secret = _secret()
+    secret = identity_secret()
     current = {_hmac(secret, normalise_identity(kind, value)) for kind, value in pairs}
     earlier = {
         _hmac(secret, rules(kind, value)) for rules in _EARLIER_RULES for kind, value in pairs

@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from billable import errors, signals
 from billable.models import Customer, Order, OrderStatus, Referral
-from billable.selectors import offer_for_grant, referrer_chain_contains
+from billable.selectors import CustomerRef, customer_find, offer_for_grant, referrer_chain_contains
+from billable.services.customers import customer_ensure
 from billable.services.grants import offer_grant
 from billable.tenancy import current_settings
 from billing_platform.core.db import service_atomic
@@ -37,6 +38,21 @@ def referral_graph_lock() -> None:
             "SELECT pg_advisory_xact_lock(hashtext(%s))",
             [f"billable.referral_attach:{connection.schema_name}"],  # type: ignore[attr-defined]
         )
+
+
+def referral_referrer(ref: CustomerRef) -> Customer:
+    """The referrer a request names: created like any write's customer, unless the tenant's
+    `referral_require_known_referrer` is on.
+
+    Then an identity nobody holds raises UnknownReferrer (422) and nothing is created. An
+    unknown `customer_id` is CustomerNotFound (404) either way.
+    """
+    if not current_settings().get("referral_require_known_referrer"):
+        return customer_ensure(ref)
+    customer = customer_find(ref)
+    if customer is None:
+        raise errors.UnknownReferrer()
+    return customer
 
 
 def referral_attach(

@@ -162,7 +162,11 @@ def customer_ids_of(content: bytes) -> list[str]:
         return []
     if not isinstance(data, dict):
         return []
-    return [str(data[name]) for name in CUSTOMER_FIELDS if isinstance(data.get(name), str)]
+    named = [str(data[name]) for name in CUSTOMER_FIELDS if isinstance(data.get(name), str)]
+    # A customer itself (`POST /billing/customers/{id}/identities`) is named by its `id`.
+    if isinstance(data.get("id"), str) and isinstance(data.get("identities"), list):
+        named.append(data["id"])
+    return named
 
 
 def settle(key: str, response: HttpResponseBase) -> None:

@@ -102,6 +102,60 @@ def test_cycles_409(api: Api, acme: TenantFixture) -> None:
         assert Referral.objects.count() == 4
 
 
+@pytest.fixture
+def known_referrers(acme: TenantFixture) -> None:
+    tenant_settings_update(tenant_id=acme.tenant.pk,
+                           changes={"referral_require_known_referrer": True})
+
+
+def _customers(acme: TenantFixture) -> int:
+    with schema_context(acme.tenant.schema_name):
+        return Customer.objects.count()
+
+
+def test_an_unknown_referrer_is_created_by_default(api: Api, acme: TenantFixture) -> None:
+    response = refer(api, acme.key, "new-referrer", "new-referee")
+    assert response.status == 201, response.body
+    assert ident(api, acme.key, "new-referrer") == response.json["referrer_id"]
+
+
+def test_an_unknown_referrer_is_refused_when_required_known(
+    api: Api, acme: TenantFixture, known_referrers: None, sent: dict[str, list[Any]]
+) -> None:
+    response = refer(api, acme.key, {"external_id": "stranger", "provider": "telegram"},
+                     "kr-referee")
+    problem = assert_problem(response, 422, "unknown_referrer")
+    assert problem["detail"]
+    # Nothing was created: neither customer, nor the link, nor a signal.
+    assert _customers(acme) == 0
+    assert sent["referral_attached"] == []
+    # An unknown customer_id stays 404, as everywhere.
+    assert_problem(refer(api, acme.key, {"customer_id": "6a3c1e9e-0000-4000-8000-000000000000"},
+                         "kr-referee"), 404, "customer_not_found")
+    assert _customers(acme) == 0
+
+
+def test_a_known_referrer_still_attaches_and_may_bring_a_new_referee(
+    api: Api, acme: TenantFixture, known_referrers: None
+) -> None:
+    referrer_id = ident(api, acme.key, "kr-known", "telegram")
+    by_identity = refer(api, acme.key, {"external_id": "kr-known", "provider": "telegram"},
+                        "kr-new-referee")
+    assert by_identity.status == 201, by_identity.body
+    assert by_identity.json["referrer_id"] == referrer_id
+    by_id = refer(api, acme.key, {"customer_id": referrer_id}, "kr-other-referee")
+    assert by_id.status == 201, by_id.body
+    assert _customers(acme) == 3
+
+
+def test_an_erased_referrer_is_unknown_by_identity(
+    api: Api, acme: TenantFixture, known_referrers: None
+) -> None:
+    gone = ident(api, acme.key, "kr-gone")
+    assert api.delete(f"billing/customers/{gone}", key=acme.key).status == 204
+    assert_problem(refer(api, acme.key, "kr-gone", "kr-someone"), 422, "unknown_referrer")
+
+
 def test_stats(api: Api, acme: TenantFixture, catalog: Catalog) -> None:
     for referee in ("s1", "s2", "s3"):
         assert refer(api, acme.key, "boss", referee).status == 201

@@ -12,7 +12,7 @@ from tests.support.tenants import TenantFixture, make_key
 
 SETTINGS_KEYS = {"low_balance_threshold", "idempotency_retention_days", "referral_reward_sku",
                  "referee_reward_sku", "public_catalog", "subscription_grace_days",
-                 "subscription_renewal_notice_days"}
+                 "subscription_renewal_notice_days", "referral_require_known_referrer"}
 
 
 def test_settings_get_defaults(api: Api, acme: TenantFixture) -> None:
@@ -26,6 +26,7 @@ def test_settings_get_defaults(api: Api, acme: TenantFixture) -> None:
     assert body["public_catalog"] is False
     assert body["subscription_grace_days"] == 3
     assert body["subscription_renewal_notice_days"] == 3
+    assert body["referral_require_known_referrer"] is False
 
 
 @pytest.mark.parametrize(("name", "least"), [
@@ -68,6 +69,7 @@ def test_settings_patch(api: Api, acme: TenantFixture, globex: TenantFixture) ->
         {"low_balance_threshold": -1},
         {"referral_reward_sku": "no spaces"},
         {"public_catalog": "sometimes"},
+        {"referral_require_known_referrer": "perhaps"},
     ],
 )
 def test_settings_patch_validation(api: Api, acme: TenantFixture, body: dict[str, Any]) -> None:
@@ -83,3 +85,15 @@ def test_settings_needs_admin(api: Api, acme: TenantFixture) -> None:
     assert_problem(api.patch("settings", json={"low_balance_threshold": 1}, key=raw), 403,
                    "insufficient_scope")
     assert api.get("settings", key=acme.key).json["low_balance_threshold"] == 0
+
+
+def test_referral_require_known_referrer_is_switched_on_and_off(
+    api: Api, acme: TenantFixture
+) -> None:
+    on = api.patch("settings", json={"referral_require_known_referrer": True}, key=acme.key)
+    assert on.status == 200 and on.json["referral_require_known_referrer"] is True
+    # null leaves it as it is
+    kept = api.patch("settings", json={"referral_require_known_referrer": None}, key=acme.key)
+    assert kept.json["referral_require_known_referrer"] is True
+    off = api.patch("settings", json={"referral_require_known_referrer": False}, key=acme.key)
+    assert off.json["referral_require_known_referrer"] is False

@@ -14,10 +14,12 @@ from datetime import timedelta
 
 from django.db import connection
 from django.db.models import Sum
+from django.test import Client
 from django_tenants.utils import tenant_context
 
 from billable.models import (
     Customer,
+    ExternalIdentity,
     Grant,
     Hold,
     LedgerEntry,
@@ -247,3 +249,60 @@ def test_8_concurrent_period_grants_extend_one_after_another(
     for (_start, end), (next_start, _next_end) in itertools.pairwise(segments):
         assert next_start == end
     assert segments[-1][1] - segments[0][0] == timedelta(days=240)
+
+
+def test_8_customers_attaching_one_identity_at_once_one_wins(
+    conc: ConcTenant, committed: None
+) -> None:
+    # given: eight customers, and an identity none of them holds
+    tag = secrets.token_hex(4)
+    customers = [grant(conc, f"attach-{tag}-{i}") for i in range(8)]
+    body = {"provider": "email", "external_id": f"shared-{tag}@example.com"}
+
+    # when: each asks for the identity at the same moment
+    calls = [
+        poster(conc, f"billing/customers/{customer.pk}/identities", body)
+        for customer in customers
+    ]
+    responses = hammer(calls)
+
+    # then: one holds it; the others are told 409, not 500
+    assert statuses(responses) == {201: 1, 409: 7}, [(r.status, r.body[:200]) for r in responses]
+    assert {r.json["code"] for r in responses if r.status == 409} == {"identity_conflict"}
+    (winner,) = [r for r in responses if r.status == 201]
+    with tenant_context(conc.tenant):
+        holders = list(
+            ExternalIdentity.objects.filter(**body).values_list("customer_id", flat=True)
+        )
+    assert [str(pk) for pk in holders] == [winner.json["id"]]
+
+
+def test_8_imports_of_one_new_person_at_once_make_one_customer(
+    conc: ConcTenant, committed: None
+) -> None:
+    # given: a person nobody has seen, imported by eight requests, each with one more identity
+    tag = secrets.token_hex(4)
+    shared = {"provider": "telegram", "external_id": f"imp-{tag}"}
+
+    def entry(i: int) -> dict[str, object]:
+        return {"identities": [shared, {"provider": f"site{i}", "external_id": f"{tag}-{i}"}],
+                "trials_used": ["trial_5"]}
+
+    # when
+    responses = hammer([
+        poster(conc, "billing/customers/import", {"customers": [entry(i)]}) for i in range(8)
+    ])
+
+    # then: each applied its entry to the one customer
+    assert statuses(responses) == {200: 8}, [(r.status, r.body[:200]) for r in responses]
+    assert sum(r.json["created"] for r in responses) == 1
+    assert sum(r.json["updated"] for r in responses) == 7
+    assert not any(r.json["conflicts"] for r in responses)
+    ids = {r.json["customers"][0]["customer_id"] for r in responses}
+    assert len(ids) == 1
+    with tenant_context(conc.tenant):
+        customer = Customer.objects.get(pk=ids.pop())
+        assert customer.identities.count() == 9
+    # and the person's trial is taken
+    refused = poster(conc, "billing/grants", {**shared, "sku": "trial_5", "kind": "trial"})
+    assert refused(Api(Client())).status == 409

@@ -187,3 +187,20 @@ def test_order_events_show_declared_currency_amounts(
     data = validate_data("order.created", event.data).model_dump()
     assert (data["total"], data["currency"]) == ("100", "XTR")
     assert data["items"][0]["unit_price"] == "50"
+
+
+def test_imported_customers_are_announced(
+    api: Api, acme: TenantFixture, private_ok: Any
+) -> None:
+    create_endpoint(api, acme.key, "http://127.0.0.1:9/hook", event_types=["customer.created"])
+    _ok(api.post("billing/identify", json={"external_id": "known"}, key=acme.key))
+    answer = _ok(api.post("billing/customers/import", json={"customers": [
+        {"identities": [{"provider": "telegram", "external_id": 5}]},
+        {"identities": [{"external_id": "known"}, {"provider": "email", "external_id": "k@x.io"}]},
+    ]}, key=acme.key))
+    assert (answer["created"], answer["updated"]) == (1, 1)
+    events = list(Event.objects.filter(tenant=acme.tenant).order_by("created_at"))
+    assert [e.type for e in events] == ["customer.created", "customer.created"]
+    imported = validate_data("customer.created", events[1].data).model_dump()
+    assert imported["id"] == answer["customers"][0]["customer_id"]
+    assert imported["identities"] == [{"provider": "telegram", "external_id": "5"}]
