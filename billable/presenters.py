@@ -7,6 +7,7 @@ from typing import Any
 from billable.currencies import format_amount
 from billable.models import (
     Adjustment,
+    AlertRule,
     Customer,
     Grant,
     Hold,
@@ -37,6 +38,20 @@ def product_data(product: Product) -> dict[str, Any]:
         "features": list(product.features),
         "metadata": product.metadata,
         "created_at": product.created_at,
+    }
+
+
+def alert_rule_data(rule: AlertRule) -> dict[str, Any]:
+    return {
+        "id": str(rule.pk),
+        "feature": rule.feature,
+        "plan": rule.plan.key if rule.plan is not None else None,
+        "thresholds": [
+            {"type": item["type"], "value": item["value"]} for item in rule.thresholds
+        ],
+        "is_active": rule.is_active,
+        "created_at": rule.created_at,
+        "updated_at": rule.updated_at,
     }
 
 
