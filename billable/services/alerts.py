@@ -135,7 +135,9 @@ def alert_rule_update(
     Crossings already announced stay recorded for the thresholds kept.
     """
     with service_atomic():
-        rule = AlertRule.objects.select_for_update().select_related("plan").get(pk=rule.pk)
+        rule = AlertRule.objects.select_for_update(of=("self",)).select_related("plan").get(
+            pk=rule.pk
+        )
         fields = []
         if thresholds is not None:
             rule.thresholds = _check_thresholds(thresholds)
