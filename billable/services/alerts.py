@@ -75,8 +75,8 @@ def _check_thresholds(thresholds: Sequence[Threshold]) -> list[dict[str, Any]]:
 
 def _feature(feature: str) -> str:
     folded = feature.strip().lower()
-    if not folded:
-        raise ValidationFailed("feature is a name or *.", field="feature")
+    if not folded or len(folded) > 64:
+        raise ValidationFailed("feature is a name of 1–64 characters, or *.", field="feature")
     return folded
 
 
@@ -177,9 +177,9 @@ def levels_may_act(feature: str) -> bool:
     return signals.may_act(signals.quota_low) and legacy_threshold(feature) > 0
 
 
-def _applying(rules: Sequence[ActiveRule], folded: str, plan_ids: frozenset[int]) -> list[
-    ActiveRule
-]:
+def _applying(
+    rules: Sequence[ActiveRule], folded: str, plan_ids: frozenset[int]
+) -> list[ActiveRule]:
     """The rules that apply: the first non-empty of plan+feature, plan+`*`, feature, `*`."""
     for planned in (True, False):
         for name in (folded, EVERY_FEATURE):
