@@ -70,6 +70,11 @@ class CurrencyNotFound(NotFound):
     title = "No such declared currency"
 
 
+class AlertRuleNotFound(NotFound):
+    code = "alert_rule_not_found"
+    title = "No such alert rule"
+
+
 class KeyTaken(Conflict):
     code = "key_taken"
     title = "A product, offer, plan or declared currency already uses this key"
@@ -248,3 +253,18 @@ class RenewalNotNeeded(Conflict):
 class SubscriptionNotActive(Conflict):
     code = "subscription_not_active"
     title = "The subscription is not in a state that allows this"
+
+
+class UnknownPlan(Unprocessable):
+    code = "unknown_plan"
+    title = "No plan has this key"
+
+
+class AlertRuleExists(Conflict):
+    code = "alert_rule_exists"
+    title = "An alert rule for this feature and plan already exists"
+
+
+class TooManyAlertRules(Conflict):
+    code = "too_many_alert_rules"
+    title = "The tenant has as many alert rules as allowed"

@@ -721,3 +721,65 @@ class SubscriptionGrant(models.Model):
                 name="subscription_grant_once",
             ),
         ]
+
+
+class ThresholdType(models.TextChoices):
+    ABSOLUTE = "absolute", "absolute (units)"
+    PERCENT = "percent", "percent (of the period's allowance)"
+
+
+class AlertRule(models.Model):
+    """Levels of a feature's remaining units that send `quota_threshold_reached` when a spend
+    takes the balance from above one to at or below it.
+
+    `feature` is a lower-case name or `*` (every feature); with a `plan`, the rule applies only
+    to customers with a subscription to it in force, and overrides the general rules.
+    `thresholds` is a list of `{"type": "absolute" | "percent", "value": int}`.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    feature = models.CharField(max_length=64)
+    plan = models.ForeignKey(
+        Plan, null=True, blank=True, on_delete=models.PROTECT, related_name="alert_rules"
+    )
+    thresholds = models.JSONField(default=list)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # One rule per feature and plan, the general rule (no plan) included.
+            models.UniqueConstraint(
+                fields=["feature", "plan"], nulls_distinct=False, name="alert_rule_unique"
+            ),
+        ]
+
+
+class AlertFiring(models.Model):
+    """A threshold crossing that was announced: once per customer, rule, feature, threshold and
+    allowance period (`period_key`, the period's bounds); '' when the customer has no period,
+    where a crossing is announced each time the balance comes down through the threshold."""
+
+    id = models.BigAutoField(primary_key=True)
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="firings")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    feature = models.CharField(max_length=64)
+    threshold_type = models.CharField(max_length=16, choices=ThresholdType.choices)
+    threshold_value = models.BigIntegerField()
+    period_key = models.CharField(max_length=100, blank=True, default="")
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    remaining = models.BigIntegerField()
+    fired_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "rule", "customer", "feature", "threshold_type", "threshold_value",
+                    "period_key",
+                ],
+                name="alert_firing_once",
+            ),
+        ]

@@ -8,6 +8,7 @@ from typing import Any
 from billable.currencies import format_amount
 from billable.models import (
     Adjustment,
+    AlertRule,
     Currency,
     Customer,
     Grant,
@@ -62,6 +63,20 @@ def currency_data(currency: Currency) -> dict[str, Any]:
         "name": currency.name,
         "minor_digits": currency.minor_digits,
         "created_at": currency.created_at,
+    }
+
+
+def alert_rule_data(rule: AlertRule) -> dict[str, Any]:
+    return {
+        "id": str(rule.pk),
+        "feature": rule.feature,
+        "plan": rule.plan.key if rule.plan is not None else None,
+        "thresholds": [
+            {"type": item["type"], "value": item["value"]} for item in rule.thresholds
+        ],
+        "is_active": rule.is_active,
+        "created_at": rule.created_at,
+        "updated_at": rule.updated_at,
     }
 
 

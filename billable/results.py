@@ -108,3 +108,37 @@ class ChangeResult:
     # For a change now from a paid period: the price difference for the time left in it,
     # for the tenant to charge (never below zero); None otherwise.
     amount_due: Decimal | None
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One level of an alert rule: `value` units, or `value` percent of the period's allowance."""
+
+    type: Literal["absolute", "percent"]
+    value: int
+
+
+@dataclass(frozen=True)
+class ActiveRule:
+    """An active alert rule as the spending paths read it (cached with the tenant's key)."""
+
+    id: str
+    feature: str  # lower-case, or "*"
+    plan_id: int | None
+    plan_key: str | None
+    thresholds: tuple[Threshold, ...]
+
+    def names(self, folded: str) -> bool:
+        return self.feature in (folded, "*")
+
+
+@dataclass(frozen=True)
+class AlertContext:
+    """What the alert rules need to know of a customer for one feature at one time."""
+
+    # Plans of the customer's subscriptions in force.
+    plan_ids: frozenset[int]
+    # Units per allowance period of the feature over those subscriptions; None without one.
+    allowance: int | None
+    # The current allowance period of the feature (the one ending first); None without one.
+    period: tuple[datetime, datetime] | None

@@ -743,11 +743,75 @@ class RevokeIn(IdempotentIn):
     reason: str = Field("", max_length=1000)
 
 
+# --- Alert rules
+
+ThresholdTypeName = Literal["absolute", "percent"]
+# A feature or product key, or `*`: every feature.
+AlertFeature = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^(\*|[A-Za-z0-9_.\-]+)$")
+]
+
+
+class ThresholdIn(Schema):
+    type: ThresholdTypeName = Field(
+        ..., description="absolute: units; percent: of the period's allowance of the feature."
+    )
+    value: int = Field(
+        ..., ge=0, le=10**12,
+        description="Units (absolute, >= 0) or a whole percent (percent, 1–100). The threshold "
+        "is reached when a spend takes the remaining units from above it to at or below it.",
+    )
+
+
+class AlertRuleIn(IdempotentIn):
+    feature: AlertFeature = Field(
+        ..., description="A feature or product key (any case), or `*` for every feature."
+    )
+    plan: Name | None = Field(
+        None,
+        description="Only for customers with a subscription to this plan in force; such a rule "
+        "overrides the general ones for them.",
+    )
+    thresholds: list[ThresholdIn] = Field(..., min_length=1, max_length=10)
+    is_active: bool = True
+
+
+class AlertRulePatch(Schema):
+    thresholds: list[ThresholdIn] | None = Field(
+        None, min_length=1, max_length=10, description="Replaces the rule's thresholds."
+    )
+    is_active: bool | None = None
+
+
+class ThresholdOut(Schema):
+    type: ThresholdTypeName
+    value: int
+
+
+class AlertRuleOut(Schema):
+    id: str
+    feature: str = Field(..., description="Lower-case name, or `*`.")
+    plan: str | None
+    thresholds: list[ThresholdOut]
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class AlertRulePage(Schema):
+    items: list[AlertRuleOut]
+    next_cursor: str | None
+
+
 # --- Settings
 
 
 class SettingsOut(Schema):
-    low_balance_threshold: int
+    low_balance_threshold: int = Field(
+        ...,
+        description="Units at or below which a spend sends quota.low (0: off), for the features "
+        "no active alert rule names (a rule for `*` names them all).",
+    )
     idempotency_retention_days: int
     referral_reward_sku: str | None
     referee_reward_sku: str | None

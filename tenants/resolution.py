@@ -61,13 +61,14 @@ def tenant_ref(tenant: Tenant) -> TenantRef:
 
 
 # Apps above this one add what a request needs to know of its tenant to the cached entry
-# (`TenantRef` fields), loaded with the key: the webhooks app adds the active subscriptions.
-TenantEntryLoader = Callable[[int], Any]
+# (`TenantRef` fields), loaded with the key: the webhooks app adds the active subscriptions,
+# the billing engine the active alert rules of the tenant's schema.
+TenantEntryLoader = Callable[[Tenant], Any]
 _tenant_entry_loaders: dict[str, TenantEntryLoader] = {}
 
 
 def register_tenant_entry_field(name: str, loader: TenantEntryLoader) -> None:
-    """Cache `loader(tenant id)` as the `TenantRef` field `name` of every key's entry.
+    """Cache `loader(tenant)` as the `TenantRef` field `name` of every key's entry.
 
     `name` must be a field `TenantRef` declares (the request reads it there, typed).
     """
@@ -87,7 +88,7 @@ def _tenant_entry(tenant: Tenant) -> dict[str, Any]:
         "settings": ref.settings,
     }
     for name, loader in _tenant_entry_loaders.items():
-        entry[name] = loader(tenant.pk)
+        entry[name] = loader(tenant)
     return entry
 
 

@@ -17,6 +17,7 @@ package only imports them, in the order the OpenAPI document lists their paths:
                renewal-order
     orders     /orders, /orders/{id}/confirm|cancel|refund, /exchange
     referrals  /referrals, /referrals/stats
+    alerts     /alert-rules, /alert-rules/{id}
     settings   /settings
 
 `billing_platform.api` mounts `router` at /billing (wrapping its POSTs in the request pipeline)
@@ -31,14 +32,14 @@ from billable.api.routers import router, settings_router
 # The order of these imports is the order of the paths in the OpenAPI document.
 from billable.api import quota, entitlements, holds, grants, customers, wallet, catalog
 from billable.api import currencies, plans
-from billable.api import orders, subscriptions, referrals
+from billable.api import orders, subscriptions, referrals, alerts
 from billable.api import settings
 
 # isort: on
 
 AGGREGATES = (
     quota, entitlements, holds, grants, customers, wallet, catalog, currencies, plans, orders,
-    subscriptions, referrals, settings,
+    subscriptions, referrals, alerts, settings,
 )
 
 __all__ = ["AGGREGATES", "router", "settings_router"]

@@ -10,6 +10,7 @@ One module per concern; every public name is importable from here (`selectors.pr
 - `balance`: the one-statement can-use check of one name (`balance_check`);
 - `plans`: plans, their versions and entitlements; `subscriptions`;
 - `entitlements`: everything a customer is entitled to, in one answer;
+- `alerts`: alert rules, the active ones the spending paths check, a customer's context;
 - `orders`; `sweep` (when upkeep is next due); `verify` (the ledger invariant).
 
 Selectors never import services; services call them for what they read.
@@ -17,6 +18,13 @@ Selectors never import services; services call them for what they read.
 
 from __future__ import annotations
 
+from billable.selectors.alerts import (
+    alert_context,
+    alert_rule_get,
+    alert_rule_list,
+    alert_rules_active,
+    alert_rules_naming,
+)
 from billable.selectors.balance import balance_check
 from billable.selectors.currencies import currency_get, currency_list
 from billable.selectors.customers import (
@@ -87,6 +95,11 @@ __all__ = [
     "CustomerRef",
     "IdentityHashes",
     "LedgerReport",
+    "alert_context",
+    "alert_rule_get",
+    "alert_rule_list",
+    "alert_rules_active",
+    "alert_rules_naming",
     "balance_check",
     "balance_get",
     "balance_list",

@@ -22,15 +22,15 @@ from billable import clock, errors, signals
 from billable.models import Customer, Direction, LedgerEntry, Usage
 from billable.selectors import CustomerRef, customer_require, normalise_external_id
 from billable.selectors.ledger import cover_params
-from billable.tenancy import current_settings
+from billable.services import alerts
 from billing_platform.core.db import qualified_cursor, quoted_schema, service_atomic
 from billing_platform.core.errors import ValidationFailed
 
-# The signals a consume may send: when no receiver of any would act, nothing needs sending.
+# The signals a consume may send: when no receiver of any would act (and none of the levels'
+# signals could be sent, `alerts.levels_may_act`), nothing needs sending.
 CONSUME_SIGNALS = (
     signals.quota_consumed,
     signals.transaction_created,
-    signals.quota_low,
     signals.quota_depleted,
 )
 
@@ -62,14 +62,18 @@ class Spent:
 
 
 def thresholds_signal(customer: Customer, name: str, before: int, after: int) -> None:
-    """Send `quota_low` / `quota_depleted` if a spend took `name` across them."""
-    threshold = int(current_settings().get("low_balance_threshold") or 0)
-    if threshold > 0 and before > threshold >= after:
-        signals.quota_low.send(
-            sender=Usage, customer=customer, feature=name, remaining=after, threshold=threshold
-        )
+    """Send `quota_low`, `quota_depleted` and `quota_threshold_reached` for the levels a spend
+    took `name` across (`billable.services.alerts`)."""
+    if signals.may_act(signals.quota_low):
+        threshold = alerts.legacy_threshold(name)
+        if threshold > 0 and before > threshold >= after:
+            signals.quota_low.send(
+                sender=Usage, customer=customer, feature=name, remaining=after,
+                threshold=threshold,
+            )
     if before > 0 and after == 0:
         signals.quota_depleted.send(sender=Usage, customer=customer, feature=name)
+    alerts.alerts_signal(customer, name, before, after)
 
 
 def require_positive_amount(amount: int) -> None:
@@ -231,7 +235,7 @@ def quota_consume(
         Usage._meta.get_field("metadata").get_db_prep_value(metadata, connection), usage_id,
     ]
     sql = CONSUME_SQL.format(schema=quoted_schema(schema))
-    acts = signals.may_act(*CONSUME_SIGNALS)
+    acts = signals.may_act(*CONSUME_SIGNALS) or alerts.levels_may_act(feature)
     if not acts and not connection.in_atomic_block:
         with qualified_cursor(prepared=True) as cursor:
             cursor.execute(sql, params)

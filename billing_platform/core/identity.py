@@ -12,6 +12,8 @@ from typing import Any
 
 from django.http import HttpRequest
 
+AlertRuleEntry = tuple[str, str, int | None, str | None, tuple[tuple[str, int], ...]]
+
 
 @dataclass(frozen=True)
 class TenantRef:
@@ -25,6 +27,9 @@ class TenantRef:
     settings: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     # Active webhook endpoints: ((endpoint id, subscribed types or () for all), ...).
     webhooks: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Active alert rules of the tenant's schema:
+    # ((rule id, feature or "*", plan id, plan key, ((threshold type, value), ...)), ...).
+    alert_rules: tuple[AlertRuleEntry, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,4 +14,6 @@ class WebhooksConfig(AppConfig):
 
         fanout.connect()
         # A key's cached entry carries its tenant's active subscriptions: fan-out needs no SQL.
-        register_tenant_entry_field("webhooks", selectors.active_subscriptions)
+        register_tenant_entry_field(
+            "webhooks", lambda tenant: selectors.active_subscriptions(tenant.pk)
+        )

@@ -37,6 +37,10 @@ EVENTS: tuple[EventKind, ...] = (
     EventKind(
         "quota.depleted", p.QuotaLevelEventData, signals.quota_depleted, p.build_quota_level
     ),
+    EventKind(
+        "quota.threshold_reached", p.QuotaThresholdEventData, signals.quota_threshold_reached,
+        p.build_quota_threshold,
+    ),
     EventKind("hold.created", p.HoldEventData, signals.hold_created, p.build_hold),
     EventKind("hold.committed", p.HoldEventData, signals.hold_committed, p.build_hold),
     EventKind("hold.released", p.HoldEventData, signals.hold_released, p.build_hold),

@@ -66,6 +66,34 @@ class QuotaLevelEventData(_Strict):
     customer: EventCustomer
 
 
+class ThresholdData(_Strict):
+    """The threshold crossed: its type and value as the rule gives them, and in units."""
+
+    type: str
+    value: int
+    units: int
+
+
+class PeriodData(_Strict):
+    start: datetime
+    end: datetime
+
+
+class QuotaThresholdEventData(_Strict):
+    """quota.threshold_reached: a spend took the feature's remaining units from above a
+    threshold of an alert rule to at or below it (once per allowance period)."""
+
+    customer_id: str
+    feature: str
+    remaining: int
+    threshold: ThresholdData
+    rule_id: str
+    plan: str | None
+    allowance: int | None
+    period: PeriodData | None
+    customer: EventCustomer
+
+
 class HoldEventData(HoldOut):
     """hold.created, hold.committed, hold.released (also when a hold expires)."""
 
@@ -222,6 +250,20 @@ def build_quota_level(kw: dict[str, Any]) -> dict[str, Any]:
         "feature": kw["feature"],
         "remaining": kw.get("remaining", 0),
         "threshold": kw.get("threshold"),
+    }
+    return _with_customer(data, kw["customer"])
+
+
+def build_quota_threshold(kw: dict[str, Any]) -> dict[str, Any]:
+    data = {
+        "customer_id": str(kw["customer"].pk),
+        "feature": kw["feature"],
+        "remaining": kw["remaining"],
+        "threshold": kw["threshold"],
+        "rule_id": str(kw["rule_id"]),
+        "plan": kw["plan"],
+        "allowance": kw["allowance"],
+        "period": kw["period"],
     }
     return _with_customer(data, kw["customer"])
 

@@ -41,6 +41,10 @@ def produce_every_event(api: Api, acme: TenantFixture) -> None:
                                                 "amount": 2}, key=key))
     _ok(api.post("billing/quota/consume", json={"external_id": "trial-1", "feature": "reports",
                                                 "amount": 3}, key=key))
+    # quota.threshold_reached: a rule for reports (from now on the setting's quota.low no longer
+    # applies to reports); the hold below takes Zoë's 10 reports to 8, through 9
+    _ok(api.post("billing/alert-rules", json={"feature": "reports", "thresholds": [
+        {"type": "absolute", "value": 9}, {"type": "percent", "value": 50}]}, key=key), 201)
     # hold.created, hold.committed, hold.released
     hold = _ok(api.post("billing/holds", json={"external_id": "Zoë", "feature": "reports",
                                                "amount": 2}, key=key), 201)
