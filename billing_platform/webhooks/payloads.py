@@ -19,7 +19,6 @@ from billable import presenters
 from billable.schemas import (
     AdjustmentOut,
     BatchOut,
-    CustomerOut,
     GrantOut,
     HoldOut,
     IdentityOut,
@@ -193,11 +192,14 @@ class BatchRevokedEventData(BatchOut):
     customer: EventCustomer
 
 
-class CustomerCreatedEventData(CustomerOut):
-    """customer.created: a customer made for an identity nobody held (by identify, or a call
-    that names a customer by identity)."""
+class CustomerCreatedEventData(_Strict):
+    """customer.created: a customer made for an identity nobody held (by identify, a call that
+    names a customer by identity, or the import). Like every event, it names the customer under
+    `customer`, which an erasure empties of identities."""
 
-    model_config = ConfigDict(extra="forbid")
+    customer_id: str
+    created_at: datetime
+    customer: EventCustomer
 
 
 class AdjustmentEventData(AdjustmentOut):
@@ -301,7 +303,9 @@ def build_batch_revoked(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_customer(kw: dict[str, Any]) -> dict[str, Any]:
-    return presenters.customer_data(kw["customer"])
+    customer = kw["customer"]
+    data = {"customer_id": str(customer.pk), "created_at": customer.created_at}
+    return _with_customer(data, customer)
 
 
 def build_adjustment(kw: dict[str, Any]) -> dict[str, Any]:

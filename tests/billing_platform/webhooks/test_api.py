@@ -133,7 +133,8 @@ def test_redeliver_sends_again_to_all_or_one(
 ) -> None:
     with running_receiver() as receiver:
         first = create_endpoint(api, acme.key, receiver.url, event_types=["quota.consumed"])
-        create_endpoint(api, acme.key, receiver.url)
+        create_endpoint(api, acme.key, receiver.url,
+                        event_types=["grant.created", "quota.consumed"])
         create_endpoint(api, acme.key, receiver.url, event_types=["order.created"])
         grant_and_consume(api, acme.key)
         event = Event.objects.get(tenant=acme.tenant, type="quota.consumed")

@@ -84,9 +84,10 @@ def test_event_types_route_to_the_subscribers_only(
     theirs = create_endpoint(api, globex.key, URL)
     assert grant_and_consume(api, acme.key).status == 200
     types = dict(Event.objects.filter(tenant=acme.tenant).values_list("type", "id"))
-    assert set(types) == {"grant.created", "quota.consumed"}
+    assert set(types) == {"customer.created", "grant.created", "quota.consumed"}
     routed = {(d.event.type, str(d.endpoint_id)) for d in Delivery.objects.select_related("event")}
     assert routed == {
+        ("customer.created", everything["id"]),
         ("grant.created", everything["id"]),
         ("quota.consumed", everything["id"]),
         ("quota.consumed", consumed["id"]),
@@ -99,7 +100,8 @@ def test_the_sweep_purges_what_is_older_than_30_days(
     api: Api, acme: TenantFixture, catalog: dict[str, Any], private_ok: Any
 ) -> None:
     with running_receiver() as receiver:
-        create_endpoint(api, acme.key, receiver.url)
+        create_endpoint(api, acme.key, receiver.url,
+                        event_types=["grant.created", "quota.consumed"])
         assert grant_and_consume(api, acme.key).status == 200
         drain()
     old, recent = Event.objects.filter(tenant=acme.tenant).order_by("type")
@@ -135,7 +137,7 @@ def test_erasing_a_customer_scrubs_its_identities_from_stored_events(
             and e.data["customer"]["identities"][0]["external_id"] == external_id
         ]
 
-    assert len(identities("erase-me")) == 2  # grant.created, quota.consumed
+    assert len(identities("erase-me")) == 3  # customer.created, grant.created, quota.consumed
 
     # when
     assert api.delete(f"billing/customers/{erased_id}", key=acme.key).status == 204
@@ -144,7 +146,7 @@ def test_erasing_a_customer_scrubs_its_identities_from_stored_events(
     assert identities("erase-me") == []
     scrubbed = [e for e in Event.objects.filter(tenant=acme.tenant)
                 if e.data["customer"]["id"] == str(erased_id)]
-    assert len(scrubbed) == 2 and all(e.data["customer"]["identities"] == [] for e in scrubbed)
-    assert len(identities("keep-me")) == 2
+    assert len(scrubbed) == 3 and all(e.data["customer"]["identities"] == [] for e in scrubbed)
+    assert len(identities("keep-me")) == 3
     listed = api.get("webhooks/events", key=acme.key).json["items"]
     assert "erase-me" not in str(listed) and "keep-me" in str(listed)

@@ -166,8 +166,8 @@ def test_new_customers_and_revoked_batches_are_announced_once(
     events = list(Event.objects.filter(tenant=acme.tenant).order_by("created_at"))
     assert [e.type for e in events] == ["customer.created", "batch.revoked"]
     created = validate_data("customer.created", events[0].data).model_dump()
-    assert created["id"] == first["customer_id"]
-    assert created["identities"] == [{"provider": "default", "external_id": "new-1"}]
+    assert created["customer_id"] == created["customer"]["id"] == first["customer_id"]
+    assert created["customer"]["identities"] == [{"provider": "default", "external_id": "new-1"}]
     revoked = validate_data("batch.revoked", events[1].data).model_dump()
     assert (revoked["id"], revoked["state"], revoked["remaining"]) == (batch_id, "revoked", 0)
     assert (revoked["action_type"], revoked["reason"]) == ("revoke", "abuse")
@@ -206,5 +206,5 @@ def test_imported_customers_are_announced(
     events = list(Event.objects.filter(tenant=acme.tenant).order_by("created_at"))
     assert [e.type for e in events] == ["customer.created", "customer.created"]
     imported = validate_data("customer.created", events[1].data).model_dump()
-    assert imported["id"] == answer["customers"][0]["customer_id"]
-    assert imported["identities"] == [{"provider": "telegram", "external_id": "5"}]
+    assert imported["customer_id"] == answer["customers"][0]["customer_id"]
+    assert imported["customer"]["identities"] == [{"provider": "telegram", "external_id": "5"}]

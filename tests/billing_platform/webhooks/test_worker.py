@@ -120,12 +120,14 @@ def test_receiver_outage_then_recovery_delivers_everything(
                                     json={"external_id": "r1", "feature": "reports"},
                                     key=tenant.key)
                 assert consumed.status == 200
-            wait_until(lambda: _statuses(endpoint_id) == ["succeeded"] * 5, timeout=20,
+            wait_until(lambda: _statuses(endpoint_id) == ["succeeded"] * 6, timeout=20,
                        message=str(_statuses(endpoint_id)))
         delivered = {r.headers["webhook-id"]: json.loads(r.body)["type"]
                      for r in receiver.requests}
-    assert sorted(delivered.values()) == ["grant.created"] + ["quota.consumed"] * 4
-    assert len(receiver.requests) == 5 + 7
+    assert sorted(delivered.values()) == (
+        ["customer.created", "grant.created"] + ["quota.consumed"] * 4
+    )
+    assert len(receiver.requests) == 6 + 7
 
 
 def test_a_sleeping_worker_is_woken_by_notify(api: Api, tenant: TenantFixture) -> None:
