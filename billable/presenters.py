@@ -30,6 +30,7 @@ from billable.results import (
     Balance,
     ChangeResult,
     Entitlements,
+    Explanation,
     IdentifyResult,
     ImportResult,
     MergeResult,
@@ -380,11 +381,64 @@ def entitlements_data(found: Entitlements) -> dict[str, Any]:
                 **balance_data(feature.balance),
                 "allowance": feature.allowance,
                 "next_reset": feature.next_reset,
+                **(
+                    {"explain": explanation_data(feature.explanation)}
+                    if feature.explanation is not None
+                    else {}
+                ),
             }
             for feature in found.features
         ],
         "values": found.values,
         "subscriptions": [subscription_brief(sub) for sub in found.subscriptions],
+    }
+
+
+def explanation_data(found: Explanation) -> dict[str, Any]:
+    """What makes up a balance, and why it cannot be used (`reason`, null when it can)."""
+    return {
+        "reason": found.reason,
+        "batches": [
+            {
+                "id": str(item.batch.pk),
+                "product": item.batch.product.key,
+                "source": item.batch.source,
+                "source_id": item.source_id,
+                "state": item.batch.state,
+                "remaining": item.batch.remaining,
+                "unit_cost": item.unit_cost,
+                "usable": item.usable,
+                "valid_from": item.batch.valid_from,
+                "expires_at": item.batch.expires_at,
+            }
+            for item in found.batches
+        ],
+        "batches_truncated": found.batches_truncated,
+        "holds": [
+            {"id": str(hold.pk), "amount": hold.amount, "expires_at": hold.expires_at,
+             "created_at": hold.created_at}
+            for hold in found.holds
+        ],
+        "reserved": sum(hold.amount for hold in found.holds),
+        "next_reset": found.next_reset,
+        "subscriptions": [
+            {"id": str(sub.pk), "plan": sub.plan.key, "status": sub.status,
+             "current_period_end": sub.current_period_end}
+            for sub in found.subscriptions
+        ],
+    }
+
+
+def balance_explained_data(found: Explanation) -> dict[str, Any]:
+    return {**balance_data(found.balance), "explain": explanation_data(found)}
+
+
+def balance_explained_list_data(
+    customer: Customer | None, found: list[Explanation]
+) -> dict[str, Any]:
+    return {
+        "customer_id": str(customer.pk) if customer is not None else None,
+        "items": [balance_explained_data(item) for item in found],
     }
 
 

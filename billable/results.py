@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from billable.models import Customer, Subscription
+from billable.models import Customer, Hold, QuotaBatch, Subscription
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,29 @@ class Balance:
 
 
 @dataclass(frozen=True)
+class ExplainedBatch:
+    """A batch covering a name, as an explanation lists it."""
+
+    batch: QuotaBatch
+    unit_cost: int  # credits one unit of the name costs from it (1 without a cost)
+    usable: bool  # active and started: it counts now
+    source_id: str | None  # the order, grant, adjustment or subscription it came from
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What makes up a balance and, when the name cannot be used, why (`selectors.explain`)."""
+
+    balance: Balance
+    reason: str | None
+    batches: list[ExplainedBatch] = field(default_factory=list)
+    batches_truncated: bool = False
+    holds: list[Hold] = field(default_factory=list)
+    next_reset: datetime | None = None
+    subscriptions: list[Subscription] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class FeatureEntitlement:
     balance: Balance
     # Units per allowance period, over the subscriptions in force; None without an allowance.
@@ -85,6 +108,8 @@ class FeatureEntitlement:
     # When the current allowance period ends and the next one's units come; None when no
     # allowance covers the feature or none follows.
     next_reset: datetime | None
+    # What makes the balance up, when asked for.
+    explanation: Explanation | None = None
 
 
 @dataclass(frozen=True)

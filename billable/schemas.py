@@ -546,11 +546,80 @@ class BalanceOut(Schema):
     credit_pools: list[CreditPoolOut]
 
 
+ExplainReason = Literal[
+    "unknown_customer", "reserved_by_holds", "paused", "subscription_past_due", "exhausted",
+    "not_started", "expired", "revoked", "not_covered",
+]
+
+
+class ExplainedBatchOut(Schema):
+    id: str
+    product: str
+    # purchase, exchange, trial, bonus, referral, manual, adjustment, plan
+    source: str
+    # The order, grant, adjustment or subscription the batch came from.
+    source_id: str | None
+    state: Literal["active", "exhausted", "paused"]
+    remaining: int
+    # Credits one unit of the feature costs from this batch (1 without a cost).
+    unit_cost: int
+    # Active and started: it counts now.
+    usable: bool
+    valid_from: datetime
+    expires_at: datetime | None
+
+
+class ExplainedHoldOut(Schema):
+    id: str
+    amount: int
+    expires_at: datetime
+    created_at: datetime
+
+
+class ExplainedSubscriptionOut(Schema):
+    id: str
+    plan: str
+    status: str
+    current_period_end: datetime
+
+
+class ExplainOut(Schema):
+    # Why the feature cannot be used (null when it can): the first that applies of
+    # unknown_customer, reserved_by_holds, paused, subscription_past_due, exhausted,
+    # not_started, expired, revoked, not_covered.
+    reason: ExplainReason | None
+    # Batches covering the feature that count or may again (active, used up, paused; not
+    # expired), soonest expiry first; at most 50.
+    batches: list[ExplainedBatchOut]
+    batches_truncated: bool
+    # Active holds reserving units of the feature, and their total.
+    holds: list[ExplainedHoldOut]
+    reserved: int
+    # When the next allowance period's units come (null: none follows).
+    next_reset: datetime | None
+    # The subscriptions behind the listed batches, and past-due ones that cover the feature.
+    subscriptions: list[ExplainedSubscriptionOut]
+
+
+class BalanceExplainedOut(BalanceOut):
+    explain: ExplainOut
+
+
+class BalanceExplainedListOut(Schema):
+    customer_id: str | None
+    items: list[BalanceExplainedOut]
+
+
 class FeatureEntitlementOut(BalanceOut):
     # Units one allowance period gives, over the subscriptions in force (null: no allowance).
     allowance: int | None
     # When the current allowance period ends and the next one's units come.
     next_reset: datetime | None
+
+
+class FeatureEntitlementExplainedOut(FeatureEntitlementOut):
+    # What makes the balance up and why it cannot be used.
+    explain: ExplainOut
 
 
 class SubscriptionBriefOut(Schema):
@@ -572,6 +641,10 @@ class EntitlementsOut(Schema):
     features: list[FeatureEntitlementOut]
     values: dict[str, Any]
     subscriptions: list[SubscriptionBriefOut]
+
+
+class EntitlementsExplainedOut(EntitlementsOut):
+    features: list[FeatureEntitlementExplainedOut]  # type: ignore[assignment]
 
 
 class BalanceListOut(Schema):

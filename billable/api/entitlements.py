@@ -10,17 +10,25 @@ from ninja import Query
 from billable import presenters, selectors
 from billable.api.inputs import customer_ref
 from billable.api.routers import READ, router
-from billable.schemas import CustomerQuery, EntitlementsOut
+from billable.schemas import CustomerQuery, EntitlementsExplainedOut, EntitlementsOut
 from billing_platform.core.problems import error_responses
 
 
 @router.get(
     "/entitlements",
     auth=READ,
-    response={200: EntitlementsOut, **error_responses(404)},
+    response={200: EntitlementsExplainedOut | EntitlementsOut, **error_responses(404)},
     operation_id="billing_entitlements",
     summary="Every feature, configuration value and subscription of a customer, for caching",
 )
-def entitlements(request: HttpRequest, customer: Query[CustomerQuery]) -> dict[str, Any]:
+def entitlements(
+    request: HttpRequest,
+    customer: Query[CustomerQuery],
+    explain: bool = Query(
+        False, description="Add `explain` to each feature, as GET /billing/balance does."
+    ),
+) -> dict[str, Any]:
     found = selectors.customer_find(customer_ref(customer))
-    return presenters.entitlements_data(selectors.entitlements_get(customer=found))
+    return presenters.entitlements_data(
+        selectors.entitlements_get(customer=found, explain=explain)
+    )

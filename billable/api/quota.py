@@ -7,10 +7,12 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Query
 
-from billable import presenters, selectors
+from billable import clock, presenters, selectors
 from billable.api.inputs import actor, customer_ref
 from billable.api.routers import READ, WRITE, router
 from billable.schemas import (
+    BalanceExplainedListOut,
+    BalanceExplainedOut,
     BalanceListOut,
     BalanceOut,
     ConsumeIn,
@@ -20,6 +22,7 @@ from billable.schemas import (
 )
 from billable.services import quota as quota_services
 from billing_platform.core.db import own_transaction
+from billing_platform.core.errors import ValidationFailed
 from billing_platform.core.identity import caller
 from billing_platform.core.pagination import PageParams, page_data, paginate
 from billing_platform.core.problems import error_responses
@@ -29,22 +32,60 @@ from billing_platform.core.schema_types import UtcDateTime
 @router.get(
     "/balance",
     auth=READ,
-    response={200: BalanceOut | BalanceListOut, **error_responses(404)},
+    response={
+        200: BalanceExplainedOut | BalanceOut | BalanceExplainedListOut | BalanceListOut,
+        **error_responses(404, 422),
+    },
     operation_id="billing_balance",
-    summary="Check what a customer can use (one feature, or every held feature)",
+    summary="Check what a customer can use (one feature, or every held feature); explain why",
+    description=(
+        "With `feature`, one feature's balance; without, every feature name and product key "
+        "the customer holds. `explain=true` adds `explain`: the batches that cover the feature "
+        "(units, unit cost, expiry, source), the active holds reserving units of it, the next "
+        "allowance reset and, when it cannot be used, `reason`, a stable code. `as_of` (with "
+        "`feature`) answers the balance at a past instant, recomputed from the ledger."
+    ),
 )
 def balance(
-    request: HttpRequest, customer: Query[CustomerQuery], feature: str | None = None
+    request: HttpRequest,
+    customer: Query[CustomerQuery],
+    feature: str | None = None,
+    explain: bool = False,
+    as_of: UtcDateTime | None = Query(  # noqa: B008
+        None, description="A past instant: the balance then, from the ledger (needs `feature`)."
+    ),
 ) -> dict[str, Any]:
     ref = customer_ref(customer)
     tenant = caller(request).tenant
-    if feature and tenant is not None:
+    if as_of is not None:
+        if not feature:
+            raise ValidationFailed("as_of needs a feature.", field="as_of", msg="needs feature")
+        if as_of > clock.now():
+            raise ValidationFailed("as_of is not in the future.", field="as_of", msg="future")
+        found = selectors.customer_find(ref)
+        return presenters.balance_data(
+            selectors.balance_as_of(customer=found, feature=feature, at=as_of)
+        )
+    if feature and not explain and tenant is not None:
         # The can-use check of every end user's every action: one statement, no transaction.
         return presenters.balance_data(
             selectors.balance_check(schema_name=tenant.schema_name, ref=ref, feature=feature)
         )
     found = selectors.customer_find(ref)
-    return presenters.balance_list_data(found, selectors.balance_list(customer=found))
+    if feature:
+        return presenters.balance_explained_data(
+            selectors.balance_explain(customer=found, feature=feature)
+        )
+    balances = selectors.balance_list(customer=found)
+    if not explain:
+        return presenters.balance_list_data(found, balances)
+    return presenters.balance_explained_list_data(
+        found,
+        [
+            selectors.balance_explain(customer=found, feature=item.feature, balance=item)
+            for item in balances
+        ],
+    )
 
 
 @router.post(

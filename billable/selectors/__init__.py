@@ -42,6 +42,7 @@ from billable.selectors.customers import (
     referrer_chain_contains,
 )
 from billable.selectors.entitlements import entitlements_get
+from billable.selectors.explain import REASONS, balance_as_of, balance_explain
 from billable.selectors.identities import (
     IdentityHashes,
     customer_identity_hashes,
@@ -90,6 +91,7 @@ from billable.selectors.verify import (
 __all__ = [
     "DEFAULT_PROVIDER",
     "FAR_FUTURE_AWARE",
+    "REASONS",
     "Balance",
     "BatchDrift",
     "CustomerRef",
@@ -100,7 +102,9 @@ __all__ = [
     "alert_rule_list",
     "alert_rules_active",
     "alert_rules_naming",
+    "balance_as_of",
     "balance_check",
+    "balance_explain",
     "balance_get",
     "balance_list",
     "batch_get",

@@ -25,6 +25,7 @@ from billable.models import (
     SubscriptionStatus,
 )
 from billable.results import Entitlements, FeatureEntitlement
+from billable.selectors.explain import balance_explain
 from billable.selectors.ledger import balance_from_parts, balance_list
 
 # Subscriptions whose rights are in force: a past-due one holds none until it is paid.
@@ -58,8 +59,9 @@ def _will_reset(sub: Subscription, period_end: datetime) -> bool:
     return True
 
 
-def entitlements_get(*, customer: Customer | None) -> Entitlements:
-    """What `customer` is entitled to now; an unknown customer (None) to nothing."""
+def entitlements_get(*, customer: Customer | None, explain: bool = False) -> Entitlements:
+    """What `customer` is entitled to now; an unknown customer (None) to nothing. With
+    `explain`, each feature's balance comes with its explanation (`selectors.explain`)."""
     now = clock.now()
     if customer is None:
         return Entitlements(customer=None, as_of=now)
@@ -131,6 +133,11 @@ def entitlements_get(*, customer: Customer | None) -> Entitlements:
             balance=balances[folded],
             allowance=allowance.get(folded),
             next_reset=resets.get(folded),
+            explanation=balance_explain(
+                customer=customer, feature=balances[folded].feature, balance=balances[folded]
+            )
+            if explain
+            else None,
         )
         for folded in sorted(balances)
     ]

@@ -69,7 +69,7 @@ def units_from_pools(
     return units, pools
 
 
-def _product_cost(key: str, costs: dict[str, Any] | str | None, name: str) -> tuple[int, bool]:
+def product_cost(key: str, costs: dict[str, Any] | str | None, name: str) -> tuple[int, bool]:
     if key == name.upper():
         return 1, False
     found: dict[str, Any] = (json.loads(costs) if isinstance(costs, str) else costs) or {}
@@ -197,7 +197,7 @@ def _balance_from_rows(
     for row in started:
         if row[0] == ProductType.QUANTITY:
             credits[row[4]] = credits.get(row[4], 0) + int(row[1])
-            costs[row[4]] = _product_cost(row[4], row[5], name)
+            costs[row[4]] = product_cost(row[4], row[5], name)
     remaining, pools = units_from_pools(
         [(key, *costs[key], total) for key, total in credits.items()]
     )
