@@ -31,6 +31,13 @@ def _thresholds(items: list[ThresholdIn]) -> list[Threshold]:
     return [Threshold(type=item.type, value=item.value) for item in items]
 
 
+_ALERT_EXAMPLE: dict[str, Any] = {
+    "requestBody": {"content": {"application/json": {"example": {
+        "feature": "large_model", "plan": "pro",
+        "thresholds": [{"type": "percent", "value": 20}, {"type": "absolute", "value": 5}],
+    }}}},
+}
+
 @router.get(
     "/alert-rules",
     auth=READ,
@@ -52,6 +59,7 @@ def alert_rule_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, 
     description=_SEMANTICS + " 409 `alert_rule_exists` when the feature and plan have a rule; "
     "422 `unknown_plan`; 422 `validation_error` for an empty list, more than 10 thresholds, a "
     "percent outside 1–100 or a negative absolute value.",
+    openapi_extra=_ALERT_EXAMPLE,
 )
 def alert_rule_create(request: HttpRequest, payload: AlertRuleIn) -> Status:
     rule = alert_services.alert_rule_create(

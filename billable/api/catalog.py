@@ -38,6 +38,15 @@ def _items(items: list[Any]) -> list[ItemSpec]:
     ]
 
 
+# A credit pool for an AI bot: each model's call costs credits.
+_PRODUCT_EXAMPLE: dict[str, Any] = {
+    "requestBody": {"content": {"application/json": {"example": {
+        "key": "ai_credits", "name": "AI credits", "product_type": "quantity",
+        "features": ["small_model", "large_model", "image"],
+        "credit_costs": {"small_model": 1, "large_model": 10, "image": 25},
+    }}}},
+}
+
 @router.get(
     "/products",
     auth=READ,
@@ -60,6 +69,7 @@ def product_list(
     response={201: ProductOut, **error_responses(409)},
     operation_id="billing_product_create",
     summary="Create a product",
+    openapi_extra=_PRODUCT_EXAMPLE,
 )
 def product_create(request: HttpRequest, payload: ProductIn) -> Status:
     product = catalog_services.product_create(

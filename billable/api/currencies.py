@@ -15,6 +15,11 @@ from billable.services import currencies as currency_services
 from billing_platform.core.pagination import PageParams, page_data, paginate
 from billing_platform.core.problems import error_responses
 
+_CURRENCY_EXAMPLE: dict[str, Any] = {
+    "requestBody": {"content": {"application/json": {"example": {
+        "code": "XTR", "name": "Telegram Stars", "minor_digits": 0,
+    }}}},
+}
 
 @router.get(
     "/currencies",
@@ -36,6 +41,7 @@ def currency_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, An
     summary="Declare a currency with its minor digits",
     description="422 `iso_currency` for an ISO 4217 code; 409 `key_taken` when a product, "
     "offer, plan or currency already has the code.",
+    openapi_extra=_CURRENCY_EXAMPLE,
 )
 def currency_create(request: HttpRequest, payload: CurrencyIn) -> Status:
     currency = currency_services.currency_create(
