@@ -129,7 +129,7 @@ def customers_import(*, entries: Sequence[ImportEntry]) -> ImportResult:
     `identity_conflict`; shallow-merged metadata over 16 KiB, `metadata_too_large`) leaves
     nothing behind and is reported among `conflicts`, while the others apply. The call is one
     transaction (the request's), so it commits whole, with its idempotency record. A later
-    entry sees what the earlier ones did. Sends no signal (identify sends none either).
+    entry sees what the earlier ones did. Each customer created sends `customer_created`.
     """
     secret = identity_secret()
     counts: dict[Outcome, int] = {"created": 0, "updated": 0, "unchanged": 0}
