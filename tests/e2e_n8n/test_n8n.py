@@ -2,8 +2,8 @@
 
 Opt-in: `make e2e-n8n`. One stack per module: gunicorn with production settings, the real
 webhook worker process, a fresh tenant with its catalog, three endpoints pointing at n8n's Webhook
-nodes (a custom header for their Header Auth), n8n with the six documented workflows imported and
-activated by the CLI, and a small receiver standing in for the "notify" and "charge" URLs.
+nodes (a custom header for their Header Auth), n8n with the seven documented workflows imported and
+activated by the CLI, and a small receiver standing in for the "notify", "charge" and "model" URLs.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ PATHS = {
     "depleted": "billable-quota-depleted",
     "referral": "billable-referral-rewarded",
     "renewal": "billable-subscription-renewal",
+    "ai": "billable-ai-request",
 }
+AI_COSTS = {"small_model": 1, "large_model": 10, "image": 25}
 
 
 class Notifications:
@@ -72,6 +74,10 @@ def _receiver(notifications: Notifications) -> ThreadingHTTPServer:
                 received = {**received, "charge": True,
                             "idempotency_key": self.headers.get("Idempotency-Key")}
                 answer["payment_id"] = f"pay_{received.get('order_id')}"
+            elif self.path == "/model":  # an AI model: it answers the prompt
+                received = {**received, "model_call": True,
+                            "idempotency_key": self.headers.get("Idempotency-Key")}
+                answer["answer"] = f"{received.get('model')} says: {received.get('prompt')}"
             notifications.add(received)
             body = json.dumps(answer).encode()
             self.send_response(200)
@@ -125,6 +131,9 @@ def _catalog(api: httpx.Client) -> None:
         {"key": "credits", "name": "Credits", "product_type": "quantity",
          "features": ["pdf_analysis"]},
         {"key": "pro", "name": "Pro access", "product_type": "period", "features": ["pro"]},
+        # One pool of credits, each model costing its own number of them (docs/n8n.md, workflow 7).
+        {"key": "ai_credits", "name": "AI credits", "product_type": "quantity",
+         "features": list(AI_COSTS), "credit_costs": AI_COSTS},
     ]
     offers = [
         {"sku": "credits_10", "name": "10 credits", "price": "5.00", "currency": "usd",
@@ -141,6 +150,8 @@ def _catalog(api: httpx.Client) -> None:
          "currency": "usd", "items": [{"product": "credits", "quantity": 3}]},
         {"sku": "pro_trial", "name": "Pro, 7 days free", "price": "0.00", "currency": "usd",
          "items": [{"product": "pro", "quantity": 1, "period_unit": "days", "period_value": 7}]},
+        {"sku": "ai_credits_30", "name": "30 AI credits", "price": "3.00", "currency": "usd",
+         "items": [{"product": "ai_credits", "quantity": 30}]},
     ]
     for product in products:
         _ok(api.post("/billing/products", json=product), 201)
@@ -203,6 +214,7 @@ def stack(
                     "__API_BASE__": f"{server.base_url}/api/v1",
                     "__NOTIFY_URL__": f"http://127.0.0.1:{receiver.server_port}/notify",
                     "__CHARGE_URL__": f"http://127.0.0.1:{receiver.server_port}/charge",
+                    "__MODEL_URL__": f"http://127.0.0.1:{receiver.server_port}/model",
                     "__TRIAL_SKU__": "PRO_TRIAL",
                     "__TOPUP_SKU__": "TOPUP",
                     "__BONUS_SKU__": "REF_BONUS",
@@ -320,7 +332,7 @@ def _bot_update(user_id: int, text: str) -> dict[str, Any]:
 
 def test_every_documented_workflow_imports_as_shipped(tmp_path: Path) -> None:
     """The files of docs/n8n import unchanged (placeholders and all) into a fresh n8n."""
-    assert len(WORKFLOW_FILES) == 6, WORKFLOW_FILES
+    assert len(WORKFLOW_FILES) == 7, WORKFLOW_FILES
     with n8n_instance(tmp_path / "home", free_port(), free_port()) as n8n:
         n8n.import_workflows(WORKFLOWS_DIR)
         listed = n8n.cli("list:workflow").stdout
@@ -380,6 +392,50 @@ def test_paid_action_consumes_once_per_request_and_branches_on_402(stack: Stack)
 
     usages = _ledger(stack, ref, "usage")
     assert len(usages) == 2 and {u["direction"] for u in usages} == {"debit"}
+
+
+def test_ai_request_spends_the_model_credits_once_and_branches_on_402(stack: Stack) -> None:
+    user_id = 6_500_000 + secrets.randbelow(10**6)
+    ref = {"provider": "telegram", "external_id": str(user_id)}
+    _ok(stack.api.post("/billing/grants", json={**ref, "sku": "ai_credits_30", "kind": "bonus"}),
+        201)
+    request = {"user_id": user_id, "model": "large_model", "prompt": "Tell me a story",
+               "request_id": f"{user_id}-a"}
+
+    first = _ok(stack.hook("ai", request))
+    # The cost is the product's: a large_model call takes 10 of the 30 credits.
+    assert first["ok"] is True and first["credits"] == 10, first
+    assert first["remaining_credits"] == 20 and first["remaining"] == 2, first
+    assert first["answer"] == "large_model says: Tell me a story", first
+    calls = stack.notifications.where(model_call=True, request_id=request["request_id"])
+    assert len(calls) == 1 and calls[0]["user_id"] == str(user_id), calls
+    assert calls[0]["idempotency_key"] == f"model-{request['request_id']}"
+
+    # The bot retries the same request: Billable replays the consume, nothing is spent twice.
+    again = _ok(stack.hook("ai", request))
+    assert again == first
+    assert _idempotency_status(stack, f"ai-{request['request_id']}") == 200
+    balance = _ok(stack.api.get("/billing/balance", params={**ref, "feature": "large_model"}))
+    assert balance["remaining"] == 2, balance
+    assert balance["credit_pools"] == [
+        {"product": "AI_CREDITS", "unit_cost": 10, "credits": 20}], balance
+
+    # 20 credits left, an image costs 25: the 402 branch answers and the model is not called.
+    # The credits buy no whole image, so the code is quota_exhausted (insufficient_quota is for
+    # some units but fewer than asked, which a request of 1 unit never meets).
+    image = {"user_id": user_id, "model": "image", "prompt": "a cat",
+             "request_id": f"{user_id}-b"}
+    refused = _ok(stack.hook("ai", image))
+    assert refused == {"ok": False, "code": "quota_exhausted", "remaining": 0,
+                       "text": refused["text"]}, refused
+    assert not stack.notifications.where(model_call=True, request_id=image["request_id"])
+
+    usages = _ok(stack.api.get("/billing/usages", params=ref))["items"]
+    assert [(u["feature"], u["amount"], u["credits"], u["action_id"]) for u in usages] == [
+        ("large_model", 1, 10, request["request_id"])], usages
+    assert usages[0]["metadata"] == {"model": "large_model",
+                                     "prompt_chars": len(request["prompt"])}
+    assert _ok(stack.api.get("/billing/wallet", params=ref))["balances"] == {"AI_CREDITS": 20}
 
 
 def test_payment_received_creates_and_confirms_one_order(stack: Stack) -> None:
