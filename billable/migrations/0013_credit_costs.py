@@ -115,7 +115,8 @@ BEGIN
             need := need - take;
         ELSE
             j := array_position(pools, lot_product[i]);
-            take := least(lot_left[i], need * c - pool_open[j]);
+            -- in numeric: `need * c` may pass bigint (10^12 units at a cost of 10^9)
+            take := least(lot_left[i]::numeric, need::numeric * c - pool_open[j])::bigint;
             need := need - (pool_open[j] + take) / c;
             pool_open[j] := (pool_open[j] + take) % c;
         END IF;
@@ -248,6 +249,13 @@ $$
 """
 
 
+BACKFILL_CREDITS = """
+UPDATE billable_usage u SET credits = u.amount
+WHERE EXISTS (SELECT 1 FROM billable_ledgerentry e WHERE e.usage_id = u.id)
+   OR EXISTS (SELECT 1 FROM billable_hold h WHERE h.usage_id = u.id AND NOT h.unmetered)
+"""
+
+
 class Migration(migrations.Migration):
     dependencies = [("billable", "0012_currencies")]
 
@@ -262,6 +270,8 @@ class Migration(migrations.Migration):
             name="credits",
             field=models.BigIntegerField(default=0),
         ),
+        # Usages written before costs took from batches exactly their amount, when metered.
+        migrations.RunSQL(BACKFILL_CREDITS, migrations.RunSQL.noop),
         migrations.AddIndex(
             model_name="usage",
             index=models.Index(

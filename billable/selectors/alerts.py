@@ -21,7 +21,7 @@ from billable.models import AlertRule, EntitlementType
 from billable.results import ActiveRule, AlertContext, Threshold
 from billable.selectors.entitlements import IN_FORCE
 from billable.selectors.ids import uuid_or_none
-from billable.selectors.ledger import COVERS_SQL, cover_params
+from billable.selectors.ledger import COST_SQL, COVERS_SQL, cover_params
 from billable.tenancy import current_schema
 from billing_platform.core.db import qualified_cursor, quoted_schema
 from billing_platform.core.identity import AlertRuleEntry
@@ -124,9 +124,12 @@ def alert_rules_naming(feature: str) -> tuple[ActiveRule, ...]:
 
 
 # The customer's subscriptions in force, each with the allowance entitlements covering the
-# name and their current periods (a period a change of plan revoked counts for nothing).
+# name (their amounts in units of the name: a credit product's amount over its cost) and their
+# current periods (a period a change of plan revoked counts for nothing).
 _CONTEXT_SQL = f"""
-SELECT s.id, s.plan_id, e.id, e.amount, g.period_start, g.period_end
+SELECT s.id, s.plan_id, e.id,
+       e.amount / (SELECT {COST_SQL} FROM billable_product p WHERE p.id = e.product_id),
+       g.period_start, g.period_end
 FROM billable_subscription s
 LEFT JOIN billable_planentitlement e
   ON e.version_id = s.version_id AND e.entitlement_type = %s
@@ -147,7 +150,7 @@ def alert_context(*, customer_id: Any, feature: str, now: datetime) -> AlertCont
     with connection.cursor() as cursor:
         cursor.execute(
             _CONTEXT_SQL,
-            [EntitlementType.ALLOWANCE.value, key, cover, now, now, customer_id,
+            [key, cover, EntitlementType.ALLOWANCE.value, key, cover, now, now, customer_id,
              [str(status) for status in IN_FORCE]],
         )
         rows = cursor.fetchall()

@@ -73,7 +73,7 @@ FROM target t, LATERAL (
 ) live, LATERAL (
     SELECT array_agg(g.key), array_agg(g.cost), array_agg(g.priced), array_agg(g.credits)
     FROM (
-        SELECT p.key, {cost} AS cost, {priced} AS priced, SUM(b.remaining) AS credits
+        SELECT p.key, {cost} AS cost, {priced} AS priced, SUM(b.remaining)::bigint AS credits
         FROM {schema}.billable_quotabatch b
         JOIN {schema}.billable_product p ON p.id = b.product_id
         WHERE b.customer_id = t.id AND p.product_type = 'quantity' AND {live} AND {started}

@@ -26,7 +26,7 @@ from billable.models import (
 )
 from billable.results import Entitlements, FeatureEntitlement
 from billable.selectors.explain import balance_explain
-from billable.selectors.ledger import balance_from_parts, balance_list
+from billable.selectors.ledger import balance_from_parts, balance_list, product_cost
 
 # Subscriptions whose rights are in force: a past-due one holds none until it is paid.
 IN_FORCE = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE)
@@ -99,7 +99,13 @@ def entitlements_get(*, customer: Customer | None, explain: bool = False) -> Ent
             for folded, name in names.items():
                 shown.setdefault(folded, name)
                 if entitlement.entitlement_type == EntitlementType.ALLOWANCE:
-                    allowance[folded] = allowance.get(folded, 0) + (entitlement.amount or 0)
+                    # in units of the name: a credit product's amount over the name's cost
+                    product = entitlement.product
+                    cost = 1
+                    if product is not None:
+                        cost = product_cost(product.key, product.credit_costs, name)[0]
+                    units = (entitlement.amount or 0) // cost
+                    allowance[folded] = allowance.get(folded, 0) + units
 
     resets: dict[str, datetime] = {}
     current = (

@@ -47,9 +47,10 @@ MAX_CREDIT_COST = 1_000_000_000
 
 
 def normalise_credit_costs(
-    costs: dict[str, Any], *, features: Sequence[str], product_type: str
+    costs: dict[str, Any], *, features: Sequence[str], product_type: str, key: str = ""
 ) -> dict[str, int]:
-    """{feature: credits per unit}: features of the product, costs 1 … 1e9, quantity only."""
+    """{feature: credits per unit}: features of the product (not its own key, which spends
+    one for one), each named once in any case, costs 1 … 1e9, quantity products only."""
     result: dict[str, int] = {}
     if costs and product_type != ProductType.QUANTITY:
         raise ValidationFailed(
@@ -58,6 +59,11 @@ def normalise_credit_costs(
         )
     for name, cost in costs.items():
         feature = str(name).strip().lower()
+        if feature in result or (key and feature == key.lower()):
+            raise ValidationFailed(
+                f"{feature!r} is named twice, or is the product's own key (spent one for one).",
+                field=("credit_costs", str(name)), msg="duplicate or own key",
+            )
         if feature not in features:
             raise ValidationFailed(
                 f"{feature!r} is not one of the product's features.",
@@ -121,7 +127,7 @@ def product_create(
     metadata["features"] = feature_list
     metadata_check(metadata)
     costs = normalise_credit_costs(
-        credit_costs or {}, features=feature_list, product_type=product_type
+        credit_costs or {}, features=feature_list, product_type=product_type, key=key
     )
     with transaction.atomic():
         claim_key(key, "product")
@@ -190,17 +196,19 @@ def product_update(
             changes["features"] = feature_list
         kept_features = changes.get("features", list(product.features))
         kept_type = product_type if product_type is not UNSET else product.product_type
-        if credit_costs is not UNSET or changes.get("features") is not None:
-            base = credit_costs if credit_costs is not UNSET else {
-                # Costs of features the change removes go with them.
+        if credit_costs is not UNSET:
+            changes["credit_costs"] = normalise_credit_costs(
+                credit_costs, features=kept_features, product_type=kept_type, key=product.key
+            )
+        elif kept_type != ProductType.QUANTITY:
+            # A product that stops being a quantity product prices nothing any more.
+            changes["credit_costs"] = {}
+        elif changes.get("features") is not None:
+            # Costs of features the change removes go with them.
+            changes["credit_costs"] = {
                 name: cost for name, cost in (product.credit_costs or {}).items()
                 if name in kept_features
             }
-            changes["credit_costs"] = normalise_credit_costs(
-                base or {}, features=kept_features, product_type=kept_type
-            )
-        elif product.credit_costs and kept_type != ProductType.QUANTITY:
-            changes["credit_costs"] = {}
         save_patch(product, changes)
         if was_active and not product.is_active:
             signals.product_deactivated.send(sender=Product, product=product)

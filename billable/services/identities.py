@@ -21,7 +21,13 @@ from billable import errors, signals
 from billable.metadata import metadata_check
 from billable.models import Customer, ExternalIdentity, TrialHistory
 from billable.results import IdentityAttachResult, ImportConflict, ImportResult
-from billable.selectors import customer_by_identity, identity_hash, identity_secret
+from billable.selectors import (
+    customer_by_identity,
+    customer_identity_hashes,
+    identity_hash,
+    identity_secret,
+    trial_taken,
+)
 from billable.selectors import normalise_external_id as _normalise
 from billing_platform.core.db import service_atomic
 
@@ -86,8 +92,25 @@ def identity_attach(
             except IntegrityError as exc:
                 # A concurrent identify or attach gave it to another customer first.
                 raise errors.IdentityConflict("Another customer holds this identity.") from exc
+            _carry_trial(customer, [(provider, external_id)])
         customer = Customer.objects.prefetch_related("identities").get(pk=customer.pk)
     return IdentityAttachResult(customer=customer, created=created)
+
+
+def _carry_trial(
+    customer: Customer, pairs: Sequence[Pair], secret: bytes | None = None
+) -> None:
+    """A customer who has had a trial passes it on to the identities it gains, so that taking
+    one away later (or the import of another customer with it) opens no second trial."""
+    if not pairs or not trial_taken(customer, customer_identity_hashes(customer)):
+        return
+    TrialHistory.objects.bulk_create(
+        (
+            TrialHistory(identity_hash=value)
+            for value in sorted({identity_hash(kind, v, secret=secret) for kind, v in pairs})
+        ),
+        ignore_conflicts=True,
+    )
 
 
 def identity_detach(*, customer: Customer, provider: str, external_id: str | int) -> None:
@@ -139,7 +162,8 @@ def customers_import(*, entries: Sequence[ImportEntry]) -> ImportResult:
         for index, entry in enumerate(entries):
             try:
                 outcome, customer = _import_entry(entry, secret)
-            except (errors.IdentityConflict, errors.MetadataTooLarge) as exc:
+            except (errors.IdentityConflict, errors.MetadataTooLarge,
+                    errors.CustomerNotFound) as exc:  # the last: erased meanwhile
                 conflicts.append(ImportConflict(index=index, code=exc.code, detail=exc.detail))
                 continue
             counts[outcome] += 1
@@ -184,7 +208,7 @@ def _apply_entry(entry: ImportEntry, secret: bytes) -> tuple[Outcome, Customer]:
         _record_trials(customer, entry.identities, entry.trials_used, secret)
         signals.customer_created.send(sender=Customer, customer=customer)
         return "created", customer
-    customer = Customer.objects.select_for_update().get(pk=owners.pop())
+    customer = _lock_live(Customer(pk=owners.pop()))
     held = _held(customer)
     missing = [pair for pair in entry.identities if pair not in held]
     for provider, external_id in missing:
@@ -204,6 +228,8 @@ def _apply_entry(entry: ImportEntry, secret: bytes) -> tuple[Outcome, Customer]:
         changed = True
     if _record_trials(customer, [*held, *missing], entry.trials_used, secret):
         changed = True
+    elif not entry.trials_used:
+        _carry_trial(customer, missing, secret)
     return ("updated" if changed else "unchanged"), customer
 
 

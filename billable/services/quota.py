@@ -1,8 +1,9 @@
 """Consumption of quota (balances are read by `billable.selectors`).
 
 The spending rules run in the database: `billable_spend` and `billable_consume` (migration
-`0005_spend_functions`), one copy per tenant schema, are what every spending path calls:
-`quota_consume` here, `hold_create` and the exchange of an order. A consume is one statement;
+`0013_credit_costs`, which replaced `0005_spend_functions`' to count units at credit costs), one
+copy per tenant schema, are what every spending path calls: `quota_consume` here, `hold_create`
+and the exchange of an order. A consume is one statement;
 when no receiver would act on its signals (`signals.may_act`) and no transaction is open, it runs
 in autocommit: one round trip, schema-qualified, with no `SET search_path`. Otherwise it runs in
 the service's transaction and the signals are sent in it.

@@ -398,3 +398,32 @@ def test_concurrent_consumes_announce_a_crossing_once(
         finally:
             with tenant_context(conc.tenant):
                 alert_rule_delete(rule=rule)
+
+
+def test_a_percent_of_a_credit_allowance_counts_in_units_of_the_feature(
+    api: Api, acme: TenantFixture, catalog: Any, hooked: dict[str, Any]
+) -> None:
+    # a plan of 100 credits a period; a large-model call costs 10: an allowance of 10 calls
+    made = api.post("billing/products", json={
+        "key": "ai_credits", "name": "AI credits", "product_type": "quantity",
+        "features": ["large_model"], "credit_costs": {"large_model": 10}}, key=acme.key)
+    assert made.status == 201, made.body
+    body = {"key": "ai_plan", "name": "AI", "price": "0", "currency": "USD",
+            "entitlements": [{"type": "allowance", "product": "ai_credits", "amount": 100}]}
+    assert api.post("billing/plans", json=body, key=acme.key).status == 201
+    _subscribe(api, acme, "ai-1", "ai_plan")
+    features = {f["feature"]: f for f in api.get("billing/entitlements", key=acme.key,
+                                                 query={"external_id": "ai-1"}).json["features"]}
+    assert (features["large_model"]["allowance"], features["AI_CREDITS"]["allowance"]) == (
+        10, 100)
+    _rule(api, acme, feature="large_model", thresholds=[{"type": "percent", "value": 50}])
+    for expected_remaining in (9, 8, 7, 6, 5, 4):
+        response = api.post("billing/quota/consume", json={
+            "external_id": "ai-1", "feature": "large_model"}, key=acme.key)
+        assert response.status == 200, response.body
+        assert response.json["remaining"] == expected_remaining
+        # 50 % of 10 calls is 5: reached by the call that leaves 5, once
+        assert len(_reached(acme)) == (1 if expected_remaining <= 5 else 0)
+    (reached,) = _reached(acme)
+    assert (reached["remaining"], reached["threshold"]["units"], reached["allowance"]) == (
+        5, 5, 10)

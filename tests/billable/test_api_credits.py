@@ -213,6 +213,10 @@ def test_usages_list_newest_first_with_metadata_and_filters(
     ({"product_type": "quantity", "features": ["a"], "credit_costs": {"b": 2}}, "credit_costs"),
     ({"product_type": "quantity", "features": ["a"], "credit_costs": {"a": 0}}, "credit_costs"),
     ({"product_type": "period", "features": ["a"], "credit_costs": {"a": 2}}, "credit_costs"),
+    ({"product_type": "quantity", "features": ["a"], "credit_costs": {"A": 2, "a": 3}},
+     "credit_costs"),
+    ({"product_type": "quantity", "features": ["p1", "a"], "credit_costs": {"p1": 2}},
+     "credit_costs"),
 ])
 def test_bad_costs_are_refused(api: Api, acme: TenantFixture, body: dict[str, Any],
                                field: str) -> None:
@@ -221,3 +225,27 @@ def test_bad_costs_are_refused(api: Api, acme: TenantFixture, body: dict[str, An
     assert_problem(response, 422, "validation_error")
     assert field in str(response.json)
     assert api.get("billing/products/p1", key=acme.key).status == 404
+
+
+def test_a_product_that_stops_being_a_quantity_product_prices_nothing(
+    api: Api, acme: TenantFixture, credits: dict[str, Any]
+) -> None:
+    changed = api.patch("billing/products/credits", json={
+        "product_type": "period", "metadata": {"note": "now a pass"}}, key=acme.key)
+    assert changed.status == 200, changed.body
+    assert (changed.json["product_type"], changed.json["credit_costs"]) == ("period", {})
+
+
+def test_huge_amounts_at_huge_costs_do_not_overflow(
+    api: Api, acme: TenantFixture, in_acme: TenantFixture
+) -> None:
+    for key, costs in (("dear", {"work": 1_000_000_000}), ("plain", {})):
+        made = api.post("billing/products", json={
+            "key": key, "name": key, "product_type": "quantity", "features": ["work"],
+            "credit_costs": costs}, key=acme.key)
+        assert made.status == 201, made.body
+    dear = _add(api, acme.key, "dear", 5, days=1)
+    plain = _add(api, acme.key, "plain", 10_000_000_000)
+    body = _consume(api, acme.key, "work", 10_000_000_000).json
+    assert (body["credits"], body["remaining"]) == (10_000_000_000, 0)
+    assert (_remaining(acme, dear), _remaining(acme, plain)) == (5, 0)

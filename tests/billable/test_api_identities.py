@@ -207,6 +207,39 @@ def test_a_detached_identity_cannot_take_a_second_trial(
     }, key=acme.key), 409, "trial_already_used")
 
 
+def test_an_identity_attached_after_a_trial_carries_it(
+    api: Api, acme: TenantFixture, catalog: Any
+) -> None:
+    ann = _identify(api, acme.key, "ca-1", "telegram")
+    assert api.post("billing/grants", json={"customer_id": ann, "sku": "reports_10",
+                                            "kind": "trial"}, key=acme.key).status == 201
+    assert _attach(api, acme.key, ann, provider="email", external_id="ann@x.io").status == 201
+    assert api.delete(f"billing/customers/{ann}/identities/email/ann@x.io",
+                      key=acme.key).status == 204
+    # the e-mail, attached only after the trial, is refused a trial under a new customer
+    assert_problem(api.post("billing/grants", json={
+        "provider": "email", "external_id": "ann@x.io", "sku": "reports_10", "kind": "trial",
+    }, key=acme.key), 409, "trial_already_used")
+    # and so is one the import adds to her
+    imported = api.post("billing/customers/import", json={"customers": [{"identities": [
+        {"provider": "telegram", "external_id": "ca-1"},
+        {"provider": "phone", "external_id": "+15550009"}]}]}, key=acme.key)
+    assert imported.status == 200 and imported.json["updated"] == 1, imported.body
+    assert api.delete(f"billing/customers/{ann}/identities/phone/+15550009",
+                      key=acme.key).status == 204
+    assert_problem(api.post("billing/grants", json={
+        "provider": "phone", "external_id": "+15550009", "sku": "reports_10", "kind": "trial",
+    }, key=acme.key), 409, "trial_already_used")
+    # a customer without a trial passes nothing on
+    bob = _identify(api, acme.key, "ca-bob")
+    assert _attach(api, acme.key, bob, provider="email", external_id="bob@x.io").status == 201
+    assert api.delete(f"billing/customers/{bob}/identities/email/bob@x.io",
+                      key=acme.key).status == 204
+    assert api.post("billing/grants", json={
+        "provider": "email", "external_id": "bob@x.io", "sku": "reports_10", "kind": "trial",
+    }, key=acme.key).status == 201
+
+
 def test_detach_needs_admin(api: Api, acme: TenantFixture) -> None:
     ann = _identify(api, acme.key, "da-1")
     _row, writer = make_key(acme.tenant, scopes=["billing:write"])

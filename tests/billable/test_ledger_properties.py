@@ -312,6 +312,8 @@ class LedgerMachine(RuleBasedStateMachine):
             drawn.append((batch_id, units))
             groups[key] = drawn
             group_cost[key] = cost
+        if any(cost > 1 for cost in group_cost.values()):
+            self.done["hold settled at a cost"] += 1
         credits: list[tuple[Any, int]] = []
         left = amount
         for key in reversed(list(groups)):
@@ -472,8 +474,6 @@ class LedgerMachine(RuleBasedStateMachine):
         self.usage_total += keep or 0
         if keep:
             self.credits_used += sum(units for _b, units, _c in hold.draws) - returned
-        if any(cost > 1 for _b, _u, cost in hold.draws):
-            self.done["hold settled at a cost"] += 1
         assert done.committed_amount == (keep or 0)
 
     @precondition(lambda self: self.holds)
