@@ -412,6 +412,9 @@ class Hold(models.Model):
     committed_amount = models.BigIntegerField(null=True, blank=True)
     # True when period or unlimited access covered the hold: nothing was reserved.
     unmetered = models.BooleanField(default=False)
+    # Units taken from batches for it: `amount` times the credit cost of the product(s) that
+    # paid; after a commit, what was kept.
+    credits = models.BigIntegerField(default=0)
     status = models.CharField(max_length=16, choices=HoldStatus.choices, default=HoldStatus.ACTIVE)
     expires_at = models.DateTimeField()
     usage = models.ForeignKey(

@@ -456,6 +456,7 @@ def hold_data(hold: Hold) -> dict[str, Any]:
         "customer_id": str(hold.customer_id),
         "feature": hold.feature,
         "amount": hold.amount,
+        "credits": hold.credits,
         "status": hold.status,
         "committed_amount": hold.committed_amount,
         "expires_at": hold.expires_at,

@@ -722,6 +722,9 @@ class HoldOut(Schema):
     customer_id: str
     feature: str
     amount: int
+    # Units taken from batches: `amount` at the feature's credit cost while active, what was
+    # kept once committed, 0 once released or under access.
+    credits: int
     status: Literal["active", "committed", "released", "expired"]
     committed_amount: int | None
     expires_at: datetime

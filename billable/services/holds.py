@@ -66,6 +66,7 @@ def hold_create(
             feature=feature,
             amount=amount,
             unmetered=unmetered,
+            credits=sum(entry.amount for entry in spent.entries) if spent is not None else 0,
             expires_at=now + timedelta(seconds=ttl_seconds),
             metadata=metadata or {},
         )
@@ -167,19 +168,13 @@ def hold_commit(*, hold: Hold, amount: int | None = None, actor: str = "") -> Ho
                 msg="out of range",
             )
         returned = _give_back(hold, hold.amount - keep, actor=actor)
+        hold.credits -= returned
         if keep > 0:
-            drawn = 0
-            if not hold.unmetered:
-                drawn = sum(
-                    LedgerEntry.objects.filter(
-                        hold=hold, direction=Direction.DEBIT, action_type="hold"
-                    ).values_list("amount", flat=True)
-                )
             usage = Usage.objects.create(
                 customer_id=hold.customer_id,
                 feature=hold.feature,
                 amount=keep,
-                credits=drawn - returned,
+                credits=hold.credits,
                 action_type="hold",
                 action_id=str(hold.pk),
                 metadata=hold.metadata,
@@ -187,7 +182,7 @@ def hold_commit(*, hold: Hold, amount: int | None = None, actor: str = "") -> Ho
             hold.usage = usage
         hold.committed_amount = keep
         hold.status = HoldStatus.COMMITTED
-        hold.save(update_fields=["committed_amount", "status", "usage"])
+        hold.save(update_fields=["committed_amount", "status", "usage", "credits"])
         signals.hold_committed.send(sender=Hold, hold=hold, customer=hold.customer)
     return hold
 
@@ -207,10 +202,10 @@ def hold_release(*, hold: Hold, actor: str = "", expired: bool = False) -> Hold:
 
 def _release(hold: Hold, status: str, *, actor: str) -> None:
     """Return every reserved unit of a locked, active hold and give it `status`."""
-    _give_back(hold, hold.amount, actor=actor)
+    hold.credits -= _give_back(hold, hold.amount, actor=actor)
     hold.status = status
     hold.committed_amount = 0
-    hold.save(update_fields=["status", "committed_amount"])
+    hold.save(update_fields=["status", "committed_amount", "credits"])
     signals.hold_released.send(
         sender=Hold, hold=hold, customer=hold.customer, expired=status == HoldStatus.EXPIRED
     )

@@ -174,11 +174,13 @@ def test_holds_reserve_credits_and_return_whole_units(
     hold = api.post("billing/holds", json={"external_id": "bot-user", "feature": "large_model",
                                            "amount": 3}, key=acme.key)
     assert hold.status == 201, hold.body
+    assert (hold.json["amount"], hold.json["credits"]) == (3, 30)
     assert _remaining(acme, batch) == 70
     assert _balance(api, acme.key, "large_model")["remaining"] == 7
     committed = api.post(f"billing/holds/{hold.json['id']}/commit", json={"amount": 1},
                          key=acme.key)
     assert committed.status == 200, committed.body
+    assert (committed.json["committed_amount"], committed.json["credits"]) == (1, 10)
     assert _remaining(acme, batch) == 90
     _db(acme)
     usage = Usage.objects.get(action_id=hold.json["id"])
@@ -249,3 +251,15 @@ def test_huge_amounts_at_huge_costs_do_not_overflow(
     body = _consume(api, acme.key, "work", 10_000_000_000).json
     assert (body["credits"], body["remaining"]) == (10_000_000_000, 0)
     assert (_remaining(acme, dear), _remaining(acme, plain)) == (5, 0)
+
+
+def test_a_released_hold_keeps_no_credits(
+    api: Api, acme: TenantFixture, credits: dict[str, Any]
+) -> None:
+    batch = _add(api, acme.key, "credits", 100)
+    hold = api.post("billing/holds", json={"external_id": "bot-user", "feature": "image",
+                                           "amount": 2}, key=acme.key).json
+    assert hold["credits"] == 50
+    released = api.post(f"billing/holds/{hold['id']}/release", json={}, key=acme.key).json
+    assert (released["status"], released["credits"]) == ("released", 0)
+    assert _remaining(acme, batch) == 100

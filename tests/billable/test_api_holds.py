@@ -16,7 +16,7 @@ from tests.support.tenants import TenantFixture
 
 Catalog = dict[str, Product | Offer]
 
-HOLD_KEYS = {"id", "customer_id", "feature", "amount", "status", "committed_amount",
+HOLD_KEYS = {"id", "customer_id", "feature", "amount", "credits", "status", "committed_amount",
              "expires_at", "metadata", "created_at"}
 
 
