@@ -85,13 +85,23 @@ def require_positive_amount(amount: int) -> None:
         )
 
 
-def _short(name: str, amount: int, total: int) -> errors.PaymentRequired:
+def _short(
+    name: str, amount: int, total: int, pool: int | None = None
+) -> errors.PaymentRequired:
+    """The 402 of a spend that found `total` units; with products pricing the name in credits
+    (`pool` credits left in them), the answer carries `remaining_credits` too."""
+    extra = {} if pool is None else {"remaining_credits": int(pool)}
     if total == 0:
+        if pool:
+            return errors.QuotaExhausted(
+                f"{pool} credits are left: fewer than one unit of {name!r} costs.",
+                remaining=0, **extra,
+            )
         return errors.QuotaExhausted(
-            f"Nothing usable covers {name!r} for this customer.", remaining=0
+            f"Nothing usable covers {name!r} for this customer.", remaining=0, **extra
         )
     return errors.InsufficientQuota(
-        f"{amount} units were asked for; {total} are left.", remaining=total
+        f"{amount} units were asked for; {total} are left.", remaining=total, **extra
     )
 
 
@@ -189,7 +199,7 @@ def spend(
         actor=actor, usage_id=usage_id, hold_id=hold_id, product_id=product_id,
     )
     if spent.total < amount:
-        raise _short(name, amount, spent.total)
+        raise _short(name, amount, spent.total, spent.pool_credits)
     return spent
 
 
@@ -298,7 +308,7 @@ def _consumed(
     ledger entries; raises the 402s."""
     outcome, customer_id, total, created_at, entry_ids, batch_ids, amounts, credits, pool = row
     if outcome == "short":
-        raise _short(feature, amount, int(total))
+        raise _short(feature, amount, int(total), pool)
     usage = Usage(
         pk=usage_id, customer_id=customer_id, feature=feature, amount=amount,
         credits=int(credits or 0), action_type=action_type, action_id=action_id or "",

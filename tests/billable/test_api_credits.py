@@ -99,10 +99,24 @@ def test_too_few_credits_is_a_402_in_units_and_writes_nothing(
     batch = _add(api, acme.key, "credits", 80)
     response = _consume(api, acme.key, "image", 4)
     assert_problem(response, 402, "insufficient_quota")
-    assert response.json["remaining"] == 3
+    assert (response.json["remaining"], response.json["remaining_credits"]) == (3, 80)
     assert _remaining(acme, batch) == 80
     _db(acme)
     assert not Usage.objects.exists()
+    # credits left, but fewer than one image costs: nothing usable, and the answer says why
+    assert _consume(api, acme.key, "large_model", 6).status == 200
+    short = _consume(api, acme.key, "image", 1)
+    assert_problem(short, 402, "quota_exhausted")
+    assert (short.json["remaining"], short.json["remaining_credits"]) == (0, 20)
+    assert "20 credits are left" in short.json["detail"]
+    hold = api.post("billing/holds", json={"external_id": "bot-user", "feature": "image",
+                                           "amount": 1}, key=acme.key)
+    assert_problem(hold, 402, "quota_exhausted")
+    assert hold.json["remaining_credits"] == 20
+    # a feature no product prices answers as before, without remaining_credits
+    plain = _consume(api, acme.key, "video", 1)
+    assert_problem(plain, 402, "quota_exhausted")
+    assert "remaining_credits" not in plain.json
 
 
 def test_a_cost_change_applies_to_later_consumes_only(
