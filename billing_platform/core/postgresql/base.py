@@ -29,8 +29,42 @@ _GOODBYE_SEVERITIES = frozenset({"FATAL", "PANIC"})
 # Reads of unprompted input before the check gives up on the connection.
 _MAX_READS = 4
 
+def _postgres_default_name(table: str, column: str, label: str) -> str:
+    """The name PostgreSQL gives an unnamed constraint of one column (its `makeObjectName`):
+    `<table>_<column>_<label>`, the longer part shortened first to fit 63 bytes."""
+    available = 63 - len(label) - 2
+    table_len, column_len = len(table), len(column)
+    while table_len + column_len > available:
+        if table_len > column_len:
+            table_len -= 1
+        else:
+            column_len -= 1
+    return f"{table[:table_len]}_{column[:column_len]}_{label}"
+
+class DatabaseSchemaEditor(base.DatabaseWrapper.SchemaEditorClass):
+    """Django's schema editor, with the CHECK of an added column named.
+
+    Django adds a column with a check (`PositiveIntegerField`, …) as `ADD COLUMN c integer
+    CHECK (c >= 0)`. Citus refuses that on a distributed table ("cannot execute ADD COLUMN
+    command with … CHECK constraints": every constraint it propagates needs an explicit name),
+    so the check is named here, with the name PostgreSQL would have chosen itself: the schema
+    is the same on plain PostgreSQL and on Citus.
+    """
+
+    def add_field(self, model: Any, field: Any) -> None:
+        if not field.db_parameters(connection=self.connection)["check"]:
+            super().add_field(model, field)
+            return
+        name = _postgres_default_name(model._meta.db_table, field.column, "check")
+        self.sql_check_constraint = f"CONSTRAINT {self.quote_name(name)} CHECK (%(check)s)"
+        try:
+            super().add_field(model, field)
+        finally:
+            del self.sql_check_constraint
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    SchemaEditorClass = DatabaseSchemaEditor
+
     def is_usable(self) -> bool:
         """Whether the connection is open and the server has not ended it; no query is sent."""
         if self.connection is None:
@@ -46,7 +80,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return not waiting.poll(0) or _survives_unprompted_input(self.connection, waiting)
         except (OSError, OperationalError):
             return False
-
 
 def _survives_unprompted_input(connection: psycopg.Connection[Any], waiting: select.poll) -> bool:
     """Read what the server sent unprompted; False when it is ending the session."""
@@ -69,3 +102,4 @@ def _survives_unprompted_input(connection: psycopg.Connection[Any], waiting: sel
         return False
     finally:
         connection.remove_notice_handler(note)
+
