@@ -229,6 +229,11 @@ def _clone_statements(cursor: CursorWrapper, source: str, target: str) -> list[s
     return statements
 
 
+def _on_citus(cursor: CursorWrapper) -> bool:
+    """Whether the database has the Citus extension (schema-based sharding, docs/scaling.md)."""
+    return bool(_rows(cursor, "SELECT 1 FROM pg_extension WHERE extname = %s", ["citus"]))
+
+
 def schema_clone(*, target: str) -> None:
     """Create schema `target` as a copy of the template, in the caller's transaction.
 
@@ -250,6 +255,14 @@ def schema_clone(*, target: str) -> None:
         cursor.execute("SELECT set_config('search_path', quote_ident(%s), true)", [source])
         statements = _clone_statements(cursor, source, target)
         cursor.execute("SELECT set_config('search_path', quote_ident(%s), true)", [target])
-        # One round trip for the whole DDL: no parameters, so no placeholder is interpreted.
-        cursor.execute(";\n".join(statements))
+        if _on_citus(cursor):
+            # Citus forwards a trigger's or function's DDL to the worker as the query text it
+            # arrived in, which must then hold one statement; and it refuses triggers on
+            # distributed tables unless `citus.enable_unsafe_triggers` is on (this transaction).
+            cursor.execute("SET LOCAL citus.enable_unsafe_triggers = on")
+            for statement in statements:
+                cursor.execute(statement)
+        else:
+            # One round trip for the whole DDL: no parameters, so no placeholder is interpreted.
+            cursor.execute(";\n".join(statements))
         cursor.execute("SELECT set_config('search_path', %s, true)", [search_path])
