@@ -76,3 +76,13 @@ bench: $(VENV)/.installed-bench
 	fi
 	$(if $(BASELINE),BENCH_BASELINE=$(BASELINE) )$(PY) -m billing_platform.devserver.launcher exec -- \
 	  $(PY) -m bench $(NAME)
+
+# Opt-in: Billable on a private 3-node Citus cluster (coordinator + 2 workers); not part of
+# `make test`. As root: builds Citus 13.2.2 from CITUS_SOURCE (default
+# ../shared/vendor/citus/citus-13.2.2.tar.gz) once into PostgreSQL 15 when citus.so is missing
+# (stamp var/citus-build/.installed), starts the cluster under var/citus on free ports, migrates,
+# onboards two tenants, runs deploy/citus/smoke.py against each and billing_verify, then stops and
+# removes the cluster. See deploy/citus/ and docs/scaling.md.
+.PHONY: e2e-citus
+e2e-citus: $(VENV)/.installed-dev
+	PY=$(PY) deploy/citus/e2e.sh
