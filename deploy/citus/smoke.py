@@ -45,16 +45,16 @@ def check(label: str, ok: bool, detail: Any = "") -> None:
 
 def api(client: Client, key: str, method: str, path: str, body: Any = None,
         **query: str) -> tuple[int, Any]:
-    headers = {"HTTP_X_API_KEY": key, "SERVER_NAME": "127.0.0.1"}
     url = f"/api/v1/{path}"
     if method == "GET":
-        response = client.get(url, query, **headers)
+        response = client.get(url, query, HTTP_X_API_KEY=key, SERVER_NAME="127.0.0.1")
     else:
-        response = client.post(url, json.dumps(body), content_type="application/json", **headers)
+        response = client.post(url, json.dumps(body), content_type="application/json",
+                               HTTP_X_API_KEY=key, SERVER_NAME="127.0.0.1")
     return response.status_code, json.loads(response.content or b"null")
 
 
-def refused(conn: psycopg.Connection[Any], statement: sql.Composable) -> str:
+def refused(conn: psycopg.Connection[Any], statement: sql.Composed) -> str:
     """Run `statement` in a rolled-back transaction; the error's SQLSTATE, or 'accepted'."""
     try:
         with conn.transaction():

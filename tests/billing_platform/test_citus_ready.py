@@ -160,3 +160,78 @@ def test_no_create_table_as_in_migrations() -> None:
     assert statements >= 1
 
     assert not offending, offending
+
+
+TRIGGER_DDL = re.compile(r"\b(CREATE|DROP)\s+TRIGGER\b", re.IGNORECASE)
+DOLLAR_QUOTED = re.compile(r"\$(\w*)\$.*?\$\1\$", re.DOTALL)
+
+
+def test_trigger_ddl_is_one_statement_per_item_after_citus_unsafe_triggers() -> None:
+    """Citus refuses triggers on distributed tables unless `citus.enable_unsafe_triggers` is on,
+    and forwards a trigger's DDL as the query text it came in, which must be one statement."""
+    checked = 0
+    offending = []
+    for app, name, migration in project_migrations():
+        for operation in migration.operations:  # type: ignore[attr-defined]
+            if not isinstance(operation, RunSQL):
+                continue
+            for sql in (operation.sql, operation.reverse_sql):
+                items = [sql] if isinstance(sql, str) else list(sql or [])
+                texts = [item if isinstance(item, str) else str(item[0]) for item in items
+                         if item is not RunSQL.noop]
+                if not any(TRIGGER_DDL.search(text) for text in texts):
+                    continue
+                checked += 1
+                if not re.fullmatch(
+                    r"\s*SET\s+LOCAL\s+citus\.enable_unsafe_triggers\s*=\s*on\s*;?\s*",
+                    texts[0], re.IGNORECASE,
+                ):
+                    offending.append(f"{app}.{name}: SET LOCAL citus.enable_unsafe_triggers first")
+                for text in texts:
+                    if ";" in DOLLAR_QUOTED.sub("", text).strip().rstrip(";"):
+                        offending.append(f"{app}.{name}: several statements in one item")
+    assert checked >= 2  # billable.0002 forward and backward
+    assert not offending, offending
+
+
+@pytest.mark.parametrize(
+    ("table", "column"),
+    [
+        ("billable_order", "period_number"),
+        ("t" * 60, "amount"),
+        ("billable_subscription_with_a_rather_long_name", "renewal_notified_period_number"),
+    ],
+)
+def test_an_added_column_check_is_named_as_postgresql_would(
+    table: str, column: str, db: None
+) -> None:
+    """Citus refuses `ADD COLUMN … CHECK (…)` without a constraint name; the schema editor names
+    it as PostgreSQL would, so plain PostgreSQL and Citus get the same schema."""
+    from billing_platform.core.postgresql.base import _postgres_default_name
+
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMPORARY TABLE {quote(table)} (id integer)")
+        try:
+            cursor.execute(
+                f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} integer "
+                f"CHECK ({quote(column)} >= 0)"
+            )
+            cursor.execute(
+                "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'c'",
+                [quote(table)],
+            )
+            assert cursor.fetchone()[0] == _postgres_default_name(table, column, "check")
+        finally:
+            cursor.execute(f"DROP TABLE {quote(table)}")
+
+
+def test_the_schema_editor_names_an_added_columns_check(db: None) -> None:
+    model = apps.get_model("billable", "Order")
+    field = model._meta.get_field("period_number")
+    with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+        editor.add_field(model, field)
+    assert any(
+        'CONSTRAINT "billable_order_period_number_check" CHECK' in sql
+        for sql in editor.collected_sql
+    ), editor.collected_sql
