@@ -23,6 +23,7 @@ import secrets
 import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +45,7 @@ from django_tenants.utils import schema_exists
 from billing_platform.core import errors, metrics
 from billing_platform.core.db import sqlstate
 from billing_platform.core.patches import save_patch
-from tenants import keys, resolution
+from tenants import keys, resolution, selectors
 from tenants.models import (
     ALL_SCOPES,
     ApiKey,
@@ -501,3 +502,112 @@ def tenant_delete_request(*, tenant: Tenant, confirm: str | None) -> Tenant:
         ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True).update(revoked_at=now)
         resolution.invalidate_tenant(tenant)
     return tenant
+
+
+# --- Placement on a Citus cluster (schema-based sharding, docs/scaling.md) ---------------------
+
+# citus.shard_transfer_mode: `auto` replicates logically (online: writes go on until a short
+# final lock) and needs `wal_level = logical` on the workers and a replica identity on every
+# table; `block_writes` copies while the schema's tables refuse writes.
+TRANSFER_MODES = ("auto", "force_logical", "block_writes")
+
+
+@dataclass(frozen=True)
+class PlacementMove:
+    schema: str
+    source: str  # host:port
+    target: str  # host:port
+    shards: int
+
+
+def tenant_schema_move(
+    *, schema: str, target: selectors.Node, transfer_mode: str = "auto"
+) -> PlacementMove | None:
+    """Move a distributed schema (all its shards) to `target` with `citus_schema_move`.
+
+    None when it is on `target` already. ValueError when the schema is not a distributed schema
+    or has no tables; Citus's own errors (a mode it cannot use, a node that is down) propagate as
+    `DatabaseError`. Runs outside any transaction: Citus's move commits in steps of its own.
+    """
+    if transfer_mode not in TRANSFER_MODES:
+        raise ValueError(f"unknown shard transfer mode {transfer_mode!r}")
+    placement = selectors.tenant_placement_get(schema=schema)
+    if placement is None or not placement.distributed:
+        raise ValueError(f"schema {schema!r} is not a distributed schema: nothing to move")
+    if placement.node is None:
+        raise ValueError(f"schema {schema!r} has no tables yet: nothing to move")
+    if placement.node.node_id == target.node_id:
+        return None
+    if connection.in_atomic_block:
+        raise RuntimeError("tenant_schema_move must not run inside a transaction")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT citus_schema_move(%s::regnamespace, %s, %s, %s::citus.shard_transfer_mode)",
+            [_quoted_ident(schema), target.host, target.port, transfer_mode],
+        )
+    logger.info(
+        "schema %s moved from %s to %s (%s)",
+        schema, placement.node.address, target.address, transfer_mode,
+    )
+    return PlacementMove(schema, placement.node.address, target.address, placement.shards)
+
+
+def _quoted_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class RebalanceResult:
+    moves: list[PlacementMove]
+    job_id: int | None
+    state: str | None  # the background job's final state (`finished`), None when nothing moved
+
+
+# One row per co-located shard group (= one distributed schema) the rebalancer would move.
+_REBALANCE_PLAN_SQL = """
+SELECT DISTINCT ON (p.colocationid) n.nspname, plan.sourcename, plan.sourceport,
+       plan.targetname, plan.targetport,
+       (SELECT count(*) FROM pg_dist_partition q WHERE q.colocationid = p.colocationid)
+FROM get_rebalance_table_shards_plan() plan
+JOIN pg_dist_partition p ON p.logicalrelid = plan.table_name
+JOIN pg_class c ON c.oid = p.logicalrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+ORDER BY p.colocationid
+"""
+
+
+def tenant_placement_rebalance(
+    *, transfer_mode: str = "auto", dry_run: bool = False
+) -> RebalanceResult:
+    """Even out the schemas over the workers with Citus's rebalancer.
+
+    The moves are read from `get_rebalance_table_shards_plan()` (a distributed schema is one
+    co-located group of single-shard tables, which the rebalancer moves whole), then
+    `citus_rebalance_start()` runs them as a background job and `citus_rebalance_wait()` waits
+    for it. With `dry_run` only the plan is returned.
+    """
+    if transfer_mode not in TRANSFER_MODES:
+        raise ValueError(f"unknown shard transfer mode {transfer_mode!r}")
+    if not selectors.citus_enabled():
+        raise selectors.CitusUnavailable()
+    with connection.cursor() as cursor:
+        cursor.execute(_REBALANCE_PLAN_SQL)
+        moves = [
+            PlacementMove(schema, f"{sh}:{sp}", f"{th}:{tp}", int(count))
+            for schema, sh, sp, th, tp, count in cursor.fetchall()
+        ]
+        if dry_run or not moves:
+            return RebalanceResult(moves, None, None)
+        cursor.execute(
+            "SELECT citus_rebalance_start(shard_transfer_mode => %s::citus.shard_transfer_mode)",
+            [transfer_mode],
+        )
+        row = cursor.fetchone()
+        job_id = row[0] if row else None
+        if job_id is None:
+            return RebalanceResult([], None, None)
+        cursor.execute("SELECT citus_rebalance_wait()")
+        cursor.execute("SELECT state::text FROM pg_dist_background_job WHERE job_id = %s", [job_id])
+        state_row = cursor.fetchone()
+    logger.info("rebalance job %s: %d schema(s) moved", job_id, len(moves))
+    return RebalanceResult(moves, job_id, state_row[0] if state_row else None)
