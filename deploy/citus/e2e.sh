@@ -6,7 +6,11 @@
 # template because the spare pool is empty, one claiming a spare schema built by the pool's
 # refill), runs smoke.py against each (grant, consume, balance, wallet, /readyz through Django's
 # test client; the ledger refusing UPDATE/DELETE/TRUNCATE on the coordinator and on the worker's
-# shard), runs billing_verify, and stops and removes the cluster, also on failure.
+# shard), lists the placement (`manage.py tenant_placement list`), moves the built tenant's schema
+# to the other worker (`tenant_placement move`, online), checks every shard moved, runs smoke.py
+# against it again (the first run's customer intact, a new grant and consume), rebalances
+# (`tenant_placement rebalance`), runs billing_verify, and stops and removes the cluster, also on
+# failure.
 # Redis and the secrets come from the devserver launcher (`launcher exec`), as for `make test`.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -44,8 +48,28 @@ for slug in built spared; do
     schema=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"tenant\"][\"schema_name\"])" var/citus/onboard-$slug.json)
     "$PY" deploy/citus/smoke.py "$key" "$schema"
 done
-say "placement of the tenant schemas"
-psql -X "$DATABASE_URL" -c "SELECT table_name, nodename, nodeport, shard_size FROM citus_shards WHERE table_name::text LIKE '\''%.billable_ledgerentry'\'' ORDER BY 1"
+q() { psql -X -At -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "$1"; }
+say "tenant_placement list"
+"$PY" manage.py tenant_placement list
+key=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"api_key\"])" var/citus/onboard-built.json)
+ledger="'\''t_built.billable_ledgerentry'\''::regclass"
+from=$(q "SELECT nodeport FROM citus_shards WHERE table_name = $ledger")
+to=$(q "SELECT nodeid FROM pg_dist_node WHERE groupid <> 0 AND noderole = '\''primary'\'' AND nodeport <> $from ORDER BY nodeid LIMIT 1")
+say "tenant_placement move built --to $to (from the worker on port $from)"
+start=$(date +%s%N)
+"$PY" manage.py tenant_placement move built --to "$to"
+say "moved in $(( ($(date +%s%N) - start) / 1000000 )) ms (the whole command)"
+"$PY" manage.py tenant_placement list
+now=$(q "SELECT string_agg(DISTINCT nodeport::text, '\'','\'') FROM citus_shards WHERE table_name::text LIKE '\''t\\_built.%'\''")
+want=$(q "SELECT nodeport FROM pg_dist_node WHERE nodeid = $to")
+if [ "$now" != "$want" ]; then say "FAIL: t_built is on port(s) $now after the move, not $want"; exit 1; fi
+say "ok: every shard of t_built is on the worker on port $want now"
+say "smoke.py against the moved tenant (run 2: run 1'\''s customer must be intact)"
+"$PY" deploy/citus/smoke.py "$key" t_built 2
+say "tenant_placement rebalance --dry-run, then rebalance"
+"$PY" manage.py tenant_placement rebalance --dry-run
+"$PY" manage.py tenant_placement rebalance
+"$PY" manage.py tenant_placement list
 say "billing_verify"
 "$PY" manage.py billing_verify
 ' e2e "$PY"

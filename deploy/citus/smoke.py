@@ -1,13 +1,15 @@
 """Billable against a Citus coordinator: the API through Django's test client, and the ledger's
 append-only guarantee on the worker that holds the tenant's shards.
 
-    DATABASE_URL=<coordinator> python deploy/citus/smoke.py <api key> <schema name>
+    DATABASE_URL=<coordinator> python deploy/citus/smoke.py <api key> <schema name> [run]
 
 Run by deploy/citus/e2e.sh (`make e2e-citus`) after a tenant with the demo catalog was onboarded.
 It uses the migrated database itself (no test database): a grant of REPORTS_10, a consume of 3,
 the balance (7), the wallet's entries, /readyz; then UPDATE, DELETE and TRUNCATE of ledger
 entries through the coordinator and directly on the worker's shard, each of which must be refused.
-Exits non-zero at the first check that fails.
+Run N (default 1; e.g. 2 after the tenant's schema was moved to another worker) uses the customer
+`citus-e2e-N` and first checks that the customers of the runs before it still have their balance
+and wallet (nothing lost by the move). Exits non-zero when a check fails.
 """
 
 from __future__ import annotations
@@ -66,9 +68,18 @@ def refused(conn: psycopg.Connection[Any], statement: sql.Composed) -> str:
         return "accepted"
 
 
-def main(key: str, schema: str) -> int:
+def main(key: str, schema: str, run: int = 1) -> int:
     client = Client()
-    external_id = "citus-e2e-1"
+    for earlier in range(1, run):
+        status, balance = api(client, key, "GET", "billing/balance",
+                              external_id=f"citus-e2e-{earlier}", feature="reports")
+        check(f"run {earlier}'s customer kept: remaining 7",
+              status == 200 and balance.get("remaining") == 7, f"{status} {balance}")
+        status, entries = api(client, key, "GET", "billing/wallet/transactions",
+                              external_id=f"citus-e2e-{earlier}")
+        kept = [e["direction"] for e in entries.get("items", [])] if status == 200 else entries
+        check(f"run {earlier}'s wallet kept: debit, credit", kept == ["debit", "credit"], kept)
+    external_id = f"citus-e2e-{run}"
     status, _grant = api(client, key, "POST", "billing/grants",
                         {"external_id": external_id, "sku": "reports_10", "kind": "bonus"})
     check("grant REPORTS_10 -> 201", status == 201, status if status != 201 else "")
@@ -141,7 +152,7 @@ def main(key: str, schema: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4) or (len(sys.argv) == 4 and not sys.argv[3].isdigit()):
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 1))
