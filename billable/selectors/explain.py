@@ -58,9 +58,14 @@ REASONS = (
 MAX_LISTED = 50
 
 
-def _covering(customer: Customer, name: str) -> Q:
+def _covers(name: str) -> Q:
+    """Rows whose `product` covers the name: `COVERS_SQL` as a filter."""
     key, feature = cover_params(name)
-    return Q(customer=customer) & (Q(product__key=key) | Q(product__features__contains=[feature]))
+    return Q(product__key=key) | Q(product__features__contains=[feature])
+
+
+def _covering(customer: Customer, name: str) -> Q:
+    return Q(customer=customer) & _covers(name)
 
 
 def _source_id(batch: QuotaBatch) -> str | None:
@@ -144,7 +149,6 @@ def balance_explain(
 
 def _past_due_covering(customer: Customer, name: str) -> list[Subscription]:
     """The customer's past-due subscriptions whose plan version covers the name."""
-    key, feature = cover_params(name)
     due = list(
         Subscription.objects.filter(customer=customer, status=SubscriptionStatus.PAST_DUE)
         .select_related("plan")
@@ -153,7 +157,7 @@ def _past_due_covering(customer: Customer, name: str) -> list[Subscription]:
         return []
     covered = set(
         PlanEntitlement.objects.filter(version_id__in=[sub.version_id for sub in due])
-        .filter(Q(product__key=key) | Q(product__features__contains=[feature]))
+        .filter(_covers(name))
         .values_list("version_id", flat=True)
     )
     return [sub for sub in due if sub.version_id in covered]
