@@ -74,7 +74,7 @@ def _unmanaged(cursor: Any) -> list[str]:
     return [row[0] for row in cursor.fetchall()]
 
 
-def _reset_sequences(cursor: Any, table: str) -> None:
+def sequences_reset(cursor: Any, table: str) -> None:
     """Set each sequence of `table` past its column's largest value (no-op on an empty table)."""
     cursor.execute(_SEQUENCES_SQL, [table, table, table])
     for column, sequence in cursor.fetchall():
@@ -114,7 +114,7 @@ def citus_manage_public_tables() -> list[str]:
                 raise RuntimeError(f"Citus did not take {table} into its metadata")
             pending = still
         for table in converted:
-            _reset_sequences(cursor, table)
+            sequences_reset(cursor, table)
     if converted:
         logger.info("citus: %d public tables are Citus-managed now", len(converted))
     return converted

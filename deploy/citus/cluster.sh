@@ -7,6 +7,8 @@
 #   deploy/citus/cluster.sh createdb NAME   # one more database on every node, with Citus and
 #                                           # the nodes registered (pytest's --reuse-db test database)
 #   deploy/citus/cluster.sh dropdb NAME
+#   deploy/citus/cluster.sh stop-node worker1   # stop one node, keeping its data; start-node
+#                                                # brings it back (a worker failure, by hand)
 #   deploy/citus/cluster.sh stop     # stop it and remove its data (deploy/citus/stop.sh does the same)
 #
 # Data, sockets and logs live under var/citus/ (CITUS_DIR overrides) in the checkout. The nodes
@@ -163,7 +165,11 @@ case ${1:-} in
     stop) stop ;;
     status) status ;;
     createdb) createdb "${2:-}" ;;
+    stop-node)  # stop one node, keeping its data (a worker failure); start-node brings it back
+        as_user "$PG_BIN/pg_ctl" -D "$CITUS_DIR/${2:?stop-node NAME}/data" -m fast -w stop >/dev/null
+        say "$2 stopped" ;;
+    start-node) start_node "${2:?start-node NAME}" ;;
     dropdb) dropdb "${2:?dropdb NAME}" ;;
     url) running coordinator && url || { say "not running"; exit 1; } ;;
-    *) echo "usage: $0 start|stop|status|url|createdb NAME|dropdb NAME" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|status|url|createdb NAME|dropdb NAME|stop-node NAME|start-node NAME" >&2; exit 2 ;;
 esac

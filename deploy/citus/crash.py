@@ -72,11 +72,18 @@ def check(label: str, ok: bool, detail: Any = "") -> None:
 
 
 def post(client: Client, key: str, path: str, body: Any, idempotency_key: str = "") -> Any:
-    headers = {"HTTP_X_API_KEY": key, "SERVER_NAME": "127.0.0.1"}
+    headers: dict[str, Any] = {"HTTP_X_API_KEY": key, "SERVER_NAME": "127.0.0.1"}
     if idempotency_key:
         headers["HTTP_IDEMPOTENCY_KEY"] = idempotency_key
     return client.post(f"/api/v1/{path}", json.dumps(body), content_type="application/json",
                        **headers)
+
+
+def one(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> Any:
+    """The first column of the one row `query` returns."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0]
 
 
 def wait_for_coordinator(url: str, timeout: float = 90.0) -> None:
@@ -102,22 +109,23 @@ def prepared_on_workers(url: str) -> int:
     for host, port in nodes:
         worker_url = urlunsplit(urlsplit(url)._replace(netloc=f"postgres@{host}:{port}"))
         with psycopg.connect(worker_url, autocommit=True) as worker:
-            total += worker.execute(
-                "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'citus\\_%%'"
-            ).fetchone()[0]
+            total += one(
+                worker, "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'citus\\_%%'")
     return total
 
 
 def state(url: str, tenant_id: int, schema: str, customer_id: str) -> tuple[int, int]:
     """(usages of the customer, quota.consumed events naming it), read on the coordinator."""
     with psycopg.connect(url, autocommit=True) as conn:
-        usages = conn.execute(
+        usages = one(
+            conn,
             sql.SQL("SELECT count(*) FROM {} WHERE customer_id = %s").format(
                 sql.Identifier(schema, "billable_usage")),
-            [customer_id]).fetchone()[0]
-        events = conn.execute(
+            [customer_id])
+        events = one(
+            conn,
             "SELECT count(*) FROM webhooks_event WHERE tenant_id = %s AND type = 'quota.consumed' "
-            "AND data->>'customer_id' = %s", [tenant_id, customer_id]).fetchone()[0]
+            "AND data->>'customer_id' = %s", [tenant_id, customer_id])
     return usages, events
 
 
@@ -132,7 +140,7 @@ def crash_during_consume(client: Client, key: str, external_id: str, idempotency
     connection.ensure_connection()
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
+        (pid,) = cursor.fetchone() or (None,)
     commands = ["set pagination off", "set confirm off", f"break {breakpoint_at}", "continue"]
     if finish:
         commands.append("finish")
@@ -187,7 +195,7 @@ def scenario(client: Client, key: str, url: str, tenant_id: int, schema: str, na
     left = prepared_on_workers(url)
     say(f"{name}: coordinator back; {left} transaction(s) left prepared on the workers")
     with psycopg.connect(url, autocommit=True) as conn:
-        recovered = conn.execute("SELECT recover_prepared_transactions()").fetchone()[0]
+        recovered = one(conn, "SELECT recover_prepared_transactions()")
     say(f"{name}: recover_prepared_transactions() -> {recovered}")
     check(f"{name}: nothing left prepared after recovery", prepared_on_workers(url) == 0)
     usages, events = state(url, tenant_id, schema, customer_id)
@@ -220,11 +228,11 @@ def main(key: str, schema: str) -> int:
     check("webhook endpoint for quota.consumed -> 201", response.status_code == 201,
           response.content[:200])
     with psycopg.connect(url, autocommit=True) as conn:
-        tenant_id = conn.execute("SELECT id FROM tenants_tenant WHERE schema_name = %s",
-                                 [schema]).fetchone()[0]
-        managed = conn.execute(
+        tenant_id = one(conn, "SELECT id FROM tenants_tenant WHERE schema_name = %s", [schema])
+        managed = one(
+            conn,
             "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = ANY(%s::regclass[])",
-            [list(OUTBOX_TABLES)]).fetchone()[0]
+            [list(OUTBOX_TABLES)])
     check("the outbox tables are Citus-managed", managed == len(OUTBOX_TABLES), managed)
 
     # 1. between PREPARE on the worker and the coordinator's commit
