@@ -7,7 +7,8 @@ is the one holding the tenant's schema. Through Django's test client: /readyz is
 every node reachable; the worker is stopped
 (`cluster.sh stop-node`, its data kept); /readyz answers 200 `degraded`, naming the worker, with
 the cached migration result, then, the cache dropped, with the migrations unknown (not "schemas
-behind the code"), and `billable_citus_node_up` is 0 for it;
+behind the code"), `billable_citus_node_up` is 0 for it, and a consume of the tenant answers
+503 `database_busy` with Retry-After (a key is made for it);
 the worker is started again, and at once /readyz is `ready` with no tenant schema behind, and
 the gauge is 1. Exits non-zero when a check fails.
 """
@@ -37,7 +38,9 @@ logging.disable(logging.WARNING)  # the access log and the "degraded" warning
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
+from tenants.models import Tenant  # noqa: E402
 from tenants.schema_migrations import forget_status  # noqa: E402
+from tenants.services import api_key_create  # noqa: E402
 
 failures = 0
 
@@ -75,6 +78,8 @@ def main(cluster: str, schema: str) -> int:
     worker = next(path.parent.name for path in citus_dir.glob("*/port")
                   if int(path.read_text()) == port)
     print(f"[citus-worker-down] {schema} lives on {worker} (port {port})")
+    _row, key = api_key_create(tenant=Tenant.objects.get(schema_name=schema),
+                               name="worker-down check")
     status, body = readyz(client)
     check("before: /readyz 200 ready, every node reachable",
           status == 200 and body["status"] == "ready" and body["cluster"]["unreachable"] == [],
@@ -98,6 +103,15 @@ def main(cluster: str, schema: str) -> int:
               and "failures" not in body, f"{status} {body.get('failures')}")
         check(f"{worker} down: billable_citus_node_up is 0", node_up(client, port) == "0.0",
               node_up(client, port))
+        response = client.post(
+            "/api/v1/billing/quota/consume",
+            json.dumps({"external_id": "citus-worker-down", "feature": "reports", "amount": 1}),
+            content_type="application/json", HTTP_X_API_KEY=key, SERVER_NAME="127.0.0.1")
+        problem = json.loads(response.content or b"{}")
+        check(f"{worker} down: a consume of a tenant there -> 503 problem, retry later",
+              response.status_code == 503 and problem.get("code") == "database_busy"
+              and response.headers.get("Retry-After") is not None,
+              f"{response.status_code} {problem.get('code')}")
     finally:
         subprocess.run([cluster, "start-node", worker], check=True)
     status, body = readyz(client)
