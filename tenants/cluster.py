@@ -75,14 +75,24 @@ def _unmanaged(cursor: Any) -> list[str]:
 
 
 def sequences_reset(cursor: Any, table: str) -> None:
-    """Set each sequence of `table` past its column's largest value (no-op on an empty table)."""
+    """Set each sequence of `table` past its column's largest value (no-op on an empty table).
+
+    The largest value is read first and `setval` called on its own: in one statement with the
+    table, Citus would run `setval` on the worker holding a distributed table, whose copy of the
+    sequence has that node's own range, instead of on the coordinator, whose sequence numbers the
+    rows inserted through it.
+    """
     cursor.execute(_SEQUENCES_SQL, [table, table, table])
     for column, sequence in cursor.fetchall():
         # `table` is a regclass's text, quoted by the catalogue already
-        statement = sql.SQL(
-            "SELECT setval(%s, max({column})) FROM {table} HAVING max({column}) IS NOT NULL"
-        ).format(column=sql.Identifier(column), table=sql.SQL(table))
-        cursor.execute(statement, [sequence])
+        cursor.execute(
+            sql.SQL("SELECT max({column}) FROM {table}").format(
+                column=sql.Identifier(column), table=sql.SQL(table)
+            )
+        )
+        largest = cursor.fetchone()[0]
+        if largest is not None:
+            cursor.execute("SELECT setval(%s, %s)", [sequence, largest])
 
 
 def citus_manage_public_tables() -> list[str]:
