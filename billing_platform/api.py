@@ -14,10 +14,15 @@ from billing_platform.core.jsonbody import JsonParser
 from billing_platform.core.problems import rewrite_error_content_types
 from billing_platform.core.renderer import OrjsonRenderer
 from billing_platform.http.handlers import install_handlers
+from billing_platform.http.openapi import explain
 from billing_platform.http.pipeline import transactional_posts
 from billing_platform.operations.api import platform_router
 from billing_platform.webhooks.api import router as webhooks_router
 from tenants.api import keys_router, signup_router
+
+API_ROOT = "/api/v1"
+# The routers whose POSTs `transactional_posts` wraps: they take an `Idempotency-Key`.
+IDEMPOTENT_MOUNTS = ("/billing", "/keys", "/webhooks")
 
 
 class BillableAPI(NinjaAPI):
@@ -26,7 +31,11 @@ class BillableAPI(NinjaAPI):
         if not settings.PLATFORM_OPEN_SIGNUP:  # a closed signup is an absent route
             for path in [p for p in schema["paths"] if p.endswith("/public/signup")]:
                 del schema["paths"][path]
-        return rewrite_error_content_types(schema)
+        return explain(
+            rewrite_error_content_types(schema),
+            idempotent_prefixes=tuple(API_ROOT + prefix for prefix in IDEMPOTENT_MOUNTS),
+            unlimited_prefixes=(API_ROOT + "/platform",),
+        )
 
 
 api = BillableAPI(

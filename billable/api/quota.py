@@ -28,21 +28,6 @@ from billing_platform.core.pagination import PageParams, page_data, paginate
 from billing_platform.core.problems import error_responses
 from billing_platform.core.schema_types import UtcDateTime
 
-_CONSUME_EXAMPLE: dict[str, Any] = {
-    "requestBody": {"content": {"application/json": {"example": {
-        "provider": "telegram", "external_id": 1001, "feature": "large_model", "amount": 1,
-        "action_id": "req-7f3a", "metadata": {"model": "large-2", "prompt_chars": 812},
-    }}}},
-    "responses": {200: {"content": {"application/json": {"example": {
-        "usage_id": "0b6f2d4e-3c1a-4e8b-9a57-2f1c9d0e6a11",
-        "customer_id": "5d1e7c2a-8b4f-4f6e-a3d9-6c0b1e2f3a45",
-        "feature": "large_model", "amount": 1, "credits": 10, "remaining": 8,
-        "remaining_credits": 85, "unlimited": False,
-        "metadata": {"model": "large-2", "prompt_chars": 812},
-        "created_at": "2026-12-04T09:30:00.000Z",
-    }}}}},
-}
-
 _BALANCE_EXAMPLE: dict[str, Any] = {
     "responses": {200: {"content": {"application/json": {"example": {
         "customer_id": "5d1e7c2a-8b4f-4f6e-a3d9-6c0b1e2f3a45", "feature": "large_model",
@@ -142,7 +127,6 @@ def balance(
     response={200: UsageOut, **error_responses(402, 404, 409)},
     operation_id="billing_quota_consume",
     summary="Consume quota atomically (all or nothing)",
-    openapi_extra=_CONSUME_EXAMPLE,
 )
 @own_transaction
 def consume(request: HttpRequest, payload: ConsumeIn) -> dict[str, Any]:
