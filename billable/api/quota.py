@@ -130,6 +130,10 @@ def balance(
 )
 @own_transaction
 def consume(request: HttpRequest, payload: ConsumeIn) -> dict[str, Any]:
+    """Spend `amount` units of a feature (or a product key) in one step: all of them or none,
+    soonest-expiring batches first. The answer is the usage with what is left, as balance reports
+    it. 402 `quota_exhausted` (nothing usable) or `insufficient_quota` (too few), both with
+    `remaining`. Retry safely with an `Idempotency-Key`. Sends `quota.consumed`."""
     result = quota_services.quota_consume(
         ref=customer_ref(payload),
         feature=payload.feature or payload.product_key or "",
@@ -161,6 +165,9 @@ def usages(
     action_type: str | None = Query(None, max_length=64),
     since: UtcDateTime | None = None,
 ) -> dict[str, Any]:
+    """A customer's usages (consumes and committed holds) with the metadata they were sent with,
+    newest first; `feature`, `action_type` and `since` filter. Paginated with `limit` and
+    `cursor`."""
     found = selectors.customer_require(customer_ref(customer))
     result = paginate(
         selectors.usages(customer=found, feature=feature, action_type=action_type, since=since),
