@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -134,3 +135,49 @@ def test_typescript_types_generated_with_openapi_typescript(
 
     # then
     _check(json.loads(out))
+
+
+# --- The curl walk-through of docs/billing.md
+
+BILLING_DOC = ROOT / "docs" / "billing.md"
+WALKTHROUGH = ROOT / "docs" / "walkthrough.sh"
+SCRIPT_MARK = "# --- docs/billing.md, \"Worked example\", from here on\n"
+
+
+def _worked_example() -> str:
+    text = BILLING_DOC.read_text()
+    start = text.index("## Worked example")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end == -1 else text[start:end]
+
+
+def test_the_walkthrough_is_the_documented_one() -> None:
+    # The doc's ```bash blocks, but for the line that sets KEY, are the script after its header.
+    blocks = re.findall(r"```bash\n(.*?)```", _worked_example(), flags=re.DOTALL)
+    documented = [
+        line for block in blocks for line in block.splitlines()
+        if not line.startswith("export KEY=")
+    ]
+    script = WALKTHROUGH.read_text().split(SCRIPT_MARK, 1)[1]
+    assert documented == script.splitlines()
+
+
+def test_the_walkthrough_runs_and_prints_the_documented_status_lines(
+    server: Server, demo: TenantFixture
+) -> None:
+    # given: a fresh tenant seeded as `make run` seeds the demo tenant
+    env = {"KEY": demo.key, "B": server.base_url + "/api/v1", "PATH": os.environ["PATH"]}
+
+    # when
+    result = subprocess.run(
+        ["bash", str(WALKTHROUGH)], env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )
+
+    # then: it ran to the end, printing the status lines the doc shows, in the doc's order
+    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
+    printed = re.findall(r"^HTTP (\d{3})$", result.stdout, flags=re.MULTILINE)
+    shown = re.findall(r"^HTTP (\d{3})$", _worked_example(), flags=re.MULTILINE)
+    assert printed == shown, result.stdout
+    assert re.search(r"^Idempotent-Replayed: true\s*$", result.stdout,
+                     flags=re.MULTILINE | re.IGNORECASE), result.stdout
