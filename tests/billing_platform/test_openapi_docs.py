@@ -4,12 +4,14 @@ and typed problem fields."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
 from typing import Any
 
 import pytest
+from django.test import Client
 from django_tenants.utils import tenant_context
 from jsonschema import Draft202012Validator
 from referencing import Registry
@@ -24,11 +26,17 @@ from tests.support.tenants import TenantFixture
 METHODS = {"get", "post", "put", "patch", "delete"}
 
 
-@pytest.fixture
-def schema(api: Api) -> dict[str, Any]:
-    response = api.get("/api/v1/openapi.json")
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    """The OpenAPI document, fetched once: Ninja takes seconds to build it."""
+    response = Api(Client()).get("/api/v1/openapi.json")
     assert response.status == 200
     return response.json  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def schema(document: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(document)
 
 
 def _operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
