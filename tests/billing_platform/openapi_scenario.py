@@ -103,7 +103,7 @@ def walk_tenant(w: Walk) -> None:
         **CUSTOMER, "sku": "REPORTS_10", "kind": "bonus", "reason": "Welcome bonus",
     })
     w.call("billing_balance", "GET", "billing/balance", expect=200,
-           query={**CUSTOMER_QUERY, "feature": "report_generation"})
+           query={**CUSTOMER_QUERY, "feature": "report_generation", "explain": "true"})
     w.call("billing_entitlements", "GET", "billing/entitlements", expect=200,
            query=CUSTOMER_QUERY)
     consume = {**CUSTOMER, "feature": "report_generation", "amount": 1,
