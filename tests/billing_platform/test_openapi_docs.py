@@ -92,6 +92,9 @@ def test_examples_of_every_operation_validate_against_its_schemas(
         for parameter in op.get("parameters", []):
             if parameter.get("in") == "path":
                 assert "example" in parameter, (where, parameter["name"])
+            if "example" in parameter and "schema" in parameter:
+                _check(schema, parameter["schema"], parameter["example"],
+                       f"{where} {parameter['name']}")
 
 
 def test_idempotency_and_rate_limit_headers_are_declared(schema: dict[str, Any]) -> None:
@@ -222,11 +225,24 @@ def _parameters(
     pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "([^/]+)", re.escape(template)) + "$"
     found = re.match(pattern, path)
     assert found is not None, (template, path)
-    values: dict[str, Any] = dict(zip(names, found.groups(), strict=True))
+    values: dict[str, Any] = {**dict(zip(names, found.groups(), strict=True)), **query}
+    typed: dict[str, Any] = {}
     for parameter in op.get("parameters", []):
-        if parameter.get("in") == "query" and parameter.get("name") in query:
-            values[parameter["name"]] = query[parameter["name"]]
-    return values
+        name = parameter.get("name")
+        if name in values:
+            typed[name] = _typed(values[name], parameter.get("schema", {}))
+    return typed
+
+
+def _typed(value: Any, schema: dict[str, Any]) -> Any:
+    """A value as written in a URL, as the parameter's schema types it."""
+    kinds = {schema.get("type")} | {item.get("type") for item in schema.get("anyOf", [])}
+    if isinstance(value, str) and "string" not in kinds:
+        if "boolean" in kinds and value in ("true", "false"):
+            return value == "true"
+        if "integer" in kinds and value.isdigit():
+            return int(value)
+    return value
 
 
 def _shape(value: Any) -> Any:
