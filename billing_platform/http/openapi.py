@@ -22,9 +22,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from billing_platform.http.idempotency import REPLAY_HEADER, STORED_STATUSES
+
 EXAMPLES_PATH = Path(__file__).with_name("openapi_examples.json")
 METHODS = ("get", "post", "put", "patch", "delete")
-STORED_STATUSES = ("402", "409")  # besides 2xx: the answers an idempotency key replays
 
 _RATE_LIMIT_HEADERS = {
     "RateLimit-Limit": "Requests allowed in the current window (the tenant's `rate_limit`, or "
@@ -33,7 +34,7 @@ _RATE_LIMIT_HEADERS = {
     "RateLimit-Reset": "Seconds until the current window ends.",
 }
 HEADERS: dict[str, dict[str, Any]] = {
-    "Idempotent-Replayed": {
+    REPLAY_HEADER: {
         "description": "`true` when this is the stored answer of an earlier request with the "
         "same `Idempotency-Key` (nothing was applied again); absent otherwise.",
         "schema": {"type": "string", "enum": ["true"]},
@@ -93,8 +94,8 @@ def explain(
                 headers.update({name: _header(name) for name in _RATE_LIMIT_HEADERS})
             if status in ("429", "503"):
                 headers["Retry-After"] = _header("Retry-After")
-            if idempotent and (status.startswith("2") or status in STORED_STATUSES):
-                headers["Idempotent-Replayed"] = _header("Idempotent-Replayed")
+            if idempotent and (status.startswith("2") or int(status) in STORED_STATUSES):
+                headers[REPLAY_HEADER] = _header(REPLAY_HEADER)
             if not headers:
                 del response["headers"]
         if op.get("operationId") in examples:
