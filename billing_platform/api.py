@@ -44,7 +44,10 @@ api = BillableAPI(
     description=(
         "Multi-tenant entitlements, quota and billing. Authenticate with a tenant key "
         "(`Authorization: Bearer bk_…` or `X-API-Key: bk_…`); `/platform` takes a platform key. "
-        "Every error is `application/problem+json` with a stable `code`."
+        "Every error is `application/problem+json` with a stable `code`. Tenant POSTs take an "
+        "`Idempotency-Key` header that makes retries safe. The examples name the demo catalog "
+        "that `make run` installs and its demo customer, Telegram user `1001`: authorize with "
+        "the demo tenant's key and \"Try it out\" answers as shown."
     ),
     urls_namespace="api",
     docs_url="/docs",
