@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from django.test import Client
 from django_tenants.utils import tenant_context
 
 from billable.services.catalog import demo_catalog_install
@@ -13,21 +15,23 @@ from tests.support.api import Api
 from tests.support.tenants import TenantFixture
 
 
-def _consume_example(api: Api) -> dict[str, Any]:
-    schema = api.get("/api/v1/openapi.json").json
+@pytest.fixture(scope="module")
+def consume_example() -> dict[str, Any]:
+    """The request example of consume in the OpenAPI document (built once: it takes seconds)."""
+    schema = Api(Client()).get("/api/v1/openapi.json").json
     operation = schema["paths"]["/api/v1/billing/quota/consume"]["post"]
     example: dict[str, Any] = operation["requestBody"]["content"]["application/json"]["example"]
     return example
 
 
 def test_the_consume_example_answers_200_for_the_demo_customer(
-    api: Api, acme: TenantFixture
+    api: Api, acme: TenantFixture, consume_example: dict[str, Any]
 ) -> None:
     # given: the demo catalog and the demo customer, as `make run` seeds them
     with tenant_context(acme.tenant):
         demo_catalog_install()
     assert demo_customer_ensure(acme.tenant) is True
-    example = _consume_example(api)
+    example = consume_example
 
     # when
     response = api.post("billing/quota/consume", key=acme.key, json=example)
@@ -39,13 +43,13 @@ def test_the_consume_example_answers_200_for_the_demo_customer(
 
 
 def test_the_demo_customer_is_topped_up_only_when_it_has_nothing_left(
-    api: Api, acme: TenantFixture
+    api: Api, acme: TenantFixture, consume_example: dict[str, Any]
 ) -> None:
     # given
     with tenant_context(acme.tenant):
         demo_catalog_install()
     demo_customer_ensure(acme.tenant)
-    example = _consume_example(api)
+    example = consume_example
 
     # when: units are left, nothing is granted; once they are spent, a bonus is
     again_with_units = demo_customer_ensure(acme.tenant)
