@@ -14,10 +14,15 @@ from billing_platform.core.jsonbody import JsonParser
 from billing_platform.core.problems import rewrite_error_content_types
 from billing_platform.core.renderer import OrjsonRenderer
 from billing_platform.http.handlers import install_handlers
+from billing_platform.http.openapi import explain
 from billing_platform.http.pipeline import transactional_posts
 from billing_platform.operations.api import platform_router
 from billing_platform.webhooks.api import router as webhooks_router
 from tenants.api import keys_router, signup_router
+
+API_ROOT = "/api/v1"
+# The routers whose POSTs `transactional_posts` wraps: they take an `Idempotency-Key`.
+IDEMPOTENT_MOUNTS = ("/billing", "/keys", "/webhooks")
 
 
 class BillableAPI(NinjaAPI):
@@ -26,7 +31,11 @@ class BillableAPI(NinjaAPI):
         if not settings.PLATFORM_OPEN_SIGNUP:  # a closed signup is an absent route
             for path in [p for p in schema["paths"] if p.endswith("/public/signup")]:
                 del schema["paths"][path]
-        return rewrite_error_content_types(schema)
+        return explain(
+            rewrite_error_content_types(schema),
+            idempotent_prefixes=tuple(API_ROOT + prefix for prefix in IDEMPOTENT_MOUNTS),
+            unlimited_prefixes=(API_ROOT + "/platform",),
+        )
 
 
 api = BillableAPI(
@@ -35,7 +44,10 @@ api = BillableAPI(
     description=(
         "Multi-tenant entitlements, quota and billing. Authenticate with a tenant key "
         "(`Authorization: Bearer bk_…` or `X-API-Key: bk_…`); `/platform` takes a platform key. "
-        "Every error is `application/problem+json` with a stable `code`."
+        "Every error is `application/problem+json` with a stable `code`. Tenant POSTs take an "
+        "`Idempotency-Key` header that makes retries safe. The examples name the demo catalog "
+        "that `make run` installs and its demo customer, Telegram user `1001`: authorize with "
+        "the demo tenant's key and \"Try it out\" answers as shown."
     ),
     urls_namespace="api",
     docs_url="/docs",

@@ -41,6 +41,8 @@ signup_router = Router(tags=["public"], auth=None)
     summary="List this tenant's API keys",
 )
 def keys_list(request: HttpRequest, page: Query[PageParams]) -> dict:
+    """This tenant's API keys, newest first, with prefix, scopes and last use; the secrets are never
+    shown. Paginated with `limit` and `cursor`."""
     tenant_id = identity.caller(request).tenant.id  # type: ignore[union-attr]
     result = paginate(
         selectors.api_key_list(tenant_id=tenant_id), limit=page.limit, cursor=page.cursor
@@ -55,6 +57,8 @@ def keys_list(request: HttpRequest, page: Query[PageParams]) -> dict:
     summary="Create an API key (the secret is shown once)",
 )
 def keys_create(request: HttpRequest, payload: ApiKeyCreateIn) -> Status:
+    """Create an API key with `scopes` (default: all four, but never a scope the calling key lacks:
+    403 `insufficient_scope`); the secret is in `key`, shown this once. 409 `too_many_keys` (50)."""
     caller = identity.caller(request)
     tenant = Tenant.objects.get(pk=caller.tenant.id)  # type: ignore[union-attr]
     issuer = selectors.api_key_get(tenant_id=tenant.pk, key_id=caller.key_id)
@@ -76,6 +80,8 @@ def keys_create(request: HttpRequest, payload: ApiKeyCreateIn) -> Status:
     summary="Revoke an API key",
 )
 def keys_revoke(request: HttpRequest, key_id: str) -> HttpResponse:
+    """Revoke an API key (sets `revoked_at`); it answers 401 `api_key_revoked` on every server
+    process within a second. Answers 204."""
     tenant_id = identity.caller(request).tenant.id  # type: ignore[union-attr]
     key = selectors.api_key_get(tenant_id=tenant_id, key_id=key_id)
     services.api_key_revoke(key=key)
@@ -113,6 +119,9 @@ def _signup_open(run: Callable[..., HttpResponseBase]) -> Callable[..., HttpResp
 )
 @decorate_view(_signup_open)
 def signup(request: HttpRequest, payload: SignupIn) -> Status:
+    """Create a tenant and its first key without a platform key, when the platform enables open
+    signup (`PLATFORM_OPEN_SIGNUP`); otherwise the route is absent (404). Rate-limited per client
+    IP."""
     tenant, _key, raw = services.tenant_onboard(
         name=payload.name, slug=payload.slug, contact_email=payload.email
     )

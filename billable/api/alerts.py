@@ -31,13 +31,6 @@ def _thresholds(items: list[ThresholdIn]) -> list[Threshold]:
     return [Threshold(type=item.type, value=item.value) for item in items]
 
 
-_ALERT_EXAMPLE: dict[str, Any] = {
-    "requestBody": {"content": {"application/json": {"example": {
-        "feature": "large_model", "plan": "pro",
-        "thresholds": [{"type": "percent", "value": 20}, {"type": "absolute", "value": 5}],
-    }}}},
-}
-
 @router.get(
     "/alert-rules",
     auth=READ,
@@ -46,6 +39,8 @@ _ALERT_EXAMPLE: dict[str, Any] = {
     summary="List alert rules",
 )
 def alert_rule_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
+    """The tenant's alert rules, newest first, each with its feature, optional plan and
+    thresholds. Paginated with `limit` and `cursor`."""
     result = paginate(selectors.alert_rule_list(), limit=page.limit, cursor=page.cursor)
     return page_data(result, presenters.alert_rule_data)
 
@@ -59,7 +54,6 @@ def alert_rule_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, 
     description=_SEMANTICS + " 409 `alert_rule_exists` when the feature and plan have a rule; "
     "422 `unknown_plan`; 422 `validation_error` for an empty list, more than 10 thresholds, a "
     "percent outside 1–100 or a negative absolute value.",
-    openapi_extra=_ALERT_EXAMPLE,
 )
 def alert_rule_create(request: HttpRequest, payload: AlertRuleIn) -> Status:
     rule = alert_services.alert_rule_create(
@@ -79,6 +73,7 @@ def alert_rule_create(request: HttpRequest, payload: AlertRuleIn) -> Status:
     summary="Get an alert rule",
 )
 def alert_rule_get(request: HttpRequest, rule_id: str) -> dict[str, Any]:
+    """One alert rule by id; 404 `alert_rule_not_found` when it does not exist in this tenant."""
     return presenters.alert_rule_data(selectors.alert_rule_get(rule_id=rule_id))
 
 
@@ -112,5 +107,7 @@ def alert_rule_update(
     summary="Delete an alert rule (and the record of its crossings)",
 )
 def alert_rule_delete(request: HttpRequest, rule_id: str) -> HttpResponse:
+    """Delete an alert rule and the record of the crossings it announced; answers 204. 404
+    `alert_rule_not_found`."""
     alert_services.alert_rule_delete(rule=selectors.alert_rule_get(rule_id=rule_id))
     return HttpResponse(status=204)

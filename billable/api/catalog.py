@@ -57,6 +57,9 @@ _PRODUCT_EXAMPLE: dict[str, Any] = {
 def product_list(
     request: HttpRequest, page: Query[PageParams], is_active: bool | None = None
 ) -> dict[str, Any]:
+    """The tenant's products, newest first; `is_active` filters. A product is what a customer holds
+    units or access of; its `features` are the names a consume or balance may use instead of its
+    key."""
     result = paginate(
         selectors.product_list(is_active=is_active), limit=page.limit, cursor=page.cursor
     )
@@ -72,6 +75,9 @@ def product_list(
     openapi_extra=_PRODUCT_EXAMPLE,
 )
 def product_create(request: HttpRequest, payload: ProductIn) -> Status:
+    """Create a product: `quantity` (units that are consumed), `period` (access for a time) or
+    `unlimited`. Keys are matched case-insensitively and shown upper-case; 409 `key_taken` when a
+    product, offer, plan or currency has the key."""
     product = catalog_services.product_create(
         key=payload.key,
         name=payload.name,
@@ -94,6 +100,7 @@ def product_create(request: HttpRequest, payload: ProductIn) -> Status:
     summary="Get a product",
 )
 def product_get(request: HttpRequest, key: str) -> dict[str, Any]:
+    """One product by key (any case); 404 `product_not_found`."""
     return presenters.product_data(selectors.product_get(key=key))
 
 
@@ -105,6 +112,8 @@ def product_get(request: HttpRequest, key: str) -> dict[str, Any]:
     summary="Change a product (deactivating sends product_deactivated)",
 )
 def product_update(request: HttpRequest, key: str, payload: ProductPatch) -> dict[str, Any]:
+    """Change the fields given; the others stay. Deactivating sends `product.deactivated`. Changing
+    `product_type` or `is_currency` once batches exist is 409 `product_in_use`."""
     product = selectors.product_get(key=key)
     changes = patch_changes(payload)
     return presenters.product_data(catalog_services.product_update(product=product, **changes))
@@ -118,6 +127,8 @@ def product_update(request: HttpRequest, key: str, payload: ProductPatch) -> dic
     summary="List offers (active and inactive)",
 )
 def offer_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
+    """Every offer, active and inactive, newest first, with its items (product, quantity, period).
+    Paginated with `limit` and `cursor`."""
     result = paginate(selectors.offer_list(), limit=page.limit, cursor=page.cursor)
     return page_data(result, presenters.offer_data)
 
@@ -130,6 +141,9 @@ def offer_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
     summary="Create an offer",
 )
 def offer_create(request: HttpRequest, payload: OfferIn) -> Status:
+    """Create an offer: what a customer gets (`items`: products, quantities and periods) for a
+    `price` in a `currency` (ISO 4217, a declared currency, or a currency product). Orders and
+    grants take offers by `sku`. 409 `key_taken`; 422 `unknown_product`, `inactive_product`."""
     offer = catalog_services.offer_create(
         sku=payload.sku,
         name=payload.name,
@@ -151,6 +165,7 @@ def offer_create(request: HttpRequest, payload: OfferIn) -> Status:
     summary="Get an offer",
 )
 def offer_get(request: HttpRequest, sku: str) -> dict[str, Any]:
+    """One offer by SKU (any case), active or not, with its items; 404 `offer_not_found`."""
     return presenters.offer_data(selectors.offer_get(sku=sku))
 
 
@@ -162,6 +177,8 @@ def offer_get(request: HttpRequest, sku: str) -> dict[str, Any]:
     summary="Change an offer (new items replace the old)",
 )
 def offer_update(request: HttpRequest, sku: str, payload: OfferPatch) -> dict[str, Any]:
+    """Change the fields given; new `items` replace the old ones. Orders already made keep the
+    snapshot of items and prices taken when they were created."""
     offer = selectors.offer_get(sku=sku)
     changes = patch_changes(payload)
     if "price" in changes:
@@ -184,6 +201,8 @@ def catalog(
     page: Query[PageParams],
     sku: list[str] | None = Query(None),  # noqa: B008
 ) -> dict[str, Any]:
+    """The active offers a customer can buy. Without `sku`: newest first, paginated. With repeated
+    `sku` parameters: those offers, in the order asked, without a cursor."""
     if sku:
         result = Page(items=selectors.catalog_by_skus(sku), next_cursor=None)
     else:

@@ -29,6 +29,8 @@ _CURRENCY_EXAMPLE: dict[str, Any] = {
     summary="List the tenant's declared currencies (ISO 4217 codes need no declaring)",
 )
 def currency_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
+    """Currencies the tenant declared for its prices (ISO 4217 codes such as USD need no declaring),
+    with their minor digits. Paginated with `limit` and `cursor`."""
     result = paginate(selectors.currency_list(), limit=page.limit, cursor=page.cursor)
     return page_data(result, presenters.currency_data)
 
@@ -58,6 +60,7 @@ def currency_create(request: HttpRequest, payload: CurrencyIn) -> Status:
     summary="Get a declared currency",
 )
 def currency_get(request: HttpRequest, code: str) -> dict[str, Any]:
+    """One declared currency by code (any case); 404 `currency_not_found`."""
     return presenters.currency_data(selectors.currency_get(code=code))
 
 
@@ -86,6 +89,8 @@ def currency_update(request: HttpRequest, code: str, payload: CurrencyPatch) -> 
     summary="Withdraw a currency nothing is priced in (its code is free again)",
 )
 def currency_delete(request: HttpRequest, code: str) -> HttpResponse:
+    """Withdraw a declared currency that no offer or plan is priced in; answers 204 and its code is
+    free again. 409 `currency_in_use` otherwise."""
     currency = selectors.currency_get(code=code)
     currency_services.currency_delete(currency=currency)
     return HttpResponse(status=204)

@@ -36,6 +36,9 @@ from billing_platform.core.problems import error_responses
     summary="Register or look up a customer by an external identity",
 )
 def identify(request: HttpRequest, payload: IdentifyIn) -> dict[str, Any]:
+    """The usual first call of a workflow: find the customer with this `provider` and `external_id`,
+    or create one. `profile` is shallow-merged into the customer's metadata; `trial_eligible` tells
+    whether a trial grant would still be accepted."""
     result = customer_services.customer_identify(
         provider=payload.provider,
         external_id=str(payload.external_id),
@@ -52,6 +55,9 @@ def identify(request: HttpRequest, payload: IdentifyIn) -> dict[str, Any]:
     summary="Merge the source customer into the target",
 )
 def customer_merge(request: HttpRequest, payload: MergeIn) -> dict[str, Any]:
+    """Move everything of the source customer (identities, batches, orders, holds, usages,
+    referrals) to the target; the source then resolves to the target. 409 `identity_conflict`; 422
+    `same_customer`. Sends `customer.merged`."""
     target = selectors.customer_get(customer_id=payload.target_customer_id)
     source = selectors.customer_get(customer_id=payload.source_customer_id)
     return presenters.merge_data(merge_services.customer_merge(target=target, source=source))
@@ -129,6 +135,8 @@ def customer_list(
     provider: str | None = None,
     external_id: str | None = None,
 ) -> dict[str, Any]:
+    """Customers, newest first. `provider` and `external_id` filter (a filter, not a customer
+    reference: no match is an empty page). Paginated with `limit` and `cursor`."""
     result = paginate(
         selectors.customer_list(provider=provider, external_id=external_id),
         limit=page.limit,
@@ -145,6 +153,8 @@ def customer_list(
     summary="Get a customer",
 )
 def customer_get(request: HttpRequest, customer_id: str) -> dict[str, Any]:
+    """One customer by id, with identities and metadata; a merged customer's id resolves to the
+    customer it was merged into. 404 `customer_not_found`."""
     return presenters.customer_data(selectors.customer_get(customer_id=customer_id))
 
 

@@ -28,6 +28,9 @@ def entitlements(
         False, description="Add `explain` to each feature, as GET /billing/balance does."
     ),
 ) -> dict[str, Any]:
+    """Everything a customer may use, in one answer an app can cache: every feature with its
+    balance, the configuration values of its plans and its subscriptions. `explain=true` adds why
+    each feature can or cannot be used."""
     found = selectors.customer_find(customer_ref(customer))
     return presenters.entitlements_data(
         selectors.entitlements_get(customer=found, explain=explain)

@@ -25,6 +25,9 @@ from billing_platform.core.problems import error_responses
     summary="Activate an offer without payment (trial, bonus, referral, manual)",
 )
 def grant_create(request: HttpRequest, payload: GrantIn) -> Status:
+    """Give a customer an offer's items without payment. `kind` is `trial`, `bonus`, `referral` or
+    `manual`; a trial is refused with 409 `trial_already_used` when any of the `identities` (for
+    example telegram id, email) already had one. Sends `grant.created` (and `trial.activated`)."""
     customer = customer_services.customer_ensure(customer_ref(payload))
     offer = selectors.offer_for_grant(payload.sku)
     if payload.kind == "trial":
@@ -57,6 +60,9 @@ def grant_create(request: HttpRequest, payload: GrantIn) -> Status:
     summary="Credit or debit a customer's units of a product (support fixes)",
 )
 def adjustment_create(request: HttpRequest, payload: AdjustmentIn) -> Status:
+    """A correction with a `reason`: a positive `amount` credits a new batch of the product, a
+    negative one debits the customer's usable batches (402 `insufficient_quota` when fewer are
+    left). Sends `adjustment.created`."""
     customer = customer_services.customer_ensure(customer_ref(payload))
     result = grant_services.adjustment_create(
         customer=customer,
@@ -77,6 +83,8 @@ def adjustment_create(request: HttpRequest, payload: AdjustmentIn) -> Status:
     summary="Revoke one batch (a debit of what remained)",
 )
 def batch_revoke(request: HttpRequest, batch_id: str, payload: RevokeIn) -> dict[str, Any]:
+    """Take back what is left of one batch: it becomes `revoked` and a debit of its remaining units
+    is written to the ledger. 404 `batch_not_found`; 409 `batch_not_active`."""
     batch = selectors.batch_get(batch_id=batch_id)
     batch = grant_services.batch_revoke(batch=batch, reason=payload.reason, actor=actor(request))
     return presenters.batch_data(batch)

@@ -24,6 +24,9 @@ from billing_platform.core.problems import error_responses
     summary="Reserve quota for work whose cost is known afterwards",
 )
 def hold_create(request: HttpRequest, payload: HoldIn) -> Status:
+    """Reserve `amount` units for `ttl_seconds` (60–86 400, default 900) before work whose final
+    cost is known later; reserved units cannot be consumed by others. Commit or release it; an
+    expired hold returns its units. 402 as consume."""
     customer = customer_services.customer_ensure(customer_ref(payload))
     hold = hold_services.hold_create(
         customer=customer,
@@ -44,6 +47,8 @@ def hold_create(request: HttpRequest, payload: HoldIn) -> Status:
     summary="Keep part or all of a hold spent and return the rest",
 )
 def hold_commit(request: HttpRequest, hold_id: str, payload: HoldCommitIn) -> dict[str, Any]:
+    """Spend `amount` of the hold (default: all of it) and return the rest. Repeating a commit
+    returns the hold unchanged; committing a released or expired hold is 409 `hold_not_active`."""
     hold = selectors.hold_get(hold_id=hold_id)
     hold = hold_services.hold_commit(hold=hold, amount=payload.amount, actor=actor(request))
     return presenters.hold_data(hold)
@@ -57,5 +62,7 @@ def hold_commit(request: HttpRequest, hold_id: str, payload: HoldCommitIn) -> di
     summary="Return every unit of a hold",
 )
 def hold_release(request: HttpRequest, hold_id: str, payload: HoldReleaseIn) -> dict[str, Any]:
+    """Return every reserved unit; nothing is spent. Repeating a release returns the hold unchanged;
+    releasing a committed or expired hold is 409 `hold_not_active`."""
     hold = selectors.hold_get(hold_id=hold_id)
     return presenters.hold_data(hold_services.hold_release(hold=hold, actor=actor(request)))

@@ -26,6 +26,9 @@ from billing_platform.core.problems import error_responses
     summary="Create an order at the offers' prices (status pending)",
 )
 def order_create(request: HttpRequest, payload: OrderIn) -> Status:
+    """Create a pending order for `items` (SKUs and quantities) at the offers' current prices; the
+    items and prices are a snapshot. Confirm it when the payment arrives. 422 `unknown_sku`,
+    `inactive_offer`, `inactive_product`, `mixed_currencies`."""
     customer = customer_services.customer_ensure(customer_ref(payload))
     order = order_services.order_create(
         customer=customer,
@@ -50,6 +53,8 @@ def order_list(
     provider: str = "default",
     status: str | None = None,
 ) -> dict[str, Any]:
+    """Orders, newest first; optionally one customer's (`customer_id`, or `external_id` and
+    `provider`) and one `status`. Paginated with `limit` and `cursor`."""
     customer = None
     if customer_id is not None or external_id is not None:
         customer = selectors.customer_require(
@@ -71,6 +76,7 @@ def order_list(
     summary="Get an order",
 )
 def order_get(request: HttpRequest, order_id: str) -> dict[str, Any]:
+    """One order by id with its items and payment; 404 `order_not_found`."""
     return presenters.order_data(selectors.order_get(order_id=order_id))
 
 
@@ -82,6 +88,9 @@ def order_get(request: HttpRequest, order_id: str) -> dict[str, Any]:
     summary="Confirm payment and activate the order's rights",
 )
 def order_confirm(request: HttpRequest, order_id: str, payload: ConfirmIn) -> dict[str, Any]:
+    """Mark a pending order paid (`payment_id` and `payment_method` are recorded) and give the
+    customer its items. 409 `order_already_paid`, `invalid_order_state`, `payment_id_conflict` (the
+    payment id paid another order). Sends `order.confirmed`."""
     order = selectors.order_get(order_id=order_id)
     order = order_services.order_confirm(
         order=order,
@@ -100,6 +109,8 @@ def order_confirm(request: HttpRequest, order_id: str, payload: ConfirmIn) -> di
     summary="Cancel a pending order",
 )
 def order_cancel(request: HttpRequest, order_id: str, payload: ReasonIn) -> dict[str, Any]:
+    """Cancel a pending order with an optional `reason`; nothing was granted, nothing is taken. 409
+    `invalid_order_state` for a paid, cancelled or refunded order. Sends `order.cancelled`."""
     order = order_services.order_cancel(
         order=selectors.order_get(order_id=order_id), reason=payload.reason
     )
@@ -114,6 +125,8 @@ def order_cancel(request: HttpRequest, order_id: str, payload: ReasonIn) -> dict
     summary="Refund a paid order (revokes what it granted)",
 )
 def order_refund(request: HttpRequest, order_id: str, payload: ReasonIn) -> dict[str, Any]:
+    """Refund a paid order: the batches it granted are revoked (what is left of them is debited).
+    409 `invalid_order_state` unless paid. Sends `order.refunded`."""
     order = order_services.order_refund(
         order=selectors.order_get(order_id=order_id),
         reason=payload.reason,
@@ -130,6 +143,9 @@ def order_refund(request: HttpRequest, order_id: str, payload: ReasonIn) -> dict
     summary="Buy an offer priced in a currency product with that product's units",
 )
 def billing_exchange(request: HttpRequest, payload: ExchangeIn) -> dict[str, Any]:
+    """Pay for an offer priced in a currency product (for example coins) with the customer's units
+    of it: a paid order with `payment_method` `exchange`. 402 as consume; 422 `not_a_currency`,
+    `unknown_sku`, `inactive_offer`."""
     customer = customer_services.customer_ensure(customer_ref(payload))
     order = order_services.offer_buy_with_currency(
         customer=customer, sku=payload.sku, actor=actor(request)

@@ -55,6 +55,8 @@ def _plan_out(plan: Any) -> dict[str, Any]:
     summary="List plans, each with its current terms",
 )
 def plan_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
+    """Every plan with its current terms (price, interval, trial days, entitlements). Paginated with
+    `limit` and `cursor`."""
     result = paginate(selectors.plan_list(), limit=page.limit, cursor=page.cursor)
     return page_data(result, _plan_out)
 
@@ -67,6 +69,9 @@ def plan_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
     summary="Create a plan (its terms are version 1)",
 )
 def plan_create(request: HttpRequest, payload: PlanIn) -> Status:
+    """Create a subscription plan: a price per interval and entitlements (`access` to a product, a
+    periodic `allowance` of a product's units, or a configuration `value`). Its terms are version 1.
+    409 `key_taken`."""
     plan = plan_services.plan_create(
         key=payload.key,
         name=payload.name,
@@ -94,6 +99,7 @@ def plan_create(request: HttpRequest, payload: PlanIn) -> Status:
     summary="Get a plan with its current terms",
 )
 def plan_get(request: HttpRequest, key: str) -> dict[str, Any]:
+    """One plan by key (any case) with its current terms; 404 `plan_not_found`."""
     return _plan_out(selectors.plan_get(key=key))
 
 
@@ -105,6 +111,9 @@ def plan_get(request: HttpRequest, key: str) -> dict[str, Any]:
     summary="Change a plan (new terms make a new version; subscribers keep theirs)",
 )
 def plan_update(request: HttpRequest, key: str, payload: PlanPatch) -> dict[str, Any]:
+    """Change a plan. Changing its terms (price, interval, trial, entitlements) makes a new version
+    that new subscriptions take; existing subscribers keep theirs. Name, description and metadata
+    change in place."""
     plan = selectors.plan_get(key=key)
     changes = patch_changes(payload)
     if "price" in changes:
@@ -123,6 +132,7 @@ def plan_update(request: HttpRequest, key: str, payload: PlanPatch) -> dict[str,
     summary="Every version of a plan's terms, oldest first",
 )
 def plan_versions(request: HttpRequest, key: str) -> dict[str, Any]:
+    """Every version of a plan's terms, oldest first, each with `retired_at` once retired."""
     plan = selectors.plan_get(key=key)
     return {"items": [presenters.plan_version_data(plan, v) for v in plan.versions.all()]}
 
@@ -135,6 +145,7 @@ def plan_versions(request: HttpRequest, key: str) -> dict[str, Any]:
     summary="One version of a plan's terms",
 )
 def plan_version_get(request: HttpRequest, key: str, version: int) -> dict[str, Any]:
+    """One version of a plan's terms; 404 `plan_version_not_found`."""
     plan = selectors.plan_get(key=key)
     return presenters.plan_version_data(plan, selectors.plan_version(plan, version))
 
@@ -147,6 +158,8 @@ def plan_version_get(request: HttpRequest, key: str, version: int) -> dict[str, 
     summary="Retire a version: no new subscriptions take it; its subscribers keep it",
 )
 def plan_version_retire(request: HttpRequest, key: str, version: int) -> dict[str, Any]:
+    """Retire a version: no new subscription or plan change takes it (409 `plan_version_retired`);
+    its subscribers keep it."""
     plan = selectors.plan_get(key=key)
     plan_services.plan_version_retire(version=selectors.plan_version(plan, version))
     plan = selectors.plan_get(key=key)

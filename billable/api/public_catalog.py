@@ -32,6 +32,9 @@ router = Router(tags=["public"], auth=None)
 def public_catalog(
     request: HttpRequest, tenant_slug: str, page: Query[PageParams]
 ) -> dict[str, Any]:
+    """The active offers of a tenant that publishes its catalog (the `public_catalog` setting), for
+    a pricing page; needs no key and is rate-limited per client IP. 404 when the tenant does not
+    exist or does not publish."""
     limit_public(request, "catalog", settings.PUBLIC_RATE_LIMIT)
     tenant = Tenant.objects.filter(slug=tenant_slug.lower(), status=TenantStatus.ACTIVE).first()
     if tenant is None or not tenant.merged_settings.get("public_catalog"):

@@ -28,53 +28,6 @@ from billing_platform.core.pagination import PageParams, page_data, paginate
 from billing_platform.core.problems import error_responses
 from billing_platform.core.schema_types import UtcDateTime
 
-_CONSUME_EXAMPLE: dict[str, Any] = {
-    "requestBody": {"content": {"application/json": {"example": {
-        "provider": "telegram", "external_id": 1001, "feature": "large_model", "amount": 1,
-        "action_id": "req-7f3a", "metadata": {"model": "large-2", "prompt_chars": 812},
-    }}}},
-    "responses": {200: {"content": {"application/json": {"example": {
-        "usage_id": "0b6f2d4e-3c1a-4e8b-9a57-2f1c9d0e6a11",
-        "customer_id": "5d1e7c2a-8b4f-4f6e-a3d9-6c0b1e2f3a45",
-        "feature": "large_model", "amount": 1, "credits": 10, "remaining": 8,
-        "remaining_credits": 85, "unlimited": False,
-        "metadata": {"model": "large-2", "prompt_chars": 812},
-        "created_at": "2026-12-04T09:30:00.000Z",
-    }}}}},
-}
-
-_BALANCE_EXAMPLE: dict[str, Any] = {
-    "responses": {200: {"content": {"application/json": {"example": {
-        "customer_id": "5d1e7c2a-8b4f-4f6e-a3d9-6c0b1e2f3a45", "feature": "large_model",
-        "can_use": False, "remaining": 0, "unlimited": False, "expires_at": None,
-        "message": "No units left for this feature.",
-        "credit_pools": [{"product": "AI_CREDITS", "unit_cost": 10, "credits": 5}],
-        "explain": {
-            "reason": "exhausted",
-            "batches": [{
-                "id": "9a0c1b2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d", "product": "AI_CREDITS",
-                "source": "purchase", "source_id": "c4d5e6f7-0a1b-4c2d-9e3f-4a5b6c7d8e9f",
-                "state": "active", "remaining": 5, "unit_cost": 10, "usable": True,
-                "valid_from": "2026-11-01T00:00:00Z", "expires_at": "2026-12-31T00:00:00Z",
-            }],
-            "batches_truncated": False, "holds": [], "reserved": 0, "next_reset": None,
-            "subscriptions": [],
-        },
-    }}}}},
-}
-
-_USAGES_EXAMPLE: dict[str, Any] = {
-    "responses": {200: {"content": {"application/json": {"example": {
-        "items": [{
-            "id": "0b6f2d4e-3c1a-4e8b-9a57-2f1c9d0e6a11",
-            "customer_id": "5d1e7c2a-8b4f-4f6e-a3d9-6c0b1e2f3a45",
-            "feature": "large_model", "amount": 1, "credits": 10, "action_type": "usage",
-            "action_id": "req-7f3a", "metadata": {"model": "large-2", "prompt_chars": 812},
-            "created_at": "2026-12-04T09:30:00.000Z",
-        }],
-        "next_cursor": None,
-    }}}}},
-}
 
 @router.get(
     "/balance",
@@ -92,7 +45,6 @@ _USAGES_EXAMPLE: dict[str, Any] = {
         "allowance reset and, when it cannot be used, `reason`, a stable code. `as_of` (with "
         "`feature`) answers the balance at a past instant, recomputed from the ledger."
     ),
-    openapi_extra=_BALANCE_EXAMPLE,
 )
 def balance(
     request: HttpRequest,
@@ -142,10 +94,13 @@ def balance(
     response={200: UsageOut, **error_responses(402, 404, 409)},
     operation_id="billing_quota_consume",
     summary="Consume quota atomically (all or nothing)",
-    openapi_extra=_CONSUME_EXAMPLE,
 )
 @own_transaction
 def consume(request: HttpRequest, payload: ConsumeIn) -> dict[str, Any]:
+    """Spend `amount` units of a feature (or a product key) in one step: all of them or none,
+    soonest-expiring batches first. The answer is the usage with what is left, as balance reports
+    it. 402 `quota_exhausted` (nothing usable) or `insufficient_quota` (too few), both with
+    `remaining`. Retry safely with an `Idempotency-Key`. Sends `quota.consumed`."""
     result = quota_services.quota_consume(
         ref=customer_ref(payload),
         feature=payload.feature or payload.product_key or "",
@@ -167,7 +122,6 @@ def consume(request: HttpRequest, payload: ConsumeIn) -> dict[str, Any]:
     response={200: UsagePage, **error_responses(404)},
     operation_id="billing_usages",
     summary="A customer's usages (consumes and committed holds) with their metadata, newest first",
-    openapi_extra=_USAGES_EXAMPLE,
 )
 def usages(
     request: HttpRequest,
@@ -177,6 +131,9 @@ def usages(
     action_type: str | None = Query(None, max_length=64),
     since: UtcDateTime | None = None,
 ) -> dict[str, Any]:
+    """A customer's usages (consumes and committed holds) with the metadata they were sent with,
+    newest first; `feature`, `action_type` and `since` filter. Paginated with `limit` and
+    `cursor`."""
     found = selectors.customer_require(customer_ref(customer))
     result = paginate(
         selectors.usages(customer=found, feature=feature, action_type=action_type, since=since),

@@ -43,5 +43,6 @@ def referral_attach(request: HttpRequest, payload: ReferralIn) -> Status:
     summary="How many customers this customer referred, and how many were rewarded",
 )
 def referral_stats(request: HttpRequest, customer: Query[CustomerQuery]) -> dict[str, int]:
+    """How many customers this customer referred, and how many of those referrals were rewarded."""
     found = selectors.customer_require(customer_ref(customer))
     return selectors.referral_stats(customer=found)

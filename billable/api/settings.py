@@ -26,6 +26,8 @@ _REWARD_SKUS = ("referral_reward_sku", "referee_reward_sku")
     summary="This tenant's billing settings",
 )
 def settings_get(request: HttpRequest) -> dict[str, Any]:
+    """This tenant's billing settings: low-balance threshold, idempotency key retention, referral
+    rewards, public catalog and subscription grace and notice days."""
     return current_tenant_row().merged_settings
 
 
@@ -36,6 +38,8 @@ def settings_get(request: HttpRequest) -> dict[str, Any]:
     summary="Change this tenant's billing settings",
 )
 def settings_update(request: HttpRequest, payload: SettingsPatch) -> dict[str, Any]:
+    """Change the settings given; the others stay (null leaves a setting as is, except the reward
+    SKUs, which null clears)."""
     context = caller(request)
     changes = patch_changes(payload, clearable=_REWARD_SKUS)
     for field in _REWARD_SKUS:

@@ -35,6 +35,10 @@ from billing_platform.core.problems import error_responses
     summary="Subscribe a customer to a plan (a trial, or a first period paid for or free)",
 )
 def subscription_create(request: HttpRequest, payload: SubscriptionIn) -> Status:
+    """Subscribe a customer to a plan (its current version, or `version`). With `trial` and a plan
+    with trial days a trial starts, once per person (409 `trial_already_used`, checked against
+    `identities` too); otherwise the first period starts: confirm the order that pays it. 409
+    `subscription_exists`, `plan_version_retired`; 422 `inactive_plan`."""
     customer = customer_services.customer_ensure(customer_ref(payload))
     subscription = subscription_services.subscription_create(
         customer=customer,
@@ -58,6 +62,8 @@ def subscription_create(request: HttpRequest, payload: SubscriptionIn) -> Status
 def subscription_list(
     request: HttpRequest, customer: Query[CustomerQuery], page: Query[PageParams]
 ) -> dict[str, Any]:
+    """A customer's subscriptions, newest first, each with its plan version, status and current
+    period. Paginated with `limit` and `cursor`."""
     found = selectors.customer_find(customer_ref(customer))
     if found is None:
         return {"items": [], "next_cursor": None}
@@ -75,6 +81,7 @@ def subscription_list(
     summary="Get a subscription",
 )
 def subscription_get(request: HttpRequest, subscription_id: str) -> dict[str, Any]:
+    """One subscription by id; 404 `subscription_not_found`."""
     return presenters.subscription_data(
         selectors.subscription_get(subscription_id=subscription_id)
     )
@@ -90,6 +97,8 @@ def subscription_get(request: HttpRequest, subscription_id: str) -> dict[str, An
 def subscription_cancel(
     request: HttpRequest, subscription_id: str, payload: IdempotentIn
 ) -> dict[str, Any]:
+    """Cancel at the end of the current period (the customer keeps its rights until then); a
+    past-due subscription ends at once. Sends `subscription.cancelled`."""
     sub = selectors.subscription_get(subscription_id=subscription_id)
     subscription_services.subscription_cancel(subscription=sub)
     return presenters.subscription_data(selectors.subscription_get(subscription_id=sub.pk))
@@ -105,6 +114,7 @@ def subscription_cancel(
 def subscription_resume(
     request: HttpRequest, subscription_id: str, payload: IdempotentIn
 ) -> dict[str, Any]:
+    """Undo a cancellation at period end, before that end comes: the subscription renews again."""
     sub = selectors.subscription_get(subscription_id=subscription_id)
     subscription_services.subscription_resume(subscription=sub)
     return presenters.subscription_data(selectors.subscription_get(subscription_id=sub.pk))
@@ -120,6 +130,9 @@ def subscription_resume(
 def subscription_renewal_order(
     request: HttpRequest, subscription_id: str, payload: IdempotentIn
 ) -> Status:
+    """The pending order that pays for the next period: the one already pending, or a new one at the
+    subscription's price. Confirming it renews the subscription. 409 `renewal_not_needed`,
+    `renewal_out_of_order`."""
     sub = selectors.subscription_get(subscription_id=subscription_id)
     order, created = subscription_services.subscription_renewal_order(subscription=sub)
     found = selectors.order_get(order_id=str(order.pk))
@@ -136,6 +149,8 @@ def subscription_renewal_order(
 def subscription_change(
     request: HttpRequest, subscription_id: str, payload: SubscriptionChangeIn
 ) -> dict[str, Any]:
+    """Move to another plan or version: `at` `now` (an upgrade, with a prorated allowance) or
+    `period_end` (scheduled). 409 `plan_change_not_allowed`, `plan_version_retired`."""
     sub = selectors.subscription_get(subscription_id=subscription_id)
     result = subscription_services.subscription_change(
         subscription=sub,
@@ -159,6 +174,8 @@ def subscription_change(
 def subscription_pause(
     request: HttpRequest, subscription_id: str, payload: IdempotentIn
 ) -> dict[str, Any]:
+    """Pause: the rights the subscription gives are frozen and its periods stop until unpaused. 409
+    `pause_not_allowed`. Sends `subscription.paused`."""
     sub = selectors.subscription_get(subscription_id=subscription_id)
     subscription_services.subscription_pause(subscription=sub)
     return presenters.subscription_data(selectors.subscription_get(subscription_id=sub.pk))
@@ -174,6 +191,8 @@ def subscription_pause(
 def subscription_unpause(
     request: HttpRequest, subscription_id: str, payload: IdempotentIn
 ) -> dict[str, Any]:
+    """Unpause: the frozen rights come back and the period goes on, ending later by the length of
+    the pause. Sends `subscription.resumed`."""
     sub = selectors.subscription_get(subscription_id=subscription_id)
     subscription_services.subscription_unpause(subscription=sub)
     return presenters.subscription_data(selectors.subscription_get(subscription_id=sub.pk))

@@ -24,6 +24,8 @@ from billing_platform.core.schema_types import UtcDateTime
     summary="Units per product (null for period or unlimited access)",
 )
 def wallet(request: HttpRequest, customer: Query[CustomerQuery]) -> dict[str, Any]:
+    """A customer's units per product key (null for period or unlimited access). 404
+    `customer_not_found` for an unknown customer."""
     return selectors.wallet(customer=selectors.customer_require(customer_ref(customer)))
 
 
@@ -40,6 +42,8 @@ def wallet_batches(
     page: Query[PageParams],
     product: str | None = Query(None, max_length=64, description="Only this product's batches."),
 ) -> dict[str, Any]:
+    """A customer's usable batches in the order consume spends them (soonest expiry first);
+    `product` filters. Paginated with `limit` and `cursor`."""
     found = selectors.customer_require(customer_ref(customer))
     result = paginate(
         selectors.usable_batches(customer=found, product=product),
@@ -65,6 +69,8 @@ def wallet_transactions(
     action_type: str | None = None,
     since: UtcDateTime | None = None,
 ) -> dict[str, Any]:
+    """A customer's ledger: every credit and debit with its action, newest first; `product`,
+    `action_type` and `since` filter. Paginated with `limit` and `cursor`."""
     found = selectors.customer_require(customer_ref(customer))
     result = paginate(
         selectors.ledger_entries(

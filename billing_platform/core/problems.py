@@ -54,9 +54,32 @@ class ValidationErrorItem(Schema):
 
 
 class ValidationProblem(Problem):
-    """A 422: validation errors list the offending fields; business 422s carry no list."""
+    """A 422: validation errors list the offending fields; business 422s carry no list.
+
+    `metadata_too_large` also tells the `size` of the refused metadata and the `limit` (bytes of
+    JSON)."""
 
     errors: list[ValidationErrorItem] | None = None
+    size: int | None = None
+    limit: int | None = None
+
+
+class QuotaProblem(Problem):
+    """A 402 (`quota_exhausted`, `insufficient_quota`): what is left of the feature.
+
+    `remaining` is the units left (0 when nothing usable covers it); `remaining_credits` the
+    credits left in the products that price the feature in credits, when there are such."""
+
+    remaining: int
+    remaining_credits: int | None = None
+
+
+class ForbiddenProblem(Problem):
+    """A 403; `insufficient_scope` names the `required_scope` (and, for a key that would hand
+    out scopes it lacks, `missing_scopes`)."""
+
+    required_scope: str | None = None
+    missing_scopes: list[str] | None = None
 
 
 def problem_body(error: errors.BillingError) -> dict[str, Any]:
@@ -122,8 +145,15 @@ def error_responses(*statuses: int, common: tuple[int, ...] = _COMMON_TENANT_ERR
     """Response declarations for errors: `{404: Problem, 422: ValidationProblem, ...}`."""
     declared: dict[int, type[Schema]] = {}
     for status in (*common, *statuses):
-        declared[status] = ValidationProblem if status == 422 else Problem
+        declared[status] = _STATUS_PROBLEMS.get(status, Problem)
     return declared
+
+
+_STATUS_PROBLEMS: dict[int, type[Problem]] = {
+    402: QuotaProblem,
+    403: ForbiddenProblem,
+    422: ValidationProblem,
+}
 
 
 def rewrite_error_content_types(schema: dict[str, Any]) -> dict[str, Any]:

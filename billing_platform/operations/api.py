@@ -34,6 +34,9 @@ _PLATFORM_ERRORS = (400, 401, 403, 413, 415, 422, 429, 503)
     summary="Onboard a tenant",
 )
 def tenant_create(request: HttpRequest, payload: TenantCreateIn) -> Status:
+    """Onboard a tenant: its schema, its settings and a first API key with every scope (shown once,
+    in `api_key`); `demo_catalog` installs the demo products and offers. 409 `slug_taken`; 422
+    `invalid_slug`."""
     tenant, _key, raw = platform_tenant_onboard(
         name=payload.name,
         slug=payload.slug,
@@ -50,6 +53,8 @@ def tenant_create(request: HttpRequest, payload: TenantCreateIn) -> Status:
     summary="List tenants",
 )
 def tenant_list(request: HttpRequest, page: Query[PageParams]) -> dict:
+    """Every tenant, newest first, with its status and rate limit. Paginated with `limit` and
+    `cursor`."""
     result = paginate(selectors.tenant_list(), limit=page.limit, cursor=page.cursor)
     return {"items": result.items, "next_cursor": result.next_cursor}
 
@@ -61,6 +66,7 @@ def tenant_list(request: HttpRequest, page: Query[PageParams]) -> dict:
     summary="Get a tenant",
 )
 def tenant_get(request: HttpRequest, slug: str) -> Tenant:
+    """One tenant by slug; 404 `tenant_not_found`."""
     return selectors.tenant_get(slug=slug)
 
 
@@ -71,6 +77,8 @@ def tenant_get(request: HttpRequest, slug: str) -> Tenant:
     summary="Change a tenant's name, status or rate limit",
 )
 def tenant_update(request: HttpRequest, slug: str, payload: TenantPatchIn) -> Tenant:
+    """Change a tenant's `name`, `status` (`active` or `suspended`: a suspended tenant's keys answer
+    403) or `rate_limit`; takes effect on every server process within a second."""
     tenant = selectors.tenant_get(slug=slug)
     return services.tenant_update(
         tenant=tenant, name=payload.name, status=payload.status, rate_limit=payload.rate_limit
@@ -84,6 +92,8 @@ def tenant_update(request: HttpRequest, slug: str, payload: TenantPatchIn) -> Te
     summary="Delete a tenant (suspend and revoke now; the schema is dropped by a job)",
 )
 def tenant_delete(request: HttpRequest, slug: str, confirm: str | None = None) -> Status:
+    """Delete a tenant: repeat its slug in `confirm`. It is suspended and its keys revoked at once;
+    a job drops its schema. Answers 202. 422 `confirmation_required`."""
     tenant = selectors.tenant_get(slug=slug)
     return Status(202, services.tenant_delete_request(tenant=tenant, confirm=confirm))
 
@@ -97,6 +107,8 @@ def tenant_delete(request: HttpRequest, slug: str, confirm: str | None = None) -
 def tenant_key_create(
     request: HttpRequest, slug: str, payload: PlatformKeyCreateIn
 ) -> Status:
+    """Create an API key for a tenant (all scopes unless `scopes` is given); the secret is in `key`,
+    shown this once."""
     tenant = selectors.tenant_get(slug=slug)
     key, raw = services.api_key_create(tenant=tenant, name=payload.name, scopes=payload.scopes)
     return Status(201, {**presenters.api_key_data(key), "key": raw})

@@ -73,6 +73,8 @@ def delivery_data(delivery: Delivery) -> dict[str, Any]:
     summary="List webhook endpoints",
 )
 def endpoint_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, Any]:
+    """The tenant's webhook endpoints, newest first; header values are masked and the secret is
+    never shown. Paginated with `limit` and `cursor`."""
     result = paginate(
         selectors.endpoint_list(tenant_id=_tenant(request).id),
         limit=page.limit,
@@ -88,6 +90,9 @@ def endpoint_list(request: HttpRequest, page: Query[PageParams]) -> dict[str, An
     summary="Register a webhook endpoint (the signing secret is shown once)",
 )
 def endpoint_create(request: HttpRequest, payload: EndpointIn) -> Status:
+    """Register a URL to receive events (`event_types`, empty for all), signed with Standard
+    Webhooks; the signing `secret` (`whsec_…`) is shown this once. 422 `invalid_webhook_url`; 409
+    `too_many_endpoints` (20)."""
     endpoint, secret = services.endpoint_create(
         tenant_id=_tenant(request).id,
         url=payload.url,
@@ -106,6 +111,8 @@ def endpoint_create(request: HttpRequest, payload: EndpointIn) -> Status:
     summary="Get a webhook endpoint",
 )
 def endpoint_get(request: HttpRequest, endpoint_id: str) -> dict[str, Any]:
+    """One webhook endpoint by id, with its state (`is_active`, and why it was disabled); 404
+    `endpoint_not_found`."""
     return endpoint_data(
         selectors.endpoint_get(tenant_id=_tenant(request).id, endpoint_id=endpoint_id)
     )
@@ -120,6 +127,8 @@ def endpoint_get(request: HttpRequest, endpoint_id: str) -> dict[str, Any]:
 def endpoint_update(
     request: HttpRequest, endpoint_id: str, payload: EndpointPatch
 ) -> dict[str, Any]:
+    """Change the fields given; `is_active` true re-enables an endpoint disabled after failing
+    deliveries."""
     endpoint = selectors.endpoint_get(tenant_id=_tenant(request).id, endpoint_id=endpoint_id)
     changes = {k: v for k, v in payload.dict(exclude_unset=True).items() if v is not None}
     return endpoint_data(services.endpoint_update(endpoint=endpoint, **changes))
@@ -132,6 +141,8 @@ def endpoint_update(
     summary="Delete a webhook endpoint",
 )
 def endpoint_delete(request: HttpRequest, endpoint_id: str) -> HttpResponse:
+    """Delete a webhook endpoint; no further event is sent to it. Answers 204; 404
+    `endpoint_not_found`."""
     endpoint = selectors.endpoint_get(tenant_id=_tenant(request).id, endpoint_id=endpoint_id)
     services.endpoint_delete(endpoint=endpoint)
     return HttpResponse(status=204)
@@ -144,6 +155,8 @@ def endpoint_delete(request: HttpRequest, endpoint_id: str) -> HttpResponse:
     summary="Rotate the signing secret (both are used for 24 hours)",
 )
 def endpoint_rotate(request: HttpRequest, endpoint_id: str) -> dict[str, Any]:
+    """A new signing secret, shown this once; deliveries are signed with both the old and the new
+    secret for 24 hours, so receivers can switch without missing one."""
     endpoint = selectors.endpoint_get(tenant_id=_tenant(request).id, endpoint_id=endpoint_id)
     endpoint, secret = services.endpoint_rotate_secret(endpoint=endpoint)
     return {**endpoint_data(endpoint), "secret": secret}
@@ -156,6 +169,8 @@ def endpoint_rotate(request: HttpRequest, endpoint_id: str) -> dict[str, Any]:
     summary="Send a webhook.test event to this endpoint",
 )
 def endpoint_test(request: HttpRequest, endpoint_id: str) -> Status:
+    """Send a `webhook.test` event to this endpoint only, whatever its `event_types`; it is recorded
+    and listed like any event. Answers 202; the delivery follows."""
     endpoint = selectors.endpoint_get(tenant_id=_tenant(request).id, endpoint_id=endpoint_id)
     event = services.endpoint_test(endpoint=endpoint)
     return Status(
@@ -172,6 +187,8 @@ def endpoint_test(request: HttpRequest, endpoint_id: str) -> Status:
 def event_list(
     request: HttpRequest, page: Query[PageParams], type: str | None = None
 ) -> dict[str, Any]:
+    """Events, newest first, exactly as webhooks deliver them; `type` filters. Events are written
+    only while an endpoint subscribes to their type."""
     tenant = _tenant(request)
     result = paginate(
         selectors.event_list(tenant_id=tenant.id, type=type),
@@ -197,6 +214,8 @@ def delivery_list(
     status: str | None = None,
     event_id: str | None = None,
 ) -> dict[str, Any]:
+    """Deliveries of events to endpoints, newest first, with status, attempts and the last error;
+    `endpoint_id`, `event_id` and `status` filter."""
     result = paginate(
         selectors.delivery_list(
             tenant_id=_tenant(request).id,
@@ -217,6 +236,8 @@ def delivery_list(
     summary="Send an event again, to every subscribed endpoint or to one",
 )
 def event_redeliver(request: HttpRequest, event_id: str, payload: RedeliverIn) -> Status:
+    """Deliver an event again, to every endpoint subscribed to its type or to `endpoint_id` only.
+    Answers 202; 404 for an unknown event or endpoint."""
     tenant = _tenant(request)
     event = selectors.event_get(tenant_id=tenant.id, event_id=event_id)
     endpoint = None
