@@ -153,7 +153,8 @@ class N8n:
             (nodes / "package.json").write_text('{"name": "installed-nodes", "private": true}')
         npm(["install", str(tarball), "--legacy-peer-deps", "--ignore-scripts"], nodes)
 
-    def rest(self) -> httpx.Client:
+    @contextmanager
+    def rest(self) -> Iterator[httpx.Client]:
         """The editor's REST API, logged in as the owner (set up on first use)."""
         client = httpx.Client(base_url=f"{self.base_url}/rest", timeout=30.0,
                               headers={"browser-id": "billable-e2e"})
@@ -162,7 +163,10 @@ class N8n:
             login = client.post("/login", json={"emailOrLdapLoginId": OWNER["email"],
                                                 "password": OWNER["password"]})
             assert login.status_code == 200, (setup.text, login.text)
-        return client
+        try:
+            yield client
+        finally:
+            client.close()
 
     def executions(self, workflow_id: str) -> list[dict[str, Any]]:
         """The workflow's executions, newest first: {id, status, data} (data: flatted JSON)."""

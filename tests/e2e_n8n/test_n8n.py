@@ -399,7 +399,8 @@ def _event_key_status(stack: Stack, event_id: str) -> int | None:
     with tenant_context(stack.tenant):
         rows = list(IdempotencyRecord.objects.filter(key__startswith=f"n8n:{event_id}:")
                     .values_list("key", "status_code"))
-    assert len(rows) == 1, rows  # one write per event, however often it was delivered
+        every = list(IdempotencyRecord.objects.values_list("key", flat=True))
+    assert len(rows) == 1, (rows, every)  # one write per event, however often it was delivered
     return rows[0][1]
 
 

@@ -33,7 +33,7 @@ function runBase(ctx: IExecuteFunctions, itemIndex: number): string {
 	}
 	if (trigger) {
 		const ref = JSON.stringify(trigger);
-		for (const expression of [`={{ $(${ref}).item.json.id }}`, `={{ $(${ref}).first().json.id }}`]) {
+		for (const expression of [`{{ $(${ref}).item.json.id }}`, `{{ $(${ref}).first().json.id }}`]) {
 			try {
 				const id = ctx.evaluateExpression(expression, itemIndex);
 				if (typeof id === 'string' && id) return id;
