@@ -57,8 +57,16 @@ interface Registration extends IDataObject {
 	url?: string;
 }
 
+/**
+ * The registration of the active workflow (`live`) or of the editor's "Listen for test event"
+ * (`test`, at the test URL, removed when listening stops): apart, so listening for a test event
+ * on an active workflow leaves its endpoint alone.
+ */
 function registration(ctx: IHookFunctions | IWebhookFunctions): Registration {
-	return ctx.getWorkflowStaticData('node') as Registration;
+	const data = ctx.getWorkflowStaticData('node');
+	const slot = ctx.getMode() === 'manual' ? 'test' : 'live';
+	if (!data[slot] || typeof data[slot] !== 'object') data[slot] = {};
+	return data[slot] as Registration;
 }
 
 function chosenTypes(ctx: IHookFunctions): string[] {
