@@ -56,6 +56,8 @@ ADMIN_CRED_ID = "billableAdmKey01"  # node: Billable API credential for the trig
 WORKFLOW_DIRS = {"node": WORKFLOWS_DIR, "http": HTTP_WORKFLOWS_DIR}
 WORKFLOW_FILES = {name: sorted(d.glob("*.json")) for name, d in WORKFLOW_DIRS.items()}
 TRIGGER_TYPE = f"{NODE_PACKAGE}.billableTrigger"
+# About the node only: these tests take the "node" stack alone.
+NODE_ONLY = pytest.mark.parametrize("stack", ["node"], indirect=True)
 PATHS = {
     "payment": "billable-payment-received",
     "bot": "billable-bot-start",
@@ -479,9 +481,8 @@ def _signed(secret: str, body: str, *, timestamp: int | None = None) -> dict[str
             "webhook-signature": Webhook(secret).sign(msg_id, at, body)}
 
 
+@NODE_ONLY
 def test_triggers_registered_their_endpoints_and_refuse_unsigned_calls(stack: Stack) -> None:
-    if stack.variant != "node":
-        pytest.skip("the Billable Trigger is in the node workflows")
     for name, trig in stack.triggers.items():
         endpoint = stack.endpoints[name]
         assert endpoint["event_types"] == trig["events"], endpoint
@@ -771,14 +772,9 @@ def test_a_wrong_secret_fails_in_n8n_and_the_platform_retries(stack: Stack) -> N
 # --- the node only: errors, the credential's test, and what deactivating a trigger does
 
 
-def _node_only(stack: Stack) -> None:
-    if stack.variant != "node":
-        pytest.skip("about the Billable node")
-
-
+@NODE_ONLY
 def test_a_problem_fails_the_node_with_its_code(stack: Stack) -> None:
     """Without "continue on fail", a problem answer is a node error that names its code."""
-    _node_only(stack)
     payment = {"payment_id": f"pay_{secrets.token_hex(6)}", "provider": "telegram",
                "external_id": str(7_500_000 + secrets.randbelow(10**5)), "sku": "no_such_offer"}
     answer = stack.hook("payment", payment)
@@ -793,8 +789,8 @@ def test_a_problem_fails_the_node_with_its_code(stack: Stack) -> None:
         "provider": "telegram", "external_id": payment["external_id"]}))["items"] == []
 
 
+@NODE_ONLY
 def test_the_credential_test_call_tells_a_good_key_from_a_wrong_one(stack: Stack) -> None:
-    _node_only(stack)
     api_base = f"{stack.server.base_url}/api/v1"
     with stack.n8n.rest() as rest:
         def check(key: str) -> dict[str, Any]:
@@ -811,11 +807,11 @@ def test_the_credential_test_call_tells_a_good_key_from_a_wrong_one(stack: Stack
         assert wrong["status"] == "Error", wrong
 
 
+@NODE_ONLY
 def test_deactivating_a_trigger_removes_its_endpoint_and_activating_registers_one(
     stack: Stack,
 ) -> None:
     """Last of the node's tests: it replaces the quota.depleted endpoint."""
-    _node_only(stack)
     trig = stack.triggers["depleted"]
     before = stack.endpoints["depleted"]
     with stack.n8n.rest() as rest:
