@@ -2,13 +2,15 @@
 
 The pinned n8n is installed by `make e2e-n8n` under var/n8n. Workflows and credentials are imported
 and activated with the CLI before `n8n start` (a running n8n only notices CLI changes after a
-restart).
+restart). The Billable community node (integrations/n8n) is built and packed once per session,
+then installed into each n8n's community node folder with npm, as n8n installs a package itself.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -24,7 +26,13 @@ from tests.support.processes import stop_process
 
 N8N_VERSION = "1.123.81"
 N8N_BIN = ROOT / "var" / "n8n" / "node_modules" / ".bin" / "n8n"
-WORKFLOWS_DIR = ROOT / "docs" / "n8n"
+WORKFLOWS_DIR = ROOT / "docs" / "n8n"  # built with the Billable node
+HTTP_WORKFLOWS_DIR = WORKFLOWS_DIR / "http"  # HTTP Request nodes only
+NODE_PACKAGE_DIR = ROOT / "integrations" / "n8n"
+NODE_PACKAGE = "n8n-nodes-billable"
+NPM_TIMEOUT = 600.0
+OWNER = {"email": "owner@example.com", "firstName": "E2e", "lastName": "Owner",
+         "password": "E2e-owner-password-1"}
 START_TIMEOUT = 60.0
 CLI_TIMEOUT = 120.0
 
@@ -61,6 +69,28 @@ def n8n_env(folder: Path, port: int, broker_port: int) -> dict[str, str]:
         N8N_LOG_LEVEL="info",
     )
     return env
+
+
+def npm(args: list[str], cwd: Path) -> str:
+    result = subprocess.run(
+        ["npm", *args, "--no-audit", "--no-fund"], cwd=cwd, capture_output=True, text=True,
+        timeout=NPM_TIMEOUT, check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"npm {' '.join(args)} in {cwd} exited with {result.returncode}:\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result.stdout
+
+
+def pack_node_package(destination: Path) -> Path:
+    """Build integrations/n8n from its lock file and pack it as npm would publish it."""
+    npm(["ci"], NODE_PACKAGE_DIR)
+    npm(["run", "build"], NODE_PACKAGE_DIR)
+    destination.mkdir(parents=True, exist_ok=True)
+    out = npm(["pack", "--json", f"--pack-destination={destination}"], NODE_PACKAGE_DIR)
+    return destination / json.loads(out)[0]["filename"]
 
 
 def render(text: str, values: Mapping[str, str]) -> str:
@@ -111,6 +141,52 @@ class N8n:
     def active_workflow_ids(self) -> set[str]:
         out = self.cli("list:workflow", "--active=true").stdout
         return {line.split("|", 1)[0] for line in out.splitlines() if "|" in line}
+
+    def install_package(self, tarball: Path) -> None:
+        """Install a community node package where n8n looks for them: ~/.n8n/nodes/node_modules.
+
+        Peer dependencies (n8n-workflow) are n8n's own and not installed beside the package.
+        """
+        nodes = self.folder / ".n8n" / "nodes"
+        nodes.mkdir(parents=True, exist_ok=True)
+        if not (nodes / "package.json").exists():
+            (nodes / "package.json").write_text('{"name": "installed-nodes", "private": true}')
+        npm(["install", str(tarball), "--legacy-peer-deps", "--ignore-scripts"], nodes)
+
+    @contextmanager
+    def rest(self) -> Iterator[httpx.Client]:
+        """The editor's REST API, logged in as the owner (set up on first use)."""
+        client = httpx.Client(base_url=f"{self.base_url}/rest", timeout=30.0,
+                              headers={"browser-id": "billable-e2e"})
+        setup = client.post("/owner/setup", json=OWNER)
+        if setup.status_code != 200:
+            login = client.post("/login", json={"emailOrLdapLoginId": OWNER["email"],
+                                                "password": OWNER["password"]})
+            assert login.status_code == 200, (setup.text, login.text)
+        try:
+            yield client
+        finally:
+            client.close()
+
+    def executions(self, workflow_id: str) -> list[dict[str, Any]]:
+        """The workflow's executions, newest first: {id, status, data} (data: flatted JSON)."""
+        db = self.folder / ".n8n" / "database.sqlite"
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            rows = conn.execute(
+                "SELECT e.id, e.status, d.data FROM execution_entity e "
+                "JOIN execution_data d ON d.executionId = e.id "
+                "WHERE e.workflowId = ? ORDER BY e.id DESC", (workflow_id,),
+            ).fetchall()
+        return [{"id": r[0], "status": r[1], "data": r[2]} for r in rows]
+
+    def static_data(self, workflow_id: str) -> dict[str, Any]:
+        """What the workflow's nodes keep between runs (the Billable Trigger's registration)."""
+        db = self.folder / ".n8n" / "database.sqlite"
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            row = conn.execute(
+                "SELECT staticData FROM workflow_entity WHERE id = ?", (workflow_id,)
+            ).fetchone()
+        return dict(json.loads(row[0])) if row and row[0] else {}
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]

@@ -1,13 +1,19 @@
 """A real n8n (pinned, var/n8n) driving the production server with the workflows of docs/n8n/.
 
-Opt-in: `make e2e-n8n`. One stack per module: gunicorn with production settings, the real
-webhook worker process, a fresh tenant with its catalog, three endpoints pointing at n8n's Webhook
-nodes (a custom header for their Header Auth), n8n with the seven documented workflows imported and
-activated by the CLI, and a small receiver standing in for the "notify", "charge" and "model" URLs.
+Opt-in: `make e2e-n8n`. Every test runs twice, once per set of documented workflows:
+- "node": docs/n8n/*.json, built with the Billable community node (integrations/n8n), packed and
+  installed into n8n's community node folder with npm. Workflows 4-6 start with the Billable
+  Trigger, which registers its own endpoints when n8n activates them and checks the signatures;
+- "http": docs/n8n/http/*.json, HTTP Request nodes and a Code node that checks the signatures,
+  with three endpoints registered by the test (a custom header for their Header Auth).
+One stack per set: gunicorn with production settings, the real webhook worker process, a fresh
+tenant with its catalog, n8n with the seven workflows imported and activated by the CLI, and a
+small receiver standing in for the "notify", "charge" and "model" URLs.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -16,14 +22,24 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
-from tests.e2e_n8n.n8n import WORKFLOWS_DIR, N8n, n8n_instance, render
+from tests.e2e_n8n.n8n import (
+    HTTP_WORKFLOWS_DIR,
+    NODE_PACKAGE,
+    WORKFLOWS_DIR,
+    N8n,
+    n8n_instance,
+    pack_node_package,
+    render,
+)
 from tests.support.processes import Process, Server, free_port, production_server, webhook_worker
 
 # django_db: so pytest-django creates this session's test database (the server runs over it); the
@@ -33,9 +49,15 @@ pytestmark = [pytest.mark.n8n, pytest.mark.e2e, pytest.mark.django_db]
 CALL_TIMEOUT = 30.0  # per webhook call into n8n: the first Code node run takes seconds
 DELIVERY_TIMEOUT = 60.0
 HOOK_HEADER = "X-Hook-Token"
-API_CRED_ID = "billableApiKey01"
+API_CRED_ID = "billableApiKey01"  # http: Header Auth with the billing key
 HOOK_CRED_ID = "billableHookTk01"
-WORKFLOW_FILES = sorted(WORKFLOWS_DIR.glob("*.json"))
+NODE_CRED_ID = "billableNodeKey1"  # node: Billable API credential, the billing key
+ADMIN_CRED_ID = "billableAdmKey01"  # node: Billable API credential for the triggers (admin)
+WORKFLOW_DIRS = {"node": WORKFLOWS_DIR, "http": HTTP_WORKFLOWS_DIR}
+WORKFLOW_FILES = {name: sorted(d.glob("*.json")) for name, d in WORKFLOW_DIRS.items()}
+TRIGGER_TYPE = f"{NODE_PACKAGE}.billableTrigger"
+# About the node only: these tests take the "node" stack alone.
+NODE_ONLY = pytest.mark.parametrize("stack", ["node"], indirect=True)
 PATHS = {
     "payment": "billable-payment-received",
     "bot": "billable-bot-start",
@@ -97,6 +119,7 @@ def _receiver(notifications: Notifications) -> ThreadingHTTPServer:
 
 @dataclass
 class Stack:
+    variant: str  # "node" or "http"
     tenant: Any
     server: Server
     active_workflow_ids: set[str]
@@ -106,6 +129,7 @@ class Stack:
     endpoints: dict[str, dict[str, Any]]
     notifications: Notifications
     worker: Process
+    triggers: dict[str, dict[str, Any]] = field(default_factory=dict)  # node: name -> trigger
     timings: dict[str, float] = field(default_factory=dict)
 
     def hook(self, name: str, body: Any, *, token: str | None = None) -> httpx.Response:
@@ -167,20 +191,43 @@ def _catalog(api: httpx.Client) -> None:
     }), 201)
 
 
-@pytest.fixture(scope="module")
+def _triggers(files: list[Path]) -> dict[str, dict[str, Any]]:
+    """The Billable Trigger of each workflow (4, 5, 6), by the name the tests use."""
+    names = {"4-": "depleted", "5-": "referral", "6-": "renewal"}
+    found = {}
+    for path in files:
+        data = json.loads(path.read_text())
+        for node in data["nodes"]:
+            if node["type"] == TRIGGER_TYPE:
+                name = next(n for p, n in names.items() if path.name.startswith(p))
+                found[name] = {"workflow_id": data["id"], "workflow_name": data["name"],
+                               "path": f"{node['webhookId']}/webhook",
+                               "events": node["parameters"]["events"]}
+    return found
+
+
+@pytest.fixture(scope="session")
+def node_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pack_node_package(tmp_path_factory.mktemp("n8n-package"))
+
+
+@pytest.fixture(scope="module", params=["node", "http"])
 def stack(
-    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, django_db_setup: None, django_db_blocker: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     from tenants.models import Tenant
     from tenants.services import tenant_onboard
 
+    variant: str = request.param
+    files = WORKFLOW_FILES[variant]
     # The server must accept endpoints on 127.0.0.1 (an n8n on the same host).
     os.environ["WEBHOOKS_ALLOW_PRIVATE_NETWORKS"] = "true"
-    tmp = tmp_path_factory.mktemp("n8n")
+    tmp = tmp_path_factory.mktemp(f"n8n-{variant}")
     timings: dict[str, float] = {}
-    slug = f"n8n-{secrets.token_hex(4)}"
+    slug = f"n8n-{variant}-{secrets.token_hex(4)}"
     with django_db_blocker.unblock():
-        tenant, _row, key = tenant_onboard(name="n8n e2e", slug=slug)
+        tenant, _row, key = tenant_onboard(name=f"n8n e2e ({variant})", slug=slug)
     notifications = Notifications()
     receiver = _receiver(notifications)
     try:
@@ -188,30 +235,45 @@ def stack(
             base_url=f"{server.base_url}/api/v1", headers={"X-API-Key": key}, timeout=15.0
         ) as api:
             _catalog(api)
+            api_base = f"{server.base_url}/api/v1"
             port, broker_port = free_port(), free_port()
             hook_token = secrets.token_urlsafe(24)
             with n8n_instance(tmp / "home", port, broker_port) as n8n:
-                endpoints = {}
-                for name, types in (("depleted", ["quota.depleted"]),
-                                    ("referral", ["referral.rewarded"]),
-                                    ("renewal", ["subscription.renewal_due"])):
-                    endpoints[name] = _ok(api.post("/webhooks/endpoints", json={
-                        "url": n8n.webhook_url(PATHS[name]), "event_types": types,
-                        "description": f"n8n {name}", "headers": {HOOK_HEADER: hook_token},
-                    }), 201)
-                # n8n gets a key with the billing scopes only, as docs/n8n.md advises.
+                endpoints: dict[str, dict[str, Any]] = {}
+                triggers = _triggers(files) if variant == "node" else {}
+                if variant == "http":
+                    for name, types in (("depleted", ["quota.depleted"]),
+                                        ("referral", ["referral.rewarded"]),
+                                        ("renewal", ["subscription.renewal_due"])):
+                        endpoints[name] = _ok(api.post("/webhooks/endpoints", json={
+                            "url": n8n.webhook_url(PATHS[name]), "event_types": types,
+                            "description": f"n8n {name}", "headers": {HOOK_HEADER: hook_token},
+                        }), 201)
+                # n8n gets a key with the billing scopes only, as docs/n8n.md advises; the
+                # triggers, which register endpoints, one with admin (and billing:read, which
+                # the credential's test call reads with).
                 n8n_key = _ok(api.post("/keys", json={
                     "name": "n8n", "scopes": ["billing:read", "billing:write", "billing:grant"],
                 }), 201)["key"]
+                admin_key = _ok(api.post("/keys", json={
+                    "name": "n8n triggers", "scopes": ["billing:read", "admin"],
+                }), 201)["key"]
                 started = time.monotonic()
+                if variant == "node":
+                    n8n.install_package(request.getfixturevalue("node_tarball"))
+                    timings["install_node_s"] = time.monotonic() - started
                 n8n.import_credentials([
                     {"id": HOOK_CRED_ID, "name": "Billable hook token", "type": "httpHeaderAuth",
                      "data": {"name": HOOK_HEADER, "value": hook_token}},
                     {"id": API_CRED_ID, "name": "Billable tenant API key",
                      "type": "httpHeaderAuth", "data": {"name": "X-API-Key", "value": n8n_key}},
+                    {"id": NODE_CRED_ID, "name": "Billable API (billing)", "type": "billableApi",
+                     "data": {"baseUrl": api_base, "apiKey": n8n_key}},
+                    {"id": ADMIN_CRED_ID, "name": "Billable API (webhooks)",
+                     "type": "billableApi", "data": {"baseUrl": api_base, "apiKey": admin_key}},
                 ])
                 common = {
-                    "__API_BASE__": f"{server.base_url}/api/v1",
+                    "__API_BASE__": api_base,
                     "__NOTIFY_URL__": f"http://127.0.0.1:{receiver.server_port}/notify",
                     "__CHARGE_URL__": f"http://127.0.0.1:{receiver.server_port}/charge",
                     "__MODEL_URL__": f"http://127.0.0.1:{receiver.server_port}/model",
@@ -220,14 +282,13 @@ def stack(
                     "__BONUS_SKU__": "REF_BONUS",
                     "__FEATURE__": "pdf_analysis",
                 }
-                secrets_by_file = {"4-": endpoints["depleted"]["secret"],
-                                   "5-": endpoints["referral"]["secret"],
-                                   "6-": endpoints["renewal"]["secret"]}
+                secrets_by_file = {"4-": "depleted", "5-": "referral", "6-": "renewal"}
                 rendered_dir = tmp / "workflows"
                 rendered_dir.mkdir()
-                for source in WORKFLOW_FILES:
-                    whsec = next((s for p, s in secrets_by_file.items()
-                                  if source.name.startswith(p)), "whsec_unused")
+                for source in files:
+                    whsec = next((endpoints[n]["secret"] for p, n in secrets_by_file.items()
+                                  if source.name.startswith(p) and n in endpoints),
+                                 "whsec_unused")
                     target = rendered_dir / source.name
                     target.write_text(
                         render(source.read_text(), {**common, "__WHSEC__": whsec})
@@ -237,18 +298,27 @@ def stack(
                 active = n8n.active_workflow_ids()
                 timings["import_and_activate_s"] = time.monotonic() - started
                 started = time.monotonic()
-                n8n.start(list(PATHS.values()))
+                probes = [PATHS[n] for n in PATHS if n not in triggers]
+                n8n.start(probes + [t["path"] for t in triggers.values()])
                 timings["n8n_start_s"] = time.monotonic() - started
+                if variant == "node":
+                    # The triggers registered their endpoints while n8n activated them.
+                    listed = _ok(api.get("/webhooks/endpoints", params={"limit": 100}))["items"]
+                    for name, trig in triggers.items():
+                        url = n8n.webhook_url(trig["path"])
+                        mine = [e for e in listed if e["url"] == url]
+                        assert len(mine) == 1, (name, url, listed, n8n.log_tail())
+                        endpoints[name] = mine[0]
                 # One attempt per test: a failed delivery is retried only after 10 minutes.
                 with webhook_worker(lease_seconds=None, threads=None, schedule="600,600,600",
                                     timeout_seconds=30) as worker:
                     yield Stack(
-                        tenant=tenant, server=server, active_workflow_ids=active, n8n=n8n,
-                        api=api, hook_token=hook_token,
+                        variant=variant, tenant=tenant, server=server,
+                        active_workflow_ids=active, n8n=n8n, api=api, hook_token=hook_token,
                         endpoints=endpoints, notifications=notifications, worker=worker,
-                        timings=timings,
+                        triggers=triggers, timings=timings,
                     )
-                print(f"\nn8n timings: {timings}")
+                print(f"\nn8n timings ({variant}): {timings}")
     finally:
         receiver.shutdown()
         receiver.server_close()
@@ -316,6 +386,26 @@ def _idempotency_status(stack: Stack, key: str) -> int | None:
     return rows[0] if rows else None
 
 
+def _event_key_status(stack: Stack, event_id: str) -> int | None:
+    """The stored status of the write a workflow made for a Billable event.
+
+    The HTTP workflows send the event id (`webhook-id`) itself as the Idempotency-Key; the node
+    derives its default key from it (`n8n:<event id>:<operation>:<item>:<hash of the request>`).
+    """
+    if stack.variant == "http":
+        return _idempotency_status(stack, event_id)
+    from django_tenants.utils import tenant_context
+
+    from billable.models import IdempotencyRecord
+
+    with tenant_context(stack.tenant):
+        rows = list(IdempotencyRecord.objects.filter(key__startswith=f"n8n:{event_id}:")
+                    .values_list("key", "status_code"))
+        every = list(IdempotencyRecord.objects.values_list("key", flat=True))
+    assert len(rows) == 1, (rows, every)  # one write per event, however often it was delivered
+    return rows[0][1]
+
+
 def _bot_update(user_id: int, text: str) -> dict[str, Any]:
     return {
         "update_id": secrets.randbelow(10**9),
@@ -330,24 +420,85 @@ def _bot_update(user_id: int, text: str) -> dict[str, Any]:
 # --- tests
 
 
-def test_every_documented_workflow_imports_as_shipped(tmp_path: Path) -> None:
-    """The files of docs/n8n import unchanged (placeholders and all) into a fresh n8n."""
-    assert len(WORKFLOW_FILES) == 7, WORKFLOW_FILES
+def test_every_documented_workflow_imports_as_shipped(tmp_path: Path, node_tarball: Path) -> None:
+    """The files of docs/n8n and docs/n8n/http import unchanged (placeholders and all) into a
+    fresh n8n with the node installed; the two sets have distinct ids and the same file names."""
+    assert [p.name for p in WORKFLOW_FILES["node"]] == [p.name for p in WORKFLOW_FILES["http"]]
+    ids = {json.loads(p.read_text())["id"] for files in WORKFLOW_FILES.values() for p in files}
+    assert len(ids) == 14, ids
     with n8n_instance(tmp_path / "home", free_port(), free_port()) as n8n:
-        n8n.import_workflows(WORKFLOWS_DIR)
+        n8n.install_package(node_tarball)
+        for directory in WORKFLOW_DIRS.values():
+            n8n.import_workflows(directory)
         listed = n8n.cli("list:workflow").stdout
-    for path in WORKFLOW_FILES:
-        data = json.loads(path.read_text())
-        assert len(data["id"]) == 16 and data["id"].isalnum(), data["id"]
-        assert f"{data['id']}|{data['name']}" in listed, listed
+    for files in WORKFLOW_FILES.values():
+        assert len(files) == 7, files
+        for path in files:
+            data = json.loads(path.read_text())
+            assert len(data["id"]) == 16 and data["id"].isalnum(), data["id"]
+            assert f"{data['id']}|{data['name']}" in listed, listed
+
+
+def test_node_workflows_use_the_node_for_every_billable_call() -> None:
+    """No HTTP Request node of the node workflows calls the API, and no Code node verifies."""
+    for path in WORKFLOW_FILES["node"]:
+        text = path.read_text()
+        assert "__API_BASE__" not in text and "__WHSEC__" not in text, path.name
+        types = {n["type"] for n in json.loads(text)["nodes"]}
+        assert f"{NODE_PACKAGE}.billable" in types, path.name
 
 
 def test_rendered_workflows_are_active_and_need_the_hook_token(stack: Stack) -> None:
-    expected = {json.loads(p.read_text())["id"] for p in WORKFLOW_FILES}
+    expected = {json.loads(p.read_text())["id"] for p in WORKFLOW_FILES[stack.variant]}
     assert stack.active_workflow_ids == expected
     for name in PATHS:
+        if name in stack.triggers:
+            continue
         assert stack.hook(name, {}, token="wrong").status_code == 403, name
         assert stack.hook(name, {}, token="").status_code == 403, name
+
+
+def _registration(stack: Stack, name: str) -> dict[str, Any]:
+    """What the trigger keeps for the active workflow in n8n's static data."""
+    data = stack.n8n.static_data(stack.triggers[name]["workflow_id"])
+    node = next(v for k, v in data.items() if k.startswith("node:"))
+    return dict(node.get("live", {}))
+
+
+def endpoint_secret(stack: Stack, name: str) -> str:
+    """The signing secret the trigger got when it registered its endpoint (n8n's static data)."""
+    registration = _registration(stack, name)
+    assert registration["endpointId"] == stack.endpoints[name]["id"], registration
+    assert registration["secret"].startswith("whsec_"), registration
+    return str(registration["secret"])
+
+
+def _signed(secret: str, body: str, *, timestamp: int | None = None) -> dict[str, str]:
+    msg_id = f"msg_{secrets.token_hex(8)}"
+    at = datetime.now(UTC) if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+    return {"content-type": "application/json", "webhook-id": msg_id,
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": Webhook(secret).sign(msg_id, at, body)}
+
+
+@NODE_ONLY
+def test_triggers_registered_their_endpoints_and_refuse_unsigned_calls(stack: Stack) -> None:
+    for name, trig in stack.triggers.items():
+        endpoint = stack.endpoints[name]
+        assert endpoint["event_types"] == trig["events"], endpoint
+        assert endpoint["description"] == f"n8n: {trig['workflow_name']}", endpoint
+        assert endpoint["is_active"] is True, endpoint
+        url = stack.n8n.webhook_url(trig["path"])
+        body = json.dumps({"id": "evt_forged", "type": trig["events"][0], "data": {}})
+        # Unsigned, signed with another secret, or signed too long ago: 401, and no run.
+        other = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        for headers in ({"content-type": "application/json"}, _signed(other, body),
+                        _signed(endpoint_secret(stack, name), body,
+                                timestamp=int(time.time()) - 600)):
+            answer = httpx.post(url, content=body, headers=headers, timeout=CALL_TIMEOUT)
+            assert answer.status_code == 401, (name, answer.status_code, answer.text)
+            assert answer.json()["code"] == "invalid_signature", answer.text
+        assert not stack.n8n.executions(trig["workflow_id"]), name
 
 
 def test_bot_start_identifies_and_grants_the_trial_once(stack: Stack) -> None:
@@ -484,7 +635,7 @@ def test_quota_depleted_is_verified_and_offers_one_top_up_across_redelivery(
                  stack.notifications.where(event_id=event["id"]), stack)
     assert {n["order_id"] for n in sent} == {orders[0]["id"]}
     # n8n sent the event id (webhook-id) as the Idempotency-Key of its order.
-    assert _idempotency_status(stack, event["id"]) == 201
+    assert _event_key_status(stack, event["id"]) == 201
     after = _ok(stack.api.get("/billing/orders", params={"customer_id": customer_id}))["items"]
     assert [o["id"] for o in after] == [orders[0]["id"]]
 
@@ -545,7 +696,7 @@ def test_referral_rewarded_is_verified_and_grants_the_bonus_once(stack: Stack) -
                  stack.notifications.where(event_id=event["id"]), stack)
     assert {n["customer_id"] for n in sent} == {referrer_id}
     assert len({n["grant_id"] for n in sent}) == 1, sent  # the second grant was a replay
-    assert _idempotency_status(stack, event["id"]) == 201  # keyed by webhook-id
+    assert _event_key_status(stack, event["id"]) == 201  # keyed by webhook-id
     ref = {"customer_id": referrer_id}
     bonus = _ledger(stack, ref, "grant.bonus")
     assert len(bonus) == 1 and bonus[0]["amount"] == 5, bonus
@@ -568,6 +719,11 @@ def test_verification_uses_the_raw_body_where_re_serialising_differs(stack: Stac
     endpoint_id = stack.endpoints["depleted"]["id"]
     _ok(stack.api.patch(f"/webhooks/endpoints/{endpoint_id}",
                         json={"event_types": ["quota.depleted", "order.created"]}))
+    from tenants.resolution import LOCAL_SECONDS
+
+    # The subscriptions travel with the resolved key, of which the other gunicorn worker may use
+    # its own copy for LOCAL_SECONDS: until then it records no order.created event.
+    time.sleep(LOCAL_SECONDS + 0.5)
     try:
         user = str(9_900_000 + secrets.randbelow(10**5))
         # JavaScript writes 1.0 as 1 and puts integer-like keys first.
@@ -591,9 +747,11 @@ def test_verification_uses_the_raw_body_where_re_serialising_differs(stack: Stac
 
 
 def test_a_wrong_secret_fails_in_n8n_and_the_platform_retries(stack: Stack) -> None:
-    # A second endpoint on the same n8n URL has its own secret, which the workflow does not know.
+    # A second endpoint on the same n8n URL has its own secret, which the workflow does not know:
+    # the HTTP workflow's Code node fails the run (500), the Billable Trigger answers 401.
+    path = stack.triggers["depleted"]["path"] if stack.triggers else PATHS["depleted"]
     other = _ok(stack.api.post("/webhooks/endpoints", json={
-        "url": stack.n8n.webhook_url(PATHS["depleted"]), "event_types": ["webhook.test"],
+        "url": stack.n8n.webhook_url(path), "event_types": ["webhook.test"],
         "headers": {HOOK_HEADER: stack.hook_token},
     }), 201)
     try:
@@ -604,8 +762,73 @@ def test_a_wrong_secret_fails_in_n8n_and_the_platform_retries(stack: Stack) -> N
             return items and items[0]["last_status_code"] is not None and items[0]
 
         delivery = _wait("the failed attempt", attempted, stack)
-        assert delivery["last_status_code"] == 500, delivery
+        assert delivery["last_status_code"] == (401 if stack.triggers else 500), delivery
         assert delivery["status"] == "pending" and delivery["attempts"] == 1, delivery
         assert delivery["next_attempt_at"] is not None
     finally:
         stack.api.delete(f"/webhooks/endpoints/{other['id']}")
+
+
+# --- the node only: errors, the credential's test, and what deactivating a trigger does
+
+
+@NODE_ONLY
+def test_a_problem_fails_the_node_with_its_code(stack: Stack) -> None:
+    """Without "continue on fail", a problem answer is a node error that names its code."""
+    payment = {"payment_id": f"pay_{secrets.token_hex(6)}", "provider": "telegram",
+               "external_id": str(7_500_000 + secrets.randbelow(10**5)), "sku": "no_such_offer"}
+    answer = stack.hook("payment", payment)
+    assert answer.status_code == 500, answer.text
+    workflow_id = json.loads(WORKFLOW_FILES["node"][0].read_text())["id"]
+    failed = _wait("the failed execution", lambda: [
+        e for e in stack.n8n.executions(workflow_id) if e["status"] == "error"], stack)
+    data = failed[0]["data"]
+    assert "unknown_sku: " in data and "(HTTP 422)" in data, data[:3000]
+    # The 422 changed nothing: not even the customer was created.
+    assert _ok(stack.api.get("/billing/customers", params={
+        "provider": "telegram", "external_id": payment["external_id"]}))["items"] == []
+
+
+@NODE_ONLY
+def test_the_credential_test_call_tells_a_good_key_from_a_wrong_one(stack: Stack) -> None:
+    api_base = f"{stack.server.base_url}/api/v1"
+    with stack.n8n.rest() as rest:
+        def check(key: str) -> dict[str, Any]:
+            answer = rest.post("/credentials/test", json={"credentials": {
+                "id": NODE_CRED_ID, "name": "Billable API (billing)", "type": "billableApi",
+                "data": {"baseUrl": api_base, "apiKey": key}}})
+            assert answer.status_code == 200, answer.text
+            return dict(answer.json()["data"])
+
+        good = _ok(stack.api.post("/keys", json={"name": "check", "scopes": ["billing:read"]}),
+                   201)["key"]
+        assert check(good)["status"] == "OK", check(good)
+        wrong = check(good[:-4] + "AAAA")
+        assert wrong["status"] == "Error", wrong
+
+
+@NODE_ONLY
+def test_deactivating_a_trigger_removes_its_endpoint_and_activating_registers_one(
+    stack: Stack,
+) -> None:
+    """Last of the node's tests: it replaces the quota.depleted endpoint."""
+    trig = stack.triggers["depleted"]
+    before = stack.endpoints["depleted"]
+    with stack.n8n.rest() as rest:
+        off = rest.post(f"/workflows/{trig['workflow_id']}/deactivate")
+        assert off.status_code == 200, off.text
+        gone = stack.api.get(f"/webhooks/endpoints/{before['id']}")
+        assert gone.status_code == 404, gone.text
+        assert _registration(stack, "depleted") == {}
+
+        version = rest.get(f"/workflows/{trig['workflow_id']}").json()["data"]["versionId"]
+        on = rest.post(f"/workflows/{trig['workflow_id']}/activate", json={"versionId": version})
+        assert on.status_code == 200, on.text
+    url = stack.n8n.webhook_url(trig["path"])
+    listed = _ok(stack.api.get("/webhooks/endpoints", params={"limit": 100}))["items"]
+    mine = [e for e in listed if e["url"] == url]
+    assert len(mine) == 1 and mine[0]["id"] != before["id"], mine
+    stack.endpoints["depleted"] = mine[0]
+    # The new endpoint's secret is the one the trigger checks: its test event is delivered.
+    test = _ok(stack.api.post(f"/webhooks/endpoints/{mine[0]['id']}/test"), 202)
+    _succeeded(stack, test["event_id"], mine[0]["id"], attempts=1)
