@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from billing_platform.core.listen import Listener
+from billing_platform.core.metrics import mark_process
 from billing_platform.operations.lifecycle import tenants_purge_due
 from billing_platform.operations.services import platform_sweep
 from tenants.services import SPARE_CLAIMED_CHANNEL, spare_pool_refill
@@ -37,6 +38,8 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        if not options["once"]:
+            mark_process("worker")
         listener = Listener(SPARE_CLAIMED_CHANNEL)
         listener.wait(0)  # LISTEN before the first refill, so no claim falls between
         try:
@@ -51,7 +54,9 @@ class Command(BaseCommand):
                 next_sweep = time.monotonic() + options["sweep_interval"]
                 try:
                     totals = platform_sweep()
-                    logger.info("sweep: %s", totals)
+                    # Every minute: said at INFO only when it changed something.
+                    busy = any(value for name, value in totals.items() if name != "tenants")
+                    logger.log(logging.INFO if busy else logging.DEBUG, "sweep: %s", totals)
                 except Exception:
                     logger.exception("sweep failed")
                 finally:
