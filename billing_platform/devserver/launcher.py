@@ -312,7 +312,7 @@ def run() -> int:
              str(ROOT / "deploy" / "gunicorn.conf.py"), "--bind", f"{host}:{port}",
              "--workers", workers,
              # Its start-up lines say what the block below says better; warnings still show.
-             "--log-level", env.get("GUNICORN_LOG_LEVEL", "warning")],
+             "--log-level", "warning"],
             env,
         )
         supervisor.start("background worker", [PYTHON, str(ROOT / "manage.py"), "run_worker"], env)
