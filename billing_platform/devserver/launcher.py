@@ -121,7 +121,7 @@ def service_env(services: Services) -> dict[str, str]:
 
 
 def write_services_env(services: Services) -> None:
-    VAR.mkdir(exist_ok=True)
+    VAR.mkdir(parents=True, exist_ok=True)
     lines = [
         "# Written by `make run`: the services the server uses, for manage.py in this checkout.",
         f"DATABASE_URL={services.database_url}",
@@ -199,7 +199,7 @@ def _describe_database(services: Services) -> str:
     how = {
         "DATABASE_URL": "from DATABASE_URL",
         "the standard port": "found on the standard port",
-        "private": f"private server started for this run (data in {_shown(VAR / 'postgres')})",
+        "private": "private server started for this run, stopped when it ends",
     }.get(services.database_source, services.database_source)
     name = f"PostgreSQL {version}" if version else "PostgreSQL"
     return f"{name} on {where}, database {database} — {how}"
@@ -362,7 +362,11 @@ def run() -> int:
             "Ctrl-C stops everything.",
         ]
         console.block(f"Billable is running on {base}", rows, footer)
-        return supervisor.wait()
+        # From here on the launcher's own lines (a process that exits) show again.
+        services_module.QUIET = False
+        code = supervisor.wait()
+        console.write("  Stopped." if code == 0 else f"  Stopped (exit code {code}).")
+        return code
     finally:
         services_module.QUIET = False
         if supervisor is not None:
@@ -435,7 +439,12 @@ def main(argv: list[str]) -> int:
     if rest and rest[0] == "--":
         rest = rest[1:]
     if command == "run":
-        return run()
+        try:
+            return run()
+        except KeyboardInterrupt:
+            # Ctrl-C while setting up (before the processes start): no traceback.
+            print("\n  Stopped.", flush=True)
+            return 130
     if command == "test":
         return test(rest)
     return exec_(rest)
