@@ -125,3 +125,12 @@ def mark_process(role: str) -> None:
     """Count this process as a live one of `role` (api, webhooks, worker)."""
     PROCESSES.labels(role=role).set(1)
     PROCESS_STARTED.labels(role=role).set_to_current_time()
+
+
+def process_exiting() -> None:
+    """Drop this process from `billable_processes` (its live-gauge file) as it exits cleanly; the
+    counters it wrote stay counted. gunicorn does this for its workers (deploy/gunicorn.conf.py)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from billing_platform.core.listen import Listener
-from billing_platform.core.metrics import mark_process
+from billing_platform.core.metrics import mark_process, process_exiting
 from billing_platform.operations.lifecycle import tenants_purge_due
 from billing_platform.operations.services import platform_sweep
 from tenants.services import SPARE_CLAIMED_CHANNEL, spare_pool_refill
@@ -46,6 +46,7 @@ class Command(BaseCommand):
             self._loop(listener, options)
         finally:
             listener.close()
+            process_exiting()
 
     def _loop(self, listener: Listener, options: dict[str, Any]) -> None:
         next_sweep = 0.0

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from billing_platform.core.metrics import mark_process
+from billing_platform.core.metrics import mark_process, process_exiting
 from billing_platform.webhooks.worker import run
 
 
@@ -36,5 +36,8 @@ class Command(BaseCommand):
         mark_process("webhooks")
         self.stdout.write(f"webhook worker started ({threads} threads)", ending="\n")
         self.stdout.flush()
-        run(stop, poll_seconds=options["poll"], threads=threads)
+        try:
+            run(stop, poll_seconds=options["poll"], threads=threads)
+        finally:
+            process_exiting()
         self.stdout.write("webhook worker stopped", ending="\n")
