@@ -50,14 +50,18 @@ class Command(BaseCommand):
 
     def _loop(self, listener: Listener, options: dict[str, Any]) -> None:
         next_sweep = 0.0
+        swept = False
         while not self.stopping:
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + options["sweep_interval"]
                 try:
                     totals = platform_sweep()
-                    # Every minute: said at INFO only when it changed something.
+                    # Every minute: said at INFO the first time and whenever it changed
+                    # something, at DEBUG otherwise (a line a minute says nothing).
                     busy = any(value for name, value in totals.items() if name != "tenants")
-                    logger.log(logging.INFO if busy else logging.DEBUG, "sweep: %s", totals)
+                    logger.log(logging.INFO if busy or not swept else logging.DEBUG,
+                               "sweep: %s", totals)
+                    swept = True
                 except Exception:
                     logger.exception("sweep failed")
                 finally:
