@@ -65,6 +65,11 @@ class Console:
             width = os.get_terminal_size(self.stream.fileno()).columns
         return width if width > 20 else 100
 
+    def clear(self) -> None:
+        """Remove the progress line, if one is shown."""
+        self._clear_progress()
+        self.stream.flush()
+
     def _clear_progress(self) -> None:
         if self._progress_shown:
             self.stream.write("\r\033[K")

@@ -257,7 +257,13 @@ def run() -> int:
         f"generated into {secrets_file} ({', '.join(generated)})" if generated
         else f"from {secrets_file} and the environment",
     )
-    services = find_services(redis_required=False, persistent_dir=VAR / "postgres", fast=False)
+    console.progress("Services", "looking for PostgreSQL and Redis (or starting private ones)")
+    try:
+        services = find_services(
+            redis_required=False, persistent_dir=VAR / "postgres", fast=False
+        )
+    finally:
+        console.clear()  # an error line then starts on a line of its own
     supervisor: Supervisor | None = None
     metrics_dir: str | None = None
     try:
@@ -289,8 +295,10 @@ def run() -> int:
             setup_env, ROOT,
         )
         console.step("Migrations", report.summary())
+        console.progress("Static files", "collecting")
         manage(setup_env, "collectstatic", "--noinput", "-v", "0")
         console.step("Static files", f"collected into {_shown(Path(_static_root(env)))}")
+        console.progress("Demo tenant", "looking for `demo`")
         demo = _bootstrap_demo(setup_env)
         console.step(
             "Demo tenant",
