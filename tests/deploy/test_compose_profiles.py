@@ -164,3 +164,12 @@ def test_citus_runs_the_app_on_a_coordinator_and_two_registered_workers(
     assert init["environment"]["PGHOST"] == "citus-coordinator"
     assert services["migrate"]["depends_on"]["citus-init"]["condition"] == (
         "service_completed_successfully")
+
+
+def test_compose_v2_is_stated_where_users_read() -> None:
+    header = COMPOSE_FILE.read_text().split("\nname:", 1)[0]
+    readme = (COMPOSE_FILE.parent / "README.md").read_text()
+    for text in (header, readme):
+        assert "Compose v2" in text and "1.29" in text
+    for profile in ("production", "local", "citus"):
+        assert f"`{profile}`" in readme and f"  {profile}  " in header, profile
