@@ -5,7 +5,9 @@
     python -m billing_platform.devserver.launcher exec -- CMD ...  # CMD with the services' env
 
 Secrets the environment lacks are generated once into var/secrets.env (git-ignored); the service
-URLs chosen for `run` go to var/services.env, so `manage.py` in the checkout uses the same ones.
+URLs chosen for `run` go to var/services.env, so `manage.py` in the checkout uses the same ones;
+`run` keeps its /metrics token in var/metrics.env. `run` says what it finds and does through
+`console.Console` (steps, migration progress, the block with the URLs and the demo key).
 """
 
 from __future__ import annotations
