@@ -154,6 +154,9 @@ def first_run_env(django_db_setup: None, tmp_path_factory: pytest.TempPathFactor
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Two starts, the first migrating a new database from zero: more than the suite's 300 s default
+# may pass on a slow machine.
+@pytest.mark.timeout(720)
 def test_first_run_on_a_terminal_then_in_a_pipe(first_run_env: dict[str, str]) -> None:
     env = first_run_env
     var = Path(env["BILLABLE_VAR_DIR"])
