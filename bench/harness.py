@@ -85,7 +85,15 @@ def connect(url: str, *, dbname: str | None = None) -> psycopg.Connection[tuple[
 
 
 def recreate_database(url: str) -> None:
+    """Drop and create the benchmark's database. With BENCH_CITUS_CLUSTER (the path of
+    deploy/citus/cluster.sh, the cluster running and DATABASE_URL its coordinator) the database
+    is made on every node with Citus and the nodes registered, as `cluster.sh createdb` does."""
     name = pg_params(url)["dbname"]
+    cluster = os.environ.get("BENCH_CITUS_CLUSTER")
+    if cluster:
+        subprocess.run([cluster, "dropdb", name], check=True)
+        subprocess.run([cluster, "createdb", name], check=True, stdout=subprocess.DEVNULL)
+        return
     with connect(url, dbname="postgres") as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')

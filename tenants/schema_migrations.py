@@ -28,6 +28,7 @@ from django.utils import timezone
 from django_tenants.postgresql_backend.base import is_valid_schema_name
 from django_tenants.utils import app_labels, get_public_schema_name
 
+from billing_platform.core.db import SCHEMA_GONE_SQLSTATES, sqlstate
 from tenants.models import Tenant, TenantStatus
 
 # Schemas per query: keeps the statement text and its plan small with many thousands of tenants.
@@ -99,10 +100,11 @@ def missing_migrations(schemas: Iterable[str]) -> dict[str, int]:
         chunk = names[start : start + CHUNK]
         try:
             result.update(_missing_in_chunk(chunk, required))
-        except DatabaseError:
+        except DatabaseError as exc:
             # A schema dropped between the two queries: count the whole chunk as behind, so a
-            # schema is never skipped on a guess.
-            if not connection.get_autocommit():
+            # schema is never skipped on a guess. Any other error (a Citus worker that does not
+            # answer, a lost connection) says nothing about migrations and propagates.
+            if not connection.get_autocommit() or sqlstate(exc) not in SCHEMA_GONE_SQLSTATES:
                 raise
             result.update({schema: len(required) for schema in chunk})
     return result

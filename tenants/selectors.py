@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django_tenants.utils import get_public_schema_name
 
@@ -191,3 +191,53 @@ def tenant_placements() -> list[SchemaPlacement]:
 
 def tenant_placement_get(*, schema: str) -> SchemaPlacement | None:
     return next((p for p in tenant_placements() if p.schema == schema), None)
+
+
+@dataclass(frozen=True)
+class NodeHealth:
+    """A primary node of the cluster, whether the coordinator reaches it, and how many
+    distributed schemas (tenants, spares, the template) it holds."""
+
+    node: Node
+    role: str  # "coordinator" or "worker"
+    reachable: bool
+    schemas: int
+
+
+# Each primary node, whether the coordinator can connect to it (Citus's own check, a new
+# connection each time), and the distributed schemas with a table placed on it.
+_HEALTH_SQL = """
+SELECT n.nodeid, n.nodename, n.nodeport, n.shouldhaveshards, n.isactive, n.groupid = 0,
+       n.isactive AND citus_check_connection_to_node(n.nodename, n.nodeport),
+       (SELECT count(DISTINCT s.schemaid) FROM pg_dist_schema s
+        JOIN pg_dist_partition p ON p.colocationid = s.colocationid
+        JOIN pg_dist_shard sh ON sh.logicalrelid = p.logicalrelid
+        JOIN pg_dist_placement pl ON pl.shardid = sh.shardid
+        WHERE pl.groupid = n.groupid)
+FROM pg_dist_node n
+WHERE n.noderole = 'primary'
+ORDER BY n.groupid, n.nodeid
+"""
+
+
+def citus_cluster_health(*, connect_timeout_ms: int = 2000) -> list[NodeHealth] | None:
+    """The cluster's primary nodes and whether each answers; None on plain PostgreSQL.
+
+    A node that does not answer within `connect_timeout_ms` is unreachable (Citus's own
+    timeout is 30 s, too long for a health check)."""
+    if not citus_enabled():
+        return None
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('citus.node_connection_timeout', %s, true)",
+                       [str(connect_timeout_ms)])
+        cursor.execute(_HEALTH_SQL)
+        rows = cursor.fetchall()
+    return [
+        NodeHealth(
+            node=Node(node_id, host, port, should_have, active),
+            role="coordinator" if is_coordinator else "worker",
+            reachable=bool(reachable),
+            schemas=int(schemas),
+        )
+        for node_id, host, port, should_have, active, is_coordinator, reachable, schemas in rows
+    ]

@@ -40,7 +40,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Q, Sum, When
+from django.db.models import Q, Sum
 
 from billable import clock, errors, signals
 from billable.models import (
@@ -1161,13 +1161,13 @@ def subscription_unpause(*, subscription: Subscription) -> Subscription:
             )
             if expires_at is not None:
                 note_sweep_due(expires_at)
-        SubscriptionGrant.objects.filter(subscription=sub, period_end__gt=since).update(
-            period_start=Case(
-                When(period_start__gt=since, then=F("period_start") + shift),
-                default=F("period_start"),
-            ),
-            period_end=F("period_end") + shift,
-        )
+        # Row by row with the new times computed here: `timestamptz + interval` is a STABLE
+        # function, which Citus refuses over a column in an UPDATE of a distributed table.
+        grants = SubscriptionGrant.objects.filter(subscription=sub, period_end__gt=since)
+        for pk, start, end in grants.values_list("pk", "period_start", "period_end"):
+            SubscriptionGrant.objects.filter(pk=pk).update(
+                period_start=start + shift if start > since else start, period_end=end + shift
+            )
         sub.current_period_end += shift
         sub.covered_until += shift
         if sub.trial_end is not None and sub.trial_end > since:

@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from tenants.schema_migrations import migration_status
+from tenants.selectors import NodeHealth, citus_cluster_health
 
 logger = logging.getLogger("billable.health")
 
@@ -37,6 +38,31 @@ def _check_database() -> tuple[str | None, dict[str, Any] | None]:
     return None, migrations
 
 
+def _check_cluster() -> tuple[str | None, list[NodeHealth] | None]:
+    """On a Citus coordinator, whether every primary node answers; (None, None) elsewhere."""
+    try:
+        nodes = citus_cluster_health()
+    except Exception as exc:
+        return f"cluster: {exc.__class__.__name__}", None
+    return None, nodes
+
+
+def _cluster_body(nodes: list[NodeHealth]) -> dict[str, Any]:
+    return {
+        "nodes": [
+            {
+                "node": health.node.address,
+                "node_id": health.node.node_id,
+                "role": health.role,
+                "reachable": health.reachable,
+                "schemas": health.schemas,
+            }
+            for health in nodes
+        ],
+        "unreachable": [health.node.address for health in nodes if not health.reachable],
+    }
+
+
 def _check_cache() -> str | None:
     if not settings.REDIS_URL:
         return None
@@ -52,18 +78,44 @@ def _check_cache() -> str | None:
 def readyz(request: HttpRequest) -> HttpResponse:
     """Database reachable, migrations applied, Redis reachable when configured; 503 otherwise.
 
+    On a Citus coordinator the body lists the cluster's primary nodes (`cluster`) and whether
+    each answers. A worker that does not answer makes the status `degraded`, still 200: the
+    tenants on the other nodes are served, and taking every server out of rotation would stop
+    them too (`billable_citus_node_up` in the metrics is the signal to alert on).
+
     Tenant schemas are checked from a short-lived cache (spare schemas and tenants created in the
     last minute aside, which are built while they exist): code whose migrations have not reached
     every tenant yet is not ready to serve them. `migrate_schemas` clears the cache when it ends.
     """
+    cluster_problem, nodes = _check_cluster()
+    unreachable = [health for health in nodes or () if not health.reachable]
     database, migrations = _check_database()
-    checks: dict[str, Any] = {"database": database, "redis": _check_cache()}
+    if unreachable and migrations is None:
+        # The migration check reads every tenant schema, so it fails while a worker is down:
+        # the tenants on the other nodes are served, which is what `degraded` says.
+        database = None
+    checks: dict[str, Any] = {
+        "database": database, "cluster": cluster_problem, "redis": _check_cache()
+    }
     failures = {name: problem for name, problem in checks.items() if problem}
-    body: dict[str, Any] = {"status": "unavailable" if failures else "ready"}
+    status = "unavailable" if failures else "degraded" if unreachable else "ready"
+    body: dict[str, Any] = {"status": status}
     if failures:
         body["failures"] = failures
+    if unreachable:
+        body["degraded"] = {
+            "cluster": f"{len(unreachable)} node(s) unreachable: "
+            + ", ".join(health.node.address for health in unreachable)
+            + "; the tenants placed there cannot be served"
+        }
     if migrations is not None:
         body["migrations"] = migrations
+    elif unreachable:
+        body["migrations"] = None  # unknown until every node answers
+    if nodes is not None:
+        body["cluster"] = _cluster_body(nodes)
+    if unreachable:
+        logger.warning("degraded: %s", body["degraded"])
     if failures:
         logger.warning("not ready: %s", failures)
         return JsonResponse(body, status=503)

@@ -1,7 +1,8 @@
 """`/metrics` behind a bearer token (`METRICS_TOKEN`), and the request metrics.
 
 The webhook outbox lag is not counted but read at scrape time, with one query over the pending
-deliveries (their partial index), so it is right whichever process delivers.
+deliveries (their partial index), so it is right whichever process delivers. On a Citus
+coordinator, so is the state of the cluster's nodes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from billing_platform.core.metrics import (
 )
 from billing_platform.core.observability import tenant_var
 from billing_platform.core.problems import ProblemResponse, problem_response
+from tenants.selectors import citus_cluster_health
 
 _KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 CONSUME_ROUTE = "/api/v1/billing/quota/consume"
@@ -167,9 +169,45 @@ class OutboxCollector(Collector):
         yield lag
 
 
+class ClusterCollector(Collector):
+    """On a Citus coordinator, at scrape time: whether each primary node answers, and how many
+    distributed schemas (tenants, spares, the template) each holds. Nothing on plain PostgreSQL.
+    The labels are the cluster's nodes: a handful, set by the operator."""
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "billable_citus_node_up",
+            "1 when the coordinator can connect to the Citus node, 0 when it cannot.",
+            labels=["node", "role"],
+        )
+        schemas = GaugeMetricFamily(
+            "billable_citus_node_schemas",
+            "Distributed schemas (tenants, spares, the template) placed on the Citus node.",
+            labels=["node", "role"],
+        )
+        return up, schemas
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        nodes = citus_cluster_health()
+        if nodes is None:
+            return
+        up, schemas = self._families()
+        for health in nodes:
+            labels = [health.node.address, health.role]
+            up.add_metric(labels, 1.0 if health.reachable else 0.0)
+            schemas.add_metric(labels, float(health.schemas))
+        yield up
+        yield schemas
+
+
 _outbox = OutboxCollector()
+_cluster = ClusterCollector()
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     REGISTRY.register(_outbox)
+    REGISTRY.register(_cluster)
 
 
 def _registry() -> Any:
@@ -178,6 +216,7 @@ def _registry() -> Any:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(_outbox)
+        registry.register(_cluster)
         # process_* (CPU, memory, open files) of the process that answers the scrape.
         ProcessCollector(registry=registry)
         return registry

@@ -53,6 +53,7 @@ from billing_platform.core.identity import TenantRef
 from billing_platform.core.problems import problem_response
 from billing_platform.core.request_state import request_state
 from billing_platform.http import idempotency
+from billing_platform.http.handlers import handle_exception
 from tenants.auth import presented_key
 from tenants.resolution import resolve
 
@@ -164,6 +165,15 @@ def transactional(*, body_field: bool, per_caller: bool = False) -> Callable[[Ru
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.method != "POST":
                 return run(request, *args, **kwargs)
+            try:
+                return post(request, *args, **kwargs)
+            except Exception as exc:
+                # What escapes the path (a database that stops answering while the key is
+                # resolved, a Citus worker that is down) gets the answer it would get inside
+                # an operation (503 database_busy, …), never Django's own 500 page.
+                return handle_exception(request, exc)
+
+        def post(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             # 1. auth
             tenant = _caller_tenant(request)
             denied = _authenticate(getattr(run, "__self__", None), request)

@@ -109,15 +109,15 @@ class Claimed:
 CLAIM_SQL = """
 WITH due AS (
     SELECT id FROM webhooks_delivery
-    WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
-      AND (locked_until IS NULL OR locked_until < clock_timestamp())
+    WHERE status = 'pending' AND next_attempt_at <= %(now)s
+      AND (locked_until IS NULL OR locked_until < %(now)s)
     ORDER BY next_attempt_at
     LIMIT {limit:d}
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE webhooks_delivery d
-    SET locked_until = clock_timestamp() + make_interval(secs => %(lease)s::int),
-        attempts = d.attempts + 1, updated_at = now()
+    SET locked_until = %(now)s + make_interval(secs => %(lease)s::int),
+        attempts = d.attempts + 1, updated_at = %(now)s
     FROM due
     WHERE d.id = due.id
     RETURNING d.id, d.locked_until, d.attempts, d.next_attempt_at, d.event_id, d.endpoint_id
@@ -141,11 +141,17 @@ def _claim_statement(limit: int) -> str:
 
 
 def claim(limit: int = 50) -> list[Claimed]:
-    """Lease up to `limit` due deliveries for this worker, in one statement."""
+    """Lease up to `limit` due deliveries for this worker: the time, then one statement."""
     if limit <= 0:
         return []
     with _prepared_cursor() as cursor:
-        cursor.execute(_claim_statement(limit), {"lease": settings.WEBHOOK_LEASE_SECONDS})
+        # The database's time, read first: the claim's UPDATE calls no volatile function, which
+        # Citus refuses in an UPDATE of a table it manages (the outbox on a Citus cluster).
+        cursor.execute("SELECT clock_timestamp()")
+        now = cursor.fetchone()[0]
+        cursor.execute(
+            _claim_statement(limit), {"lease": settings.WEBHOOK_LEASE_SECONDS, "now": now}
+        )
         rows = cursor.fetchall()
     return [
         Claimed(
@@ -280,9 +286,14 @@ WITH result AS (
                GROUP BY endpoint_id) s ON s.endpoint_id = o.endpoint_id
     GROUP BY o.endpoint_id
 ), locked AS MATERIALIZED (
+    -- The endpoints are named through arrays, not joined: a row lock over a join with another
+    -- CTE would lock that CTE's rows by copy (a record column), which Citus then reads back in
+    -- the wrong format when the outbox is a Citus-managed table.
     SELECT e.id, e.is_active, e.consecutive_failures, e.failing_since
-    FROM webhooks_endpoint e JOIN health h ON h.endpoint_id = e.id
-    WHERE h.failures > 0 OR h.gone OR e.consecutive_failures <> 0 OR e.failing_since IS NOT NULL
+    FROM webhooks_endpoint e
+    WHERE e.id = ANY(ARRAY(SELECT endpoint_id FROM health))
+      AND (e.id = ANY(ARRAY(SELECT endpoint_id FROM health WHERE failures > 0 OR gone))
+           OR e.consecutive_failures <> 0 OR e.failing_since IS NOT NULL)
     ORDER BY e.id
     FOR NO KEY UPDATE OF e
 ), counted AS (

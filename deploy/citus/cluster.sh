@@ -4,6 +4,11 @@
 #   deploy/citus/cluster.sh start    # create (first time) and start it; prints the coordinator URL
 #   deploy/citus/cluster.sh url      # the coordinator's URL (when running)
 #   deploy/citus/cluster.sh status
+#   deploy/citus/cluster.sh createdb NAME   # one more database on every node, with Citus and
+#                                           # the nodes registered (pytest's --reuse-db test database)
+#   deploy/citus/cluster.sh dropdb NAME
+#   deploy/citus/cluster.sh stop-node worker1   # stop one node, keeping its data; start-node
+#                                                # brings it back (a worker failure, by hand)
 #   deploy/citus/cluster.sh stop     # stop it and remove its data (deploy/citus/stop.sh does the same)
 #
 # Data, sockets and logs live under var/citus/ (CITUS_DIR overrides) in the checkout. The nodes
@@ -89,18 +94,35 @@ start_node() {
     say "$node running on 127.0.0.1:$(port_of "$node")"
 }
 
-setup_database() {
+setup_database() {  # setup_database NAME: the database on every node, with Citus and the nodes
+    db=$1
     for node in $NODES; do
-        if [ -z "$(psql_on "$node" postgres "SELECT 1 FROM pg_database WHERE datname = '$CITUS_DB'")" ]; then
-            psql_on "$node" postgres "CREATE DATABASE $CITUS_DB"
+        if [ -z "$(psql_on "$node" postgres "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+            psql_on "$node" postgres "CREATE DATABASE $db"
         fi
-        psql_on "$node" "$CITUS_DB" "CREATE EXTENSION IF NOT EXISTS citus"
+        psql_on "$node" "$db" "CREATE EXTENSION IF NOT EXISTS citus"
     done
-    psql_on coordinator "$CITUS_DB" \
+    psql_on coordinator "$db" \
         "SELECT citus_set_coordinator_host('127.0.0.1', $(port_of coordinator))" >/dev/null
     for node in worker1 worker2; do
         # citus_add_node returns the existing node's id when it is registered already
-        psql_on coordinator "$CITUS_DB" "SELECT citus_add_node('127.0.0.1', $(port_of "$node"))" >/dev/null
+        psql_on coordinator "$db" "SELECT citus_add_node('127.0.0.1', $(port_of "$node"))" >/dev/null
+    done
+}
+
+createdb() {  # a further database set up like the first (a test database for pytest --reuse-db)
+    case ${1:-} in
+        ''|*[!a-z0-9_]*) say "createdb NAME: lower-case letters, digits and _ only"; exit 2 ;;
+    esac
+    running coordinator || { say "not running: start it first"; exit 1; }
+    setup_database "$1"
+    echo "postgres://postgres@127.0.0.1:$(port_of coordinator)/$1"
+}
+
+dropdb() {  # drop a database made by createdb on every node
+    running coordinator || { say "not running"; exit 1; }
+    for node in $NODES; do
+        psql_on "$node" postgres "DROP DATABASE IF EXISTS $1 WITH (FORCE)"
     done
 }
 
@@ -112,7 +134,7 @@ start() {
     [ "$(id -u)" = 0 ] && chown "$CITUS_USER" "$CITUS_DIR"
     for node in $NODES; do init_node "$node"; done
     for node in $NODES; do start_node "$node"; done
-    setup_database
+    setup_database "$CITUS_DB"
     say "nodes: $(psql_on coordinator "$CITUS_DB" "SELECT string_agg(nodename || ':' || nodeport || ' (group ' || groupid || ')', ', ' ORDER BY groupid) FROM pg_dist_node")"
     url
 }
@@ -142,6 +164,12 @@ case ${1:-} in
     start) start ;;
     stop) stop ;;
     status) status ;;
+    createdb) createdb "${2:-}" ;;
+    stop-node)  # stop one node, keeping its data (a worker failure); start-node brings it back
+        as_user "$PG_BIN/pg_ctl" -D "$CITUS_DIR/${2:?stop-node NAME}/data" -m fast -w stop >/dev/null
+        say "$2 stopped" ;;
+    start-node) start_node "${2:?start-node NAME}" ;;
+    dropdb) dropdb "${2:?dropdb NAME}" ;;
     url) running coordinator && url || { say "not running"; exit 1; } ;;
-    *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|status|url|createdb NAME|dropdb NAME|stop-node NAME|start-node NAME" >&2; exit 2 ;;
 esac

@@ -14,6 +14,7 @@ import pytest
 from django.db import connection
 
 from billable.models import LedgerEntry, QuotaBatch
+from tenants.services import api_key_create
 from tests.support.api import Api, assert_problem
 from tests.support.tenants import TenantFixture
 
@@ -87,3 +88,22 @@ def test_a_lock_that_outlasts_every_retry_is_503_database_busy(
     connection.set_schema(acme.tenant.schema_name)
     assert QuotaBatch.objects.get(customer=alice).remaining == 10
     assert not LedgerEntry.objects.filter(direction="debit").exists()
+
+
+def test_a_database_error_while_the_key_is_resolved_is_a_503_problem_not_a_500(
+    api: Api, acme: TenantFixture, other_connection: psycopg.Connection[Any],
+    short_lock_timeout: None,
+) -> None:
+    # given: a key not resolved yet, whose resolution reads the tenant's alert rules, and
+    # another transaction holding that table (as a Citus worker that does not answer would)
+    _row, key = api_key_create(tenant=acme.tenant, name="resolved under a lock")
+    other_connection.execute(
+        f'LOCK TABLE "{acme.tenant.schema_name}".billable_alertrule IN ACCESS EXCLUSIVE MODE'
+    )
+
+    # when
+    response = api.post("billing/identify", json={"external_id": "locked-out"}, key=key)
+
+    # then: the API's problem answer, with a Retry-After
+    assert_problem(response, 503, "database_busy")
+    assert response.headers["Retry-After"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, ProcessCollector
 
-import billing_platform.http.metrics  # noqa: F401  (registers the outbox collector)
+from billing_platform.http.metrics import ClusterCollector, OutboxCollector
 from tests.support import ROOT
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "billable-dashboard.json"
@@ -25,11 +25,14 @@ _SUFFIXES = {
 
 
 def served_names() -> set[str]:
-    """Every sample name the application's registry (the outbox collector's query included) and
-    the process collector of a multiprocess scrape can give."""
+    """Every sample name the application's registry (the outbox collector's query included),
+    the scrape-time collectors (the Citus one serves its families on a coordinator only) and the
+    process collector of a multiprocess scrape can give."""
     extra = CollectorRegistry()
     ProcessCollector(registry=extra)
     families = list(REGISTRY.collect()) + list(extra.collect())
+    for collector in (OutboxCollector(), ClusterCollector()):
+        families += list(collector.describe())
     names = set()
     for family in families:
         for suffix in _SUFFIXES.get(family.type, ("",)):
