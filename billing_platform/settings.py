@@ -8,6 +8,7 @@ are read from `var/secrets.env` and `var/services.env` in the checkout, which `m
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
+# What `make run` generates (secrets.env, services.env, static files); BILLABLE_VAR_DIR moves it.
+VAR_DIR = Path(os.environ.get("BILLABLE_VAR_DIR") or BASE_DIR / "var")
 
 env = environ.Env()
 for _name in ("secrets.env", "services.env"):
@@ -238,6 +240,9 @@ WEBHOOK_MAX_ENDPOINTS = 20
 
 # --- Metrics: /metrics answers only with `Authorization: Bearer <METRICS_TOKEN>`; empty: 404.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Tenants that get their own `tenant` label on the per-tenant metrics, per process (the first ones
+# counted); the others share the label "other". 0: every tenant is "other".
+METRICS_TENANT_LABELS = env.int("METRICS_TENANT_LABELS", default=50)
 
 # --- Request limits: bodies over 1 MiB are refused before they are read.
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
@@ -268,13 +273,14 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = TESTING or DEBUG
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-# "json": one JSON object per line with request id, tenant and API key id; "plain": for reading.
+# "json": one JSON object per line with request id, tenant and API key id; "plain": one short line
+# per record for people (`make run` chooses it on a terminal), coloured when stderr is a terminal.
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "plain": {"()": "billing_platform.core.observability.HumanFormatter"},
         "json": {"()": "billing_platform.core.observability.JsonFormatter"},
     },
     "handlers": {

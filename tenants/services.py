@@ -370,8 +370,12 @@ def tenant_onboard(
     rate_limit: str | None = None,
     key_name: str = "onboarding",
     contact_email: str = "",
+    expect_build: bool = False,
 ) -> tuple[Tenant, ApiKey, str]:
     """Create a tenant with a working schema and a first key holding every scope.
+
+    Building a schema because no spare is left is logged as a warning (the pool is too small),
+    unless the caller expects it (`expect_build`: the first tenant of a new database).
 
     Raises InvalidSlug (422), SlugTaken (409) and ValidationFailed (422, bad rate limit).
     """
@@ -390,7 +394,10 @@ def tenant_onboard(
     except IntegrityError as exc:
         raise errors.SlugTaken() from exc
     if tenant is None:
-        logger.warning("no spare schema left; building %s", slug)
+        logger.log(
+            logging.INFO if expect_build else logging.WARNING,
+            "no spare schema left; building %s", slug,
+        )
         path = "build"
         with transaction.atomic():
             _pool_notify()

@@ -44,6 +44,9 @@ class Services:
     redis_url: str | None
     stoppers: list[Callable[[], None]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # How each was found, for `make run` to say: "DATABASE_URL", "the standard port", "private".
+    database_source: str = ""
+    redis_source: str = ""
 
     def stop(self) -> None:
         while self.stoppers:
@@ -52,8 +55,33 @@ class Services:
                 stopper()
 
 
+# `make run` on a terminal says what it found in its own words and silences these lines.
+QUIET = False
+
+
 def log(message: str) -> None:
-    print(f"[services] {message}", file=sys.stderr, flush=True)
+    if not QUIET:
+        print(f"[services] {message}", file=sys.stderr, flush=True)
+
+
+def postgres_version(url: str) -> str:
+    """The server's version ("15.20"), or "" when it cannot be read."""
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except psycopg.Error:
+        return ""
+    return str(row[0]).split()[0] if row else ""
+
+
+def redis_version(url: str) -> str:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        info = client.info("server")
+        client.close()
+    except Exception:
+        return ""
+    return str(info.get("redis_version", ""))
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -259,16 +287,20 @@ def find_postgres(*, force_private: bool, persistent_dir: Path | None, fast: boo
         error = _check_postgres(explicit)
         if error:
             raise ServiceError(f"DATABASE_URL does not answer: {error}")
+        services.database_source = "DATABASE_URL"
         return explicit
     if not force_private and port_open("127.0.0.1", 5432):
         url = "postgres://postgres@127.0.0.1:5432/billable"
         error = _check_postgres(url)
         if error is None:
             log("using PostgreSQL on 127.0.0.1:5432")
+            services.database_source = "the standard port"
             return url
         log(f"PostgreSQL on 127.0.0.1:5432 refused us ({error}); starting a private one")
+        services.notes.append(f"PostgreSQL on 127.0.0.1:5432 refused us ({error})")
     url, stop = start_private_postgres(persistent_dir, fast=fast)
     services.stoppers.append(stop)
+    services.database_source = "private"
     return url
 
 
@@ -323,16 +355,19 @@ def find_redis(*, force_private: bool, required: bool, services: Services) -> st
         error = _redis_error(explicit)
         if error:
             raise ServiceError(f"REDIS_URL does not answer: {error}")
+        services.redis_source = "REDIS_URL"
         return explicit
     if not force_private and port_open("127.0.0.1", 6379):
         url = "redis://127.0.0.1:6379/0"
         if _redis_error(url) is None:
             log("using Redis on 127.0.0.1:6379")
+            services.redis_source = "the standard port"
             return url
     started = start_private_redis()
     if started is not None:
         url, stop = started
         services.stoppers.append(stop)
+        services.redis_source = "private"
         return url
     if required:
         raise ServiceError(

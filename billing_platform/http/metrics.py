@@ -21,6 +21,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    ProcessCollector,
     generate_latest,
     multiprocess,
 )
@@ -28,7 +29,16 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from billing_platform.core import errors
-from billing_platform.core.metrics import CONSUMES, REQUEST_SECONDS, REQUESTS
+from billing_platform.core.metrics import (
+    CONSUMES,
+    REQUEST_SECONDS,
+    REQUESTS,
+    TENANT_CONSUMES,
+    TENANT_PAYMENT_REQUIRED,
+    TENANT_REQUESTS,
+    tenant_label,
+)
+from billing_platform.core.observability import tenant_var
 from billing_platform.core.problems import ProblemResponse, problem_response
 from tenants.selectors import citus_cluster_health
 
@@ -43,6 +53,11 @@ _RequestSeries = tuple[Counter, Histogram]
 _request_series: dict[tuple[str, str, int], _RequestSeries] = {}
 # Outcomes are problem codes and a few words: bounded too.
 _consume_series: dict[str, Counter] = {}
+# Per tenant: (tenant label, status class) and (tenant label, consume outcome); the labels are
+# bounded by `tenant_label`.
+_tenant_series: dict[tuple[str, str], Counter] = {}
+_tenant_consume_series: dict[tuple[str, str], Counter] = {}
+_tenant_402_series: dict[str, Counter] = {}
 
 
 def _series(method: str, route: str, status: int) -> _RequestSeries:
@@ -68,6 +83,39 @@ def observe_request(
         consumes = _consume_series.get(outcome)
         if consumes is None:
             consumes = _consume_series[outcome] = CONSUMES.labels(outcome=outcome)
+        consumes.inc()
+    slug = tenant_var.get()
+    if slug:
+        consume = route == CONSUME_ROUTE and method == "POST"
+        _observe_tenant(tenant_label(slug), response, consume=consume)
+
+
+def _observe_tenant(tenant: str, response: HttpResponseBase, *, consume: bool) -> None:
+    status = response.status_code
+    status_class = f"{status // 100}xx"
+    series = _tenant_series.get((tenant, status_class))
+    if series is None:
+        series = _tenant_series[(tenant, status_class)] = TENANT_REQUESTS.labels(
+            tenant=tenant, status_class=status_class
+        )
+    series.inc()
+    if status == 402:
+        refused = _tenant_402_series.get(tenant)
+        if refused is None:
+            refused = _tenant_402_series[tenant] = TENANT_PAYMENT_REQUIRED.labels(tenant=tenant)
+        refused.inc()
+    if consume:
+        if response.get("Idempotent-Replayed") == "true":
+            outcome = "replayed"
+        elif 200 <= status < 300:
+            outcome = "success"
+        else:
+            outcome = "refused" if status == 402 else "error"
+        consumes = _tenant_consume_series.get((tenant, outcome))
+        if consumes is None:
+            consumes = _tenant_consume_series[(tenant, outcome)] = TENANT_CONSUMES.labels(
+                tenant=tenant, outcome=outcome
+            )
         consumes.inc()
 
 
@@ -169,6 +217,8 @@ def _registry() -> Any:
         multiprocess.MultiProcessCollector(registry)
         registry.register(_outbox)
         registry.register(_cluster)
+        # process_* (CPU, memory, open files) of the process that answers the scrape.
+        ProcessCollector(registry=registry)
         return registry
     return REGISTRY
 

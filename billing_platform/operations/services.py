@@ -22,10 +22,12 @@ def platform_tenant_onboard(
     rate_limit: str | None = None,
     contact_email: str = "",
     demo_catalog: bool = False,
+    expect_build: bool = False,
 ) -> tuple[Tenant, ApiKey, str]:
     """Onboard a tenant (`tenant_onboard`), with the demo catalog in its schema if asked."""
     tenant, key, raw = tenant_onboard(
-        name=name, slug=slug, rate_limit=rate_limit, contact_email=contact_email
+        name=name, slug=slug, rate_limit=rate_limit, contact_email=contact_email,
+        expect_build=expect_build,
     )
     if demo_catalog:
         with schema_context(tenant.schema_name):

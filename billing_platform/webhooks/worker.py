@@ -189,6 +189,7 @@ class Result:
     attempts: int
     outcome: Outcome | None
     attempted_at: datetime
+    tenant_slug: str = ""  # for the per-tenant metrics
 
 
 @lru_cache(maxsize=1024)
@@ -214,7 +215,8 @@ def attempt(claimed: Claimed, clients: Clients) -> Result:
     """Sign and post one claimed delivery; every failure is an outcome, never raised."""
     started = timezone.now()
     if not claimed.endpoint_active:
-        return Result(claimed.id, claimed.lease, claimed.attempts, None, started)
+        return Result(claimed.id, claimed.lease, claimed.attempts, None, started,
+                      claimed.tenant_slug)
     try:
         body = event_body(claimed.event, claimed.tenant_slug)
         headers = {
@@ -226,7 +228,8 @@ def attempt(claimed: Claimed, clients: Clients) -> Result:
         outcome = Outcome(None, "", f"not sent: {exc.__class__.__name__}: {exc}"[:1000], 0, None)
     else:
         outcome = post(clients, claimed.url, body, headers)
-    return Result(claimed.id, claimed.lease, claimed.attempts, outcome, started)
+    return Result(claimed.id, claimed.lease, claimed.attempts, outcome, started,
+                  claimed.tenant_slug)
 
 
 # --- Recording
@@ -406,6 +409,13 @@ def record_results(results: list[Result]) -> int:
     )
     for label, count in labels.items():
         metrics.WEBHOOK_DELIVERIES.labels(outcome=label).inc(count)
+    per_tenant = Counter(
+        (metrics.tenant_label(result.tenant_slug), row.label)
+        for result, row in zip(results, rows, strict=True)
+        if row.label and result.delivery_id in moved
+    )
+    for (tenant, label), count in per_tenant.items():
+        metrics.TENANT_WEBHOOK_DELIVERIES.labels(tenant=tenant, outcome=label).inc(count)
     if disabled_tenants:
         # The tenant's cached subscriptions (resolved keys) must stop naming the endpoint.
         for tenant in Tenant.objects.filter(pk__in=disabled_tenants):

@@ -48,6 +48,8 @@ from tests.support.deploy import (
 )
 
 APP_SERVICES = ("migrate", "api", "webhooks", "worker")
+CITUS_SERVICES = ("citus-coordinator", "citus-worker-1", "citus-worker-2", "citus-init")
+LOCAL_SERVICES = ("postgres-local", "api-local", "n8n-node", "n8n-local")
 UNITS = tuple(sorted(path.name for path in SYSTEMD_DIR.glob("*.service")))
 LONG_RUNNING_UNITS = (
     "billable-web.service", "billable-webhooks.service", "billable-worker.service"
@@ -65,6 +67,8 @@ CODE_READERS = (
 )
 # Read by Django itself (manage.py and wsgi.py only set a default).
 READ_BY_DJANGO = {"DJANGO_SETTINGS_MODULE"}
+# Read by Docker Compose from deploy/.env (which profiles `docker compose up` starts).
+READ_BY_COMPOSE = {"COMPOSE_PROFILES"}
 
 
 def compose_schema_validator() -> jsonschema.protocols.Validator:
@@ -93,13 +97,23 @@ def test_compose_file_is_valid_by_the_compose_specification() -> None:
 def test_compose_runs_every_service_the_platform_needs() -> None:
     services = compose()["services"]
 
-    assert set(services) == {"postgres", "redis", *APP_SERVICES, "n8n"}
+    assert set(services) == {
+        "postgres", "redis", *APP_SERVICES, "n8n",
+        *CITUS_SERVICES, *LOCAL_SERVICES,
+    }
     assert services["postgres"]["image"] == "postgres:15"
     assert services["redis"]["image"].startswith("redis:")
     assert services["n8n"]["image"] == "n8nio/n8n:1.123.81"
+    # Every service belongs to a profile; the app runs under production and citus alike.
     assert services["n8n"]["profiles"] == ["n8n"]
-    for name in ("postgres", "redis", *APP_SERVICES):
-        assert "profiles" not in services[name], name
+    assert services["postgres"]["profiles"] == ["production"]
+    assert set(services["redis"]["profiles"]) == {"production", "citus", "local"}
+    for name in APP_SERVICES:
+        assert set(services[name]["profiles"]) == {"production", "citus"}, name
+    for name in CITUS_SERVICES:
+        assert services[name]["profiles"] == ["citus"], name
+    for name in LOCAL_SERVICES:
+        assert services[name]["profiles"] == ["local"], name
 
 
 def test_app_services_build_one_image_from_the_dockerfile() -> None:
@@ -127,7 +141,9 @@ def test_services_start_in_order_and_report_health() -> None:
     assert "redis-cli ping" in test_line("redis")
     assert "http://127.0.0.1:8000/healthz" in test_line("api")
     assert services["migrate"]["depends_on"] == {
-        "postgres": {"condition": "service_healthy"},
+        # the one of the two that the profile (production, citus) runs
+        "postgres": {"condition": "service_healthy", "required": False},
+        "citus-init": {"condition": "service_completed_successfully", "required": False},
         "redis": {"condition": "service_healthy"},
     }
     for name in ("api", "webhooks", "worker"):
@@ -313,7 +329,7 @@ def test_env_example_lists_every_variable_the_configuration_reads() -> None:
 def test_env_example_names_only_variables_something_reads() -> None:
     known = (
         env_reads(*CODE_READERS) | READ_BY_DJANGO | makefile_variables()
-        | compose_interpolations()
+        | compose_interpolations() | READ_BY_COMPOSE
     )
 
     stale = env_example_names() - known

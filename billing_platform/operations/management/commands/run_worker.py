@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from billing_platform.core.listen import Listener
+from billing_platform.core.metrics import mark_process, process_exiting
 from billing_platform.operations.lifecycle import tenants_purge_due
 from billing_platform.operations.services import platform_sweep
 from tenants.services import SPARE_CLAIMED_CHANNEL, spare_pool_refill
@@ -37,21 +38,30 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        if not options["once"]:
+            mark_process("worker")
         listener = Listener(SPARE_CLAIMED_CHANNEL)
         listener.wait(0)  # LISTEN before the first refill, so no claim falls between
         try:
             self._loop(listener, options)
         finally:
             listener.close()
+            process_exiting()
 
     def _loop(self, listener: Listener, options: dict[str, Any]) -> None:
         next_sweep = 0.0
+        swept = False
         while not self.stopping:
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + options["sweep_interval"]
                 try:
                     totals = platform_sweep()
-                    logger.info("sweep: %s", totals)
+                    # Every minute: said at INFO the first time and whenever it changed
+                    # something, at DEBUG otherwise (a line a minute says nothing).
+                    busy = any(value for name, value in totals.items() if name != "tenants")
+                    logger.log(logging.INFO if busy or not swept else logging.DEBUG,
+                               "sweep: %s", totals)
+                    swept = True
                 except Exception:
                     logger.exception("sweep failed")
                 finally:

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from billing_platform.core.metrics import mark_process, process_exiting
 from billing_platform.webhooks.worker import run
 
 
@@ -32,7 +33,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
         threads = options["threads"] or settings.WEBHOOK_WORKER_THREADS
+        mark_process("webhooks")
         self.stdout.write(f"webhook worker started ({threads} threads)", ending="\n")
         self.stdout.flush()
-        run(stop, poll_seconds=options["poll"], threads=threads)
+        try:
+            run(stop, poll_seconds=options["poll"], threads=threads)
+        finally:
+            process_exiting()
         self.stdout.write("webhook worker stopped", ending="\n")
