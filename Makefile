@@ -31,7 +31,8 @@ clean:
 # Installs n8n once under var/n8n (about 6 min and 2.3 GB with its npm cache; needs npm, node 20
 # and a C compiler), then runs tests/e2e_n8n against its own test database and cache prefix: it
 # builds and packs the Billable node (integrations/n8n, `npm ci`), installs it into that n8n, and
-# runs the workflows of docs/n8n (with the node) and docs/n8n/http (without).
+# runs the workflows of docs/n8n (with the node) and docs/n8n/http (without); it also runs the
+# compose `local` profile's n8n-node command and checks that n8n loads the node from its volume.
 # PYTEST_ARGS passes arguments to pytest (e.g. PYTEST_ARGS=-x).
 N8N_VERSION := 1.123.81
 N8N_DIR := var/n8n

@@ -122,13 +122,21 @@ def test_local_needs_no_env_file_and_wires_n8n_to_the_api_over_http() -> None:
     assert env["WEBHOOKS_ALLOW_PRIVATE_NETWORKS"] == "true"
     assert n8n["environment"]["WEBHOOK_URL"] == "http://n8n:5678/"
     assert "n8n" in n8n["networks"]["default"]["aliases"]
-    # the node: built from integrations/n8n into the volume n8n loads custom nodes from
+    # the node: installed from integrations/n8n by its script into the volume n8n-local mounts
+    # as its community nodes folder (tests/e2e_n8n/test_compose_node.py runs the same in n8n)
     builder = services["n8n-node"]
     source = next(v for v in builder["volumes"] if v["target"] == "/src")
     assert Path(source["source"]) == COMPOSE_FILE.parent.parent / "integrations" / "n8n"
     assert source["read_only"] is True
-    mounted = {v["target"]: v["source"] for v in n8n["volumes"]}
-    assert mounted[n8n["environment"]["N8N_CUSTOM_EXTENSIONS"]] == "n8n-node"
+    assert builder["command"] == ["sh", "/src/scripts/install-into.sh", "/out"]
+    out = next(v for v in builder["volumes"] if v["target"] == "/out")
+    assert (out["type"], out["source"]) == ("volume", "n8n-node")
+    mounted = {v["target"]: v for v in n8n["volumes"]}
+    assert mounted["/home/node/.n8n"]["source"] == "n8n-local"
+    nodes = mounted["/home/node/.n8n/nodes"]
+    assert (nodes["type"], nodes["source"], nodes["read_only"]) == ("volume", "n8n-node", True)
+    # not as custom extensions, which n8n names CUSTOM.<node> whatever the package
+    assert "N8N_CUSTOM_EXTENSIONS" not in n8n["environment"]
     assert n8n["depends_on"]["n8n-node"]["condition"] == "service_completed_successfully"
     assert n8n["depends_on"]["api-local"]["condition"] == "service_healthy"
     assert n8n["image"] == services["n8n-local"]["image"] == "n8nio/n8n:1.123.81"
