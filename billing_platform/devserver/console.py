@@ -98,9 +98,9 @@ class Console:
 
 # Django's migrate, as django-tenants prefixes it: "[standard:public]   Applying app.0001_x... OK"
 # (and "[1/3 (33%) standard:t_demo]   Applying ..." for tenant schemas).
-_APPLYING = re.compile(r"^\[(?:[^\]]*\s)?\w+:(?P<schema>[^\]]+)\]\s+Applying (?P<name>\S+?)\.\.\.")
-_TENANTS_PLAN = re.compile(r"^Tenant schemas: (?P<all>\d+) in all, (?P<behind>\d+) behind")
-_TENANTS_DONE = re.compile(r"^Tenant schemas: (?P<migrated>\d+) migrated")
+_APPLYING = re.compile(r"\[(?:[^\]]*\s)?\w+:(?P<schema>[^\]]+)\]\s+Applying (?P<name>\S+?)\.\.\..*")
+_TENANTS_PLAN = re.compile(r"Tenant schemas: (?P<all>\d+) in all, (?P<behind>\d+) behind.*")
+_TENANTS_DONE = re.compile(r"Tenant schemas: (?P<migrated>\d+) migrated.*")
 
 
 @dataclass
@@ -145,7 +145,7 @@ def run_migrations(console: Console, argv: list[str], env: dict[str, str], cwd: 
     for raw in process.stdout:
         line = raw.rstrip("\n")
         report.output.append(line)
-        applying = _APPLYING.match(line)
+        applying = _APPLYING.fullmatch(line)
         if applying:
             schema = applying.group("schema")
             report.applied[schema] = report.applied.get(schema, 0) + 1
@@ -157,7 +157,7 @@ def run_migrations(console: Console, argv: list[str], env: dict[str, str], cwd: 
                 f"{schema}: {report.applied[schema]} applied · {applying.group('name')}",
             )
             continue
-        plan = _TENANTS_PLAN.match(line)
+        plan = _TENANTS_PLAN.fullmatch(line)
         if plan:
             report.tenant_schemas = int(plan.group("all"))
             report.behind = int(plan.group("behind"))
