@@ -33,6 +33,8 @@ trap 'deploy/citus/cluster.sh stop' EXIT
 trap 'exit 130' INT TERM
 DATABASE_URL=$(deploy/citus/cluster.sh start)
 export DATABASE_URL
+CITUS_DIR=${CITUS_DIR:-var/citus}
+export CITUS_DIR  # the cluster's directory, also for the onboarding results below
 mkdir -p var/static
 export CACHE_KEY_PREFIX=${CACHE_KEY_PREFIX:-billable-citus-e2e} SECURE_HTTPS=false
 say "coordinator: $DATABASE_URL"
@@ -51,16 +53,16 @@ for slug in built spared; do
     fi
     say "onboard_tenant --slug $slug --demo-catalog"
     start=$(date +%s%N)
-    "$PY" manage.py onboard_tenant --name "Citus $slug" --slug "$slug" --demo-catalog > var/citus/onboard-$slug.json
+    "$PY" manage.py onboard_tenant --name "Citus $slug" --slug "$slug" --demo-catalog > "$CITUS_DIR"/onboard-$slug.json
     say "onboarded $slug in $(( ($(date +%s%N) - start) / 1000000 )) ms (the whole command)"
-    key=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"api_key\"])" var/citus/onboard-$slug.json)
-    schema=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"tenant\"][\"schema_name\"])" var/citus/onboard-$slug.json)
+    key=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"api_key\"])" "$CITUS_DIR"/onboard-$slug.json)
+    schema=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"tenant\"][\"schema_name\"])" "$CITUS_DIR"/onboard-$slug.json)
     "$PY" deploy/citus/smoke.py "$key" "$schema"
 done
 q() { psql -X -At -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "$1"; }
 say "tenant_placement list"
 "$PY" manage.py tenant_placement list
-key=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"api_key\"])" var/citus/onboard-built.json)
+key=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"api_key\"])" "$CITUS_DIR"/onboard-built.json)
 ledger="'\''t_built.billable_ledgerentry'\''::regclass"
 from=$(q "SELECT nodeport FROM citus_shards WHERE table_name = $ledger")
 to=$(q "SELECT nodeid FROM pg_dist_node WHERE groupid <> 0 AND noderole = '\''primary'\'' AND nodeport <> $from ORDER BY nodeid LIMIT 1")
@@ -80,7 +82,7 @@ status() { "$PY" manage.py shell -c "from tenants.models import Tenant; from ten
 status suspended
 "$PY" manage.py restore_tenant spared --from "$DATABASE_URL"
 status active
-skey=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"api_key\"])" var/citus/onboard-spared.json)
+skey=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"api_key\"])" "$CITUS_DIR"/onboard-spared.json)
 "$PY" deploy/citus/smoke.py "$skey" t_spared 2
 psql -X -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "DROP SCHEMA t_spared_before_restore CASCADE"
 say "billing_verify"
@@ -96,7 +98,7 @@ command -v gdb >/dev/null 2>&1 || {
     say "installing gdb"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdb >/dev/null; }
 "$PY" -m billing_platform.devserver.launcher exec -- sh -eu -c '
 PY=$1
-key=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"api_key\"])" var/citus/onboard-spared.json)
+key=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"api_key\"])" "$CITUS_DIR"/onboard-spared.json)
 "$PY" deploy/citus/crash.py "$key" t_spared
 "$PY" manage.py billing_verify
 ' e2e "$PY"
