@@ -86,7 +86,7 @@ def _setting_field(name: str, info: FieldInfo) -> forms.Field:
     """A form field for one setting: the type from the schema, the limits left to the schema."""
     kinds = set(typing.get_args(info.annotation)) - {type(None)}
     help_text = SETTING_HELP.get(name, "")
-    label = name.replace("_", " ").capitalize()
+    label = name.replace("_", " ").capitalize().replace(" sku", " SKU")
     if kinds == {bool}:
         return forms.BooleanField(required=False, label=label, help_text=escape(help_text))
     if kinds == {int}:
