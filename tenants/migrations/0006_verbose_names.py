@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("tenants", "0004_tenant_status_building"),
+        ("tenants", "0005_schema_migration_record"),
     ]
 
     operations = [
