@@ -898,6 +898,8 @@ class SettingsOut(Schema):
 
 
 class SettingsPatch(Schema):
+    """A tenant's settings as `PATCH /settings` and the operators' admin accept them."""
+
     low_balance_threshold: int | None = Field(None, ge=0, le=10**12)
     idempotency_retention_days: int | None = Field(None, ge=1, le=30)
     referral_reward_sku: Name | None = None
@@ -906,6 +908,12 @@ class SettingsPatch(Schema):
     subscription_grace_days: int | None = Field(None, ge=0, le=365)
     subscription_renewal_notice_days: int | None = Field(None, ge=1, le=365)
     referral_require_known_referrer: bool | None = None
+
+    @field_validator("referral_reward_sku", "referee_reward_sku", mode="after")
+    @classmethod
+    def _sku_upper(cls, value: str | None) -> str | None:
+        """Offer SKUs are stored upper-case."""
+        return value.upper() if value else value
 
 
 # --- Orders, exchange, referrals, merge

@@ -1,13 +1,14 @@
-"""URL configuration: the API under /api/v1, the platform admin, health checks at the root."""
+"""URL configuration: the landing page, the API under /api/v1, the admin, health checks."""
 
 from django.contrib import admin
 from django.urls import path
 
 from billing_platform.api import api
-from billing_platform.http import health
+from billing_platform.http import health, landing
 from billing_platform.http.metrics import metrics_view
 
 urlpatterns = [
+    path("", landing.landing, name="landing"),
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),

@@ -78,6 +78,8 @@ class Tenant(TenantMixin):
                 name="tenant_status_valid",
             ),
         ]
+        verbose_name = "tenant"
+        verbose_name_plural = "tenants"
 
     def __str__(self) -> str:
         return self.slug
@@ -134,6 +136,7 @@ class ApiKey(BaseKey):
     class Meta:
         ordering = ("-created_at",)
         verbose_name = "API key"
+        verbose_name_plural = "API keys"
 
     @property
     def prefix(self) -> str:
@@ -146,6 +149,7 @@ class PlatformKey(BaseKey):
     class Meta:
         ordering = ("-created_at",)
         verbose_name = "platform key"
+        verbose_name_plural = "platform keys"
 
     @property
     def prefix(self) -> str:

@@ -42,9 +42,6 @@ def settings_update(request: HttpRequest, payload: SettingsPatch) -> dict[str, A
     SKUs, which null clears)."""
     context = caller(request)
     changes = patch_changes(payload, clearable=_REWARD_SKUS)
-    for field in _REWARD_SKUS:
-        if changes.get(field):
-            changes[field] = changes[field].upper()
     if context.tenant is None:
         raise ValidationFailed("A tenant key is required.")
     return tenant_settings_update(tenant_id=context.tenant.id, changes=changes).merged_settings

@@ -166,7 +166,7 @@ def _route(request: HttpRequest) -> str:
     match = getattr(request, "resolver_match", None)
     route = getattr(match, "route", None)
     # Unmatched paths share one label, so scanners cannot grow the metric without bound.
-    return "/" + route if route else "<unmatched>"
+    return "<unmatched>" if route is None else "/" + route
 
 
 class RequestContextMiddleware:

@@ -1,8 +1,11 @@
-"""The platform operators' admin: tenants and their keys, every write through tenants.services.
+"""The platform operators' admin: tenants and their keys, every write through the services.
 
-Onboarding is its own view rather than a model save: the service builds or claims the tenant's
-schema outside the admin's request transaction, and the new API key is rendered once in the
-response, never stored. Keys are read-only here; the only write on them is revocation.
+Onboarding, key creation and deletion are views of their own rather than model saves: onboarding
+builds or claims the tenant's schema outside the admin's request transaction, and deletion drops
+one (`operations.lifecycle.tenant_purge`, as `manage.py delete_tenant`). A new key's secret is
+never stored: the form redirects (Post/Redirect/Get) to a page that shows it once
+(`admin_secrets`), so a reload neither submits the form again nor shows the secret again. Keys
+are otherwise read-only here; the only write on them is revocation.
 """
 
 from __future__ import annotations
@@ -12,12 +15,27 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
 
 from billing_platform.core import errors
+from billing_platform.operations.admin_forms import (
+    SETTABLE_STATUSES,
+    SETTING_NAMES,
+    ApiKeyCreateForm,
+    TenantChangeForm,
+    TenantDeleteForm,
+    TenantOnboardForm,
+    add_billing_error,
+)
+from billing_platform.operations.admin_secrets import keep_once, take_once
+from billing_platform.operations.lifecycle import tenant_purge
 from billing_platform.operations.services import platform_tenant_onboard
 from tenants import services
 from tenants.models import ApiKey, PlatformKey, Tenant, TenantStatus
@@ -26,69 +44,11 @@ admin.site.site_header = "Billable platform admin"
 admin.site.site_title = "Billable admin"
 admin.site.index_title = "Platform"
 
-_SETTABLE_STATUSES = [
-    (TenantStatus.ACTIVE.value, TenantStatus.ACTIVE.label),
-    (TenantStatus.SUSPENDED.value, TenantStatus.SUSPENDED.label),
-]
-
-
-def _add_billing_error(form: forms.BaseForm, exc: errors.BillingError) -> None:
-    """Attach a service error to the form field it concerns, else to the whole form."""
-    field: str | None = None
-    if isinstance(exc, errors.InvalidSlug | errors.SlugTaken):
-        field = "slug"
-    elif isinstance(exc, errors.ValidationFailed):
-        named = [str(path[-1]) for path, _msg in exc.fields if path]
-        field = next((name for name in named if name in form.fields), None)
-    form.add_error(field, exc.detail)
+# The kind of one-time secret a new tenant key is, in the operator's session.
+_API_KEY_SECRET = "api-key"  # noqa: S105 (a label, not a secret)
 
 
 # --- Tenants.
-
-
-class TenantOnboardForm(forms.Form):
-    name = forms.CharField(max_length=200)
-    slug = forms.CharField(
-        max_length=40,
-        help_text="3–40 characters of a-z, 0-9 and '-', starting with a letter. "
-        "The schema is t_<slug>.",
-    )
-    rate_limit = forms.CharField(
-        max_length=32,
-        required=False,
-        help_text="N/s, N/m, N/h, N/d or 0 (unlimited). Empty means 600/m.",
-    )
-    demo_catalog = forms.BooleanField(
-        required=False, label="Install the demo catalog", initial=False
-    )
-
-
-class TenantChangeForm(forms.ModelForm):
-    class Meta:
-        model = Tenant
-        fields = ("name", "status", "rate_limit")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if "status" in self.fields:
-            self.fields["status"].choices = _SETTABLE_STATUSES  # type: ignore[attr-defined]
-
-    def clean_rate_limit(self) -> str:
-        rate_limit: str = self.cleaned_data["rate_limit"]
-        try:
-            return services.validate_rate_limit(rate_limit)
-        except errors.BillingError as exc:
-            raise ValidationError(exc.detail) from exc
-
-    def clean_status(self) -> str:
-        status: str = self.cleaned_data["status"]
-        if (
-            status == TenantStatus.ACTIVE
-            and self.instance.deletion_requested_at is not None
-            and "status" in self.changed_data
-        ):
-            raise ValidationError(errors.TenantDeleting.title)
-        return status
 
 
 class TenantStatusFilter(admin.SimpleListFilter):
@@ -96,10 +56,10 @@ class TenantStatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(value, str(label)) for value, label in _SETTABLE_STATUSES]
+        return [(value, str(label)) for value, label in SETTABLE_STATUSES]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> QuerySet[Tenant]:
-        if self.value() in dict(_SETTABLE_STATUSES):
+        if self.value() in dict(SETTABLE_STATUSES):
             return queryset.filter(status=self.value())
         return queryset
 
@@ -112,30 +72,19 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ("slug", "name")
     ordering = ("-created_at", "-id")
     actions = ("suspend_tenants", "reactivate_tenants")
-    fieldsets = (
-        (None, {"fields": ("slug", "name", "status", "rate_limit")}),
-        (
-            "Schema",
-            {
-                "fields": (
-                    "schema_name",
-                    "settings",
-                    "created_at",
-                    "updated_at",
-                    "deletion_requested_at",
-                )
-            },
-        ),
-    )
     readonly_fields = (
         "slug",
         "schema_name",
-        "settings",
+        "settings_table",
         "created_at",
         "updated_at",
         "deletion_requested_at",
     )
+    change_form_template = "admin/tenants/tenant/change_form.html"
     onboarded_template = "admin/tenants/tenant/onboarded.html"
+    key_form_template = "admin/tenants/tenant/key_form.html"
+    key_created_template = "admin/tenants/tenant/key_created.html"
+    delete_confirmation_template = "admin/tenants/tenant/delete_confirmation.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
         return (
@@ -144,16 +93,90 @@ class TenantAdmin(admin.ModelAdmin):
             .exclude(status__in=[TenantStatus.SPARE, TenantStatus.BUILDING])
         )
 
-    def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
-        # Deletion drops a schema: it goes through the platform API's confirmed request and a job.
-        return False
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Operators who may change a tenant edit its settings one field each; others read them.
+        editable = self.has_change_permission(request, obj)
+        return (
+            (None, {"fields": ("slug", "name", "status", "rate_limit")}),
+            ("Settings", {"fields": SETTING_NAMES if editable else ("settings_table",)}),
+            (
+                "Schema",
+                {"fields": ("schema_name", "created_at", "updated_at", "deletion_requested_at")},
+            ),
+        )
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        # The setting fields are the form's own (TenantChangeForm), not the model's.
+        fields = kwargs.get("fields")
+        if fields:
+            kwargs["fields"] = [name for name in fields if name not in SETTING_NAMES]
+        return super().get_form(request, obj, change, **kwargs)
+
+    @admin.display(description="settings")
+    def settings_table(self, obj: Tenant) -> str:
+        return format_html(
+            "<table>{}</table>",
+            format_html_join(
+                "",
+                "<tr><th>{}</th><td>{}</td></tr>",
+                ((name, value) for name, value in obj.merged_settings.items()),
+            ),
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/onboarded/<uuid:key_id>/",
+                view(self.onboarded_view),
+                name=f"{prefix}_onboarded",
+            ),
+            path(
+                "<path:object_id>/keys/add/",
+                view(self.key_add_view),
+                name=f"{prefix}_key_add",
+            ),
+            path(
+                "<path:object_id>/keys/<uuid:key_id>/",
+                view(self.key_created_view),
+                name=f"{prefix}_key_created",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _url(self, name: str, *args: Any) -> str:
+        return reverse(
+            f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_{name}",
+            args=args,
+        )
+
+    def _tenant_or_404(self, request: HttpRequest, object_id: str) -> Tenant:
+        tenant = self.get_object(request, unquote(object_id))
+        if tenant is None:
+            raise Http404("No such tenant.")
+        return tenant
+
+    def _page(
+        self, request: HttpRequest, template: str, title: str, **context: Any
+    ) -> TemplateResponse:
+        request.current_app = self.admin_site.name
+        # admin_site.admin_view marks every admin response never_cache (no-store), so a page
+        # holding a secret is kept by no cache.
+        return TemplateResponse(
+            request,
+            template,
+            {**self.admin_site.each_context(request), "title": title, "opts": self.opts, **context},
+        )
 
     # Onboarding.
 
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        """Onboard a tenant through the service and show its first key once.
+        """Onboard a tenant through the service, then redirect to the page showing its first key.
 
         Unlike the stock add view this runs outside a transaction: building a schema by
         migrations commits on its own and refuses to run inside one.
@@ -172,10 +195,11 @@ class TenantAdmin(admin.ModelAdmin):
                         demo_catalog=data["demo_catalog"],
                     )
                 except errors.BillingError as exc:
-                    _add_billing_error(form, exc)
+                    add_billing_error(form, exc)
                 else:
                     self.log_addition(request, tenant, [{"added": {}}])
-                    return self._onboarded_response(request, tenant, key, raw)
+                    keep_once(request, kind=_API_KEY_SECRET, object_id=key.pk, secret=raw)
+                    return HttpResponseRedirect(self._url("onboarded", tenant.pk, key.pk))
         else:
             form = TenantOnboardForm()
         return self._onboard_form_response(request, form, form_url, extra_context)
@@ -213,23 +237,135 @@ class TenantAdmin(admin.ModelAdmin):
         }
         return self.render_change_form(request, context, add=True, form_url=form_url)
 
-    def _onboarded_response(
-        self, request: HttpRequest, tenant: Tenant, key: ApiKey, raw: str
-    ) -> HttpResponse:
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Tenant {tenant.slug} onboarded",
-            "opts": self.opts,
-            "tenant": tenant,
-            "key": key,
-            "api_key": raw,
-        }
-        request.current_app = self.admin_site.name
-        # admin_site.admin_view marks every admin response never_cache (no-store), so this page
-        # holding the secret is kept by no cache.
-        return TemplateResponse(request, self.onboarded_template, context)
+    def onboarded_view(self, request: HttpRequest, object_id: str, key_id: Any) -> HttpResponse:
+        """The onboarded tenant, with its first key's secret the first time only."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        tenant = self._tenant_or_404(request, object_id)
+        key = ApiKey.objects.filter(pk=key_id, tenant=tenant).first()
+        if key is None:
+            raise Http404("No such key.")
+        raw = take_once(request, kind=_API_KEY_SECRET, object_id=key.pk)
+        return self._page(
+            request,
+            self.onboarded_template,
+            f"Tenant {tenant.slug} onboarded",
+            tenant=tenant,
+            key=key,
+            api_key=raw,
+        )
 
-    # Changes: through the service, which invalidates every process's cached view of the tenant.
+    # Keys: created for one tenant, through the service, and shown once.
+
+    def key_add_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_view_permission(request) or not request.user.has_perm("tenants.add_apikey"):
+            raise PermissionDenied
+        tenant = self._tenant_or_404(request, object_id)
+        if request.method == "POST":
+            form = ApiKeyCreateForm(request.POST)
+            if form.is_valid():
+                data = form.cleaned_data
+                try:
+                    key, raw = services.api_key_create(
+                        tenant=tenant,
+                        name=data["name"],
+                        scopes=data["scopes"],
+                        expires_at=data["expires_at"],
+                    )
+                except errors.BillingError as exc:
+                    add_billing_error(form, exc)
+                else:
+                    self.log_addition(request, key, [{"added": {}}])
+                    keep_once(request, kind=_API_KEY_SECRET, object_id=key.pk, secret=raw)
+                    return HttpResponseRedirect(self._url("key_created", tenant.pk, key.pk))
+        else:
+            form = ApiKeyCreateForm()
+        admin_form = helpers.AdminForm(
+            form,  # type: ignore[arg-type]
+            [(None, {"fields": ["name", "scopes", "expires_at"]})],
+            {},
+            model_admin=self,
+        )
+        return self._page(
+            request,
+            self.key_form_template,
+            f"Create an API key for {tenant.slug}",
+            tenant=tenant,
+            adminform=admin_form,
+            errors=helpers.AdminErrorList(form, []),  # type: ignore[arg-type]
+        )
+
+    def key_created_view(self, request: HttpRequest, object_id: str, key_id: Any) -> HttpResponse:
+        if not self.has_view_permission(request) or not request.user.has_perm("tenants.add_apikey"):
+            raise PermissionDenied
+        tenant = self._tenant_or_404(request, object_id)
+        key = ApiKey.objects.filter(pk=key_id, tenant=tenant).first()
+        if key is None:
+            raise Http404("No such key.")
+        raw = take_once(request, kind=_API_KEY_SECRET, object_id=key.pk)
+        return self._page(
+            request,
+            self.key_created_template,
+            f"API key {key.name} for {tenant.slug}",
+            tenant=tenant,
+            key=key,
+            api_key=raw,
+            base_url=request.build_absolute_uri("/api/v1/"),
+        )
+
+    # Deletion: for good, by the same purge as `manage.py delete_tenant`, once confirmed.
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        # A bulk delete would bypass the purge: the rows would go and the schemas stay.
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """Drop the tenant's schema and rows once the operator types its slug.
+
+        Runs outside the stock view's transaction: the purge is one transaction of its own.
+        """
+        tenant = self._tenant_or_404(request, object_id)
+        if not self.has_delete_permission(request, tenant):
+            raise PermissionDenied
+        form = TenantDeleteForm(request.POST or None, tenant=tenant)
+        if request.method == "POST" and form.is_valid():
+            try:
+                with transaction.atomic():
+                    # Logged in the purge's transaction: no entry if the purge fails.
+                    self.log_deletions(request, Tenant.objects.filter(pk=tenant.pk))
+                    tenant_purge(tenant=tenant)
+            except DatabaseError as exc:
+                # Typically lock_timeout: requests still hold its tables. Nothing was changed.
+                self.message_user(
+                    request,
+                    f"{tenant.slug} was not deleted ({exc.__class__.__name__}); nothing changed. "
+                    "Suspend it first and try again.",
+                    messages.ERROR,
+                )
+            else:
+                self.message_user(
+                    request,
+                    f"Tenant {tenant.slug} deleted: schema {tenant.schema_name} dropped, "
+                    "its keys, webhooks and rows removed.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(self._url("changelist"))
+        return self._page(
+            request,
+            self.delete_confirmation_template,
+            f"Delete tenant {tenant.slug}",
+            tenant=tenant,
+            object=tenant,
+            form=form,
+            key_count=ApiKey.objects.filter(tenant=tenant, revoked_at__isnull=True).count(),
+            endpoint_count=tenant.webhook_endpoints.count(),
+        )
+
+    # Changes: through the services, which invalidate every process's cached view of the tenant.
 
     def save_model(
         self, request: HttpRequest, obj: Tenant, form: forms.ModelForm, change: bool
@@ -241,6 +377,9 @@ class TenantAdmin(admin.ModelAdmin):
         }
         if changes:
             services.tenant_update(tenant=obj, **changes)
+        settings_changes = getattr(form, "settings_changes", {})
+        if settings_changes:
+            services.tenant_settings_update(tenant_id=obj.pk, changes=settings_changes)
         obj.refresh_from_db()
 
     @admin.action(description="Suspend selected tenants", permissions=["change"])

@@ -105,6 +105,8 @@ class ThrottledLoginForm(AdminAuthenticationForm):
 
 class PlatformAdminSite(admin.AdminSite):
     login_form = ThrottledLoginForm
+    # "View site": the landing page (billing_platform/http/landing.py).
+    site_url = "/"
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         response: HttpResponse = super().login(request, extra_context)

@@ -1,7 +1,9 @@
 """The operators' view of webhooks: endpoints (secrets never shown), events, deliveries.
 
-Everything is read-only here; the one write is "Redeliver", through services.event_redeliver,
-offered only to operators holding the model's change permission.
+Every row is read-only here; the writes are actions through the services, offered only to
+operators holding the model's change permission: "Redeliver" (services.event_redeliver) and
+"Disable" / "Re-enable" of endpoints (services.endpoint_update, as `PATCH
+/webhooks/endpoints/{id}` with `is_active`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ class _ReadOnly(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_redeliver_permission(self, request: HttpRequest) -> bool:
-        """Redeliver writes: it needs the model's change permission, which a viewer lacks.
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """The actions write: they need the model's change permission, which a viewer lacks.
 
         Checked against the user's permissions, not `has_change_permission`, which is False for
         everyone so that the rows themselves stay read-only.
@@ -72,6 +74,27 @@ class EndpointAdmin(_ReadOnly):
     )
     readonly_fields = fields
 
+    actions = ("disable_endpoints", "enable_endpoints")
+
+    @admin.action(description="Disable selected endpoints", permissions=["operate"])
+    def disable_endpoints(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
+        self._set_active(request, queryset, active=False)
+
+    @admin.action(description="Re-enable selected endpoints", permissions=["operate"])
+    def enable_endpoints(self, request: HttpRequest, queryset: QuerySet[Endpoint]) -> None:
+        self._set_active(request, queryset, active=True)
+
+    def _set_active(
+        self, request: HttpRequest, queryset: QuerySet[Endpoint], *, active: bool
+    ) -> None:
+        changed = 0
+        for endpoint in queryset.filter(is_active=not active):
+            services.endpoint_update(endpoint=endpoint, is_active=active)
+            self.log_change(request, endpoint, [{"changed": {"fields": ["is_active"]}}])
+            changed += 1
+        verb = "Re-enabled" if active else "Disabled"
+        self.message_user(request, f"{verb} {changed} endpoint(s).", messages.SUCCESS)
+
     @admin.display(description="event types")
     def subscribed_types(self, obj: Endpoint) -> str:
         return ", ".join(obj.event_types) or "all"
@@ -103,7 +126,7 @@ class EventAdmin(_ReadOnly):
     def pretty_data(self, obj: Event) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.data, indent=2, ensure_ascii=False))
 
-    @admin.action(description="Redeliver to every subscribed endpoint", permissions=["redeliver"])
+    @admin.action(description="Redeliver to every subscribed endpoint", permissions=["operate"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
         _redeliver(self, request, [(event, None) for event in queryset])
 
@@ -151,7 +174,11 @@ class DeliveryAdmin(_ReadOnly):
     inlines = (AttemptInline,)
     actions = ("redeliver",)
 
-    @admin.action(description="Redeliver to the same endpoint", permissions=["redeliver"])
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        # A delivery names itself by its event's type and its endpoint (Delivery.__str__).
+        return super().get_queryset(request).select_related("event", "endpoint")
+
+    @admin.action(description="Redeliver to the same endpoint", permissions=["operate"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         rows = queryset.select_related("event", "endpoint")
         _redeliver(self, request, [(d.event, d.endpoint) for d in rows])

@@ -34,9 +34,11 @@ class Endpoint(models.Model):
 
     class Meta:
         ordering = ("-created_at",)
+        verbose_name = "webhook endpoint"
+        verbose_name_plural = "webhook endpoints"
 
     def __str__(self) -> str:
-        return self.url
+        return self.url if self.is_active else f"{self.url} (disabled)"
 
     def subscribes_to(self, event_type: str) -> bool:
         return not self.event_types or event_type in self.event_types
@@ -54,6 +56,8 @@ class Event(models.Model):
     class Meta:
         ordering = ("-created_at",)
         indexes = [models.Index(fields=["tenant", "-created_at"], name="event_tenant_idx")]
+        verbose_name = "webhook event"
+        verbose_name_plural = "webhook events"
 
     def __str__(self) -> str:
         return f"{self.type} {self.id}"
@@ -87,6 +91,12 @@ class Delivery(models.Model):
                 fields=["next_attempt_at"], name="delivery_due_idx", condition=Q(status="pending")
             ),
         ]
+        verbose_name = "webhook delivery"
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        # The admin selects the event and the endpoint with the delivery (list_select_related).
+        return f"{self.event.type} to {self.endpoint.url}: {self.status}"
 
 
 class DeliveryAttempt(models.Model):
@@ -100,3 +110,11 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ("-attempted_at",)
+        verbose_name = "delivery attempt"
+        verbose_name_plural = "delivery attempts"
+
+    def __str__(self) -> str:
+        answer = f"HTTP {self.status_code}" if self.status_code else ""
+        outcome = answer or self.error[:80] or "no answer"
+        when = f"{self.attempted_at:%Y-%m-%d %H:%M:%S} UTC" if self.attempted_at else "not yet"
+        return f"{when}: {outcome}"

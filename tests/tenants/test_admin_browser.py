@@ -1,4 +1,5 @@
-"""A platform operator onboards a tenant in a real browser; the key shown once works on the API.
+"""A platform operator onboards a tenant and creates a key in a real browser; each key is shown
+once (a reload shows it no more and creates nothing) and works on the API.
 
 Drives Debian's Chromium through Playwright (its own browser download cannot work here). Without
 /usr/bin/chromium the test is skipped loudly, and fails under CI=true, where it must be installed.
@@ -98,20 +99,53 @@ def test_operator_onboards_a_tenant_and_its_key_works(
             assert raw.startswith("bk_"), raw
             expect(page.locator("#content-main")).to_contain_text("shown only this once")
 
+            # The page was reached by a redirect: reloading it neither submits the onboarding
+            # again nor shows the key again.
+            assert "/onboarded/" in page.url
+            page.reload()
+            expect(page.locator("#api-key")).to_have_count(0)
+            expect(page.locator("#api-key-gone")).to_contain_text("shown once already")
+
             # Once: the tenant's pages do not carry the key.
             page.click("text=Open the tenant")
             expect(page.locator("h1")).to_have_text("Change tenant")
             assert raw not in page.content()
+
+            # A second key, for reading only, from the tenant's page.
+            page.click("text=Create an API key")
+            expect(page.locator("h1")).to_have_text(f"Create an API key for {SLUG}")
+            page.fill("#id_name", "reporting")
+            page.check("input[name=scopes][value='billing:read']")
+            page.fill("#id_expires_at", "2099-06-30T18:00")
+            page.click("input[name=_save]")
+            second_element = page.locator("#api-key")
+            expect(second_element).to_have_count(1)
+            second = second_element.inner_text().strip()
+            assert second.startswith("bk_") and second != raw, second
+            expect(page.locator("#content-main")).to_contain_text("expires at 2099-06-30 18:00")
+            page.reload()
+            expect(page.locator("#api-key")).to_have_count(0)
+            assert second not in page.content()
+
             page.goto(f"{base}/admin/tenants/apikey/")
-            assert raw not in page.content()
+            assert raw not in page.content() and second not in page.content()
             expect(page.locator("#result_list")).to_contain_text(SLUG)
+            expect(page.locator("#result_list")).to_contain_text("reporting")
         finally:
             browser.close()
 
         response = httpx.get(f"{base}/api/v1/keys", headers={"X-API-Key": raw}, timeout=10)
+        reads = httpx.get(
+            f"{base}/api/v1/billing/products", headers={"X-API-Key": second}, timeout=10
+        )
+        refused = httpx.get(f"{base}/api/v1/keys", headers={"X-API-Key": second}, timeout=10)
 
     assert response.status_code == 200, response.text
-    (only,) = response.json()["items"]
-    assert only["name"] == "onboarding"
+    names = {item["name"]: item for item in response.json()["items"]}
+    assert set(names) == {"onboarding", "reporting"}
+    assert names["reporting"]["scopes"] == ["billing:read"]
+    assert reads.status_code == 200, reads.text
+    assert refused.status_code == 403 and refused.json()["code"] == "insufficient_scope"
+    # One tenant for one submitted form, whatever was reloaded.
     tenant = Tenant.objects.get(slug=SLUG)
     assert (tenant.name, tenant.rate_limit, tenant.status) == ("Browser Made", "30/m", "active")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.admin.models import LogEntry
 from django.contrib.admin.utils import quote
 from django.test import Client
 
-from billing_platform.webhooks.models import Delivery, Event
+from billing_platform.webhooks.models import Delivery, DeliveryAttempt, Endpoint, Event
 from tests.support.admin import offered_actions, staff_client
 from tests.support.api import Api
 from tests.support.servers import running_receiver
@@ -111,3 +112,73 @@ def test_redeliver_needs_the_change_permission(
     # Still nothing to edit by hand: the rows stay read-only for every operator.
     page = changer.get(f"/admin/webhooks/delivery/{delivery.pk}/change/").content.decode()
     assert 'name="_save"' not in page
+
+
+def test_webhook_models_are_named_in_words(
+    api: Api, acme: TenantFixture, operator: Client, private_ok: Any
+) -> None:
+    endpoint = create_endpoint(api, acme.key, "http://127.0.0.1:9/named")
+    sent = api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key).json
+    delivery = Delivery.objects.get(event_id=sent["event_id"])
+
+    index = operator.get("/admin/").content.decode()
+    for label in ("Webhook endpoints", "Webhook events", "Webhook deliveries"):
+        assert f">{label}<" in index, label
+    assert "Deliverys" not in index
+    assert str(delivery) == "webhook.test to http://127.0.0.1:9/named: pending"
+    page = operator.get(f"/admin/webhooks/delivery/{delivery.pk}/change/").content.decode()
+    assert "webhook.test to http://127.0.0.1:9/named: pending" in page
+    assert "Delivery object" not in page
+    attempt = DeliveryAttempt.objects.create(delivery=delivery, status_code=502, error="")
+    assert str(attempt).endswith("UTC: HTTP 502")
+    failed = DeliveryAttempt(delivery=delivery, error="connection refused")
+    assert str(failed) == "not yet: connection refused"
+
+
+def test_disabling_an_endpoint_stops_its_deliveries(
+    api: Api, acme: TenantFixture, operator: Client, private_ok: Any
+) -> None:
+    with running_receiver() as receiver:
+        endpoint = create_endpoint(api, acme.key, receiver.url)
+        pending = api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key).json
+
+        response = operator.post("/admin/webhooks/endpoint/", {
+            "action": "disable_endpoints", "_selected_action": [endpoint["id"]], "index": "0",
+        })
+
+        assert response.status_code == 302
+        assert api.get(f"webhooks/endpoints/{endpoint['id']}", key=acme.key).json[
+            "is_active"] is False
+        # The delivery queued before is not posted; a new event is not even queued.
+        drain()
+        assert receiver.count() == 0
+        assert Delivery.objects.get(event_id=pending["event_id"]).status == "failed"
+        again = api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key).json
+        assert again["queued"] == 0
+        assert not Delivery.objects.filter(endpoint_id=endpoint["id"], status="pending").exists()
+        entry = LogEntry.objects.get(object_id=endpoint["id"])
+        assert entry.get_change_message() == "Changed is_active."
+
+        operator.post("/admin/webhooks/endpoint/", {
+            "action": "enable_endpoints", "_selected_action": [endpoint["id"]], "index": "0",
+        })
+
+        assert api.get(f"webhooks/endpoints/{endpoint['id']}", key=acme.key).json[
+            "is_active"] is True
+        api.post(f"webhooks/endpoints/{endpoint['id']}/test", key=acme.key)
+        drain()
+        assert receiver.count() == 1
+
+
+def test_disabling_needs_the_change_permission(
+    api: Api, acme: TenantFixture, private_ok: Any
+) -> None:
+    endpoint = create_endpoint(api, acme.key, "http://127.0.0.1:9/kept")
+    viewer = staff_client("endpoint-viewer", "view_endpoint")
+    assert offered_actions(viewer, "/admin/webhooks/endpoint/") == set()
+    viewer.post("/admin/webhooks/endpoint/", {
+        "action": "disable_endpoints", "_selected_action": [endpoint["id"]], "index": "0"})
+    assert Endpoint.objects.get(pk=endpoint["id"]).is_active
+    changer = staff_client("endpoint-changer", "view_endpoint", "change_endpoint")
+    assert offered_actions(changer, "/admin/webhooks/endpoint/") == {
+        "disable_endpoints", "enable_endpoints"}
