@@ -1,14 +1,17 @@
-"""URL configuration: the API under /api/v1, the platform admin, health checks at the root."""
+"""URL configuration: the API under /api/v1, the tenant console, the platform admin, health
+checks at the root."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from billing_platform.api import api
+from billing_platform.console import urls as console_urls
 from billing_platform.http import health
 from billing_platform.http.metrics import metrics_view
 
 urlpatterns = [
     path("api/v1/", api.urls),
+    path("console/", include(console_urls)),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
