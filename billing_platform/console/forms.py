@@ -29,12 +29,10 @@ def show_error(form: forms.Form, error: BillingError) -> None:
     """Put a service's refusal on the form, in plain words, beside the field it names."""
     field = None
     if isinstance(error, ValidationFailed):
-        for item in error.extra.get("errors", []):
-            loc = item.get("loc") or []
-            if loc and loc[-1] in form.fields:
-                field = loc[-1]
-                break
-    form.add_error(field, error.detail)
+        named = [path[0] for path, _msg in error.fields if path]
+        named += [(item.get("loc") or [""])[-1] for item in error.extra.get("errors", [])]
+        field = next((name for name in named if name in form.fields), None)
+    form.add_error(field if isinstance(field, str) else None, error.detail)
 
 
 class LoginForm(forms.Form):
