@@ -39,6 +39,10 @@ from billing_platform.core.ratelimits import CONSOLE_LOGIN, LoginThrottle, clien
 PENDING = "console_pending_login"
 PENDING_SECONDS = 300
 BACKEND = "django.contrib.auth.backends.ModelBackend"
+WRONG_CODE = (
+    "That code is not right, or came too soon after a wrong one: wait a few seconds and try "
+    "the code your app shows then."
+)
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -94,7 +98,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
             )
             if device is None:
                 throttle.failed()
-                form.add_error("token", "That code is not right (or came too late).")
+                form.add_error("token", WRONG_CODE)
             else:
                 request.session.pop(PENDING, None)
                 auth_login(request, user, backend=BACKEND)
@@ -220,13 +224,13 @@ def security(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
                 django_otp.login(request, pending)
                 messages.success(request, "Two-factor sign-in is on.")
                 return redirect("console:security")
-            form.add_error("token", "That code is not right (or came too late).")
+            form.add_error("token", WRONG_CODE)
         elif step == "disable" and confirmed is not None and form.is_valid():
             if confirmed.verify_token(form.cleaned_data["token"]):
                 services.totp_disable(user=console.user)
                 messages.success(request, "Two-factor sign-in is off.")
                 return redirect("console:security")
-            form.add_error("token", "That code is not right (or came too late).")
+            form.add_error("token", WRONG_CODE)
     qr_svg = secret = ""
     if confirmed is None and pending is not None:
         qr_svg = segno.make(pending.config_url, error="m").svg_inline(scale=4)
