@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.contrib.auth.models import User
+from django.db import connection, connections
 from django.test import Client
 from django_tenants.utils import tenant_context
 
@@ -19,7 +22,7 @@ from billable.services.quota import quota_consume
 from billing_platform.console import selectors
 from billing_platform.console.models import AuditEntry, Submission
 from tests.support.console import form_key, make_member, signed_in_client
-from tests.support.tenants import TenantFixture
+from tests.support.tenants import TenantFixture, fresh_tenant
 
 
 @pytest.fixture
@@ -255,3 +258,55 @@ def test_a_grant_without_a_reason_or_with_a_past_expiry_is_refused(shop: TenantF
     assert "This form is out of date" in stale.content.decode()
     with tenant_context(shop.tenant):
         assert not Grant.objects.exists()
+
+
+# --- The same form sent at once from several connections (committed data, real threads)
+
+
+@pytest.fixture
+def committed_shop(committed: None) -> Iterator[TenantFixture]:
+    with fresh_tenant("console-race") as fresh:
+        with tenant_context(fresh.tenant):
+            product_create(key="credits", name="Credits", product_type="quantity")
+            offer_create(
+                sku="bonus_10",
+                name="Ten credits",
+                price=Decimal("0"),
+                currency="USD",
+                items=[ItemSpec("CREDITS", 10)],
+            )
+            customer_ensure(CustomerRef(external_id="ann-42"))
+        make_member(fresh.tenant, "racer@example.com", "support")
+        try:
+            yield fresh
+        finally:
+            User.objects.filter(username="racer@example.com").delete()
+
+
+def test_the_same_grant_form_sent_at_once_applies_once(committed_shop: TenantFixture) -> None:
+    ann = _ann(committed_shop.tenant)
+    signed = signed_in_client("racer@example.com")
+    key = form_key(signed.get(f"/console/customers/{ann.pk}/").content)
+    barrier = threading.Barrier(6)
+    answers: list[int] = []
+
+    def send() -> None:
+        try:
+            client = Client()
+            client.cookies = signed.cookies
+            barrier.wait(timeout=30)
+            answers.append(_grant(client, ann, key).status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert answers == [302] * 6
+    with tenant_context(committed_shop.tenant):
+        assert Grant.objects.count() == 1
+        assert QuotaBatch.objects.count() == 1
+    assert AuditEntry.objects.filter(tenant=committed_shop.tenant).count() == 1
