@@ -120,7 +120,17 @@ def customer_search(*, query: str, cursor: str | None = None) -> Page[Customer]:
             else list(Customer.objects.filter(pk=found.pk).prefetch_related("identities"))
         )
         return Page(items=items, next_cursor=None)
-    queryset = Customer.objects.filter(merged_into__isnull=True).prefetch_related("identities")
+    return paginate(
+        customers_matching(text).prefetch_related("identities"),
+        limit=SEARCH_PAGE,
+        cursor=cursor,
+        order=("-created_at", "-pk"),
+    )
+
+
+def customers_matching(text: str) -> QuerySet[Customer]:
+    """Unmerged customers with an external id that begins with `text` (all when empty)."""
+    queryset = Customer.objects.filter(merged_into__isnull=True)
     if text:
         queryset = queryset.filter(
             Exists(
@@ -129,7 +139,7 @@ def customer_search(*, query: str, cursor: str | None = None) -> Page[Customer]:
                 )
             )
         )
-    return paginate(queryset, limit=SEARCH_PAGE, cursor=cursor, order=("-created_at", "-pk"))
+    return queryset
 
 
 @dataclass(frozen=True)
