@@ -3,6 +3,7 @@ checks at the root."""
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from billing_platform.api import api
 from billing_platform.console import urls as console_urls
@@ -11,6 +12,7 @@ from billing_platform.http.metrics import metrics_view
 
 urlpatterns = [
     path("api/v1/", api.urls),
+    path("console", RedirectView.as_view(url="/console/")),
     path("console/", include(console_urls)),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),

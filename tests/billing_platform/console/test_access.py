@@ -242,3 +242,8 @@ def test_an_unknown_console_path_answers_the_consoles_own_404(db: None) -> None:
     response = Client().get("/console/nowhere/")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_console_without_its_slash_leads_to_the_console(db: None) -> None:
+    response = Client().get("/console")
+    assert response.status_code == 302 and response["Location"] == "/console/"
