@@ -141,4 +141,4 @@ class Submission(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["tenant", "key"], name="submission_unique"),
         ]
-        indexes = [models.Index(fields=["created_at"], name="submission_created_idx")]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="submission_tenant_age")]

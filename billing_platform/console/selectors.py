@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db.models import Exists, OuterRef, QuerySet
@@ -147,6 +148,7 @@ class CustomerPage:
     """Everything a customer's page shows but its ledger (paged apart)."""
 
     customer: Customer
+    metadata: list[tuple[str, Any]]
     balances: list[Balance]
     explanation: Explanation | None
     batches: list[QuotaBatch]
@@ -160,10 +162,10 @@ class CustomerPage:
     subscriptions: list[Subscription]
 
 
-def customer_get(*, customer_id: str) -> Customer:
+def customer_get(*, customer_id: str, follow_merge: bool = False) -> Customer:
     """The customer with this id in the current tenant's schema (404 otherwise, another
-    tenant's id alike)."""
-    return billing.customer_get(customer_id=customer_id)
+    tenant's id alike); with `follow_merge`, the one it was merged into, if any."""
+    return billing.customer_get(customer_id=customer_id, follow_merge=follow_merge)
 
 
 def customer_page(*, customer: Customer, feature: str = "") -> CustomerPage:
@@ -171,6 +173,7 @@ def customer_page(*, customer: Customer, feature: str = "") -> CustomerPage:
     feature = feature.strip()
     return CustomerPage(
         customer=customer,
+        metadata=sorted(customer.metadata.items()) if isinstance(customer.metadata, dict) else [],
         balances=billing.balance_list(customer=customer),
         explanation=billing.balance_explain(customer=customer, feature=feature)
         if feature

@@ -100,6 +100,10 @@ _CLAIM_SQL = (
 )
 
 
+# How long a form's key is remembered: a copy of the form sent later would apply again.
+SUBMISSION_RETENTION = timedelta(days=7)
+
+
 def new_form_key() -> str:
     """The hidden key a form carries from the moment it is rendered."""
     return secrets.token_urlsafe(24)
@@ -136,6 +140,10 @@ def submitted(*, actor: Actor, key: str, action: str, run: Callable[[], Outcome]
             Submission.objects.filter(tenant=actor.tenant, key=key).update(
                 outcome={"message": outcome.message, "target": outcome.target}
             )
+            # The tenant's keys past retention go with its next action (no sweep needed).
+            Submission.objects.filter(
+                tenant=actor.tenant, created_at__lt=clock.now() - SUBMISSION_RETENTION
+            ).delete()
             audit_record(actor=actor, action=action, target=outcome.target, detail=outcome.detail)
     except OperationalError as exc:
         if sqlstate(exc) == LOCK_NOT_AVAILABLE:

@@ -206,7 +206,9 @@ class Migration(migrations.Migration):
                 ),
             ],
             options={
-                "indexes": [models.Index(fields=["created_at"], name="submission_created_idx")],
+                "indexes": [
+                    models.Index(fields=["tenant", "created_at"], name="submission_tenant_age")
+                ],
                 "constraints": [
                     models.UniqueConstraint(fields=("tenant", "key"), name="submission_unique")
                 ],

@@ -18,7 +18,7 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -65,7 +65,7 @@ def login(request: HttpRequest) -> HttpResponse:
         if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
             request.session[PENDING] = {"user": user.pk, "at": time.time()}
             verify = reverse("console:login_verify")
-            return redirect(f"{verify}?next={_next_url(request)}")
+            return redirect(f"{verify}?{urlencode({'next': _next_url(request)})}")
         auth_login(request, user, backend=BACKEND)
         return redirect(_next_url(request))
     return render(request, "console/login.html", {"form": form, "next": _next_url(request)})
@@ -166,7 +166,7 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
         "existing": existing,
         "signed_in_as": signed_in_as,
         "form": form,
-        "login_url": f"{reverse('console:login')}?next={request.path}",
+        "login_url": f"{reverse('console:login')}?{urlencode({'next': request.path})}",
     }
     if request.method != "POST":
         return render(request, "console/invitation.html", context)

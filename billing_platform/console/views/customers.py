@@ -74,8 +74,9 @@ def customer_detail(
 @require_POST
 @console_page(Action.CUSTOMERS_GRANT)
 def customer_grant(request: HttpRequest, console: ConsoleContext, customer_id: str) -> HttpResponse:
-    """A bonus grant with a reason, applied once however often the form is sent."""
-    customer = selectors.customer_get(customer_id=customer_id)
+    """A bonus grant with a reason, applied once however often the form is sent; a merged
+    customer's grant goes to the customer it was merged into, as the API's does."""
+    customer = selectors.customer_get(customer_id=customer_id, follow_merge=True)
     form = GrantForm(request.POST, offers=selectors.grantable_offers())
     if not form.is_valid():
         return _customer_response(request, console, customer, form, status=422)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -11,13 +12,15 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection, connections
 from django.test import Client
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from billable.models import Customer, Grant, LedgerEntry, Offer, QuotaBatch
 from billable.selectors import CustomerRef, offer_for_grant
 from billable.services.catalog import ItemSpec, offer_create, offer_update, product_create
-from billable.services.customers import customer_ensure
+from billable.services.customers import customer_ensure, customer_identify
 from billable.services.grants import offer_grant
+from billable.services.merge import customer_merge
 from billable.services.quota import quota_consume
 from billing_platform.console import selectors
 from billing_platform.console.models import AuditEntry, Submission
@@ -310,3 +313,50 @@ def test_the_same_grant_form_sent_at_once_applies_once(committed_shop: TenantFix
         assert Grant.objects.count() == 1
         assert QuotaBatch.objects.count() == 1
     assert AuditEntry.objects.filter(tenant=committed_shop.tenant).count() == 1
+
+
+def test_metadata_shows_whatever_its_keys(shop: TenantFixture) -> None:
+    with tenant_context(shop.tenant):
+        customer_identify(
+            provider="default", external_id="ann-42", profile={"items": 3, "plan": "gold"}
+        )
+    ann = _ann(shop.tenant)
+    make_member(shop.tenant, "viewer@example.com", "viewer")
+
+    page = signed_in_client("viewer@example.com").get(f"/console/customers/{ann.pk}/")
+
+    assert page.status_code == 200
+    assert "<dt>items</dt><dd>3</dd><dt>plan</dt><dd>gold</dd>" in page.content.decode()
+
+
+def test_a_grant_to_a_merged_customer_goes_to_the_one_it_was_merged_into(
+    shop: TenantFixture,
+) -> None:
+    ann = _ann(shop.tenant)
+    with tenant_context(shop.tenant):
+        target = customer_ensure(CustomerRef(external_id="ann@example.com", provider="email"))
+        customer_merge(target=target, source=ann)
+    make_member(shop.tenant, "owner@example.com", "owner")
+    client = signed_in_client("owner@example.com")
+    page = client.get(f"/console/customers/{ann.pk}/")
+    assert "Merged into" in page.content.decode()
+
+    response = _grant(client, ann, form_key(page.content))
+
+    assert response["Location"] == f"/console/customers/{target.pk}/"
+    with tenant_context(shop.tenant):
+        assert Grant.objects.get().customer_id == target.pk
+
+
+def test_form_keys_are_forgotten_after_a_week(shop: TenantFixture) -> None:
+    ann = _ann(shop.tenant)
+    make_member(shop.tenant, "owner@example.com", "owner")
+    client = signed_in_client("owner@example.com")
+    old_key = form_key(client.get(f"/console/customers/{ann.pk}/").content)
+    _grant(client, ann, old_key)
+    Submission.objects.update(created_at=timezone.now() - timedelta(days=8))
+
+    _grant(client, ann, form_key(client.get(f"/console/customers/{ann.pk}/").content))
+
+    assert list(Submission.objects.values_list("key", flat=True)) != [old_key]
+    assert Submission.objects.count() == 1
