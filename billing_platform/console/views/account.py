@@ -233,7 +233,7 @@ def security(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
             form.add_error("token", WRONG_CODE)
     qr_svg = secret = ""
     if confirmed is None and pending is not None:
-        qr_svg = segno.make(pending.config_url, error="m").svg_inline(scale=4)
+        qr_svg = segno.make(pending.config_url, error="m").svg_inline(scale=5)
         secret = _base32(pending.bin_key)
     return render(
         request,

@@ -2,7 +2,9 @@
 (sent twice, applied once), signing out and in again.
 
 Drives Debian's Chromium through Playwright, as tests/tenants/test_admin_browser.py does; without
-/usr/bin/chromium the test is skipped loudly, and fails under CI=true.
+/usr/bin/chromium the test is skipped loudly, and fails under CI=true. With CONSOLE_SCREENSHOTS=DIR
+it saves a screenshot of each page it passes into DIR (docs/console/ holds the ones docs/console.md
+shows).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import re
 from collections.abc import Iterator
 from decimal import Decimal
 from io import StringIO
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -41,6 +45,12 @@ CHROMIUM_ARGS = [
 ]
 EMAIL = "founder@example.com"
 PASSWORD = "copper-kettle-meadow-5"
+
+
+def _shot(page: Any, name: str) -> None:
+    folder = os.environ.get("CONSOLE_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def _require_chromium() -> None:
@@ -91,18 +101,20 @@ def test_a_founder_joins_finds_a_customer_and_grants_a_bonus_once(shop: TenantFi
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page()
+                page = browser.new_page(viewport={"width": 1200, "height": 800})
                 page.set_default_timeout(20_000)
 
                 # The invitation: choose a password, land in the console signed in.
                 page.goto(link.group(0))
                 expect(page.locator("h1")).to_have_text("Join Browser Shop")
+                _shot(page, "invitation")
                 page.fill("#id_password", PASSWORD)
                 page.fill("#id_password_again", PASSWORD)
                 page.click("button[type=submit]")
                 expect(page).to_have_url(f"{base}/console/")
                 expect(page.locator(".messages")).to_contain_text("Welcome to Browser Shop")
                 expect(page.locator("#active-customers")).to_have_text("2")
+                _shot(page, "overview")
 
                 # The search, by the beginning of an external id.
                 page.click("nav >> text=Customers")
@@ -111,6 +123,7 @@ def test_a_founder_joins_finds_a_customer_and_grants_a_bonus_once(shop: TenantFi
                 results = page.locator("#customer-results tbody tr")
                 expect(results).to_have_count(1)
                 expect(results).to_contain_text("default: ann-42")
+                _shot(page, "customers")
                 results.locator("a").click()
 
                 # The customer's page, then a grant, sent twice.
@@ -142,10 +155,18 @@ def test_a_founder_joins_finds_a_customer_and_grants_a_bonus_once(shop: TenantFi
                 page.fill("#feature", "export")
                 page.click("#balances form button")
                 expect(page.locator("#explain")).to_contain_text("not_covered")
+                _shot(page, "customer")
+
+                # The team page's audit log names the grant and who made it.
+                page.click("nav >> text=Team")
+                expect(page.locator("#audit tbody tr").first).to_contain_text("customer.grant")
+                expect(page.locator("#audit tbody tr").first).to_contain_text(EMAIL)
+                _shot(page, "team")
 
                 # Out, and in again with the password.
                 page.click("text=Sign out")
                 expect(page).to_have_url(f"{base}/console/login/")
+                _shot(page, "login")
                 page.goto(f"{base}/console/customers/")
                 expect(page).to_have_url(re.compile(r".*/console/login/\?next=.*"))
                 page.fill("#id_email", EMAIL.upper())
