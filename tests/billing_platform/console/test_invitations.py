@@ -17,7 +17,7 @@ from django.utils import timezone
 from billing_platform.console import selectors
 from billing_platform.console.models import AuditEntry, Invitation, Membership
 from tests.support.console import PASSWORD, form_key, make_member, sign_in, signed_in_client
-from tests.support.tenants import TenantFixture
+from tests.support.tenants import TenantFixture, fresh_tenant
 
 NEW_PASSWORD = "amber-violin-orchard-3"
 
@@ -178,3 +178,21 @@ def test_owners_read_the_audit_log_newest_first(acme: TenantFixture, globex: Ten
     make_member(acme.tenant, "owner@example.com", "owner")
     team = signed_in_client("owner@example.com").get("/console/team/").content.decode()
     assert "email:c@example.com" in team and "email:b@example.com" not in team
+
+
+def test_deleting_a_tenant_deletes_its_team_and_audit_log_but_not_the_accounts(
+    committed: None,
+) -> None:
+    with fresh_tenant("console-gone") as fresh:
+        slug = fresh.tenant.slug
+        _operator_invites(slug, "gone@example.com")
+        user = make_member(fresh.tenant, "gone@example.com", "owner")
+        try:
+            call_command("delete_tenant", slug, "--confirm", slug, stdout=StringIO())
+
+            assert not Membership.objects.filter(user=user).exists()
+            assert not Invitation.objects.filter(email="gone@example.com").exists()
+            assert not AuditEntry.objects.filter(target="email:gone@example.com").exists()
+            assert User.objects.filter(pk=user.pk).exists()
+        finally:
+            user.delete()
