@@ -150,3 +150,21 @@ class PlatformKey(BaseKey):
     @property
     def prefix(self) -> str:
         return f"bpk_{self.lookup_id}"
+
+
+class SchemaMigrationRecord(models.Model):
+    """A schema found to hold every migration of a code version, by the schema's oid.
+
+    Written by `tenants.schema_migrations` after it checked the schema itself, read so that the
+    next check costs one query on the public schema instead of one per schema (on Citus, a tenant
+    schema's `django_migrations` lives on a worker). The oid, not the name: a renamed schema
+    (a spare claimed by onboarding) keeps its record, and one dropped and created again under the
+    same name does not inherit it.
+    """
+
+    schema_oid = models.BigIntegerField(primary_key=True)
+    graph_digest = models.CharField(max_length=16)
+    verified_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"schema {self.schema_oid}: {self.graph_digest}"

@@ -6,6 +6,13 @@ too (as no-ops), so every node of the graph is required, exactly as Django's `mi
 apply it; a schema that lacks any of them, or has no `django_migrations` table at all, is behind.
 `migrate_schemas` uses this to skip current schemas, and `/readyz` to report pending migrations.
 
+A schema found current is recorded in the public schema (`SchemaMigrationRecord`: its oid and the
+digest of the code's graph), and a recorded schema is not read again until the code changes: once
+every schema was found current, the check is two queries on the public schema, however many
+tenants, and on Citus it reaches no worker. Whatever may take a migration away (a `migrate_schemas`
+run with a target, `--fake` or `--prune`) forgets the records of the schemas it runs in; a
+schema's `django_migrations` changed by hand needs `migrate_schemas --recheck`.
+
 `unusable_schemas` names the tenant schemas nothing can be served from (a name django-tenants
 refuses to select, or no such schema): the sweep, `billing_verify`, `export_tenant` and
 `migrate_schemas` report those tenants and go on with the others, and `/readyz` leaves them out.
@@ -29,7 +36,7 @@ from django_tenants.postgresql_backend.base import is_valid_schema_name
 from django_tenants.utils import app_labels, get_public_schema_name
 
 from billing_platform.core.db import SCHEMA_GONE_SQLSTATES, sqlstate
-from tenants.models import Tenant, TenantStatus
+from tenants.models import SchemaMigrationRecord, Tenant, TenantStatus
 
 # Schemas per query: keeps the statement text and its plan small with many thousands of tenants.
 CHUNK = 500
@@ -91,13 +98,96 @@ def _missing_in_chunk(
     return result
 
 
-def missing_migrations(schemas: Iterable[str]) -> dict[str, int]:
-    """How many of the code's migrations each schema lacks (0: current)."""
+def _oids(names: Sequence[str]) -> tuple[dict[str, int], bool]:
+    """Each existing schema's oid, and whether the record table exists yet (one query: before
+    the public schema's migrations ran, it does not)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT to_regclass(%s) IS NOT NULL, array_agg(nspname::text), array_agg(oid::bigint) "
+            "FROM pg_namespace WHERE nspname = ANY(%s)",
+            [_record_table(), list(names)],
+        )
+        exists, found, oids = cursor.fetchone()
+    return dict(zip(found or [], oids or [], strict=True)), bool(exists)
+
+
+def _record_table() -> str:
+    return f"{_quote(get_public_schema_name())}.{_quote(SchemaMigrationRecord._meta.db_table)}"
+
+
+def _recorded_current(oids: dict[str, int]) -> set[str]:
+    """Of these schemas, those recorded as holding every migration of this code."""
+    with connection.cursor() as cursor:
+        # One array parameter, however many schemas (an IN list is bounded by 65,535 parameters).
+        cursor.execute(
+            f"SELECT schema_oid FROM {_record_table()} "  # noqa: S608 (a quoted identifier)
+            "WHERE schema_oid = ANY(%s) AND graph_digest = %s",
+            [list(oids.values()), graph_digest()],
+        )
+        current = {row[0] for row in cursor.fetchall()}
+    return {name for name, oid in oids.items() if oid in current}
+
+
+def _record(oids: Sequence[int]) -> None:
+    """Record these schemas as current for this code; drop the records of dropped schemas."""
+    if not oids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {_record_table()} "  # noqa: S608 (a quoted identifier)
+            "WHERE schema_oid <> ALL(ARRAY(SELECT oid::bigint FROM pg_namespace))"
+        )
+    now = timezone.now()
+    digest = graph_digest()
+    SchemaMigrationRecord.objects.bulk_create(
+        [
+            SchemaMigrationRecord(schema_oid=oid, graph_digest=digest, verified_at=now)
+            for oid in sorted(set(oids))  # one order everywhere: concurrent upserts never deadlock
+        ],
+        update_conflicts=True,
+        unique_fields=["schema_oid"],
+        update_fields=["graph_digest", "verified_at"],
+    )
+
+
+def forget_recorded(schemas: Iterable[str] | None = None) -> None:
+    """Drop the records of these schemas (None: of every schema), so the next check reads the
+    schemas themselves: after a run that may have taken migrations away (a target migration,
+    `--fake`, `--prune`), or a schema's `django_migrations` changed by hand."""
+    oids, exists = _oids(list(dict.fromkeys(schemas or [])))
+    if not exists:
+        return
+    with connection.cursor() as cursor:
+        if schemas is None:
+            cursor.execute(f"DELETE FROM {_record_table()}")  # noqa: S608 (a quoted identifier)
+        else:
+            cursor.execute(
+                f"DELETE FROM {_record_table()} WHERE schema_oid = ANY(%s)",  # noqa: S608
+                [list(oids.values())],
+            )
+
+
+def missing_migrations(schemas: Iterable[str], *, recheck: bool = False) -> dict[str, int]:
+    """How many of the code's migrations each schema lacks (0: current).
+
+    A schema recorded as current for this code (`SchemaMigrationRecord`) counts as current
+    without reading it, unless `recheck`; every schema found current is recorded. So a check
+    costs one query on the public schema once every schema was found current, and one query per
+    500 schemas for the others.
+    """
     required = required_migrations()
     names = list(dict.fromkeys(schemas))
     result: dict[str, int] = {}
+    if not names:
+        return result
+    oids, recording = _oids(names)
+    if recording and not recheck:
+        for name in _recorded_current(oids):
+            result[name] = 0
     for start in range(0, len(names), CHUNK):
-        chunk = names[start : start + CHUNK]
+        chunk = [name for name in names[start : start + CHUNK] if name not in result]
+        if not chunk:
+            continue
         try:
             result.update(_missing_in_chunk(chunk, required))
         except DatabaseError as exc:
@@ -107,6 +197,9 @@ def missing_migrations(schemas: Iterable[str]) -> dict[str, int]:
             if not connection.get_autocommit() or sqlstate(exc) not in SCHEMA_GONE_SQLSTATES:
                 raise
             result.update({schema: len(required) for schema in chunk})
+            continue
+        if recording:
+            _record([oids[name] for name in chunk if not result[name] and name in oids])
     return result
 
 
@@ -195,9 +288,7 @@ def tenant_schemas_behind(*, use_cache: bool = True) -> int:
 
 def _existing_schemas(names: Sequence[str]) -> set[str]:
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", [list(names)]
-        )
+        cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", [list(names)])
         return {row[0] for row in cursor.fetchall()}
 
 

@@ -39,7 +39,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from tenants.models import Tenant  # noqa: E402
-from tenants.schema_migrations import forget_status  # noqa: E402
+from tenants.schema_migrations import forget_recorded, forget_status  # noqa: E402
 from tenants.services import api_key_create  # noqa: E402
 
 failures = 0
@@ -95,9 +95,17 @@ def main(cluster: str, schema: str) -> int:
         check(f"{worker} down: the cached migration check still answers",
               (body.get("migrations") or {}).get("tenant_schemas_behind") == 0,
               body.get("migrations"))
-        forget_status()  # as after a migration run: the check must read the schemas now
+        forget_status()  # as after a migration run: the check runs again
         status, body = readyz(client)
-        check(f"{worker} down, nothing cached: 200 degraded, migrations unknown, not "
+        check(f"{worker} down, nothing cached: the check answers from the public schema's "
+              "records (no worker read)",
+              status == 200 and body["status"] == "degraded"
+              and (body.get("migrations") or {}).get("tenant_schemas_behind") == 0,
+              f"{status} {body.get('migrations')}")
+        forget_recorded()  # no record either: the check must read the schemas now
+        forget_status()
+        status, body = readyz(client)
+        check(f"{worker} down, nothing cached or recorded: 200 degraded, migrations unknown, not "
               "'schemas behind the code'",
               status == 200 and body["status"] == "degraded" and body.get("migrations") is None
               and "failures" not in body, f"{status} {body.get('failures')}")

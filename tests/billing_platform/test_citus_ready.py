@@ -24,7 +24,10 @@ from django_tenants.utils import schema_context
 # The project's own apps: the tenant app and the shared apps it ships.
 TENANT_LABELS = {label.rsplit(".", 1)[-1] for label in settings.TENANT_APPS}
 PROJECT_LABELS = {"tenants", "webhooks", *TENANT_LABELS}
-ALLOWED_PRIMARY_KEYS = (models.BigAutoField, models.UUIDField, models.CharField)
+# 64-bit or not a counter: BigIntegerField is a key taken from elsewhere (a schema's oid).
+ALLOWED_PRIMARY_KEYS = (
+    models.BigAutoField, models.BigIntegerField, models.UUIDField, models.CharField
+)
 
 CREATE_TABLE_AS = re.compile(
     r"\bCREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?(?:(?:TEMP|TEMPORARY|UNLOGGED)\s+)?TABLE\s+"

@@ -36,6 +36,7 @@ from django_tenants.utils import get_public_schema_name, has_multi_type_tenants,
 from tenants.models import Tenant
 from tenants.schema_clone import template_lock_held, template_locked, template_schema
 from tenants.schema_migrations import (
+    forget_recorded,
     forget_status,
     missing_migrations,
     tenant_schemas,
@@ -60,6 +61,12 @@ class Command(MigrateSchemasCommand):
             dest="all_schemas",
             help="Run migrate in every tenant schema (the template included), current or not.",
         )
+        parser.add_argument(
+            "--recheck",
+            action="store_true",
+            help="Read every schema's migrations, even those recorded as current for this code "
+            "(after a schema's django_migrations was changed by hand).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if (
@@ -68,13 +75,20 @@ class Command(MigrateSchemasCommand):
             or any(options.get(name) for name in _UNCHANGED_OPTIONS)
         ):
             template = template_schema()
-            if template is not None and options.get("schema_name") == template:
-                # The template by name: still holding its lock (unless this process holds it).
-                with _template_lock():
+            # A target migration, --fake or --prune may take migrations away: the schemas it
+            # runs in are read again by the next check (before, and after for a concurrent one).
+            touched = [options["schema_name"]] if options.get("schema_name") else None
+            forget_recorded(touched)
+            try:
+                if template is not None and options.get("schema_name") == template:
+                    # The template by name: still holding its lock (unless this process holds it).
+                    with _template_lock():
+                        super().handle(*args, **options)
+                else:
                     super().handle(*args, **options)
-            else:
-                super().handle(*args, **options)
-            forget_status()
+            finally:
+                forget_recorded(touched)
+                forget_status()
             return
         SyncCommon.handle(self, *args, **options)
         public = get_public_schema_name()
@@ -124,6 +138,10 @@ class Command(MigrateSchemasCommand):
                 self._migrate_one(plan, name, index)
         if plan.bar:
             self.stdout.write("")
+        if plan.migrated:
+            # Read what was migrated once more, so those found current are recorded and the next
+            # check (`/readyz`, the next run) reads only the record.
+            missing_migrations(tenant_schemas())
         if plan.verbosity >= 1:
             problems = f", {len(plan.failed)} failed" if plan.failed else ""
             problems += f", {len(plan.unusable)} unusable" if plan.unusable else ""
@@ -145,7 +163,7 @@ class Command(MigrateSchemasCommand):
         for name, why in unusable.items():
             self.stderr.write(f"{name!r}: skipped, {why} (tenant id {ids[name]}): repair by hand")
         names = [name for name in ids if name not in unusable]
-        missing = missing_migrations(names)
+        missing = missing_migrations(names, recheck=bool(self.options.get("recheck")))
         behind = [name for name in names if every or missing.get(name, 1)]
         skipped = len(names) - len(behind)
         bar = self.stdout.isatty() and verbosity >= 1
