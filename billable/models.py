@@ -269,6 +269,10 @@ class Customer(models.Model):
     erased_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        # The console's customer list, newest first, paged by (created_at, id).
+        indexes = [models.Index(fields=["-created_at", "-id"], name="customer_recent_idx")]
+
     def __str__(self) -> str:
         return str(self.id)
 
@@ -284,6 +288,15 @@ class ExternalIdentity(models.Model):
         ordering = ("id",)
         constraints = [
             models.UniqueConstraint(fields=["provider", "external_id"], name="identity_unique"),
+        ]
+        # The console's search by an external id of any provider, exact or by its beginning
+        # (`LIKE 'abc%'` whatever the database's collation).
+        indexes = [
+            models.Index(
+                fields=["external_id"],
+                name="identity_external_id_idx",
+                opclasses=["varchar_pattern_ops"],
+            ),
         ]
 
 

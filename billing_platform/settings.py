@@ -64,6 +64,11 @@ SHARED_APPS = [
     "billing_platform.webhooks",
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    # TOTP second factor of the tenant console (its devices live in the public schema).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    # The tenant console under /console/: its people, invitations and audit log are public rows.
+    "billing_platform.console",
     # django.contrib.admin, with the operators' site (failed logins limited) as its default site.
     "billing_platform.operations.apps.PlatformAdminConfig",
     "django.contrib.sessions",
@@ -247,6 +252,33 @@ METRICS_TENANT_LABELS = env.int("METRICS_TENANT_LABELS", default=50)
 # --- Request limits: bodies over 1 MiB are refused before they are read.
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES + 1
+
+# --- The tenant console (/console/, docs/console.md).
+# Failed console logins: per account (the email, whether or not it exists) and per client IP; past
+# either, the login form refuses every attempt until the window ends.
+CONSOLE_LOGIN_ACCOUNT_FAILURE_LIMIT = env.str(
+    "CONSOLE_LOGIN_ACCOUNT_FAILURE_LIMIT", default="5/15m"
+)
+CONSOLE_LOGIN_IP_FAILURE_LIMIT = env.str("CONSOLE_LOGIN_IP_FAILURE_LIMIT", default="20/h")
+# Days an invitation link stays valid.
+CONSOLE_INVITATION_DAYS = env.int("CONSOLE_INVITATION_DAYS", default=7)
+# Where links in mail sent without a request (`manage.py console_invite`) point.
+CONSOLE_BASE_URL = env.str("CONSOLE_BASE_URL", default="http://127.0.0.1:8000")
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:overview"
+# The issuer authenticator apps show beside a console account's TOTP code.
+OTP_TOTP_ISSUER = "Billable"
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
+
+# --- Mail (invitations, password resets): sent only when EMAIL_URL is set, e.g.
+# smtp+tls://user:password@smtp.example.com:587 (django-environ's form).
+EMAIL_URL = env.str("EMAIL_URL", default="")
+EMAIL_CONFIGURED = bool(EMAIL_URL)
+if EMAIL_CONFIGURED:
+    globals().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billable@localhost")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -5,7 +5,8 @@
 - per client IP on failed authentication: past the limit, further unknown or wrong keys from that
   IP get 429 until the window ends; valid keys never pass through this counter;
 - failed logins to the operators' admin (`LoginThrottle`), per account and per client IP, or per
-  browser for a browser that signed in to the account before; `login_unlock` lifts them.
+  browser for a browser that signed in to the account before; `login_unlock` lifts them. The
+  tenant console's login counts the same way in counters of its own (`group="consolelogin"`).
 
 An IPv6 client is counted by its /64 network: one host usually holds the whole /64.
 
@@ -127,9 +128,13 @@ def add_headers(request: HttpRequest, response: HttpResponseBase) -> None:
 # --- Failed logins to the operators' admin.
 
 
-def _login_generation_key(kind: str, value: str) -> str:
+ADMIN_LOGIN = "adminlogin"
+CONSOLE_LOGIN = "consolelogin"
+
+
+def _login_generation_key(kind: str, value: str, group: str = ADMIN_LOGIN) -> str:
     digest = hashlib.sha256(value.encode()).hexdigest()
-    return f"adminlogin:generation:{kind}:{digest}"
+    return f"{group}:generation:{kind}:{digest}"
 
 
 class LoginThrottle:
@@ -144,25 +149,33 @@ class LoginThrottle:
     which starts it afresh.
     """
 
-    def __init__(self, request: HttpRequest, username: str, *, device: str | None = None) -> None:
+    def __init__(
+        self,
+        request: HttpRequest,
+        username: str,
+        *,
+        device: str | None = None,
+        group: str = ADMIN_LOGIN,
+    ) -> None:
         self.request = request
         account, ip = username.strip().casefold(), client_network(request)
-        account_key = _login_generation_key("account", account)
-        ip_key = _login_generation_key("ip", ip)
+        account_key = _login_generation_key("account", account, group)
+        ip_key = _login_generation_key("ip", ip, group)
         generations = cache.get_many([account_key, ip_key])
         account_value = f"{account}#{generations.get(account_key, 0)}"
-        account_rate = settings.ADMIN_LOGIN_ACCOUNT_FAILURE_LIMIT
+        if group == CONSOLE_LOGIN:
+            account_rate = settings.CONSOLE_LOGIN_ACCOUNT_FAILURE_LIMIT
+            ip_rate = settings.CONSOLE_LOGIN_IP_FAILURE_LIMIT
+        else:
+            account_rate = settings.ADMIN_LOGIN_ACCOUNT_FAILURE_LIMIT
+            ip_rate = settings.ADMIN_LOGIN_IP_FAILURE_LIMIT
         # (counter group, counted value, rate)
         self._counters: list[tuple[str, str, str]] = (
-            [("adminlogin:device", f"{account_value}#{device}", account_rate)]
+            [(f"{group}:device", f"{account_value}#{device}", account_rate)]
             if device
             else [
-                ("adminlogin:account", account_value, account_rate),
-                (
-                    "adminlogin:ip",
-                    f"{ip}#{generations.get(ip_key, 0)}",
-                    settings.ADMIN_LOGIN_IP_FAILURE_LIMIT,
-                ),
+                (f"{group}:account", account_value, account_rate),
+                (f"{group}:ip", f"{ip}#{generations.get(ip_key, 0)}", ip_rate),
             ]
         )
 
@@ -187,13 +200,15 @@ class LoginThrottle:
                 _usage(self.request, group, value, rate)
 
 
-def login_unlock(*, username: str | None = None, ip: str | None = None) -> None:
+def login_unlock(
+    *, username: str | None = None, ip: str | None = None, group: str = ADMIN_LOGIN
+) -> None:
     """Lift the failed-login locks of an account (its browsers' too) and/or of a client IP."""
     subjects = []
     if username is not None:
-        subjects.append(_login_generation_key("account", username.strip().casefold()))
+        subjects.append(_login_generation_key("account", username.strip().casefold(), group))
     if ip is not None:
-        subjects.append(_login_generation_key("ip", _network(ip)))
+        subjects.append(_login_generation_key("ip", _network(ip), group))
     for key in subjects:
         cache.add(key, 0, timeout=None)
         cache.incr(key)

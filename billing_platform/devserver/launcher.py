@@ -344,6 +344,8 @@ def run() -> int:
         rows: list[tuple[str, str]] = [
             ("API docs", f"{base}/api/v1/docs"),
             ("OpenAPI", f"{base}/api/v1/openapi.json"),
+            ("Console", f"{base}/console/   (an invitation: .venv/bin/python manage.py "
+                        f"console_invite demo you@example.com --base-url {base})"),
             ("Admin", f"{base}/admin/   (a login: .venv/bin/python manage.py createsuperuser)"),
             ("Health", f"{base}/healthz   {base}/readyz"),
         ]

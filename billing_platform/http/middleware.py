@@ -46,6 +46,8 @@ _REQUEST_ID_META = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 # served with the whole browser stack like the admin.
 MACHINE_ROUTE_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics")
 BROWSER_PAGES = ("/api/v1/docs",)
+# Pages for people that render their own error pages (the tenant console's 403, 404 and 405).
+OWN_ERROR_PAGES = ("/console/",)
 
 access_logger = logging.getLogger("billable.access")
 
@@ -133,13 +135,16 @@ class TenantResetMiddleware:
 
 
 class ProblemFallbackMiddleware:
-    """Turn the framework's bare 404/405 answers into problem documents."""
+    """Turn the framework's bare 404/405 answers into problem documents (but on the pages that
+    render their own, `OWN_ERROR_PAGES`)."""
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
+        if request.path_info.startswith(OWN_ERROR_PAGES):
+            return response
         if response.status_code in (404, 405) and not response.get(
             "Content-Type", ""
         ).startswith(PROBLEM_CONTENT_TYPE):
