@@ -108,7 +108,7 @@ def main(cluster: str, schema: str) -> int:
         check(f"{worker} down, nothing cached or recorded: 200 degraded, migrations unknown, not "
               "'schemas behind the code'",
               status == 200 and body["status"] == "degraded" and body.get("migrations") is None
-              and "failures" not in body, f"{status} {body.get('failures')}")
+              and "failures" not in body, f"{status} {body}")
         check(f"{worker} down: billable_citus_node_up is 0", node_up(client, port) == "0.0",
               node_up(client, port))
         response = client.post(
