@@ -2,6 +2,7 @@
 # `make e2e-citus`: Billable on a private 3-node Citus cluster, end to end (opt-in, as root).
 #
 # Installs Citus when missing (install.sh), starts a fresh cluster (cluster.sh), then:
+#  (the tenants are onboarded without a rate limit: the load of step 2 is not what a limit is for)
 #  1. migrates the public schema (its tables become Citus-managed) and the template, onboards two
 #     tenants with the demo catalog (one built from the template because the spare pool is
 #     empty, one claiming a spare schema built by the pool's refill) and runs smoke.py against
@@ -53,7 +54,7 @@ for slug in built spared; do
     fi
     say "onboard_tenant --slug $slug --demo-catalog"
     start=$(date +%s%N)
-    "$PY" manage.py onboard_tenant --name "Citus $slug" --slug "$slug" --demo-catalog > "$CITUS_DIR"/onboard-$slug.json
+    "$PY" manage.py onboard_tenant --name "Citus $slug" --slug "$slug" --demo-catalog --rate-limit 0 > "$CITUS_DIR"/onboard-$slug.json
     say "onboarded $slug in $(( ($(date +%s%N) - start) / 1000000 )) ms (the whole command)"
     key=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"api_key\"])" "$CITUS_DIR"/onboard-$slug.json)
     schema=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))[\"tenant\"][\"schema_name\"])" "$CITUS_DIR"/onboard-$slug.json)
