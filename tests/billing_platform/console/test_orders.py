@@ -297,3 +297,39 @@ def test_another_tenants_order_is_not_found_by_url_or_filter(
     with tenant_context(globex.tenant):
         assert Order.objects.get(pk=theirs.pk).status == "pending"
     assert not AuditEntry.objects.exists()
+
+
+def test_malformed_posts_are_refused_in_words_never_a_500(shop: TenantFixture) -> None:
+    order = _order(shop.tenant)
+    ann = order.customer_id
+    with tenant_context(shop.tenant):
+        batch_paths = [
+            f"/console/customers/{ann}/batches/{b.pk}/revoke/" for b in QuotaBatch.objects.all()
+        ]
+    client = _member(shop.tenant, "owner")
+    paths = [
+        "/console/catalog/new-product/",
+        "/console/catalog/new-offer/",
+        "/console/catalog/products/CREDITS/edit/",
+        "/console/catalog/offers/CREDITS_10/edit/",
+        "/console/catalog/products/CREDITS/active/",
+        "/console/catalog/offers/CREDITS_10/active/",
+        f"/console/orders/{order.pk}/confirm/",
+        f"/console/orders/{order.pk}/cancel/",
+        f"/console/orders/{order.pk}/refund/",
+        f"/console/customers/{ann}/adjust/",
+        *batch_paths,
+    ]
+    junk: list[dict[str, str]] = [
+        {},
+        {"form_key": "x" * 500, "confirmed": "on", "active": "maybe"},
+        {"form_key": "k" * 20, "features-TOTAL_FORMS": "-3", "items-TOTAL_FORMS": "99999999"},
+        {"form_key": "k" * 20, "more_rows": "1", "metadata-TOTAL_FORMS": "zz", "amount": "1e9"},
+    ]
+    for path in paths:
+        for data in junk:
+            response = client.post(path, data)
+            assert response.status_code in (200, 302, 422), (path, data, response.status_code)
+    assert client.get("/console/orders/?created_to=2024-13-45&cursor=abc").status_code == 200
+    assert _order(shop.tenant).status == "pending"
+    assert not AuditEntry.objects.exists()
