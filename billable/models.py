@@ -550,7 +550,12 @@ class Order(models.Model):
     period_number = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["customer", "created_at"], name="order_customer_idx")]
+        indexes = [
+            models.Index(fields=["customer", "created_at"], name="order_customer_idx"),
+            # The console's orders list: newest first, and newest first of one status.
+            models.Index(fields=["-created_at", "-id"], name="order_recent_idx"),
+            models.Index(fields=["status", "-created_at", "-id"], name="order_status_recent_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["subscription", "period_number"],

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from billing_platform.console.views import account, customers, overview, team
+from billing_platform.console.views import (
+    account,
+    catalog,
+    corrections,
+    customers,
+    orders,
+    overview,
+    team,
+)
 
 app_name = "console"
 
@@ -28,5 +36,34 @@ urlpatterns = [
     path("customers/<str:customer_id>/", customers.customer_detail, name="customer"),
     path("customers/<str:customer_id>/grant/", customers.customer_grant, name="customer_grant"),
     path("team/", team.team, name="team"),
+    # The catalog, orders and a customer's corrections.
+    path("catalog/", catalog.product_list, name="catalog"),
+    path("catalog/new-product/", catalog.product_new, name="product_new"),
+    path("catalog/products/<str:key>/", catalog.product_detail, name="product"),
+    path("catalog/products/<str:key>/edit/", catalog.product_edit, name="product_edit"),
+    path("catalog/products/<str:key>/active/", catalog.product_active, name="product_active"),
+    path("catalog/offers/", catalog.offer_list, name="offers"),
+    path("catalog/new-offer/", catalog.offer_new, name="offer_new"),
+    path("catalog/offers/<str:sku>/", catalog.offer_detail, name="offer"),
+    path("catalog/offers/<str:sku>/edit/", catalog.offer_edit, name="offer_edit"),
+    path("catalog/offers/<str:sku>/active/", catalog.offer_active, name="offer_active"),
+    path("catalog/plans/", catalog.plan_list, name="plans"),
+    path("catalog/plans/<str:key>/", catalog.plan_detail, name="plan"),
+    path("catalog/plans/<str:key>/active/", catalog.plan_active, name="plan_active"),
+    path("orders/", orders.order_list, name="orders"),
+    path("orders/<str:order_id>/", orders.order_detail, name="order"),
+    path("orders/<str:order_id>/confirm/", orders.order_confirm, name="order_confirm"),
+    path("orders/<str:order_id>/cancel/", orders.order_cancel, name="order_cancel"),
+    path("orders/<str:order_id>/refund/", orders.order_refund, name="order_refund"),
+    path(
+        "customers/<str:customer_id>/adjust/",
+        corrections.customer_adjust,
+        name="customer_adjust",
+    ),
+    path(
+        "customers/<str:customer_id>/batches/<str:batch_id>/revoke/",
+        corrections.batch_revoke,
+        name="batch_revoke",
+    ),
     re_path(r"^(?P<path>.*)$", overview.not_found),
 ]

@@ -10,8 +10,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from billable.models import Customer
+from billing_platform.console import billing_selectors as reads
 from billing_platform.console import selectors, services
 from billing_platform.console.access import ConsoleContext, console_page
+from billing_platform.console.billing_forms import AdjustForm
 from billing_platform.console.forms import GrantForm, SearchForm, show_error
 from billing_platform.console.permissions import Action
 from billing_platform.core.errors import BillingError, ValidationFailed
@@ -41,6 +43,7 @@ def _customer_response(
     customer: Customer,
     grant_form: GrantForm | None = None,
     status: int = 200,
+    adjust_form: AdjustForm | None = None,
 ) -> HttpResponse:
     feature = request.GET.get("feature", "")[:64]
     try:
@@ -51,12 +54,17 @@ def _customer_response(
         grant_form = GrantForm(
             initial={"form_key": services.new_form_key()}, offers=selectors.grantable_offers()
         )
+    if adjust_form is None and console.may(Action.CUSTOMERS_GRANT):
+        adjust_form = AdjustForm(
+            initial={"form_key": services.new_form_key()}, products=reads.quantity_products()
+        )
     context: dict[str, Any] = {
         "console": console,
         "data": selectors.customer_page(customer=customer, feature=feature),
         "feature": feature,
         "ledger": ledger,
         "grant_form": grant_form,
+        "adjust_form": adjust_form,
     }
     return render(request, "console/customer.html", context, status=status)
 

@@ -1,0 +1,280 @@
+"""The catalog, orders and customer-correction actions of the console.
+
+Each calls the engine's service behind the matching API endpoint (`billable.services.catalog`,
+`plans`, `orders`, `grants`), so its rules, errors, signals and webhooks are the API's, and
+returns the `Outcome` that `services.submitted` records with the audit entry. The views run
+them inside `submitted`, never alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from billable.models import Customer, Offer, Order, Plan, Product, QuotaBatch
+from billable.services import catalog as catalog_services
+from billable.services import grants as grant_services
+from billable.services import orders as order_services
+from billable.services import plans as plan_services
+from billable.services.catalog import ItemSpec
+from billing_platform.console.services import Actor, Outcome
+from billing_platform.core.patches import UNSET
+
+
+@dataclass(frozen=True)
+class ProductFields:
+    """What the product form gives: every field of `POST/PATCH /billing/products` but the key."""
+
+    name: str
+    product_type: str
+    description: str
+    is_currency: bool
+    features: list[str]
+    credit_costs: dict[str, int]
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OfferFields:
+    """What the offer form gives: every field of `POST/PATCH /billing/offers` but the SKU."""
+
+    name: str
+    price: Decimal
+    currency: str
+    description: str
+    items: list[ItemSpec]
+    metadata: dict[str, Any]
+
+
+# --- Products
+
+
+def product_create(*, actor: Actor, key: str, fields: ProductFields) -> Outcome:
+    """A new active product (`POST /billing/products`); 409 `key_taken`, 422 as the API."""
+    product = catalog_services.product_create(
+        key=key,
+        name=fields.name,
+        product_type=fields.product_type,
+        description=fields.description,
+        is_currency=fields.is_currency,
+        metadata=fields.metadata,
+        features=fields.features,
+        credit_costs=fields.credit_costs,
+    )
+    return Outcome(
+        message=f"Created the product {product.key}.",
+        target=f"product:{product.key}",
+        detail={"name": product.name, "product_type": product.product_type},
+    )
+
+
+def product_update(*, actor: Actor, product: Product, fields: ProductFields) -> Outcome:
+    """Change a product (`PATCH /billing/products/{key}`); 409 `product_in_use` for a type or
+    currency flag fixed by its batches or plans."""
+    before = {"name": product.name, "product_type": product.product_type}
+    product = catalog_services.product_update(
+        product=product,
+        name=fields.name,
+        product_type=fields.product_type,
+        description=fields.description,
+        is_currency=fields.is_currency,
+        metadata=fields.metadata,
+        features=fields.features,
+        credit_costs=fields.credit_costs,
+    )
+    return Outcome(
+        message=f"Saved the product {product.key}.",
+        target=f"product:{product.key}",
+        detail={"before": before, "features": list(product.features)},
+    )
+
+
+def product_set_active(*, actor: Actor, product: Product, active: bool) -> Outcome:
+    """Activate or deactivate a product; deactivating sends `product.deactivated`."""
+    product = catalog_services.product_update(product=product, is_active=active)
+    state = "Activated" if active else "Deactivated"
+    return Outcome(
+        message=f"{state} the product {product.key}.",
+        target=f"product:{product.key}",
+        detail={"is_active": active},
+    )
+
+
+# --- Offers
+
+
+def _same_items(offer: Offer, items: Sequence[ItemSpec]) -> bool:
+    current = [
+        (item.product.key, item.quantity, item.period_unit, item.period_value or None)
+        for item in offer.items.all()
+    ]
+    given = [
+        (item.product.upper(), item.quantity, item.period_unit, item.period_value or None)
+        for item in items
+    ]
+    return current == given
+
+
+def offer_create(*, actor: Actor, sku: str, fields: OfferFields) -> Outcome:
+    """A new active offer (`POST /billing/offers`); 409 `key_taken`, 422 `unknown_product`,
+    `inactive_product`, `invalid_currency` as the API."""
+    offer = catalog_services.offer_create(
+        sku=sku,
+        name=fields.name,
+        price=fields.price,
+        currency=fields.currency,
+        items=fields.items,
+        description=fields.description,
+        metadata=fields.metadata,
+    )
+    return Outcome(
+        message=f"Created the offer {offer.sku}.",
+        target=f"offer:{offer.sku}",
+        detail={"name": offer.name, "price": str(offer.price), "currency": offer.currency},
+    )
+
+
+def offer_update(*, actor: Actor, offer: Offer, fields: OfferFields) -> Outcome:
+    """Change an offer (`PATCH /billing/offers/{sku}`); its items are replaced only when they
+    changed, so an offer holding a since-deactivated product can still be renamed."""
+    before = {"price": str(offer.price), "currency": offer.currency}
+    items = UNSET if _same_items(offer, fields.items) else fields.items
+    offer = catalog_services.offer_update(
+        offer=offer,
+        name=fields.name,
+        description=fields.description,
+        price=fields.price,
+        currency=fields.currency,
+        metadata=fields.metadata,
+        items=items,
+    )
+    return Outcome(
+        message=f"Saved the offer {offer.sku}.",
+        target=f"offer:{offer.sku}",
+        detail={
+            "before": before,
+            "price": str(offer.price),
+            "currency": offer.currency,
+            "items_replaced": items is not UNSET,
+        },
+    )
+
+
+def offer_set_active(*, actor: Actor, offer: Offer, active: bool) -> Outcome:
+    """Activate or deactivate an offer: an inactive one can be neither ordered nor granted."""
+    offer = catalog_services.offer_update(offer=offer, is_active=active)
+    state = "Activated" if active else "Deactivated"
+    return Outcome(
+        message=f"{state} the offer {offer.sku}.",
+        target=f"offer:{offer.sku}",
+        detail={"is_active": active},
+    )
+
+
+# --- Plans
+
+
+def plan_set_active(*, actor: Actor, plan: Plan, active: bool) -> Outcome:
+    """Activate or deactivate a plan (`PATCH /billing/plans/{key}` with `is_active`); its
+    subscribers keep their terms."""
+    plan = plan_services.plan_update(plan=plan, is_active=active)
+    state = "Activated" if active else "Deactivated"
+    return Outcome(
+        message=f"{state} the plan {plan.key}.",
+        target=f"plan:{plan.key}",
+        detail={"is_active": active},
+    )
+
+
+# --- Orders
+
+
+def order_confirm(
+    *, actor: Actor, order: Order, payment_id: str | None, payment_method: str
+) -> Outcome:
+    """Mark a pending order paid and grant its items (`POST /billing/orders/{id}/confirm`):
+    409 `invalid_order_state`, `order_already_paid`, `payment_id_conflict`."""
+    order = order_services.order_confirm(
+        order=order,
+        payment_id=payment_id,
+        payment_method=payment_method or None,
+        actor=actor.ledger_actor,
+    )
+    return Outcome(
+        message=f"Confirmed the order {order.pk}: its items are granted.",
+        target=f"order:{order.pk}",
+        detail={"payment_id": order.payment_id, "payment_method": order.payment_method},
+    )
+
+
+def order_cancel(*, actor: Actor, order: Order, reason: str) -> Outcome:
+    """Cancel a pending order (`POST /billing/orders/{id}/cancel`); 409 otherwise."""
+    order = order_services.order_cancel(order=order, reason=reason)
+    return Outcome(
+        message=f"Cancelled the order {order.pk}.",
+        target=f"order:{order.pk}",
+        detail={"reason": reason},
+    )
+
+
+def order_refund(*, actor: Actor, order: Order, reason: str) -> Outcome:
+    """Refund a paid order, revoking what it granted (`POST /billing/orders/{id}/refund`)."""
+    order = order_services.order_refund(order=order, reason=reason, actor=actor.ledger_actor)
+    return Outcome(
+        message=f"Refunded the order {order.pk}: what it granted is revoked.",
+        target=f"order:{order.pk}",
+        detail={"reason": reason},
+    )
+
+
+# --- A customer's corrections
+
+
+def customer_adjust(
+    *,
+    actor: Actor,
+    customer: Customer,
+    product_key: str,
+    amount: int,
+    reason: str,
+    expires_at: datetime | None,
+) -> Outcome:
+    """Credit (amount > 0) or debit (amount < 0) a quantity product's units, as
+    `POST /billing/adjustments`: 402 `insufficient_quota`, 422 `not_a_quantity_product`."""
+    result = grant_services.adjustment_create(
+        customer=customer,
+        product_key=product_key,
+        amount=amount,
+        reason=reason,
+        expires_at=expires_at,
+        actor=actor.ledger_actor,
+    )
+    adjustment = result.adjustment
+    verb = "Credited" if amount > 0 else "Debited"
+    return Outcome(
+        message=f"{verb} {abs(amount)} {adjustment.product.key}.",
+        target=f"customer:{customer.pk}",
+        detail={
+            "adjustment_id": str(adjustment.pk),
+            "product": adjustment.product.key,
+            "amount": amount,
+            "reason": reason,
+            "batches": [str(batch.pk) for batch in result.batches],
+        },
+    )
+
+
+def customer_batch_revoke(
+    *, actor: Actor, customer: Customer, batch: QuotaBatch, reason: str
+) -> Outcome:
+    """Take back what is left of one batch (`POST /billing/batches/{id}/revoke`): 409
+    `batch_not_active` for a batch already closed."""
+    batch = grant_services.batch_revoke(batch=batch, reason=reason, actor=actor.ledger_actor)
+    return Outcome(
+        message=f"Revoked the batch {batch.pk} of {batch.product.key}.",
+        target=f"customer:{customer.pk}",
+        detail={"batch_id": str(batch.pk), "product": batch.product.key, "reason": reason},
+    )

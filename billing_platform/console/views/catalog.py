@@ -1,0 +1,507 @@
+"""The catalog: products, offers and plans; creating, editing and (de)activating them.
+
+Every member reads; admins and owners (`catalog.manage`) see the forms and may send them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from billable.models import Offer, Product
+from billing_platform.console import billing_selectors as reads
+from billing_platform.console import billing_services as actions
+from billing_platform.console import services
+from billing_platform.console.access import ConsoleContext, console_page
+from billing_platform.console.billing_forms import (
+    ActiveForm,
+    CostRows,
+    FeatureRows,
+    ItemRows,
+    MetadataRows,
+    OfferForm,
+    ProductForm,
+    costs_of,
+    features_of,
+    items_of,
+    metadata_of,
+    metadata_rows,
+    metadata_too_large,
+    with_more_rows,
+)
+from billing_platform.console.permissions import Action
+from billing_platform.console.views.acting import act, confirmation
+from billing_platform.core.errors import ValidationFailed
+from billing_platform.core.pagination import Page
+
+MORE_ROWS = "more_rows"
+
+
+def _page(request: HttpRequest, read: Any) -> Page[Any]:
+    """A list page at the request's cursor (the first page for a cursor it did not issue)."""
+    try:
+        page: Page[Any] = read(cursor=request.GET.get("cursor") or None)
+    except ValidationFailed:
+        page = read()
+    return page
+
+
+def _target_key(outcome: services.Outcome) -> str:
+    return outcome.target.partition(":")[2]
+
+
+# --- Lists and detail pages
+
+
+@console_page()
+def product_list(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
+    page = _page(request, reads.products_page)
+    return render(
+        request,
+        "console/catalog_products.html",
+        {"console": console, "page": page, "tab": "products"},
+    )
+
+
+@console_page()
+def offer_list(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
+    page = _page(request, reads.offers_page)
+    return render(
+        request, "console/catalog_offers.html", {"console": console, "page": page, "tab": "offers"}
+    )
+
+
+@console_page()
+def plan_list(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
+    page = _page(request, reads.plans_page)
+    return render(
+        request, "console/catalog_plans.html", {"console": console, "page": page, "tab": "plans"}
+    )
+
+
+def _active_form(active: bool) -> ActiveForm:
+    return ActiveForm(
+        initial={"form_key": services.new_form_key(), "active": "0" if active else "1"}
+    )
+
+
+@console_page()
+def product_detail(request: HttpRequest, console: ConsoleContext, key: str) -> HttpResponse:
+    product = reads.product_get(key=key)
+    context = {
+        "console": console,
+        "tab": "products",
+        "product": product,
+        "metadata": sorted((k, v) for k, v in product.metadata.items() if k != "features"),
+        "costs": sorted(product.credit_costs.items()),
+        "offers": reads.offers_with_product(product),
+        "plans": reads.plans_with_product(product),
+        "active_form": _active_form(product.is_active)
+        if console.may(Action.CATALOG_MANAGE)
+        else None,
+    }
+    return render(request, "console/catalog_product.html", context)
+
+
+@console_page()
+def offer_detail(request: HttpRequest, console: ConsoleContext, sku: str) -> HttpResponse:
+    offer = reads.offer_get(sku=sku)
+    context = {
+        "console": console,
+        "tab": "offers",
+        "offer": offer,
+        "metadata": sorted(offer.metadata.items()),
+        "active_form": _active_form(offer.is_active)
+        if console.may(Action.CATALOG_MANAGE)
+        else None,
+    }
+    return render(request, "console/catalog_offer.html", context)
+
+
+@console_page()
+def plan_detail(request: HttpRequest, console: ConsoleContext, key: str) -> HttpResponse:
+    data = reads.plan_page(key=key)
+    context = {
+        "console": console,
+        "tab": "plans",
+        "data": data,
+        "metadata": sorted(data.plan.metadata.items()),
+        "active_form": _active_form(data.plan.is_active)
+        if console.may(Action.CATALOG_MANAGE)
+        else None,
+    }
+    return render(request, "console/catalog_plan.html", context)
+
+
+# --- Products: create and edit
+
+
+class _ProductForms:
+    """The product form and its rows (features, credit costs, metadata), bound or not."""
+
+    def __init__(
+        self, data: QueryDict | None, *, product: Product | None = None, more: bool = False
+    ) -> None:
+        if data is not None and more:
+            for prefix in ("features", "costs", "metadata"):
+                data = with_more_rows(data, prefix)
+        editing = product is not None
+        initial: dict[str, Any] = {"form_key": services.new_form_key()}
+        features: list[dict[str, Any]] = []
+        costs: list[dict[str, Any]] = []
+        metadata: list[dict[str, str]] = []
+        if product is not None:
+            initial |= {
+                "name": product.name,
+                "product_type": product.product_type,
+                "description": product.description,
+                "is_currency": product.is_currency,
+            }
+            features = [{"name": name} for name in product.features]
+            costs = [{"feature": f, "credits": c} for f, c in sorted(product.credit_costs.items())]
+            metadata = metadata_rows(product.metadata, skip=("features",))
+        self.main = ProductForm(data, initial=initial, editing=editing)
+        # Rows are compared with their initial values only when shown, never when sent: a sent
+        # row that equals its initial value is still a row.
+        if data is not None:
+            features, costs, metadata = [], [], []
+        self.features = FeatureRows(data, initial=features, prefix="features")
+        self.costs = CostRows(data, initial=costs, prefix="costs")
+        self.metadata = MetadataRows(data, initial=metadata, prefix="metadata")
+
+    def is_valid(self) -> bool:
+        valid = all(
+            [
+                self.main.is_valid(),
+                self.features.is_valid(),
+                self.costs.is_valid(),
+                self.metadata.is_valid(),
+            ]
+        )
+        if not valid:
+            return False
+        _costs, twice = costs_of(self.costs)
+        if twice:
+            self.main.add_error(None, f"Credit costs name {', '.join(twice)} twice.")
+        metadata, named_twice = metadata_of(self.metadata)
+        if named_twice:
+            self.main.add_error(None, f"Metadata names {', '.join(named_twice)} twice.")
+        if "features" in metadata:
+            self.main.add_error(None, "The features are edited in their own rows, not metadata.")
+        too_large = metadata_too_large(metadata)
+        if too_large:
+            self.main.add_error(None, too_large)
+        return not self.main.errors
+
+    def fields(self) -> actions.ProductFields:
+        data = self.main.cleaned_data
+        return actions.ProductFields(
+            name=data["name"],
+            product_type=data["product_type"],
+            description=data["description"],
+            is_currency=data["is_currency"],
+            features=features_of(self.features),
+            credit_costs=costs_of(self.costs)[0],
+            metadata=metadata_of(self.metadata)[0],
+        )
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "form": self.main,
+            "features": self.features,
+            "costs": self.costs,
+            "metadata": self.metadata,
+        }
+
+
+def _product_form_page(
+    request: HttpRequest,
+    console: ConsoleContext,
+    forms: _ProductForms,
+    product: Product | None,
+    status: int = 200,
+) -> HttpResponse:
+    return render(
+        request,
+        "console/catalog_product_form.html",
+        {"console": console, "tab": "products", "product": product, **forms.context()},
+        status=status,
+    )
+
+
+@console_page(Action.CATALOG_MANAGE)
+def product_new(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
+    """A new product: key, name, type, features, credit costs and metadata as rows."""
+    if request.method != "POST":
+        return _product_form_page(request, console, _ProductForms(None), None)
+    more = MORE_ROWS in request.POST
+    forms = _ProductForms(request.POST, more=more)
+    if more:
+        return _product_form_page(request, console, forms, None)
+    if not forms.is_valid():
+        return _product_form_page(request, console, forms, None, status=422)
+    key = forms.main.cleaned_data["key"]
+    done = act(
+        request,
+        console,
+        forms.main,
+        action="product.create",
+        run=lambda: actions.product_create(actor=console.actor, key=key, fields=forms.fields()),
+    )
+    if done.submitted is None:
+        return _product_form_page(request, console, forms, None, status=done.status)
+    return redirect("console:product", key=_target_key(done.submitted.outcome) or key.upper())
+
+
+@console_page(Action.CATALOG_MANAGE)
+def product_edit(request: HttpRequest, console: ConsoleContext, key: str) -> HttpResponse:
+    product = reads.product_get(key=key)
+    if request.method != "POST":
+        return _product_form_page(request, console, _ProductForms(None, product=product), product)
+    more = MORE_ROWS in request.POST
+    forms = _ProductForms(request.POST, product=product, more=more)
+    if more:
+        return _product_form_page(request, console, forms, product)
+    if not forms.is_valid():
+        return _product_form_page(request, console, forms, product, status=422)
+    done = act(
+        request,
+        console,
+        forms.main,
+        action="product.update",
+        run=lambda: actions.product_update(
+            actor=console.actor, product=product, fields=forms.fields()
+        ),
+    )
+    if done.submitted is None:
+        return _product_form_page(request, console, forms, product, status=done.status)
+    return redirect("console:product", key=product.key)
+
+
+# --- Offers: create and edit
+
+
+class _OfferForms:
+    """The offer form and its rows (items, metadata), bound or not."""
+
+    def __init__(
+        self, data: QueryDict | None, *, offer: Offer | None = None, more: bool = False
+    ) -> None:
+        if data is not None and more:
+            for prefix in ("items", "metadata"):
+                data = with_more_rows(data, prefix)
+        initial: dict[str, Any] = {"form_key": services.new_form_key()}
+        items: list[dict[str, Any]] = []
+        metadata: list[dict[str, str]] = []
+        if offer is not None:
+            initial |= {
+                "name": offer.name,
+                "price": offer.price.normalize() if offer.price else offer.price,
+                "currency": offer.currency,
+                "description": offer.description,
+            }
+            items = [
+                {
+                    "product": item.product.key,
+                    "quantity": item.quantity,
+                    "period_unit": item.period_unit,
+                    "period_value": item.period_value,
+                }
+                for item in offer.items.all()
+            ]
+            metadata = metadata_rows(offer.metadata)
+        if data is not None:
+            items, metadata = [], []
+        products = reads.item_products()
+        self.main = OfferForm(data, initial=initial, editing=offer is not None)
+        self.items = ItemRows(
+            data, initial=items, prefix="items", form_kwargs={"products": products}
+        )
+        self.metadata = MetadataRows(data, initial=metadata, prefix="metadata")
+
+    def is_valid(self) -> bool:
+        valid = all([self.main.is_valid(), self.items.is_valid(), self.metadata.is_valid()])
+        if not valid:
+            return False
+        if not items_of(self.items):
+            self.main.add_error(None, "An offer has at least one item: choose a product.")
+        metadata, named_twice = metadata_of(self.metadata)
+        if named_twice:
+            self.main.add_error(None, f"Metadata names {', '.join(named_twice)} twice.")
+        too_large = metadata_too_large(metadata)
+        if too_large:
+            self.main.add_error(None, too_large)
+        return not self.main.errors
+
+    def fields(self) -> actions.OfferFields:
+        data = self.main.cleaned_data
+        return actions.OfferFields(
+            name=data["name"],
+            price=data["price"],
+            currency=data["currency"],
+            description=data["description"],
+            items=items_of(self.items),
+            metadata=metadata_of(self.metadata)[0],
+        )
+
+    def context(self) -> dict[str, Any]:
+        return {"form": self.main, "items": self.items, "metadata": self.metadata}
+
+
+def _offer_form_page(
+    request: HttpRequest,
+    console: ConsoleContext,
+    forms: _OfferForms,
+    offer: Offer | None,
+    status: int = 200,
+) -> HttpResponse:
+    return render(
+        request,
+        "console/catalog_offer_form.html",
+        {"console": console, "tab": "offers", "offer": offer, **forms.context()},
+        status=status,
+    )
+
+
+@console_page(Action.CATALOG_MANAGE)
+def offer_new(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
+    """A new offer: SKU, name, price and currency, items as rows, metadata as rows."""
+    if request.method != "POST":
+        return _offer_form_page(request, console, _OfferForms(None), None)
+    more = MORE_ROWS in request.POST
+    forms = _OfferForms(request.POST, more=more)
+    if more:
+        return _offer_form_page(request, console, forms, None)
+    if not forms.is_valid():
+        return _offer_form_page(request, console, forms, None, status=422)
+    sku = forms.main.cleaned_data["sku"]
+    done = act(
+        request,
+        console,
+        forms.main,
+        action="offer.create",
+        run=lambda: actions.offer_create(actor=console.actor, sku=sku, fields=forms.fields()),
+    )
+    if done.submitted is None:
+        return _offer_form_page(request, console, forms, None, status=done.status)
+    return redirect("console:offer", sku=_target_key(done.submitted.outcome) or sku.upper())
+
+
+@console_page(Action.CATALOG_MANAGE)
+def offer_edit(request: HttpRequest, console: ConsoleContext, sku: str) -> HttpResponse:
+    offer = reads.offer_get(sku=sku)
+    if request.method != "POST":
+        return _offer_form_page(request, console, _OfferForms(None, offer=offer), offer)
+    more = MORE_ROWS in request.POST
+    forms = _OfferForms(request.POST, offer=offer, more=more)
+    if more:
+        return _offer_form_page(request, console, forms, offer)
+    if not forms.is_valid():
+        return _offer_form_page(request, console, forms, offer, status=422)
+    done = act(
+        request,
+        console,
+        forms.main,
+        action="offer.update",
+        run=lambda: actions.offer_update(actor=console.actor, offer=offer, fields=forms.fields()),
+    )
+    if done.submitted is None:
+        return _offer_form_page(request, console, forms, offer, status=done.status)
+    return redirect("console:offer", sku=offer.sku)
+
+
+# --- Activating and deactivating (a deactivation is confirmed first)
+
+
+def _set_active(
+    request: HttpRequest,
+    console: ConsoleContext,
+    *,
+    kind: str,
+    name: str,
+    page: str,
+    consequences: list[str],
+    run: Any,
+) -> HttpResponse:
+    form = ActiveForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "This form is out of date: reload the page.")
+        return redirect(page)
+    active: bool = form.cleaned_data["active"]
+    if not active and not form.cleaned_data["confirmed"]:
+        return confirmation(
+            request,
+            console,
+            form,
+            title=f"Deactivate the {kind} {name}?",
+            consequences=consequences,
+            button=f"Deactivate {name}",
+            back=page,
+        )
+    action = f"{kind}.{'activate' if active else 'deactivate'}"
+    act(request, console, form, action=action, run=lambda: run(active))
+    return redirect(page)
+
+
+@require_POST
+@console_page(Action.CATALOG_MANAGE)
+def product_active(request: HttpRequest, console: ConsoleContext, key: str) -> HttpResponse:
+    product = reads.product_get(key=key)
+    return _set_active(
+        request,
+        console,
+        kind="product",
+        name=product.key,
+        page=reverse("console:product", kwargs={"key": product.key}),
+        consequences=[
+            "Offers holding it can no longer be ordered or granted.",
+            "What customers already hold stays usable.",
+            "A product.deactivated event is sent to your webhooks.",
+        ],
+        run=lambda active: actions.product_set_active(
+            actor=console.actor, product=product, active=active
+        ),
+    )
+
+
+@require_POST
+@console_page(Action.CATALOG_MANAGE)
+def offer_active(request: HttpRequest, console: ConsoleContext, sku: str) -> HttpResponse:
+    offer = reads.offer_get(sku=sku)
+    return _set_active(
+        request,
+        console,
+        kind="offer",
+        name=offer.sku,
+        page=reverse("console:offer", kwargs={"sku": offer.sku}),
+        consequences=[
+            "It leaves the catalog: it can no longer be ordered or granted.",
+            "Orders already made keep their items and prices.",
+        ],
+        run=lambda active: actions.offer_set_active(
+            actor=console.actor, offer=offer, active=active
+        ),
+    )
+
+
+@require_POST
+@console_page(Action.CATALOG_MANAGE)
+def plan_active(request: HttpRequest, console: ConsoleContext, key: str) -> HttpResponse:
+    plan = reads.plan_page(key=key).plan
+    return _set_active(
+        request,
+        console,
+        kind="plan",
+        name=plan.key,
+        page=reverse("console:plan", kwargs={"key": plan.key}),
+        consequences=[
+            "New subscriptions can no longer take it.",
+            "Its subscribers keep their terms and renew as before.",
+        ],
+        run=lambda active: actions.plan_set_active(actor=console.actor, plan=plan, active=active),
+    )
