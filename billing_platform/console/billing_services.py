@@ -52,17 +52,24 @@ class OfferFields:
 # --- Products
 
 
+def _product_kwargs(fields: ProductFields) -> dict[str, Any]:
+    """The form's fields as the engine's `product_create` and `product_update` take them."""
+    return {
+        "name": fields.name,
+        "product_type": fields.product_type,
+        "description": fields.description,
+        "is_currency": fields.is_currency,
+        "metadata": fields.metadata,
+        "features": fields.features,
+        "credit_costs": fields.credit_costs,
+    }
+
+
 def product_create(*, actor: Actor, key: str, fields: ProductFields) -> Outcome:
     """A new active product (`POST /billing/products`); 409 `key_taken`, 422 as the API."""
     product = catalog_services.product_create(
         key=key,
-        name=fields.name,
-        product_type=fields.product_type,
-        description=fields.description,
-        is_currency=fields.is_currency,
-        metadata=fields.metadata,
-        features=fields.features,
-        credit_costs=fields.credit_costs,
+        **_product_kwargs(fields),
     )
     return Outcome(
         message=f"Created the product {product.key}.",
@@ -77,13 +84,7 @@ def product_update(*, actor: Actor, product: Product, fields: ProductFields) -> 
     before = {"name": product.name, "product_type": product.product_type}
     product = catalog_services.product_update(
         product=product,
-        name=fields.name,
-        product_type=fields.product_type,
-        description=fields.description,
-        is_currency=fields.is_currency,
-        metadata=fields.metadata,
-        features=fields.features,
-        credit_costs=fields.credit_costs,
+        **_product_kwargs(fields),
     )
     return Outcome(
         message=f"Saved the product {product.key}.",

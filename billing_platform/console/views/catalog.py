@@ -5,7 +5,8 @@ Every member reads; admins and owners (`catalog.manage`) see the forms and may s
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, QueryDict
@@ -138,6 +139,59 @@ def plan_detail(request: HttpRequest, console: ConsoleContext, key: str) -> Http
     return render(request, "console/catalog_plan.html", context)
 
 
+# --- Forms with rows: one flow for creating and editing products and offers
+
+
+class _RowsForms(Protocol):
+    """A main form and its rows, bound or not (`_ProductForms`, `_OfferForms`)."""
+
+    main: ProductForm | OfferForm
+
+    def is_valid(self) -> bool: ...
+
+    def context(self) -> dict[str, Any]: ...
+
+
+F = TypeVar("F", bound=_RowsForms)
+
+
+def _rows_form_view(
+    request: HttpRequest,
+    console: ConsoleContext,
+    *,
+    build: Callable[[QueryDict | None, bool], F],
+    template: str,
+    context: dict[str, Any],
+    action: str,
+    run: Callable[[F], services.Outcome],
+    after: Callable[[F, services.Submitted], HttpResponse],
+) -> HttpResponse:
+    """Show the form; on *More rows* show it again with blank rows, saving nothing; on a valid
+    POST run the action once (`act`) and answer with `after`, or show the form with its errors.
+    """
+
+    def show(forms: F, status: int = 200) -> HttpResponse:
+        return render(
+            request,
+            template,
+            {"console": console, **context, **forms.context()},
+            status=status,
+        )
+
+    if request.method != "POST":
+        return show(build(None, False))
+    more = MORE_ROWS in request.POST
+    forms = build(request.POST, more)
+    if more:
+        return show(forms)
+    if not forms.is_valid():
+        return show(forms, 422)
+    done = act(request, console, forms.main, action=action, run=lambda: run(forms))
+    if done.submitted is None:
+        return show(forms, done.status)
+    return after(forms, done.submitted)
+
+
 # --- Products: create and edit
 
 
@@ -219,68 +273,41 @@ class _ProductForms:
         }
 
 
-def _product_form_page(
-    request: HttpRequest,
-    console: ConsoleContext,
-    forms: _ProductForms,
-    product: Product | None,
-    status: int = 200,
-) -> HttpResponse:
-    return render(
-        request,
-        "console/catalog_product_form.html",
-        {"console": console, "tab": "products", "product": product, **forms.context()},
-        status=status,
-    )
-
-
 @console_page(Action.CATALOG_MANAGE)
 def product_new(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
     """A new product: key, name, type, features, credit costs and metadata as rows."""
-    if request.method != "POST":
-        return _product_form_page(request, console, _ProductForms(None), None)
-    more = MORE_ROWS in request.POST
-    forms = _ProductForms(request.POST, more=more)
-    if more:
-        return _product_form_page(request, console, forms, None)
-    if not forms.is_valid():
-        return _product_form_page(request, console, forms, None, status=422)
-    key = forms.main.cleaned_data["key"]
-    done = act(
+    return _rows_form_view(
         request,
         console,
-        forms.main,
+        build=lambda data, more: _ProductForms(data, more=more),
+        template="console/catalog_product_form.html",
+        context={"tab": "products", "product": None},
         action="product.create",
-        run=lambda: actions.product_create(actor=console.actor, key=key, fields=forms.fields()),
+        run=lambda forms: actions.product_create(
+            actor=console.actor, key=forms.main.cleaned_data["key"], fields=forms.fields()
+        ),
+        after=lambda forms, done: redirect(
+            "console:product",
+            key=_target_key(done.outcome) or forms.main.cleaned_data["key"].upper(),
+        ),
     )
-    if done.submitted is None:
-        return _product_form_page(request, console, forms, None, status=done.status)
-    return redirect("console:product", key=_target_key(done.submitted.outcome) or key.upper())
 
 
 @console_page(Action.CATALOG_MANAGE)
 def product_edit(request: HttpRequest, console: ConsoleContext, key: str) -> HttpResponse:
     product = reads.product_get(key=key)
-    if request.method != "POST":
-        return _product_form_page(request, console, _ProductForms(None, product=product), product)
-    more = MORE_ROWS in request.POST
-    forms = _ProductForms(request.POST, product=product, more=more)
-    if more:
-        return _product_form_page(request, console, forms, product)
-    if not forms.is_valid():
-        return _product_form_page(request, console, forms, product, status=422)
-    done = act(
+    return _rows_form_view(
         request,
         console,
-        forms.main,
+        build=lambda data, more: _ProductForms(data, product=product, more=more),
+        template="console/catalog_product_form.html",
+        context={"tab": "products", "product": product},
         action="product.update",
-        run=lambda: actions.product_update(
+        run=lambda forms: actions.product_update(
             actor=console.actor, product=product, fields=forms.fields()
         ),
+        after=lambda forms, done: redirect("console:product", key=product.key),
     )
-    if done.submitted is None:
-        return _product_form_page(request, console, forms, product, status=done.status)
-    return redirect("console:product", key=product.key)
 
 
 # --- Offers: create and edit
@@ -353,66 +380,40 @@ class _OfferForms:
         return {"form": self.main, "items": self.items, "metadata": self.metadata}
 
 
-def _offer_form_page(
-    request: HttpRequest,
-    console: ConsoleContext,
-    forms: _OfferForms,
-    offer: Offer | None,
-    status: int = 200,
-) -> HttpResponse:
-    return render(
-        request,
-        "console/catalog_offer_form.html",
-        {"console": console, "tab": "offers", "offer": offer, **forms.context()},
-        status=status,
-    )
-
-
 @console_page(Action.CATALOG_MANAGE)
 def offer_new(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
     """A new offer: SKU, name, price and currency, items as rows, metadata as rows."""
-    if request.method != "POST":
-        return _offer_form_page(request, console, _OfferForms(None), None)
-    more = MORE_ROWS in request.POST
-    forms = _OfferForms(request.POST, more=more)
-    if more:
-        return _offer_form_page(request, console, forms, None)
-    if not forms.is_valid():
-        return _offer_form_page(request, console, forms, None, status=422)
-    sku = forms.main.cleaned_data["sku"]
-    done = act(
+    return _rows_form_view(
         request,
         console,
-        forms.main,
+        build=lambda data, more: _OfferForms(data, more=more),
+        template="console/catalog_offer_form.html",
+        context={"tab": "offers", "offer": None},
         action="offer.create",
-        run=lambda: actions.offer_create(actor=console.actor, sku=sku, fields=forms.fields()),
+        run=lambda forms: actions.offer_create(
+            actor=console.actor, sku=forms.main.cleaned_data["sku"], fields=forms.fields()
+        ),
+        after=lambda forms, done: redirect(
+            "console:offer", sku=_target_key(done.outcome) or forms.main.cleaned_data["sku"].upper()
+        ),
     )
-    if done.submitted is None:
-        return _offer_form_page(request, console, forms, None, status=done.status)
-    return redirect("console:offer", sku=_target_key(done.submitted.outcome) or sku.upper())
 
 
 @console_page(Action.CATALOG_MANAGE)
 def offer_edit(request: HttpRequest, console: ConsoleContext, sku: str) -> HttpResponse:
     offer = reads.offer_get(sku=sku)
-    if request.method != "POST":
-        return _offer_form_page(request, console, _OfferForms(None, offer=offer), offer)
-    more = MORE_ROWS in request.POST
-    forms = _OfferForms(request.POST, offer=offer, more=more)
-    if more:
-        return _offer_form_page(request, console, forms, offer)
-    if not forms.is_valid():
-        return _offer_form_page(request, console, forms, offer, status=422)
-    done = act(
+    return _rows_form_view(
         request,
         console,
-        forms.main,
+        build=lambda data, more: _OfferForms(data, offer=offer, more=more),
+        template="console/catalog_offer_form.html",
+        context={"tab": "offers", "offer": offer},
         action="offer.update",
-        run=lambda: actions.offer_update(actor=console.actor, offer=offer, fields=forms.fields()),
+        run=lambda forms: actions.offer_update(
+            actor=console.actor, offer=offer, fields=forms.fields()
+        ),
+        after=lambda forms, done: redirect("console:offer", sku=offer.sku),
     )
-    if done.submitted is None:
-        return _offer_form_page(request, console, forms, offer, status=done.status)
-    return redirect("console:offer", sku=offer.sku)
 
 
 # --- Activating and deactivating (a deactivation is confirmed first)

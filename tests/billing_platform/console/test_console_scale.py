@@ -3,7 +3,6 @@ and plans that use the indexes instead of reading every customer."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -11,8 +10,6 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
-from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from billable.models import Customer
@@ -22,7 +19,7 @@ from billable.services.customers import customer_ensure
 from billable.services.grants import offer_grant
 from billable.services.quota import quota_consume
 from billing_platform.console import selectors
-from tests.support.console import make_member, signed_in_client
+from tests.support.console import insert_customers, make_member, measured, signed_in_client
 from tests.support.tenants import TenantFixture, fresh_tenant
 
 CUSTOMERS = 10_000
@@ -33,19 +30,7 @@ def crowd(django_db_setup: None, django_db_blocker: Any) -> Iterator[TenantFixtu
     """A committed tenant with 10,000 customers (two identities each) and one busy customer."""
     with django_db_blocker.unblock(), fresh_tenant("console-scale") as fresh:
         with tenant_context(fresh.tenant), connection.cursor() as cursor:
-            # Rows without a ledger need no service: customers and their identities only.
-            cursor.execute(
-                "INSERT INTO billable_customer (id, metadata, created_at)"
-                " SELECT gen_random_uuid(), '{}'::jsonb, now() - make_interval(secs => n)"
-                " FROM generate_series(1, %s) n",
-                [CUSTOMERS],
-            )
-            cursor.execute(
-                "INSERT INTO billable_externalidentity (customer_id, provider, external_id,"
-                " created_at) SELECT id, p.provider, p.provider || '-' || row_number() OVER"
-                " (PARTITION BY p.provider ORDER BY created_at), now()"
-                " FROM billable_customer, (VALUES ('tg'), ('email')) p(provider)"
-            )
+            insert_customers(cursor, CUSTOMERS, {"tg": "tg", "email": "email"})
             cursor.execute("ANALYZE billable_customer")
             cursor.execute("ANALYZE billable_externalidentity")
             product_create(key="credits", name="Credits", product_type="quantity", features=["run"])
@@ -68,20 +53,6 @@ def crowd(django_db_setup: None, django_db_blocker: Any) -> Iterator[TenantFixtu
             User.objects.filter(username="scale@example.com").delete()
 
 
-def _measured(client: Client, path: str) -> tuple[int, float, int]:
-    """(status, the best of five timings in seconds, queries of one run)."""
-    with CaptureQueriesContext(connection) as captured:
-        status = client.get(path).status_code
-    # Counted now: each request that follows starts a fresh query log.
-    queries = len(captured)
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        client.get(path)
-        timings.append(time.perf_counter() - started)
-    return status, min(timings), queries
-
-
 def test_customer_pages_use_a_fixed_number_of_indexed_queries(crowd: TenantFixture) -> None:
     client = signed_in_client("scale@example.com")
     with tenant_context(crowd.tenant):
@@ -94,7 +65,7 @@ def test_customer_pages_use_a_fixed_number_of_indexed_queries(crowd: TenantFixtu
         "overview": ("/console/", 10),
     }
     for name, (path, budget) in pages.items():
-        status, best, queries = _measured(client, path)
+        status, best, queries = measured(client, path)
         # Printed for docs/console.md; the machine is shared, so only the queries are asserted.
         print(f"{name}: {best * 1000:.1f} ms, {queries} queries")
         assert status == 200, name

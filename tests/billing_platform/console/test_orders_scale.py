@@ -4,7 +4,6 @@ order."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -12,14 +11,12 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
-from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from billable.models import Order
 from billing_platform.console import billing_selectors
 from billing_platform.console.billing_selectors import OrderQuery
-from tests.support.console import make_member, signed_in_client
+from tests.support.console import insert_customers, make_member, measured, signed_in_client
 from tests.support.tenants import TenantFixture, fresh_tenant
 
 CUSTOMERS = 10_000
@@ -30,18 +27,7 @@ def crowd(django_db_setup: None, django_db_blocker: Any) -> Iterator[TenantFixtu
     """A committed tenant with 10,000 customers, each with two orders (one paid)."""
     with django_db_blocker.unblock(), fresh_tenant("console-orders-scale") as fresh:
         with tenant_context(fresh.tenant), connection.cursor() as cursor:
-            # Rows without a ledger need no service: customers, identities, orders and items.
-            cursor.execute(
-                "INSERT INTO billable_customer (id, metadata, created_at)"
-                " SELECT gen_random_uuid(), '{}'::jsonb, now() - make_interval(secs => n)"
-                " FROM generate_series(1, %s) n",
-                [CUSTOMERS],
-            )
-            cursor.execute(
-                "INSERT INTO billable_externalidentity (customer_id, provider, external_id,"
-                " created_at) SELECT id, 'default', 'c-' || row_number() OVER"
-                " (ORDER BY created_at), now() FROM billable_customer"
-            )
+            insert_customers(cursor, CUSTOMERS, {"default": "c"})
             cursor.execute(
                 "INSERT INTO billable_order (id, customer_id, status, total, currency, metadata,"
                 " reason, payment_method, created_at)"
@@ -63,19 +49,6 @@ def crowd(django_db_setup: None, django_db_blocker: Any) -> Iterator[TenantFixtu
             User.objects.filter(username="orders-scale@example.com").delete()
 
 
-def _measured(client: Client, path: str) -> tuple[int, float, int]:
-    """(status, the best of five timings in seconds, queries of one run)."""
-    with CaptureQueriesContext(connection) as captured:
-        status = client.get(path).status_code
-    queries = len(captured)
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        client.get(path)
-        timings.append(time.perf_counter() - started)
-    return status, min(timings), queries
-
-
 def test_orders_pages_use_a_fixed_number_of_queries(crowd: TenantFixture) -> None:
     client = signed_in_client("orders-scale@example.com")
     with tenant_context(crowd.tenant):
@@ -90,7 +63,7 @@ def test_orders_pages_use_a_fixed_number_of_queries(crowd: TenantFixture) -> Non
         "catalog": ("/console/catalog/", 10),
     }
     for name, (path, budget) in pages.items():
-        status, best, queries = _measured(client, path)
+        status, best, queries = measured(client, path)
         # Printed for docs/console.md; the machine is shared, so only the queries are asserted.
         print(f"{name}: {best * 1000:.1f} ms, {queries} queries")
         assert status == 200, name
