@@ -23,8 +23,17 @@ from django.forms import formset_factory
 from billable import clock
 from billable.catalog_keys import FEATURE_RE, KEY_RE
 from billable.metadata import MAX_METADATA_BYTES, metadata_bytes
-from billable.models import OrderStatus, PeriodUnit, Product, ProductType
+from billable.models import (
+    EntitlementType,
+    OrderStatus,
+    PeriodUnit,
+    PlanInterval,
+    Product,
+    ProductType,
+    UpgradeAllowance,
+)
 from billable.services.catalog import MAX_CREDIT_COST, ItemSpec
+from billable.services.plans import MAX_ENTITLEMENTS, MAX_TRIAL_DAYS, EntitlementSpec
 from billing_platform.console.forms import ActionForm
 
 KEY = RegexValidator(KEY_RE, "1–64 letters, digits, '_', '-' or '.'.")
@@ -106,11 +115,12 @@ class MetadataRow(forms.Form):
                 raise forms.ValidationError("Name this value.")
             return data
         data["key"] = key
-        data["parsed"] = self._parse(data.get("kind", "text"), raw)
+        data["parsed"] = self.parse(data.get("kind", "text"), raw)
         return data
 
     @staticmethod
-    def _parse(kind: str, raw: str) -> Any:
+    def parse(kind: str, raw: str) -> Any:
+        """A value typed as `kind` (text, number, yes/no, JSON); ValidationError in words."""
         if kind == "text":
             return raw
         text = raw.strip()
@@ -135,6 +145,12 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def _product_choices(products: list[Product]) -> list[tuple[str, str]]:
+    return [("", "—")] + [
+        (p.key, f"{p.key} · {p.name}{'' if p.is_active else ' (inactive)'}") for p in products
+    ]
+
+
 class ItemRow(forms.Form):
     product = forms.ChoiceField(required=False)
     quantity = forms.IntegerField(required=False, min_value=1, max_value=10**12, initial=1)
@@ -143,10 +159,7 @@ class ItemRow(forms.Form):
 
     def __init__(self, *args: Any, products: list[Product], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        choices = [("", "—")] + [
-            (p.key, f"{p.key} · {p.name}{'' if p.is_active else ' (inactive)'}") for p in products
-        ]
-        self.fields["product"].choices = choices  # type: ignore[attr-defined]
+        self.fields["product"].choices = _product_choices(products)  # type: ignore[attr-defined]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -288,6 +301,156 @@ def items_of(rows: Any) -> list[ItemSpec]:
         for row in rows
         if row.cleaned_data.get("product")
     ]
+
+
+# --- Plans
+
+
+class PlanForm(ActionForm):
+    """A plan: the fields that change in place (name, description, upgrade allowance) and its
+    terms (interval, price, trial), which make a new version when they change."""
+
+    key = forms.CharField(max_length=64, validators=[KEY], help_text="Shown upper-case.")
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(
+        required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    price = forms.DecimalField(
+        min_value=Decimal(0), max_digits=19, decimal_places=4, help_text="Per interval."
+    )
+    currency = forms.CharField(
+        max_length=64,
+        help_text="An ISO 4217 code (USD), a declared currency, or a currency product's key.",
+    )
+    interval_count = forms.IntegerField(min_value=1, max_value=100_000, initial=1, label="Every")
+    interval_unit = forms.ChoiceField(
+        choices=PlanInterval.choices, initial=PlanInterval.MONTHS, label="Interval"
+    )
+    trial_days = forms.IntegerField(
+        min_value=0, max_value=MAX_TRIAL_DAYS, initial=0, label="Trial days"
+    )
+    upgrade_allowance = forms.ChoiceField(
+        choices=UpgradeAllowance.choices,
+        initial=UpgradeAllowance.PRORATED,
+        label="Upgrade allowance",
+        help_text="On a change to this plan: the rest of the period's units in proportion to "
+        "the time left (prorated), or all of them (full).",
+    )
+
+    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if editing:
+            del self.fields["key"]
+
+    def clean_name(self) -> str:
+        return _required_text(self.cleaned_data["name"], "Name it.")
+
+    def clean_currency(self) -> str:
+        return _required_text(self.cleaned_data["currency"], "Which currency?").upper()
+
+
+ENTITLEMENT_TYPES = [
+    ("", "—"),
+    (EntitlementType.ALLOWANCE, "allowance"),
+    (EntitlementType.ACCESS, "access"),
+    (EntitlementType.VALUE, "value"),
+]
+
+
+class EntitlementRow(forms.Form):
+    """One entitlement: an allowance (a quantity product, units per reset period, a rollover
+    cap), access (a period or unlimited product) or a named value (text, number, yes/no, JSON).
+    A row without a type is no entitlement."""
+
+    entitlement_type = forms.ChoiceField(required=False, choices=ENTITLEMENT_TYPES, label="Type")
+    product = forms.ChoiceField(required=False)
+    amount = forms.IntegerField(required=False, min_value=1, max_value=10**12, label="Units")
+    reset_count = forms.IntegerField(
+        required=False, min_value=1, max_value=100_000, label="Reset every"
+    )
+    reset_unit = forms.ChoiceField(
+        required=False, choices=[("", "—"), *PlanInterval.choices], label="Unit"
+    )
+    rollover_cap = forms.IntegerField(
+        required=False, min_value=0, max_value=10**12, label="Rollover cap"
+    )
+    name = forms.CharField(required=False, max_length=64, validators=[FEATURE], label="Value name")
+    kind = forms.ChoiceField(choices=KINDS, initial="text", label="Kind")
+    value = forms.CharField(required=False, max_length=MAX_METADATA_BYTES, strip=False)
+
+    def __init__(self, *args: Any, products: list[Product], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["product"].choices = _product_choices(products)  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        kind = data.get("entitlement_type")
+        if self.errors or not kind:
+            if not kind and not self.errors and (data.get("product") or data.get("name")):
+                self.add_error("entitlement_type", "Choose what this row gives.")
+            return data
+        if kind == EntitlementType.VALUE:
+            if not data.get("name"):
+                self.add_error("name", "Name the value.")
+            else:
+                try:
+                    data["parsed"] = MetadataRow.parse(
+                        data.get("kind", "text"), data.get("value", "")
+                    )
+                except forms.ValidationError as exc:
+                    self.add_error("value", exc)
+            return data
+        if not data.get("product"):
+            self.add_error("product", "Choose a product.")
+        if kind == EntitlementType.ALLOWANCE and data.get("amount") is None:
+            self.add_error("amount", "How many units?")
+        return data
+
+    def spec(self) -> EntitlementSpec:
+        data = self.cleaned_data
+        kind = data["entitlement_type"]
+        if kind == EntitlementType.VALUE:
+            return EntitlementSpec(entitlement_type=kind, name=data["name"], value=data["parsed"])
+        if kind == EntitlementType.ACCESS:
+            return EntitlementSpec(entitlement_type=kind, product=data["product"])
+        return EntitlementSpec(
+            entitlement_type=kind,
+            product=data["product"],
+            amount=data["amount"],
+            reset_unit=data.get("reset_unit") or None,
+            reset_count=data.get("reset_count"),
+            rollover_cap=data.get("rollover_cap"),
+        )
+
+
+EntitlementRows = formset_factory(
+    EntitlementRow, extra=EXTRA_ROWS, max_num=MAX_ENTITLEMENTS, validate_max=True
+)
+
+
+def entitlement_rows(specs: tuple[EntitlementSpec, ...]) -> list[dict[str, Any]]:
+    """A version's entitlements (`terms_of`) as the rows of the plan form."""
+    rows: list[dict[str, Any]] = []
+    for spec in specs:
+        row: dict[str, Any] = {"entitlement_type": spec.entitlement_type}
+        if spec.entitlement_type == EntitlementType.VALUE:
+            row |= metadata_rows({"value": spec.value})[0] | {"name": spec.name}
+            del row["key"]
+        else:
+            row["product"] = spec.product
+        if spec.entitlement_type == EntitlementType.ALLOWANCE:
+            row |= {
+                "amount": spec.amount,
+                "reset_count": spec.reset_count,
+                "reset_unit": spec.reset_unit,
+                "rollover_cap": spec.rollover_cap,
+            }
+        rows.append(row)
+    return rows
+
+
+def entitlements_of(rows: Any) -> tuple[EntitlementSpec, ...]:
+    return tuple(row.spec() for row in rows if row.cleaned_data.get("entitlement_type"))
 
 
 class ActiveForm(ConfirmedForm):

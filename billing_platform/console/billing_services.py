@@ -14,12 +14,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billable.models import Customer, Offer, Order, Plan, Product, QuotaBatch
+from billable.models import Customer, Offer, Order, Plan, PlanVersion, Product, QuotaBatch
 from billable.services import catalog as catalog_services
 from billable.services import grants as grant_services
 from billable.services import orders as order_services
 from billable.services import plans as plan_services
 from billable.services.catalog import ItemSpec
+from billable.services.plans import Terms
 from billing_platform.console.services import Actor, Outcome
 from billing_platform.core.patches import UNSET
 
@@ -176,6 +177,76 @@ def offer_set_active(*, actor: Actor, offer: Offer, active: bool) -> Outcome:
 
 
 # --- Plans
+
+
+@dataclass(frozen=True)
+class PlanFields:
+    """What the plan form gives: every field of `POST/PATCH /billing/plans` but the key and
+    `is_active`."""
+
+    name: str
+    description: str
+    upgrade_allowance: str
+    metadata: dict[str, Any]
+    terms: Terms
+
+
+def plan_create(*, actor: Actor, key: str, fields: PlanFields) -> Outcome:
+    """A new active plan whose terms are version 1 (`POST /billing/plans`); 409 `key_taken`,
+    422 `unknown_product`, `inactive_product`, `invalid_currency` as the API."""
+    plan = plan_services.plan_create(
+        key=key,
+        name=fields.name,
+        description=fields.description,
+        upgrade_allowance=fields.upgrade_allowance,
+        metadata=fields.metadata,
+        terms=fields.terms,
+    )
+    return Outcome(
+        message=f"Created the plan {plan.key}.",
+        target=f"plan:{plan.key}",
+        detail={"name": plan.name, "version": plan.current_version},
+    )
+
+
+def plan_update(*, actor: Actor, plan: Plan, fields: PlanFields) -> Outcome:
+    """Change a plan (`PATCH /billing/plans/{key}`): terms that differ from the current
+    version's make the next version, which new subscriptions take; subscribers keep theirs."""
+    before = plan.current_version
+    terms = fields.terms
+    plan = plan_services.plan_update(
+        plan=plan,
+        name=fields.name,
+        description=fields.description,
+        upgrade_allowance=fields.upgrade_allowance,
+        metadata=fields.metadata,
+        interval_unit=terms.interval_unit,
+        interval_count=terms.interval_count,
+        price=terms.price,
+        currency=terms.currency,
+        trial_days=terms.trial_days,
+        entitlements=terms.entitlements,
+    )
+    if plan.current_version != before:
+        told = f"its terms are now version {plan.current_version}; subscribers keep theirs"
+    else:
+        told = f"its terms are unchanged (version {plan.current_version})"
+    return Outcome(
+        message=f"Saved the plan {plan.key}: {told}.",
+        target=f"plan:{plan.key}",
+        detail={"version_before": before, "version": plan.current_version},
+    )
+
+
+def plan_version_retire(*, actor: Actor, plan: Plan, version: PlanVersion) -> Outcome:
+    """Retire a version (`POST /billing/plans/{key}/versions/{n}/retire`): no new subscription
+    takes it; its subscribers keep it."""
+    plan_services.plan_version_retire(version=version)
+    return Outcome(
+        message=f"Retired version {version.version} of the plan {plan.key}.",
+        target=f"plan:{plan.key}",
+        detail={"version": version.version},
+    )
 
 
 def plan_set_active(*, actor: Actor, plan: Plan, active: bool) -> Outcome:

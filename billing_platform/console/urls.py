@@ -50,6 +50,13 @@ urlpatterns = [
     path("catalog/plans/", catalog.plan_list, name="plans"),
     path("catalog/plans/<str:key>/", catalog.plan_detail, name="plan"),
     path("catalog/plans/<str:key>/active/", catalog.plan_active, name="plan_active"),
+    path("catalog/new-plan/", catalog.plan_new, name="plan_new"),
+    path("catalog/plans/<str:key>/edit/", catalog.plan_edit, name="plan_edit"),
+    path(
+        "catalog/plans/<str:key>/versions/<int:version>/retire/",
+        catalog.plan_version_retire,
+        name="plan_version_retire",
+    ),
     path("orders/", orders.order_list, name="orders"),
     path("orders/<str:order_id>/", orders.order_detail, name="order"),
     path("orders/<str:order_id>/confirm/", orders.order_confirm, name="order_confirm"),

@@ -8,26 +8,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
+from django import forms
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from billable.models import Offer, Product
+from billable.models import Offer, Plan, Product
+from billable.services.plans import Terms, terms_of
 from billing_platform.console import billing_selectors as reads
 from billing_platform.console import billing_services as actions
 from billing_platform.console import services
 from billing_platform.console.access import ConsoleContext, console_page
 from billing_platform.console.billing_forms import (
     ActiveForm,
+    ConfirmedForm,
     CostRows,
+    EntitlementRows,
     FeatureRows,
     ItemRows,
     MetadataRows,
     OfferForm,
+    PlanForm,
     ProductForm,
     costs_of,
+    entitlement_rows,
+    entitlements_of,
     features_of,
     items_of,
     metadata_of,
@@ -132,6 +139,9 @@ def plan_detail(request: HttpRequest, console: ConsoleContext, key: str) -> Http
         "tab": "plans",
         "data": data,
         "metadata": sorted(data.plan.metadata.items()),
+        "retire_form": ConfirmedForm(initial={"form_key": services.new_form_key()})
+        if console.may(Action.CATALOG_MANAGE)
+        else None,
         "active_form": _active_form(data.plan.is_active)
         if console.may(Action.CATALOG_MANAGE)
         else None,
@@ -145,7 +155,8 @@ def plan_detail(request: HttpRequest, console: ConsoleContext, key: str) -> Http
 class _RowsForms(Protocol):
     """A main form and its rows, bound or not (`_ProductForms`, `_OfferForms`)."""
 
-    main: ProductForm | OfferForm
+    @property
+    def main(self) -> forms.Form: ...
 
     def is_valid(self) -> bool: ...
 
@@ -414,6 +425,155 @@ def offer_edit(request: HttpRequest, console: ConsoleContext, sku: str) -> HttpR
         ),
         after=lambda forms, done: redirect("console:offer", sku=offer.sku),
     )
+
+
+# --- Plans: create, and change (new terms make a new version)
+
+
+class _PlanForms:
+    """The plan form and its rows (entitlements, metadata), bound or not."""
+
+    def __init__(
+        self, data: QueryDict | None, *, plan: Plan | None = None, more: bool = False
+    ) -> None:
+        if data is not None and more:
+            for prefix in ("entitlements", "metadata"):
+                data = with_more_rows(data, prefix)
+        initial: dict[str, Any] = {"form_key": services.new_form_key()}
+        entitlements: list[dict[str, Any]] = []
+        metadata: list[dict[str, str]] = []
+        if plan is not None:
+            terms = terms_of(reads.plan_page(key=plan.key).current)
+            initial |= {
+                "name": plan.name,
+                "description": plan.description,
+                "upgrade_allowance": plan.upgrade_allowance,
+                "price": terms.price.normalize(),
+                "currency": terms.currency,
+                "interval_count": terms.interval_count,
+                "interval_unit": terms.interval_unit,
+                "trial_days": terms.trial_days,
+            }
+            entitlements = entitlement_rows(terms.entitlements)
+            metadata = metadata_rows(plan.metadata)
+        if data is not None:
+            entitlements, metadata = [], []
+        self.main = PlanForm(data, initial=initial, editing=plan is not None)
+        self.entitlements = EntitlementRows(
+            data,
+            initial=entitlements,
+            prefix="entitlements",
+            form_kwargs={"products": reads.item_products()},
+        )
+        self.metadata = MetadataRows(data, initial=metadata, prefix="metadata")
+
+    def is_valid(self) -> bool:
+        valid = all([self.main.is_valid(), self.entitlements.is_valid(), self.metadata.is_valid()])
+        if not valid:
+            return False
+        metadata, named_twice = metadata_of(self.metadata)
+        if named_twice:
+            self.main.add_error(None, f"Metadata names {', '.join(named_twice)} twice.")
+        too_large = metadata_too_large(metadata)
+        if too_large:
+            self.main.add_error(None, too_large)
+        return not self.main.errors
+
+    def fields(self) -> actions.PlanFields:
+        data = self.main.cleaned_data
+        return actions.PlanFields(
+            name=data["name"],
+            description=data["description"],
+            upgrade_allowance=data["upgrade_allowance"],
+            metadata=metadata_of(self.metadata)[0],
+            terms=Terms(
+                interval_unit=data["interval_unit"],
+                interval_count=data["interval_count"],
+                price=data["price"],
+                currency=data["currency"],
+                trial_days=data["trial_days"],
+                entitlements=entitlements_of(self.entitlements),
+            ),
+        )
+
+    def context(self) -> dict[str, Any]:
+        return {"form": self.main, "entitlements": self.entitlements, "metadata": self.metadata}
+
+
+@console_page(Action.CATALOG_MANAGE)
+def plan_new(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
+    """A new plan: key, name, terms (price per interval, trial), entitlements and metadata as
+    rows; its terms are version 1."""
+    return _rows_form_view(
+        request,
+        console,
+        build=lambda data, more: _PlanForms(data, more=more),
+        template="console/catalog_plan_form.html",
+        context={"tab": "plans", "plan": None},
+        action="plan.create",
+        run=lambda forms: actions.plan_create(
+            actor=console.actor, key=forms.main.cleaned_data["key"], fields=forms.fields()
+        ),
+        after=lambda forms, done: redirect(
+            "console:plan", key=_target_key(done.outcome) or forms.main.cleaned_data["key"].upper()
+        ),
+    )
+
+
+@console_page(Action.CATALOG_MANAGE)
+def plan_edit(request: HttpRequest, console: ConsoleContext, key: str) -> HttpResponse:
+    plan = reads.plan_page(key=key).plan
+    return _rows_form_view(
+        request,
+        console,
+        build=lambda data, more: _PlanForms(data, plan=plan, more=more),
+        template="console/catalog_plan_form.html",
+        context={"tab": "plans", "plan": plan},
+        action="plan.update",
+        run=lambda forms: actions.plan_update(
+            actor=console.actor, plan=plan, fields=forms.fields()
+        ),
+        after=lambda forms, done: redirect("console:plan", key=plan.key),
+    )
+
+
+@require_POST
+@console_page(Action.CATALOG_MANAGE)
+def plan_version_retire(
+    request: HttpRequest, console: ConsoleContext, key: str, version: int
+) -> HttpResponse:
+    """Retire a version of a plan's terms, confirmed first: no new subscription takes it."""
+    data = reads.plan_page(key=key)
+    found = next((v for v in data.versions if v.version == version), None)
+    if found is None:
+        raise Http404
+    page = reverse("console:plan", kwargs={"key": data.plan.key})
+    form = ConfirmedForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "This form is out of date: reload the page.")
+        return redirect(page)
+    if not form.cleaned_data["confirmed"]:
+        return confirmation(
+            request,
+            console,
+            form,
+            title=f"Retire version {version} of the plan {data.plan.key}?",
+            consequences=[
+                "No new subscription or plan change can take this version.",
+                "Its subscribers keep it and renew on it as before.",
+                "A retired version cannot be brought back.",
+            ],
+            button=f"Retire version {version}",
+            back=page,
+        )
+    act(
+        request,
+        console,
+        form,
+        action="plan.retire_version",
+        run=lambda: actions.plan_version_retire(actor=console.actor, plan=data.plan, version=found),
+    )
+    return redirect(page)
 
 
 # --- Activating and deactivating (a deactivation is confirmed first)

@@ -1,5 +1,6 @@
 """The catalog, orders and corrections pages in a real browser: a product made from rows, an
-offer made and deactivated (confirmed), an order confirmed, an adjustment and a revoked batch.
+offer made and deactivated (confirmed), a plan made, repriced and its first version retired, an
+order confirmed, an adjustment and a revoked batch.
 
 Drives Debian's Chromium through Playwright as test_console_browser.py does (same marker, same
 skip without /usr/bin/chromium, failing under CI=true). With CONSOLE_SCREENSHOTS=DIR it saves a
@@ -15,7 +16,7 @@ import pytest
 from django.contrib.auth.models import User
 from django_tenants.utils import tenant_context
 
-from billable.models import Adjustment, BatchState, Offer, Order, Product, QuotaBatch
+from billable.models import Adjustment, BatchState, Offer, Order, Plan, Product, QuotaBatch
 from billable.selectors import CustomerRef
 from billable.services.catalog import ItemSpec, offer_create, product_create
 from billable.services.customers import customer_ensure
@@ -120,6 +121,37 @@ def test_an_admin_runs_the_catalog_and_orders_pages(shop: TenantFixture) -> None
             expect(page.locator(".messages")).to_contain_text("Deactivated the offer AI_500.")
             expect(page.locator("h1 .badge")).to_have_text("inactive")
 
+            # A plan from rows: an allowance and a value; then its price changed (version 2)
+            # and version 1 retired after its confirmation.
+            page.click("nav.main-nav >> text=Catalog")
+            page.click(".tabs >> text=Plans")
+            page.click("text=New plan")
+            page.fill("#id_key", "team")
+            page.fill("#id_name", "Team")
+            page.fill("#id_price", "29")
+            page.fill("#id_currency", "eur")
+            page.fill("#id_trial_days", "7")
+            page.select_option("#id_entitlements-0-entitlement_type", "allowance")
+            page.select_option("#id_entitlements-0-product", "AI_CREDITS")
+            page.fill("#id_entitlements-0-amount", "1000")
+            page.select_option("#id_entitlements-1-entitlement_type", "value")
+            page.fill("#id_entitlements-1-name", "seats")
+            page.select_option("#id_entitlements-1-kind", "number")
+            page.fill("#id_entitlements-1-value", "5")
+            _shot(page, "plan-form")
+            page.click("#plan-form button:has-text('Create the plan')")
+            expect(page.locator(".messages")).to_contain_text("Created the plan TEAM.")
+            expect(page.locator("#versions")).to_contain_text("1000 every 1 months")
+            page.click(".heading >> text=Edit")
+            page.fill("#id_price", "39")
+            page.click("#plan-form button:has-text('Save')")
+            expect(page.locator(".messages")).to_contain_text("its terms are now version 2")
+            page.click("#retire-1 button")
+            expect(page.locator("#confirm h1")).to_have_text("Retire version 1 of the plan TEAM?")
+            page.click("#confirm button[type=submit]")
+            expect(page.locator("#versions")).to_contain_text("Version 1 · retired")
+            _shot(page, "plan")
+
             # The orders list, filtered; the order confirmed after its confirmation.
             page.click("nav.main-nav >> text=Orders")
             page.select_option("#id_status", "pending")
@@ -159,6 +191,8 @@ def test_an_admin_runs_the_catalog_and_orders_pages(shop: TenantFixture) -> None
         assert Product.objects.get(key="AI_CREDITS").credit_costs == {"large_model": 10}
         assert not Offer.objects.get(sku="AI_500").is_active
         assert Order.objects.get().status == "paid"
+        plan = Plan.objects.get(key="TEAM")
+        assert plan.current_version == 2 and plan.versions.get(version=1).retired_at is not None
         assert Adjustment.objects.get().amount == -5
         assert QuotaBatch.objects.get().state == BatchState.REVOKED
     assert sorted(
@@ -169,5 +203,8 @@ def test_an_admin_runs_the_catalog_and_orders_pages(shop: TenantFixture) -> None
         "offer.create",
         "offer.deactivate",
         "order.confirm",
+        "plan.create",
+        "plan.retire_version",
+        "plan.update",
         "product.create",
     ]
