@@ -1,7 +1,8 @@
 """The end of a tenant's life: export its data as JSON lines, then purge it for good.
 
 `tenant_export` writes one JSON object per line, `{"model": "<app>.<model>", "row": {...}}`: the
-tenant row, its keys' public metadata, its webhook endpoints, events and deliveries, and every
+tenant row, its keys' public metadata, its webhook endpoints, events and deliveries, every other
+public row that belongs to it (its console members, invitations, audit log, ...), and every
 row of every billing table in its schema, read in one repeatable-read snapshot. Secrets never
 leave: no key hashes, no webhook secrets or custom headers, no trial-identity secret.
 
@@ -47,6 +48,8 @@ _SECRET_FIELDS: dict[str, frozenset[str]] = {
     ),
     # Stored answers to replay: the answer to POST /keys or /webhooks/endpoints holds a secret.
     "billable.idempotencyrecord": frozenset({"body"}),
+    # The hash of an invitation link's token would let its holder test a guessed link.
+    "console.invitation": frozenset({"token_hash"}),
 }
 
 
@@ -72,6 +75,21 @@ def _rows(queryset: models.QuerySet[Any]) -> Iterator[dict[str, Any]]:
         if field.name not in hidden and field.attname not in hidden
     ]
     yield from queryset.order_by("pk").values(*names).iterator(chunk_size=2000)
+
+
+def _public_models_of_a_tenant() -> list[tuple[type[models.Model], str]]:
+    """Every model of the shared apps with a foreign key to the tenant, and that key's name (the
+    console's members, invitations and audit log, ...), so a new app's rows are exported without
+    the export knowing the app."""
+    found: list[tuple[type[models.Model], str]] = []
+    for model in apps.get_models():
+        if model._meta.proxy or model._meta.app_label not in app_labels(settings.SHARED_APPS):
+            continue
+        for field in model._meta.concrete_fields:
+            if field.is_relation and field.related_model is Tenant:
+                found.append((model, field.name))
+                break
+    return found
 
 
 def _tenant_models() -> list[type[models.Model]]:
@@ -118,6 +136,12 @@ def tenant_export(*, tenant: Tenant, out: IO[str]) -> dict[str, int]:
             (Endpoint, Endpoint.objects.filter(tenant=tenant)),
             (Event, Event.objects.filter(tenant=tenant)),
             (Delivery, Delivery.objects.filter(event__tenant=tenant)),
+        ]
+        listed = {model for model, _ in public}
+        public += [
+            (model, model._default_manager.filter(**{field: tenant}))
+            for model, field in _public_models_of_a_tenant()
+            if model not in listed
         ]
         for model, queryset in public:
             write(_label(model), _rows(queryset))

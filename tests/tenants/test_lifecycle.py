@@ -24,12 +24,14 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from billable.models import IdempotencyRecord
+from billing_platform.console.models import Invitation
 from billing_platform.operations.lifecycle import _tenant_models, tenants_purge_due
 from billing_platform.webhooks.models import Delivery, DeliveryAttempt, Endpoint, Event
 from tenants.models import ApiKey, Domain, Tenant
 from tenants.services import tenant_onboard
 from tests.support.api import Api, assert_problem
 from tests.support.billing import reports_catalog
+from tests.support.console import make_member
 from tests.support.tenants import TenantFixture
 
 
@@ -219,3 +221,34 @@ def platform_key_committed(committed: None) -> Iterator[str]:
     key, raw = platform_key_create(name="lifecycle")
     yield raw
     PlatformKey.objects.filter(pk=key.pk).delete()
+
+
+def test_export_holds_the_consoles_rows_without_the_invitation_hash(
+    filled: Filled, tmp_path: Path
+) -> None:
+    """Public rows of apps the export does not name (the console's) are found by their foreign
+    key to the tenant: members, invitations (without their token's hash) and the audit log."""
+    member = make_member(filled.tenant, "owner@leaving.example", "owner")
+    out = io.StringIO()
+    call_command(
+        "console_invite", filled.tenant.slug, "new@leaving.example", "--role", "viewer",
+        stdout=out,
+    )
+    invitation = Invitation.objects.get(tenant=filled.tenant)
+    try:
+        target = tmp_path / "leaving.jsonl"
+        call_command("export_tenant", filled.tenant.slug, "-o", str(target), stderr=io.StringIO())
+        text = target.read_text()
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for line in _read(text):
+            rows.setdefault(line["model"], []).append(line["row"])
+
+        (membership,) = rows["console.membership"]
+        assert (membership["user_id"], membership["role"]) == (member.pk, "owner")
+        (invited,) = rows["console.invitation"]
+        assert invited["email"] == "new@leaving.example" and "token_hash" not in invited
+        assert invitation.token_hash not in text
+        (audit,) = rows["console.auditentry"]
+        assert (audit["action"], audit["actor"]) == ("invitation.created", "operator")
+    finally:
+        member.delete()
