@@ -91,7 +91,7 @@ def test_customer_pages_use_a_fixed_number_of_indexed_queries(crowd: TenantFixtu
         "search": ("/console/customers/?q=email-99", 12),
         "by id": (f"/console/customers/?q={busy.pk}", 12),
         "customer": (f"/console/customers/{busy.pk}/?feature=run", 30),
-        "overview": ("/console/", 10),
+        "overview": ("/console/", 16),  # its own reads: test_overview_scale.py
     }
     for name, (path, budget) in pages.items():
         status, best, queries = _measured(client, path)
