@@ -122,7 +122,12 @@ def customer_erase(
             title=f"Erase the customer {customer.pk}?",
             consequences=[
                 f"Its {customer.identities.count()} identities and its metadata are deleted"
-                + (f", and those of the {merged} customers merged into it" if merged else "")
+                + (
+                    f", and those of the {merged} customer{'s' if merged > 1 else ''} merged "
+                    "into it"
+                    if merged
+                    else ""
+                )
                 + ": nobody can be found by them any more, and the same person coming back is "
                 "a new customer.",
                 "Its live subscriptions end now (cancelled, nothing renews). Its batches, "

@@ -14,7 +14,7 @@ from billing_platform.console import selectors
 from billing_platform.console.access import ConsoleContext, console_page
 
 # The chart's drawing area, in SVG units (it scales to the page's width).
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 760, 220, 48, 22, 8
+WIDTH, HEIGHT, LEFT, RIGHT, BOTTOM, TOP = 760, 220, 48, 24, 22, 8
 # One colour a feature, told apart in greyscale too; "other" is grey.
 COLOURS = ("#2457d6", "#e07a10", "#147a4b", "#9b3fc0", "#c0392b", "#0f8ea8")
 OTHER_COLOUR = "#98a2b3"
@@ -43,20 +43,24 @@ class Chart:
 
 
 def _nice_top(value: int) -> int:
-    """A round number at least `value`: 1, 2 or 5 times a power of ten."""
+    """A round number at least `value`: 1, 2, 3, 4, 5, 6 or 8 times a power of ten."""
     step = 1
     while True:
-        for factor in (1, 2, 5):
+        for factor in (1, 2, 3, 4, 5, 6, 8):
             if step * factor >= value:
                 return step * factor
         step *= 10
+
+
+def _units(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
 
 
 def chart(usage: reads.DailyUsage) -> Chart:
     """Stacked bars, one a day, one segment a feature; every segment has its `<title>`."""
     plot_height = HEIGHT - BOTTOM - TOP
     top = _nice_top(max([*usage.day_totals, 1]))
-    slot = (WIDTH - LEFT) / len(usage.days)
+    slot = (WIDTH - LEFT - RIGHT) / len(usage.days)
     colours = {
         feature: OTHER_COLOUR if feature == "other" else COLOURS[i % len(COLOURS)]
         for i, feature in enumerate(usage.features)
@@ -81,7 +85,7 @@ def chart(usage: reads.DailyUsage) -> Chart:
                 )
             )
     ticks = [
-        (round(HEIGHT - BOTTOM - plot_height * share, 1), f"{int(top * share):,}")
+        (round(HEIGHT - BOTTOM - plot_height * share, 1), _units(top * share))
         for share in (0, 0.5, 1)
     ]
     labels = [

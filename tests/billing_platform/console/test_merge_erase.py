@@ -217,7 +217,7 @@ def test_erasing_a_merged_customers_id_erases_the_one_it_was_merged_into(
     asked = admin.post(path, {"form_key": _key(admin, path), "reason": "forget me"})
 
     assert f"Erase the customer {target.pk}?".encode() in asked.content
-    assert b"those of the 1 customers merged into it" in asked.content
+    assert b"those of the 1 customer merged into it" in asked.content
     key = form_key(asked.content)
     assert admin.post(path, {"form_key": key, "reason": "forget me", "confirmed": "on"})[
         "Location"
