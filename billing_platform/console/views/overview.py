@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
 
 from billing_platform.console import overview_selectors as reads
 from billing_platform.console import selectors
@@ -38,8 +40,29 @@ class Chart:
     legend: list[tuple[str, str, int]]  # (colour, feature, units in the period)
     width: int = WIDTH
     height: int = HEIGHT
-    left: int = LEFT
-    base: int = HEIGHT - BOTTOM
+
+    @property
+    def marks(self) -> SafeString:
+        """The axis, the bars with their `<title>`s and the day labels, as SVG markup (built
+        here rather than in the template: a month of bars is hundreds of elements)."""
+        ticks = format_html_join(
+            "",
+            '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#e3e7ee"/><text x="{}" y="{}" '
+            'dy="4" text-anchor="end" font-size="11" fill="#667085">{}</text>',
+            ((LEFT, WIDTH - RIGHT, y, y, LEFT - 6, y, label) for y, label in self.ticks),
+        )
+        bars = format_html_join(
+            "",
+            '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>',
+            ((b.x, b.y, b.width, b.height, b.colour, b.title) for b in self.bars),
+        )
+        labels = format_html_join(
+            "",
+            '<text x="{}" y="{}" dy="-6" text-anchor="middle" font-size="11" '
+            'fill="#667085">{}</text>',
+            ((x, HEIGHT, label) for x, label in self.labels),
+        )
+        return SafeString(ticks + bars + labels)
 
 
 def _nice_top(value: int) -> int:
