@@ -218,3 +218,20 @@ def test_webhook_health_shows_this_tenants_endpoints_only(
     assert "fine" not in section
     assert "globex" not in html and "order.paid" not in html
     assert '<span class="figure bad" id="webhook-problems">2</span>' in html
+
+
+def test_another_tenants_consumption_is_never_shown_nor_cached_for_this_one(
+    shop: TenantFixture, globex: TenantFixture
+) -> None:
+    with tenant_context(globex.tenant):
+        customer_ensure(CustomerRef(external_id="ann"))
+    _used(globex.tenant, "globex_secret", 9, days_ago=2)
+    _used(shop.tenant, "export", 5, days_ago=2)
+    make_member(globex.tenant, "globex@example.com", "viewer")
+    theirs = signed_in_client("globex@example.com").get("/console/").content.decode()
+    assert "globex_secret 9" in theirs  # their past days are now in the cache
+
+    ours = _viewer(shop.tenant).get("/console/").content.decode()
+
+    assert "globex_secret" not in ours
+    assert "export: 5 units" in ours
