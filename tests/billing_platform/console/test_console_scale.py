@@ -23,6 +23,7 @@ from billable.services.grants import offer_grant
 from billable.services.quota import quota_consume
 from billing_platform.console import selectors
 from tests.support.console import make_member, signed_in_client
+from tests.support.crowds import insert_customers
 from tests.support.tenants import TenantFixture, fresh_tenant
 
 CUSTOMERS = 10_000
@@ -34,12 +35,7 @@ def crowd(django_db_setup: None, django_db_blocker: Any) -> Iterator[TenantFixtu
     with django_db_blocker.unblock(), fresh_tenant("console-scale") as fresh:
         with tenant_context(fresh.tenant), connection.cursor() as cursor:
             # Rows without a ledger need no service: customers and their identities only.
-            cursor.execute(
-                "INSERT INTO billable_customer (id, metadata, created_at)"
-                " SELECT gen_random_uuid(), '{}'::jsonb, now() - make_interval(secs => n)"
-                " FROM generate_series(1, %s) n",
-                [CUSTOMERS],
-            )
+            insert_customers(cursor, CUSTOMERS)
             cursor.execute(
                 "INSERT INTO billable_externalidentity (customer_id, provider, external_id,"
                 " created_at) SELECT id, p.provider, p.provider || '-' || row_number() OVER"

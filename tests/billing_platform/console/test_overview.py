@@ -28,21 +28,24 @@ from tests.support.console import make_member, signed_in_client
 from tests.support.tenants import TenantFixture
 
 
+def priced_catalog(features: list[str]) -> None:
+    """CREDITS with `features`, and two packs of 100: PACK_USD (9.50 USD), PACK_EUR (4.00 EUR)."""
+    product_create(key="credits", name="Credits", product_type="quantity", features=features)
+    for sku, price, currency in (("pack_usd", "9.50", "USD"), ("pack_eur", "4.00", "EUR")):
+        offer_create(
+            sku=sku,
+            name=sku,
+            price=Decimal(price),
+            currency=currency,
+            items=[ItemSpec("CREDITS", 100)],
+        )
+
+
 @pytest.fixture
 def shop(acme: TenantFixture) -> TenantFixture:
     """acme with a product of two features, two offers (USD, EUR) and two customers."""
     with tenant_context(acme.tenant):
-        product_create(
-            key="credits", name="Credits", product_type="quantity", features=["run", "export"]
-        )
-        for sku, price, currency in (("pack_usd", "9.50", "USD"), ("pack_eur", "4.00", "EUR")):
-            offer_create(
-                sku=sku,
-                name=sku,
-                price=Decimal(price),
-                currency=currency,
-                items=[ItemSpec("CREDITS", 100)],
-            )
+        priced_catalog(["run", "export"])
         customer_ensure(CustomerRef(external_id="ann"))
         customer_ensure(CustomerRef(external_id="bob"))
     return acme

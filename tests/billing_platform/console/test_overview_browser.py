@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
@@ -22,7 +21,6 @@ from django_tenants.utils import tenant_context
 from billable import clock
 from billable.models import Customer, ExternalIdentity
 from billable.selectors import CustomerRef
-from billable.services.catalog import ItemSpec, offer_create, product_create
 from billable.services.customers import customer_ensure
 from billable.services.orders import LineIn, order_confirm, order_create
 from billing_platform.console.models import AuditEntry
@@ -33,6 +31,7 @@ from tests.billing_platform.console.test_console_browser import (
     _require_chromium,
     _shot,
 )
+from tests.billing_platform.console.test_overview import priced_catalog
 from tests.support.console import PASSWORD, make_member
 from tests.support.servers import live_server_url
 from tests.support.tenants import TenantFixture, fresh_tenant
@@ -48,20 +47,7 @@ def shop(committed: None) -> Iterator[TenantFixture]:
     webhook endpoint with a pending delivery, and one person as two customers."""
     with fresh_tenant("console-overview", name="Overview Shop") as fresh:
         with tenant_context(fresh.tenant):
-            product_create(
-                key="credits",
-                name="Credits",
-                product_type="quantity",
-                features=["chat", "export", "search"],
-            )
-            for sku, price, currency in (("pack_usd", "9.50", "USD"), ("pack_eur", "4.00", "EUR")):
-                offer_create(
-                    sku=sku,
-                    name=sku,
-                    price=Decimal(price),
-                    currency=currency,
-                    items=[ItemSpec("CREDITS", 100)],
-                )
+            priced_catalog(["chat", "export", "search"])
             ann = customer_ensure(CustomerRef(external_id="ann-42"))
             customer_ensure(CustomerRef(external_id="ann@example.com", provider="email"))
             for index, (sku, quantity) in enumerate((("PACK_USD", 3), ("PACK_EUR", 2))):

@@ -19,6 +19,7 @@ from django_tenants.utils import tenant_context
 from billable import clock
 from billing_platform.console import overview_selectors
 from tests.support.console import make_member, signed_in_client
+from tests.support.crowds import insert_customers
 from tests.support.tenants import TenantFixture, fresh_tenant
 
 CUSTOMERS = 10_000
@@ -30,12 +31,7 @@ def busy(django_db_setup: None, django_db_blocker: Any) -> Iterator[TenantFixtur
     """A committed tenant with 10,000 customers and 200,000 usages over the last 60 days."""
     with django_db_blocker.unblock(), fresh_tenant("overview-scale") as fresh:
         with tenant_context(fresh.tenant), connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO billable_customer (id, metadata, created_at)"
-                " SELECT gen_random_uuid(), '{}'::jsonb, now() - make_interval(secs => n)"
-                " FROM generate_series(1, %s) n",
-                [CUSTOMERS],
-            )
+            insert_customers(cursor, CUSTOMERS)
             cursor.execute(
                 "INSERT INTO billable_usage (id, customer_id, feature, amount, credits,"
                 " action_type, action_id, metadata, created_at)"
