@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet, Sum
@@ -23,7 +24,7 @@ from django.db.models.functions import TruncDate
 
 from billable import clock
 from billable.models import Order, OrderStatus, Subscription, SubscriptionStatus, Usage
-from billing_platform.webhooks.models import DeliveryStatus
+from billing_platform.webhooks.models import DeliveryStatus, Endpoint
 from billing_platform.webhooks.selectors import delivery_list, endpoint_list
 from tenants.models import Tenant
 
@@ -60,12 +61,32 @@ class CurrencyOrders:
 
 
 @dataclass(frozen=True)
+class EndpointState:
+    """An endpoint as the overview shows it to every member: its URL without the query string
+    (which may carry a token), and why it needs a look."""
+
+    url: str
+    failures: int
+    failing_since: datetime | None
+    disabled_reason: str
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    event_type: str
+    url: str
+    created_at: datetime
+    attempts: int
+    last_status_code: int | None
+
+
+@dataclass(frozen=True)
 class WebhookHealth:
     endpoints: int
-    failing: list[Any]  # active endpoints whose last deliveries failed
-    disabled: list[Any]
+    failing: list[EndpointState]  # active endpoints whose last deliveries failed
+    disabled: list[EndpointState]
     pending: int
-    oldest_pending: Any | None  # the oldest pending delivery, with its event and endpoint
+    oldest_pending: PendingDelivery | None
 
     @property
     def problems(self) -> int:
@@ -185,6 +206,23 @@ def subscriptions_by_status() -> list[tuple[str, int]]:
     ]
 
 
+def shown_url(url: str) -> str:
+    """An endpoint's URL without its query string (a token may travel there)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")) + (
+        "?…" if parts.query else ""
+    )
+
+
+def _state(endpoint: Endpoint) -> EndpointState:
+    return EndpointState(
+        url=shown_url(endpoint.url),
+        failures=endpoint.consecutive_failures,
+        failing_since=endpoint.failing_since,
+        disabled_reason=endpoint.disabled_reason,
+    )
+
+
 def webhook_health(*, tenant: Tenant) -> WebhookHealth:
     """The tenant's endpoints that fail or are disabled, and its oldest pending delivery."""
     endpoints = list(endpoint_list(tenant_id=tenant.pk))
@@ -197,8 +235,16 @@ def webhook_health(*, tenant: Tenant) -> WebhookHealth:
     )
     return WebhookHealth(
         endpoints=len(endpoints),
-        failing=[e for e in endpoints if e.is_active and e.consecutive_failures > 0],
-        disabled=[e for e in endpoints if not e.is_active],
+        failing=[_state(e) for e in endpoints if e.is_active and e.consecutive_failures > 0],
+        disabled=[_state(e) for e in endpoints if not e.is_active],
         pending=count,
-        oldest_pending=oldest,
+        oldest_pending=None
+        if oldest is None
+        else PendingDelivery(
+            event_type=oldest.event.type,
+            url=shown_url(oldest.endpoint.url),
+            created_at=oldest.created_at,
+            attempts=oldest.attempts,
+            last_status_code=oldest.last_status_code,
+        ),
     )
