@@ -167,11 +167,9 @@ def daily_usage(*, tenant: Tenant, days: int = DAYS) -> DailyUsage:
     )
 
 
-def orders_by_currency(*, days: int = DAYS) -> list[CurrencyOrders]:
-    """Orders created in the last `days` days per currency: how many, how many paid, and the
-    revenue (the totals of those paid; refunded ones are counted apart, without revenue)."""
-    since = clock.now() - timedelta(days=days)
-    rows = (
+def orders_by_currency_query(*, since: datetime) -> QuerySet[Any, Any]:
+    """Per currency: orders created since `since`, those paid, their revenue, those refunded."""
+    return (
         Order.objects.filter(created_at__gte=since)
         .values("currency")
         .annotate(
@@ -182,6 +180,12 @@ def orders_by_currency(*, days: int = DAYS) -> list[CurrencyOrders]:
         )
         .order_by("currency")
     )
+
+
+def orders_by_currency(*, days: int = DAYS) -> list[CurrencyOrders]:
+    """Orders created in the last `days` days per currency: how many, how many paid, and the
+    revenue (the totals of those paid; refunded ones are counted apart, without revenue)."""
+    rows = orders_by_currency_query(since=clock.now() - timedelta(days=days))
     return [
         CurrencyOrders(
             currency=row["currency"],

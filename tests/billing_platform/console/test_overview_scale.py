@@ -24,11 +24,13 @@ from tests.support.tenants import TenantFixture, fresh_tenant
 
 CUSTOMERS = 10_000
 USAGES = 200_000
+ORDERS = 40_000
 
 
 @pytest.fixture(scope="module")
 def busy(django_db_setup: None, django_db_blocker: Any) -> Iterator[TenantFixture]:
-    """A committed tenant with 10,000 customers and 200,000 usages over the last 60 days."""
+    """A committed tenant with 10,000 customers, 200,000 usages over the last 60 days and
+    40,000 orders over a year."""
     with django_db_blocker.unblock(), fresh_tenant("overview-scale") as fresh:
         with tenant_context(fresh.tenant), connection.cursor() as cursor:
             insert_customers(cursor, CUSTOMERS)
@@ -42,6 +44,16 @@ def busy(django_db_setup: None, django_db_blocker: Any) -> Iterator[TenantFixtur
                 " (SELECT array_agg(id) AS ids FROM billable_customer) c",
                 [CUSTOMERS, USAGES],
             )
+            cursor.execute(
+                "INSERT INTO billable_order (id, customer_id, status, total, currency,"
+                " payment_id, payment_method, metadata, reason, created_at)"
+                " SELECT gen_random_uuid(), c.ids[1 + g %% %s], 'pending', 5, 'USD', NULL, '',"
+                " '{}'::jsonb, '', now() - random() * interval '360 days'"
+                " FROM generate_series(1, %s) g,"
+                " (SELECT array_agg(id) AS ids FROM billable_customer) c",
+                [CUSTOMERS, ORDERS],
+            )
+            cursor.execute("ANALYZE billable_order")
             # As autovacuum leaves a table that is mostly read: its visibility map set, so the
             # sums can come from the index alone.
             cursor.execute("VACUUM ANALYZE billable_usage")
@@ -53,13 +65,18 @@ def busy(django_db_setup: None, django_db_blocker: Any) -> Iterator[TenantFixtur
             User.objects.filter(username="overview-scale@example.com").delete()
 
 
-def test_the_daily_sums_read_the_usage_index(busy: TenantFixture) -> None:
+def test_the_daily_sums_and_the_months_orders_read_their_indexes(busy: TenantFixture) -> None:
     today = clock.now().date()
     with tenant_context(busy.tenant):
         month = overview_selectors.usage_sums(today - timedelta(days=29), today).explain()
         one_day = overview_selectors.usage_sums(today, today + timedelta(days=1)).explain()
+        orders = overview_selectors.orders_by_currency_query(
+            since=clock.now() - timedelta(days=30)
+        ).explain()
     for plan in (month, one_day):
         assert "Index Only Scan using usage_recent_idx" in plan, plan
+    # A year of orders: the month's are found by the index, not by reading all of them.
+    assert "order_recent_idx" in orders and "Seq Scan" not in orders, orders
 
 
 def _usage_queries(captured: CaptureQueriesContext) -> list[str]:
