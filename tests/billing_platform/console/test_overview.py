@@ -21,9 +21,9 @@ from billable.selectors import CustomerRef
 from billable.services.catalog import ItemSpec, offer_create, product_create
 from billable.services.customers import customer_ensure
 from billable.services.orders import LineIn, order_confirm, order_create
-from billable.services.plans import EntitlementSpec, Terms, plan_create
 from billable.services.subscriptions import subscription_create
 from billing_platform.webhooks.models import Delivery, Endpoint, Event
+from tests.support.billing import team_plan
 from tests.support.console import make_member, signed_in_client
 from tests.support.tenants import TenantFixture
 
@@ -140,27 +140,7 @@ def test_orders_and_revenue_per_currency(shop: TenantFixture) -> None:
 
 def test_subscriptions_by_status(shop: TenantFixture) -> None:
     with tenant_context(shop.tenant):
-        plan = plan_create(
-            key="team",
-            name="Team",
-            terms=Terms(
-                interval_unit="months",
-                interval_count=1,
-                price=Decimal("29"),
-                currency="USD",
-                trial_days=7,
-                entitlements=(
-                    EntitlementSpec(
-                        entitlement_type="allowance",
-                        product="CREDITS",
-                        amount=100,
-                        reset_unit="months",
-                        reset_count=1,
-                        rollover_cap=0,
-                    ),
-                ),
-            ),
-        )
+        plan = team_plan()
         for external_id in ("ann", "bob"):
             subscription_create(
                 customer=Customer.objects.get(identities__external_id=external_id), plan=plan
