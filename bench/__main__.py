@@ -18,7 +18,7 @@ from typing import Any
 
 from bench import baseline, harness
 
-NAMES = ("consume", "balance", "history", "onboarding", "webhooks", "routing", "sweep")
+NAMES = ("consume", "balance", "history", "onboarding", "webhooks", "routing", "sweep", "console")
 # The benchmarks that serve a baseline commit beside the current code when asked.
 WITH_BASELINE = ("consume", "balance", "history")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bench import console as console_bench
 from bench import history as history_bench
 from bench import hotpath as hotpath_bench
 from bench.harness import RESULTS, Table
@@ -128,10 +129,18 @@ def routing() -> str:
     )
 
 
+def console() -> str:
+    data = _load("console")
+    if data is None:
+        return "(console: no results)"
+    return _titled(console_bench.table(data["points"], data["overview_cold_ms"]))
+
+
 def main() -> None:
     for title, text in (("consume", hotpath("consume")), ("balance", hotpath("balance")),
                         ("history", history()), ("onboarding", onboarding()),
-                        ("webhooks", webhooks()), ("routing", routing())):
+                        ("webhooks", webhooks()), ("routing", routing()),
+                        ("console", console())):
         print(f"### {title}\n\n{text}\n")
 
 

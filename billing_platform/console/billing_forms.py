@@ -551,3 +551,25 @@ class RevokeForm(ConfirmedForm):
 
     def clean_reason(self) -> str:
         return _required_text(self.cleaned_data["reason"])
+
+
+class EraseForm(RevokeForm):
+    """Erase a customer: a reason, then a confirmation."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].help_text = "Why: kept in the audit log."
+
+
+class MergeForm(EraseForm):
+    """Merge this customer into another, named by its id or one of its external ids."""
+
+    target = forms.CharField(
+        max_length=255,
+        label="Merge into",
+        help_text="The customer that stays: its id, or one of its external ids.",
+    )
+    field_order = ["target", "reason"]
+
+    def clean_target(self) -> str:
+        return _required_text(self.cleaned_data["target"], "Name the customer that stays.")

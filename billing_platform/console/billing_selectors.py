@@ -214,3 +214,11 @@ def customer_batch(*, customer: Customer, batch_id: str) -> QuotaBatch:
     if batch is None:
         raise NotFound("No such batch for this customer.")
     return batch
+
+
+# --- Merging and erasing a customer
+
+
+def merged_into_count(customer: Customer) -> int:
+    """How many customers were merged into this one (an erase covers them too)."""
+    return Customer.objects.filter(merged_into=customer).count()

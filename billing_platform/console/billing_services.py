@@ -16,12 +16,15 @@ from typing import Any
 
 from billable.models import Customer, Offer, Order, Plan, PlanVersion, Product, QuotaBatch
 from billable.services import catalog as catalog_services
+from billable.services import customers as customer_services
 from billable.services import grants as grant_services
+from billable.services import merge as merge_services
 from billable.services import orders as order_services
 from billable.services import plans as plan_services
 from billable.services.catalog import ItemSpec
 from billable.services.plans import Terms
 from billing_platform.console.services import Actor, Outcome
+from billing_platform.core.errors import ValidationFailed
 from billing_platform.core.patches import UNSET
 
 
@@ -349,4 +352,47 @@ def customer_batch_revoke(
         message=f"Revoked the batch {batch.pk} of {batch.product.key}.",
         target=f"customer:{customer.pk}",
         detail={"batch_id": str(batch.pk), "product": batch.product.key, "reason": reason},
+    )
+
+
+# --- Merging and erasing a customer (neither can be undone: admin, owner)
+
+
+def customer_merge(*, actor: Actor, source: Customer, target: Customer, reason: str) -> Outcome:
+    """Move everything of `source` to `target`, as `POST /billing/customers/merge`: 422
+    `same_customer` (the same one, or one already merged), 409 `identity_conflict`,
+    `subscription_exists`; sends `customer.merged`. An erased customer takes no part."""
+    if source.erased_at is not None or target.erased_at is not None:
+        raise ValidationFailed(
+            "An erased customer cannot be merged, nor take another's place.", field="target"
+        )
+    result = merge_services.customer_merge(target=target, source=source)
+    moved = {
+        "identities": result.moved_identities,
+        "batches": result.moved_batches,
+        "orders": result.moved_orders,
+        "holds": result.moved_holds,
+        "usages": result.moved_usages,
+        "referrals": result.moved_referrals,
+    }
+    return Outcome(
+        message=f"Merged the customer {source.pk} into {target.pk}: "
+        + ", ".join(f"{n} {what}" for what, n in moved.items())
+        + " moved.",
+        target=f"customer:{target.pk}",
+        detail={"source": str(source.pk), "target": str(target.pk), "reason": reason,
+                "moved": moved},
+    )
+
+
+def customer_erase(*, actor: Actor, customer: Customer, reason: str) -> Outcome:
+    """Erase the customer's identities and metadata, with every customer merged into it, as
+    `DELETE /billing/customers/{id}`: the ledger stays, anonymous; live subscriptions end."""
+    ids = customer_services.customer_erase(customer=customer)
+    return Outcome(
+        message=f"Erased the customer {customer.pk}"
+        + (f" and the {len(ids) - 1} merged into it" if len(ids) > 1 else "")
+        + ": identities and metadata are gone; the ledger stays, anonymous.",
+        target=f"customer:{customer.pk}",
+        detail={"customer_ids": ids, "reason": reason},
     )

@@ -2,7 +2,8 @@
 
 viewer   reads every page of its tenant (customers, balances, ledger, orders, ...)
 support  also grants, adjusts and revokes for customers
-admin    also the catalog, orders and developers pages (keys, webhooks)
+admin    also the catalog, orders and developers pages (keys, webhooks), and merging or erasing a
+         customer (neither can be undone)
 owner    also the team (invitations, roles), the tenant's settings and the audit log
 """
 
@@ -16,6 +17,7 @@ from billing_platform.console.models import Role
 class Action(StrEnum):
     VIEW = "view"
     CUSTOMERS_GRANT = "customers.grant"  # grant, adjust, revoke a batch
+    CUSTOMERS_MERGE = "customers.merge"  # merge and erase: neither can be undone
     CATALOG_MANAGE = "catalog.manage"
     ORDERS_MANAGE = "orders.manage"
     DEVELOPERS_MANAGE = "developers.manage"
@@ -26,7 +28,12 @@ class Action(StrEnum):
 
 _VIEWER = frozenset({Action.VIEW})
 _SUPPORT = _VIEWER | {Action.CUSTOMERS_GRANT}
-_ADMIN = _SUPPORT | {Action.CATALOG_MANAGE, Action.ORDERS_MANAGE, Action.DEVELOPERS_MANAGE}
+_ADMIN = _SUPPORT | {
+    Action.CATALOG_MANAGE,
+    Action.ORDERS_MANAGE,
+    Action.DEVELOPERS_MANAGE,
+    Action.CUSTOMERS_MERGE,
+}
 _OWNER = _ADMIN | {Action.TEAM_MANAGE, Action.SETTINGS_EDIT, Action.AUDIT_READ}
 
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {

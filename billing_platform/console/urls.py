@@ -9,6 +9,7 @@ from billing_platform.console.views import (
     catalog,
     corrections,
     customers,
+    merge_erase,
     orders,
     overview,
     team,
@@ -71,6 +72,13 @@ urlpatterns = [
         "customers/<str:customer_id>/batches/<str:batch_id>/revoke/",
         corrections.batch_revoke,
         name="batch_revoke",
+    ),
+    # Merging and erasing a customer (the overview is the first route, above).
+    path(
+        "customers/<str:customer_id>/merge/", merge_erase.customer_merge, name="customer_merge"
+    ),
+    path(
+        "customers/<str:customer_id>/erase/", merge_erase.customer_erase, name="customer_erase"
     ),
     re_path(r"^(?P<path>.*)$", overview.not_found),
 ]

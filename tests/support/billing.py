@@ -9,10 +9,11 @@ from decimal import Decimal
 from django.db.models import Q, Sum
 from django_tenants.utils import schema_context
 
-from billable.models import Customer, Direction, LedgerEntry, QuotaBatch
+from billable.models import Customer, Direction, LedgerEntry, Plan, QuotaBatch
 from billable.selectors import offer_for_grant
 from billable.services.catalog import ItemSpec, offer_create, product_create
 from billable.services.grants import GrantResult, adjustment_create, offer_grant
+from billable.services.plans import EntitlementSpec, Terms, plan_create
 from tenants.models import Tenant
 
 
@@ -23,6 +24,32 @@ def reports_catalog(tenant: Tenant, *, units: int) -> None:
                        features=["report_generation"])
         offer_create(sku=f"reports_{units}", name=f"{units} reports", price=Decimal("9.00"),
                      currency="USD", items=[ItemSpec("REPORTS", units)])
+
+
+def team_plan() -> Plan:
+    """In the current schema: TEAM, 29 USD a month after a 7-day trial, with 100 CREDITS a month
+    (the CREDITS product must exist)."""
+    return plan_create(
+        key="team",
+        name="Team",
+        terms=Terms(
+            interval_unit="months",
+            interval_count=1,
+            price=Decimal("29"),
+            currency="USD",
+            trial_days=7,
+            entitlements=(
+                EntitlementSpec(
+                    entitlement_type="allowance",
+                    product="CREDITS",
+                    amount=100,
+                    reset_unit="months",
+                    reset_count=1,
+                    rollover_cap=0,
+                ),
+            ),
+        ),
+    )
 
 
 def grant(

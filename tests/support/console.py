@@ -45,24 +45,6 @@ def form_key(html: bytes | str) -> str:
     return found.group(1)
 
 
-def insert_customers(cursor: Any, count: int, identities: dict[str, str]) -> None:
-    """`count` customers made in SQL (no ledger, so no service is needed), a second apart, and
-    for each provider in `identities` one identity `<prefix>-<n>`, n counting from the oldest."""
-    cursor.execute(
-        "INSERT INTO billable_customer (id, metadata, created_at)"
-        " SELECT gen_random_uuid(), '{}'::jsonb, now() - make_interval(secs => n)"
-        " FROM generate_series(1, %s) n",
-        [count],
-    )
-    for provider, prefix in identities.items():
-        cursor.execute(
-            "INSERT INTO billable_externalidentity (customer_id, provider, external_id,"
-            " created_at) SELECT id, %s, %s || '-' || row_number() OVER (ORDER BY created_at),"
-            " now() FROM billable_customer",
-            [provider, prefix],
-        )
-
-
 def measured(client: Client, path: str) -> tuple[int, float, int]:
     """(status, the best of five timings in seconds, the queries of one request)."""
     with CaptureQueriesContext(connection) as captured:

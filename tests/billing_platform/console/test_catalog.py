@@ -16,8 +16,8 @@ from billable.selectors import CustomerRef, offer_for_grant
 from billable.services.catalog import ItemSpec, offer_create, product_create
 from billable.services.customers import customer_ensure
 from billable.services.grants import offer_grant
-from billable.services.plans import EntitlementSpec, Terms, plan_create
 from billing_platform.console.models import AuditEntry, Submission
+from tests.support.billing import team_plan
 from tests.support.console import form_key, make_member, signed_in_client
 from tests.support.tenants import TenantFixture
 
@@ -43,27 +43,7 @@ def shop(acme: TenantFixture) -> TenantFixture:
             items=[ItemSpec("CREDITS", 10, "days", 30)],
             metadata={"is_trial": False},
         )
-        plan_create(
-            key="team",
-            name="Team",
-            terms=Terms(
-                interval_unit="months",
-                interval_count=1,
-                price=Decimal("29"),
-                currency="USD",
-                trial_days=7,
-                entitlements=(
-                    EntitlementSpec(
-                        entitlement_type="allowance",
-                        product="CREDITS",
-                        amount=100,
-                        reset_unit="months",
-                        reset_count=1,
-                        rollover_cap=0,
-                    ),
-                ),
-            ),
-        )
+        team_plan()
     return acme
 
 

@@ -16,7 +16,8 @@ from django_tenants.utils import tenant_context
 from billable.models import Order
 from billing_platform.console import billing_selectors
 from billing_platform.console.billing_selectors import OrderQuery
-from tests.support.console import insert_customers, make_member, measured, signed_in_client
+from tests.support.console import make_member, measured, signed_in_client
+from tests.support.crowds import insert_customers
 from tests.support.tenants import TenantFixture, fresh_tenant
 
 CUSTOMERS = 10_000
