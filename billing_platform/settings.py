@@ -264,6 +264,8 @@ CONSOLE_LOGIN_IP_FAILURE_LIMIT = env.str("CONSOLE_LOGIN_IP_FAILURE_LIMIT", defau
 CONSOLE_INVITATION_DAYS = env.int("CONSOLE_INVITATION_DAYS", default=7)
 # Where links in mail sent without a request (`manage.py console_invite`) point.
 CONSOLE_BASE_URL = env.str("CONSOLE_BASE_URL", default="http://127.0.0.1:8000")
+# Minutes an operator's support session in a tenant's console lasts (opened from the admin).
+CONSOLE_SUPPORT_SESSION_MINUTES = env.int("CONSOLE_SUPPORT_SESSION_MINUTES", default=30)
 LOGIN_URL = "console:login"
 LOGIN_REDIRECT_URL = "console:overview"
 # The issuer authenticator apps show beside a console account's TOTP code.

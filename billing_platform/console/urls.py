@@ -11,6 +11,8 @@ from billing_platform.console.views import (
     customers,
     orders,
     overview,
+    settings,
+    support,
     team,
 )
 
@@ -72,5 +74,10 @@ urlpatterns = [
         corrections.batch_revoke,
         name="batch_revoke",
     ),
+    # The settings pages (the tenant's settings, the audit log) and an operator's support session.
+    path("settings/", settings.tenant_settings, name="settings"),
+    path("audit/", settings.audit_log, name="audit"),
+    path("support/start/<int:tenant_id>/", support.support_start, name="support_start"),
+    path("support/end/", support.support_end, name="support_end"),
     re_path(r"^(?P<path>.*)$", overview.not_found),
 ]
