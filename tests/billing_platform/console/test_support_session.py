@@ -136,6 +136,8 @@ def test_the_operator_acts_as_support_in_that_tenant_audited(shop: TenantFixture
         assert set(LedgerEntry.objects.values_list("actor", flat=True)) == {f"operator:{user.pk}"}
     assert client.get("/console/team/").status_code == 403
     assert client.get("/console/audit/").status_code == 403
+    # The operator's own account (its second factor) is not managed from a tenant's console.
+    assert client.get("/console/account/security/").status_code == 403
     assert client.post("/console/settings/", {"form_key": "k" * 24}).status_code == 403
 
     # The tenant's owner reads all of it in its audit log.
