@@ -7,8 +7,6 @@ filtered by action, person, target and dates, newest first, 50 a page.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
-
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -19,8 +17,7 @@ from billing_platform.console.access import ConsoleContext, console_page, render
 from billing_platform.console.permissions import Action
 from billing_platform.console.settings_forms import AuditFilterForm, SettingsForm
 from billing_platform.console.views.acting import act
-from billing_platform.core.errors import ValidationFailed
-from billing_platform.core.pagination import Page
+from billing_platform.console.views.paging import day_bounds, filters_query, page_at_cursor
 
 
 @console_page()
@@ -65,31 +62,24 @@ def tenant_settings(request: HttpRequest, console: ConsoleContext) -> HttpRespon
     )
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
 @console_page(Action.AUDIT_READ)
 def audit_log(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
     form = AuditFilterForm(request.GET)
     data = form.cleaned_data if form.is_valid() else {}
-    created_to = data.get("created_to")
+    created_from, created_before = day_bounds(data)
     query = settings_selectors.AuditQuery(
         action=data.get("action") or "",
         actor=data.get("actor") or "",
         target=data.get("target") or "",
-        created_from=_day_start(data["created_from"]) if data.get("created_from") else None,
-        created_before=_day_start(created_to + timedelta(days=1)) if created_to else None,
+        created_from=created_from,
+        created_before=created_before,
     )
-    page: Page
-    try:
-        page = settings_selectors.audit_page(
-            tenant=console.tenant, query=query, cursor=request.GET.get("cursor") or None
-        )
-    except ValidationFailed:
-        page = settings_selectors.audit_page(tenant=console.tenant, query=query)
-    filters = request.GET.copy()
-    filters.pop("cursor", None)
+    page = page_at_cursor(
+        request,
+        lambda cursor: settings_selectors.audit_page(
+            tenant=console.tenant, query=query, cursor=cursor
+        ),
+    )
     return render(
         request,
         "console/audit.html",
@@ -97,7 +87,7 @@ def audit_log(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
             "console": console,
             "form": form,
             "page": page,
-            "filters": filters.urlencode(),
+            "filters": filters_query(request),
             "filtered": any(data.values()),
             "people": [m.user.email for m in selectors.members_of(console.tenant)],
         },
