@@ -114,3 +114,19 @@ def test_the_team_page_links_the_full_log_and_the_settings(acme: TenantFixture) 
     assert f'href="{URL}"' in html and 'href="/console/settings/"' in html
     settings_page = client.get("/console/settings/").content.decode()
     assert 'href="/console/team/"' in settings_page and f'href="{URL}"' in settings_page
+
+
+def test_an_entrys_detail_is_shown_as_text_and_json(acme: TenantFixture) -> None:
+    client = _owner(acme.tenant)
+    AuditEntry.objects.create(
+        tenant=acme.tenant,
+        actor="ann@example.com",
+        action="settings.update",
+        target="settings",
+        detail={"changes": {"public_catalog": {"old": False, "new": True}}, "why": "<b>x</b>"},
+    )
+    html = client.get(URL).content.decode()
+    shown = 'changes: {"public_catalog": {"new": true, "old": false}}'
+    assert shown.replace('"', "&quot;") in html
+    # Escaped like everything a person typed.
+    assert "why: &lt;b&gt;x&lt;/b&gt;" in html
