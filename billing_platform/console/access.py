@@ -115,6 +115,19 @@ def support_session(request: HttpRequest, user: User) -> SupportSession | None:
     return session
 
 
+def support_session_end(request: HttpRequest, *, why: str = "ended") -> SupportSession | None:
+    """End the support session this browser runs, if any (audited `support.ended` with `why`),
+    and forget it; the session ended, or None."""
+    user = request.user
+    session_id = request.session.pop(SUPPORT_SESSION, None)
+    if not user.is_authenticated or not user.is_staff:
+        return None
+    session = settings_selectors.support_session_running(session_id=session_id, operator=user)
+    if session is not None:
+        settings_services.support_end(session=session, ip=client_ip(request), why=why)
+    return session
+
+
 def render_status(
     request: HttpRequest, template: str, status: int, context: dict[str, Any] | None = None
 ) -> HttpResponse:

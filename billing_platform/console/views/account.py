@@ -31,6 +31,7 @@ from billing_platform.console.access import (
     console_page,
     render_status,
     second_factor_pending,
+    support_session_end,
 )
 from billing_platform.console.forms import AcceptForm, LoginForm, TokenForm, show_error
 from billing_platform.core.errors import ValidationFailed
@@ -115,6 +116,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def logout(request: HttpRequest) -> HttpResponse:
+    support_session_end(request, why="signed_out")  # an operator's, if one runs
     auth_logout(request)
     messages.info(request, "You are signed out.")
     return redirect("console:login")

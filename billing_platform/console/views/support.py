@@ -20,6 +20,7 @@ from billing_platform.console.access import (
     SUPPORT_SESSION,
     may_open_support,
     render_status,
+    support_session_end,
 )
 from billing_platform.console.services import new_form_key
 from billing_platform.console.settings_forms import SupportStartForm
@@ -68,11 +69,8 @@ def support_end(request: HttpRequest) -> HttpResponse:
     """End this browser's support session and go back to the tenant in the admin."""
     if not request.user.is_authenticated or not request.user.is_staff:
         return render_status(request, "console/support_none.html", 403)
-    session = settings_selectors.support_session_running(
-        session_id=request.session.pop(SUPPORT_SESSION, None), operator=request.user
-    )
+    session = support_session_end(request)
     if session is None:
         return redirect("admin:tenants_tenant_changelist")
-    settings_services.support_end(session=session, ip=client_ip(request))
     messages.success(request, f"The support session in {session.tenant.name} has ended.")
     return redirect("admin:tenants_tenant_change", session.tenant_id)

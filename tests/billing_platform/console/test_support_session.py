@@ -179,6 +179,17 @@ def test_the_end_button_ends_it_and_access_with_it(acme: TenantFixture) -> None:
     assert AuditEntry.objects.filter(action="support.ended").count() == 1
 
 
+def test_signing_out_of_the_console_ends_it(acme: TenantFixture) -> None:
+    client, _user = _operator()
+    _start(client, acme.tenant.pk)
+
+    client.post("/console/logout/")
+
+    assert SupportSession.objects.get().ended_at is not None
+    ended = AuditEntry.objects.get(tenant=acme.tenant, action="support.ended")
+    assert ended.detail["why"] == "signed_out"
+
+
 def test_it_ends_by_itself_at_expiry(acme: TenantFixture) -> None:
     client, _user = _operator()
     _start(client, acme.tenant.pk)
