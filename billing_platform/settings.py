@@ -260,10 +260,16 @@ CONSOLE_LOGIN_ACCOUNT_FAILURE_LIMIT = env.str(
     "CONSOLE_LOGIN_ACCOUNT_FAILURE_LIMIT", default="5/15m"
 )
 CONSOLE_LOGIN_IP_FAILURE_LIMIT = env.str("CONSOLE_LOGIN_IP_FAILURE_LIMIT", default="20/h")
+# Password-reset requests: per email (existing or not) and per client address; past either, the
+# reset form refuses (and mails nothing) until the window ends.
+CONSOLE_PASSWORD_RESET_EMAIL_LIMIT = env.str("CONSOLE_PASSWORD_RESET_EMAIL_LIMIT", default="3/h")
+CONSOLE_PASSWORD_RESET_IP_LIMIT = env.str("CONSOLE_PASSWORD_RESET_IP_LIMIT", default="20/h")
 # Days an invitation link stays valid.
 CONSOLE_INVITATION_DAYS = env.int("CONSOLE_INVITATION_DAYS", default=7)
 # Where links in mail sent without a request (`manage.py console_invite`) point.
 CONSOLE_BASE_URL = env.str("CONSOLE_BASE_URL", default="http://127.0.0.1:8000")
+# Minutes an operator's support session in a tenant's console lasts (opened from the admin).
+CONSOLE_SUPPORT_SESSION_MINUTES = env.int("CONSOLE_SUPPORT_SESSION_MINUTES", default=30)
 LOGIN_URL = "console:login"
 LOGIN_REDIRECT_URL = "console:overview"
 # The issuer authenticator apps show beside a console account's TOTP code.

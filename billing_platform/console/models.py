@@ -109,6 +109,16 @@ class AuditEntry(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["tenant", "-created_at", "-id"], name="audit_tenant_recent"),
+            # The audit log page's filters, each newest first (migration 0003).
+            models.Index(
+                fields=["tenant", "action", "-created_at", "-id"], name="audit_tenant_action"
+            ),
+            models.Index(
+                fields=["tenant", "actor", "-created_at", "-id"], name="audit_tenant_actor"
+            ),
+            models.Index(
+                fields=["tenant", "target", "-created_at", "-id"], name="audit_tenant_target"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -142,3 +152,38 @@ class Submission(models.Model):
             models.UniqueConstraint(fields=["tenant", "key"], name="submission_unique"),
         ]
         indexes = [models.Index(fields=["tenant", "created_at"], name="submission_tenant_age")]
+
+
+class SupportSession(models.Model):
+    """An operator's time-limited entry into one tenant's console, opened from the admin.
+
+    While it runs (not ended, not expired) the operator's browser session uses that tenant's
+    console as a `support` member, and every action it takes is audited as `operator:<id>`.
+    """
+
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="console_support_sessions",
+    )
+    operator_name = models.CharField(max_length=254)  # as shown then, kept when the account goes
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.CASCADE, related_name="console_support_sessions"
+    )
+    reason = models.TextField()
+    started_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "-started_at"], name="support_tenant_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("started_at")),
+                name="support_expires_after_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operator_name} in {self.tenant} until {self.expires_at:%Y-%m-%d %H:%M}"

@@ -47,17 +47,24 @@ class Actor:
     tenant: Tenant
     user: User | None  # None: the platform's operator (a management command)
     ip: str | None = None
+    # True: `user` is a staff user in a support session (`settings_services.support_start`).
+    operator: bool = False
 
     @property
     def label(self) -> str:
         if self.user is None:
             return OPERATOR
+        if self.operator:
+            return f"{OPERATOR}:{self.user.pk}"
         return self.user.email or self.user.get_username()
 
     @property
     def ledger_actor(self) -> str:
-        """The `actor` of ledger rows: `console:<user id>` (the API writes `key:<key id>`)."""
-        return f"console:{self.user.pk}" if self.user else OPERATOR
+        """The `actor` of ledger rows: `console:<user id>` (the API writes `key:<key id>`), or
+        `operator:<user id>` in an operator's support session."""
+        if self.user is None:
+            return OPERATOR
+        return self.label if self.operator else f"console:{self.user.pk}"
 
 
 def audit_record(

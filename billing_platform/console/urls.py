@@ -12,6 +12,8 @@ from billing_platform.console.views import (
     merge_erase,
     orders,
     overview,
+    settings,
+    support,
     team,
 )
 
@@ -80,5 +82,10 @@ urlpatterns = [
     path(
         "customers/<str:customer_id>/erase/", merge_erase.customer_erase, name="customer_erase"
     ),
+    # The settings pages (the tenant's settings, the audit log) and an operator's support session.
+    path("settings/", settings.tenant_settings, name="settings"),
+    path("audit/", settings.audit_log, name="audit"),
+    path("support/start/<int:tenant_id>/", support.support_start, name="support_start"),
+    path("support/end/", support.support_end, name="support_end"),
     re_path(r"^(?P<path>.*)$", overview.not_found),
 ]

@@ -212,3 +212,27 @@ def login_unlock(
     for key in subjects:
         cache.add(key, 0, timeout=None)
         cache.incr(key)
+
+
+# --- Password-reset requests of the console.
+
+CONSOLE_RESET_REQUESTS = "consolereset"
+
+
+def password_reset_limited(request: HttpRequest, email: str) -> int:
+    """Count a console password-reset request against its email (case-folded, whether or not an
+    account has it) and its client network; past either limit, the seconds until that window
+    ends (the request is then refused), else 0."""
+    longest = 0
+    counters = (
+        ("email", email.strip().casefold(), settings.CONSOLE_PASSWORD_RESET_EMAIL_LIMIT),
+        ("ip", client_network(request), settings.CONSOLE_PASSWORD_RESET_IP_LIMIT),
+    )
+    for kind, value, rate in counters:
+        if not rate or rate == "0":
+            continue
+        usage = _usage(request, f"{CONSOLE_RESET_REQUESTS}:{kind}", value, rate)
+        if usage is not None and usage["should_limit"]:
+            longest = max(longest, int(usage["time_left"]), 1)
+    return longest
+

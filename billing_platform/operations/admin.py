@@ -24,10 +24,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
+from billable.setting_forms import SETTING_NAMES
 from billing_platform.core import errors
 from billing_platform.operations.admin_forms import (
     SETTABLE_STATUSES,
-    SETTING_NAMES,
     ApiKeyCreateForm,
     TenantChangeForm,
     TenantDeleteForm,

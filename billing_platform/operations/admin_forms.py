@@ -1,13 +1,13 @@
 """The forms of the operators' admin: onboarding, a tenant's fields and settings, keys, deletion.
 
-A tenant's settings are one typed field each, built from `billable.schemas.SettingsPatch`, the
-schema `PATCH /api/v1/settings` reads; the form validates them with that schema, so the admin
-saves only what the API accepts and refuses the rest with the API's own message.
+A tenant's settings are one typed field each, built by `billable.setting_forms` from the schema
+`PATCH /api/v1/settings` reads (the console's settings page uses the same fields); the form
+validates them with that schema, so the admin saves only what the API accepts and refuses the
+rest with the API's own message.
 """
 
 from __future__ import annotations
 
-import typing
 from datetime import datetime
 from typing import Any
 
@@ -15,10 +15,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.html import escape
-from pydantic import ValidationError as SchemaError
-from pydantic.fields import FieldInfo
 
-from billable.schemas import SettingsPatch
+from billable.setting_forms import add_setting_fields, setting_changes
 from billing_platform.core import errors
 from tenants import services
 from tenants.models import KeyScope, Tenant, TenantStatus
@@ -27,25 +25,6 @@ SETTABLE_STATUSES = [
     (TenantStatus.ACTIVE.value, TenantStatus.ACTIVE.label),
     (TenantStatus.SUSPENDED.value, TenantStatus.SUSPENDED.label),
 ]
-
-# What each setting does, as docs/api.md says it ("Settings"). The admin renders help texts as
-# HTML, so each is escaped where its field is made.
-SETTING_HELP: dict[str, str] = {
-    "low_balance_threshold": "Units at or below which a spend sends quota.low, for the features "
-    "no active alert rule names. 0 turns it off.",
-    "idempotency_retention_days": "Days an idempotency key and its answer are kept.",
-    "referral_reward_sku": "Offer granted to the referrer on the referee's first paid order. "
-    "Empty: none.",
-    "referee_reward_sku": "Offer granted to the referee then. Empty: none.",
-    "public_catalog": "Publish the active offers at /api/v1/public/<slug>/catalog.",
-    "subscription_grace_days": "Days a subscription stays past_due after its paid period "
-    "before it expires.",
-    "subscription_renewal_notice_days": "Days before a paid period ends that its renewal order "
-    "is made (subscription.renewal_due).",
-    "referral_require_known_referrer": "Refuse a referral whose referrer nobody holds "
-    "(422 unknown_referrer) instead of creating that customer.",
-}
-SETTING_NAMES: tuple[str, ...] = tuple(SettingsPatch.model_fields)
 
 
 def add_billing_error(form: forms.BaseForm, exc: errors.BillingError) -> None:
@@ -82,23 +61,6 @@ class TenantOnboardForm(forms.Form):
     )
 
 
-def _setting_field(name: str, info: FieldInfo) -> forms.Field:
-    """A form field for one setting: the type from the schema, the limits left to the schema."""
-    kinds = set(typing.get_args(info.annotation)) - {type(None)}
-    help_text = SETTING_HELP.get(name, "")
-    label = name.replace("_", " ").capitalize().replace(" sku", " SKU")
-    if kinds == {bool}:
-        return forms.BooleanField(required=False, label=label, help_text=escape(help_text))
-    if kinds == {int}:
-        low = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
-        high = next((m.le for m in info.metadata if hasattr(m, "le")), None)
-        if low is not None and high is not None:
-            help_text = f"{help_text} From {low} to {high}.".strip()
-        # No min/max here: the schema checks the range and words the refusal as the API does.
-        return forms.IntegerField(label=label, help_text=escape(help_text))
-    return forms.CharField(required=False, label=label, help_text=escape(help_text))
-
-
 class TenantChangeForm(forms.ModelForm):
     """A tenant's name, status and rate limit, and one field per setting."""
 
@@ -110,10 +72,7 @@ class TenantChangeForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "status" in self.fields:
             self.fields["status"].choices = SETTABLE_STATUSES  # type: ignore[attr-defined]
-        current = self.instance.merged_settings if self.instance.pk else {}
-        for name, info in SettingsPatch.model_fields.items():
-            self.fields[name] = _setting_field(name, info)
-            self.fields[name].initial = current.get(name)
+        add_setting_fields(self, self.instance.merged_settings if self.instance.pk else {})
         self.settings_changes: dict[str, Any] = {}
 
     def clean_rate_limit(self) -> str:
@@ -135,20 +94,7 @@ class TenantChangeForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        given = {
-            name: cleaned[name] if cleaned[name] != "" else None
-            for name in SETTING_NAMES
-            if name in cleaned
-        }
-        try:
-            accepted = SettingsPatch.model_validate(given)
-        except SchemaError as exc:
-            for error in exc.errors():
-                name = str(error["loc"][0]) if error["loc"] else None
-                self.add_error(name if name in self.fields else None, error["msg"])
-            return cleaned
-        changed = set(self.changed_data)
-        self.settings_changes = {name: getattr(accepted, name) for name in given if name in changed}
+        self.settings_changes = setting_changes(self, cleaned)
         return cleaned
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import time
 from typing import Any
 
@@ -30,10 +31,16 @@ from billing_platform.console.access import (
     console_page,
     render_status,
     second_factor_pending,
+    support_session_end,
 )
 from billing_platform.console.forms import AcceptForm, LoginForm, TokenForm, show_error
 from billing_platform.core.errors import ValidationFailed
-from billing_platform.core.ratelimits import CONSOLE_LOGIN, LoginThrottle, client_ip
+from billing_platform.core.ratelimits import (
+    CONSOLE_LOGIN,
+    LoginThrottle,
+    client_ip,
+    password_reset_limited,
+)
 
 # The signed-in-but-not-yet-verified user between the password and the TOTP code.
 PENDING = "console_pending_login"
@@ -109,6 +116,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def logout(request: HttpRequest) -> HttpResponse:
+    support_session_end(request, why="signed_out")  # an operator's, if one runs
     auth_logout(request)
     messages.info(request, "You are signed out.")
     return redirect("console:login")
@@ -133,6 +141,20 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return {**super().get_context_data(**kwargs), "mail_configured": settings.EMAIL_CONFIGURED}
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        # Every request counts, whoever the email names: the answer is the same for all.
+        wait = password_reset_limited(self.request, form.cleaned_data["email"])
+        if wait:
+            form.add_error(
+                None,
+                "Too many reset requests for this email or from this address. "
+                f"Try again in {math.ceil(wait / 60)} minute(s).",
+            )
+            response = self.form_invalid(form)
+            response.status_code = 429
+            return response
+        return super().form_valid(form)
 
 
 password_reset = PasswordResetView.as_view()
@@ -211,6 +233,8 @@ def switch_tenant(request: HttpRequest, console: ConsoleContext) -> HttpResponse
 @console_page()
 def security(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
     """The account's second factor: set up a TOTP device, confirm it with a code, or remove it."""
+    if console.support is not None:  # an operator's account is not managed from a console
+        return render_status(request, "console/forbidden.html", 403, {"console": console})
     confirmed = TOTPDevice.objects.filter(user=console.user, confirmed=True).first()
     pending = TOTPDevice.objects.filter(user=console.user, confirmed=False).first()
     form = TokenForm(request.POST if request.method == "POST" else None)

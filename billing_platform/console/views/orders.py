@@ -6,7 +6,6 @@ shown once more with what it will do before it is done.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -26,12 +25,7 @@ from billing_platform.console.billing_forms import (
 )
 from billing_platform.console.permissions import Action
 from billing_platform.console.views.acting import act, confirmation
-from billing_platform.core.errors import ValidationFailed
-from billing_platform.core.pagination import Page
-
-
-def _day_start(day: Any) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
+from billing_platform.console.views.paging import day_bounds, filters_query, page_at_cursor
 
 
 @console_page()
@@ -39,20 +33,14 @@ def order_list(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
     """Orders newest first, filtered by status, customer and creation dates (UTC), paged."""
     form = OrderFilterForm(request.GET)
     data = form.cleaned_data if form.is_valid() else {}
-    created_to = data.get("created_to")
+    created_from, created_before = day_bounds(data)
     query = reads.OrderQuery(
         status=data.get("status") or "",
         customer=data.get("customer") or "",
-        created_from=_day_start(data["created_from"]) if data.get("created_from") else None,
-        created_before=_day_start(created_to + timedelta(days=1)) if created_to else None,
+        created_from=created_from,
+        created_before=created_before,
     )
-    page: Page[Order]
-    try:
-        page = reads.orders_page(query=query, cursor=request.GET.get("cursor") or None)
-    except ValidationFailed:
-        page = reads.orders_page(query=query)
-    filters = request.GET.copy()
-    filters.pop("cursor", None)
+    page = page_at_cursor(request, lambda cursor: reads.orders_page(query=query, cursor=cursor))
     return render(
         request,
         "console/orders.html",
@@ -60,7 +48,7 @@ def order_list(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
             "console": console,
             "form": form,
             "page": page,
-            "filters": filters.urlencode(),
+            "filters": filters_query(request),
             "filtered": any(data.values()),
             "totals": reads.order_totals(page.items),
         },
