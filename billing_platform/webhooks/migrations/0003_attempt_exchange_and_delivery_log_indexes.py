@@ -4,33 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('webhooks', '0002_verbose_names'),
+        ("webhooks", "0002_verbose_names"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deliveryattempt',
-            name='request_headers',
+            model_name="deliveryattempt",
+            name="request_headers",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='deliveryattempt',
-            name='request_url',
-            field=models.TextField(blank=True, default=''),
+            model_name="deliveryattempt",
+            name="request_url",
+            field=models.TextField(blank=True, default=""),
         ),
         migrations.AddField(
-            model_name='deliveryattempt',
-            name='response_headers',
+            model_name="deliveryattempt",
+            name="response_headers",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['endpoint', '-created_at', '-id'], name='delivery_endpoint_recent_idx'),
+            model_name="delivery",
+            index=models.Index(fields=["endpoint", "-created_at", "-id"], name="delivery_endpoint_recent_idx"),
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['endpoint', 'status', '-created_at', '-id'], name='delivery_endpoint_status_idx'),
+            model_name="delivery",
+            index=models.Index(fields=["endpoint", "status", "-created_at", "-id"], name="delivery_endpoint_status_idx"),
         ),
     ]
