@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, QuerySet
 
 from billable import clock
 from billing_platform.core import crypto
@@ -25,6 +25,7 @@ from tenants.models import ApiKey, Tenant
 
 KEYS_PAGE = 25
 DELIVERIES_PAGE = 25
+DELIVERY_ORDER = ("-created_at", "-pk")
 
 
 class DeliveryNotFound(NotFound):
@@ -81,21 +82,33 @@ def endpoint_header_names(endpoint: Endpoint) -> list[str]:
 # --- The delivery log
 
 
-def deliveries_page(
-    *, endpoint: Endpoint, status: str = "", event_type: str = "", cursor: str | None = None
-) -> Page[Delivery]:
-    """One endpoint's deliveries, newest first, of one status and event type when given.
-
-    Read along `delivery_endpoint_recent_idx` (or `delivery_endpoint_status_idx` for a status):
-    a page costs the same whatever the number of deliveries. Raises ValidationFailed for a
-    cursor this list did not issue.
-    """
+def deliveries_matching(
+    *, endpoint: Endpoint, status: str = "", event_type: str = ""
+) -> QuerySet[Delivery]:
+    """One endpoint's deliveries (the API's `delivery_list`), of one status and event type."""
     queryset = webhooks.delivery_list(
         tenant_id=endpoint.tenant_id, endpoint_id=str(endpoint.pk), status=status or None
     ).select_related("event")
     if event_type:
         queryset = queryset.filter(event__type=event_type)
-    return paginate(queryset, limit=DELIVERIES_PAGE, cursor=cursor, order=("-created_at", "-pk"))
+    return queryset
+
+
+def deliveries_page(
+    *, endpoint: Endpoint, status: str = "", event_type: str = "", cursor: str | None = None
+) -> Page[Delivery]:
+    """One endpoint's deliveries, newest first, a page at a time.
+
+    Read along `delivery_endpoint_recent_idx` (or `delivery_endpoint_status_idx` for a status):
+    a page costs the same whatever the number of deliveries. Raises ValidationFailed for a
+    cursor this list did not issue.
+    """
+    return paginate(
+        deliveries_matching(endpoint=endpoint, status=status, event_type=event_type),
+        limit=DELIVERIES_PAGE,
+        cursor=cursor,
+        order=DELIVERY_ORDER,
+    )
 
 
 def delivery_get(*, tenant: Tenant, delivery_id: str) -> Delivery:
