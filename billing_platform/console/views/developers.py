@@ -131,9 +131,9 @@ def _try_it(key: ApiKey, api_base: str, secret: str) -> dict[str, str]:
     """A first call for the new key, with a scope it holds."""
     if "billing:read" in key.scopes or "admin" not in key.scopes:
         path = "/billing/balance?provider=n8n&external_id=credential-check"
-        says = "the balance of an identity nobody has yet: 200 with `can_use: false`"
+        says = "the balance of an identity nobody has yet: 200, with can_use false"
         if "billing:read" not in key.scopes:
-            says = "403 `insufficient_scope` (the key lacks billing:read), which proves it is known"
+            says = "403 insufficient_scope (the key lacks billing:read), which proves it is known"
     else:
         path = "/webhooks/endpoints"
         says = "the tenant's webhook endpoints"
