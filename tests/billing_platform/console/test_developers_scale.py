@@ -3,19 +3,18 @@ and plans that read an endpoint's deliveries in order instead of sorting them al
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
-from django.test import Client, override_settings
-from django.test.utils import CaptureQueriesContext
+from django.test import override_settings
 
 from billing_platform.console import developers_selectors
 from billing_platform.webhooks.models import Delivery, Endpoint
 from billing_platform.webhooks.services import endpoint_create
+from tests.billing_platform.console.test_console_scale import _measured
 from tests.support.console import make_member, signed_in_client
 from tests.support.tenants import TenantFixture, fresh_tenant
 
@@ -80,19 +79,6 @@ def busy(django_db_setup: None, django_db_blocker: Any) -> Iterator[TenantFixtur
 
 def _main(tenant: Any) -> Endpoint:
     return Endpoint.objects.get(tenant=tenant, url="http://127.0.0.1:9/main")
-
-
-def _measured(client: Client, path: str) -> tuple[int, float, int]:
-    """(status, the best of five timings in seconds, queries of one run)."""
-    with CaptureQueriesContext(connection) as captured:
-        status = client.get(path).status_code
-    queries = len(captured)
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        client.get(path)
-        timings.append(time.perf_counter() - started)
-    return status, min(timings), queries
 
 
 def test_developers_pages_use_a_fixed_number_of_queries(busy: TenantFixture) -> None:
