@@ -304,6 +304,24 @@ def test_an_endpoint_is_registered_with_its_secret_shown_once(
     assert audit.target == f"webhook:{endpoint.pk}" and secret not in str(audit.detail)
 
 
+def test_an_endpoint_form_applies_once_and_the_limit_is_said_in_words(
+    acme: TenantFixture, private_ok: Any
+) -> None:
+    private_ok.WEBHOOK_MAX_ENDPOINTS = 1
+    admin = _member(acme.tenant, "admin")
+    fields = {"form_key": _key_of(admin.get(WEBHOOKS).content, "new-endpoint"),
+              "url": "http://127.0.0.1:9/one"}
+    first = admin.post("/console/developers/webhooks/new/", fields)
+    second = admin.post("/console/developers/webhooks/new/", fields)
+    assert first["Location"] == second["Location"]
+    assert Endpoint.objects.filter(tenant=acme.tenant).count() == 1
+    refused = _create_endpoint(admin, "http://127.0.0.1:9/two")
+    assert refused.status_code == 409
+    assert b"A tenant may register 1 endpoints." in refused.content
+    assert Endpoint.objects.filter(tenant=acme.tenant).count() == 1
+    assert len(_audits("webhook.create")) == 1
+
+
 def test_the_url_check_is_the_apis(acme: TenantFixture, api: Api) -> None:
     """Private networks not allowed: a loopback URL is refused in the API's own words."""
     admin = _member(acme.tenant, "admin")
@@ -371,6 +389,12 @@ def test_event_types_disable_enable_rotate_and_test(
     new_secret = _shown_secret(rotated.content, "new-webhook-secret")
     endpoint.refresh_from_db()
     assert new_secret and crypto.decrypt(endpoint.secret_encrypted) == new_secret != first_secret
+    # Confirmed twice (a resent form): rotated once, the first secret still the previous one.
+    again = admin.post(base + "rotate/", {**fields, "confirmed": "on"}, follow=True)
+    assert b"This form was already sent" in again.content
+    endpoint.refresh_from_db()
+    assert crypto.decrypt(endpoint.secret_encrypted) == new_secret
+    assert crypto.decrypt(endpoint.previous_secret_encrypted) == first_secret
     assert endpoint.previous_secret_expires_at is not None
     assert len(_audits("webhook.rotate")) == 1
 
