@@ -503,3 +503,42 @@ def test_the_delivery_log_filters_and_pages_newest_first(
     # A cursor this list did not issue, an unknown status: the first page, never a 500.
     assert admin.get(f"{base}?cursor=garbage").status_code == 200
     assert admin.get(f"{base}?status=nope").status_code == 200
+
+
+def test_malformed_posts_answer_in_words_never_a_500(
+    acme: TenantFixture, private_ok: Any
+) -> None:
+    key, _raw = make_key(acme.tenant, name="kept")
+    endpoint, _secret = webhook_services.endpoint_create(
+        tenant_id=acme.tenant.pk, url="http://127.0.0.1:9/hook"
+    )
+    delivery = Delivery.objects.get(event=webhook_services.endpoint_test(endpoint=endpoint))
+    admin = _member(acme.tenant, "admin")
+    urls = [
+        "/console/developers/keys/new/",
+        f"/console/developers/keys/{key.pk}/revoke/",
+        "/console/developers/webhooks/new/",
+        f"/console/developers/webhooks/{endpoint.pk}/event-types/",
+        f"/console/developers/webhooks/{endpoint.pk}/active/",
+        f"/console/developers/webhooks/{endpoint.pk}/rotate/",
+        f"/console/developers/webhooks/{endpoint.pk}/test/",
+        f"/console/developers/deliveries/{delivery.pk}/redeliver/",
+    ]
+    garbage = {"form_key": "<script>", "scopes": ["root"], "event_types": ["x" * 300],
+               "url": "\x00", "expires_at": "tomorrow", "confirmed": "maybe"}
+    for url in urls:
+        for fields in ({}, garbage):
+            response = admin.post(url, fields)
+            assert response.status_code == 422, (url, fields, response.status_code)
+            said = b"This form is out of date: reload the page." if fields else (
+                b"This field is required."
+            )
+            assert said in response.content, url
+    key.refresh_from_db()
+    endpoint.refresh_from_db()
+    assert key.revoked_at is None and endpoint.is_active and endpoint.event_types == []
+    assert Delivery.objects.filter(endpoint=endpoint).count() == 1
+    assert not AuditEntry.objects.filter(tenant=acme.tenant).exists()
+    # Get-only pages refuse other methods; unknown ids are a 404 page.
+    assert admin.get("/console/developers/keys/new/").status_code == 405
+    assert admin.get("/console/developers/webhooks/not-a-uuid/").status_code == 404
