@@ -14,8 +14,7 @@ from django.test import override_settings
 from billing_platform.console import developers_selectors
 from billing_platform.webhooks.models import Delivery, Endpoint
 from billing_platform.webhooks.services import endpoint_create
-from tests.billing_platform.console.test_console_scale import _measured
-from tests.support.console import make_member, signed_in_client
+from tests.support.console import make_member, measured, signed_in_client
 from tests.support.tenants import TenantFixture, fresh_tenant
 
 DELIVERIES = 100_000
@@ -96,7 +95,7 @@ def test_developers_pages_use_a_fixed_number_of_queries(busy: TenantFixture) -> 
         "delivery": (f"/console/developers/deliveries/{delivery.pk}/", 10),
     }
     for name, (path, budget) in pages.items():
-        status, best, queries = _measured(client, path)
+        status, best, queries = measured(client, path)
         # Printed for docs/console.md; the machine is shared, so only the queries are asserted.
         print(f"{name}: {best * 1000:.1f} ms, {queries} queries")
         assert status == 200, name
