@@ -9,6 +9,7 @@ from billing_platform.console.views import (
     catalog,
     corrections,
     customers,
+    developers,
     merge_erase,
     orders,
     overview,
@@ -87,5 +88,51 @@ urlpatterns = [
     path("audit/", settings.audit_log, name="audit"),
     path("support/start/<int:tenant_id>/", support.support_start, name="support_start"),
     path("support/end/", support.support_end, name="support_end"),
+    # The developers pages: API keys, webhook endpoints, the delivery log.
+    path("developers/", developers.developers, name="developers"),
+    path("developers/keys/new/", developers.key_create, name="developer_key_create"),
+    path("developers/keys/<str:key_id>/", developers.key_detail, name="developer_key"),
+    path(
+        "developers/keys/<str:key_id>/revoke/",
+        developers.key_revoke,
+        name="developer_key_revoke",
+    ),
+    path("developers/webhooks/", developers.webhooks, name="developer_webhooks"),
+    path("developers/webhooks/new/", developers.webhook_create, name="developer_webhook_create"),
+    path(
+        "developers/webhooks/<str:endpoint_id>/",
+        developers.webhook_detail,
+        name="developer_webhook",
+    ),
+    path(
+        "developers/webhooks/<str:endpoint_id>/event-types/",
+        developers.webhook_event_types,
+        name="developer_webhook_types",
+    ),
+    path(
+        "developers/webhooks/<str:endpoint_id>/active/",
+        developers.webhook_active,
+        name="developer_webhook_active",
+    ),
+    path(
+        "developers/webhooks/<str:endpoint_id>/rotate/",
+        developers.webhook_rotate,
+        name="developer_webhook_rotate",
+    ),
+    path(
+        "developers/webhooks/<str:endpoint_id>/test/",
+        developers.webhook_test,
+        name="developer_webhook_test",
+    ),
+    path(
+        "developers/deliveries/<str:delivery_id>/",
+        developers.delivery_detail,
+        name="developer_delivery",
+    ),
+    path(
+        "developers/deliveries/<str:delivery_id>/redeliver/",
+        developers.delivery_redeliver,
+        name="developer_delivery_redeliver",
+    ),
     re_path(r"^(?P<path>.*)$", overview.not_found),
 ]

@@ -4,7 +4,7 @@ Onboarding, key creation and deletion are views of their own rather than model s
 builds or claims the tenant's schema outside the admin's request transaction, and deletion drops
 one (`operations.lifecycle.tenant_purge`, as `manage.py delete_tenant`). A new key's secret is
 never stored: the form redirects (Post/Redirect/Get) to a page that shows it once
-(`admin_secrets`), so a reload neither submits the form again nor shows the secret again. Keys
+(`core.shown_once`), so a reload neither submits the form again nor shows the secret again. Keys
 are otherwise read-only here; the only write on them is revocation.
 """
 
@@ -26,6 +26,7 @@ from django.utils.html import format_html, format_html_join
 
 from billable.setting_forms import SETTING_NAMES
 from billing_platform.core import errors
+from billing_platform.core.shown_once import keep_once, take_once
 from billing_platform.operations.admin_forms import (
     SETTABLE_STATUSES,
     ApiKeyCreateForm,
@@ -34,7 +35,6 @@ from billing_platform.operations.admin_forms import (
     TenantOnboardForm,
     add_billing_error,
 )
-from billing_platform.operations.admin_secrets import keep_once, take_once
 from billing_platform.operations.lifecycle import tenant_purge
 from billing_platform.operations.services import platform_tenant_onboard
 from tenants import services

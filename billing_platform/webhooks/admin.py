@@ -133,7 +133,16 @@ class EventAdmin(_ReadOnly):
 
 class AttemptInline(admin.TabularInline):
     model = DeliveryAttempt
-    fields = ("attempted_at", "duration_ms", "status_code", "error", "response_body")
+    fields = (
+        "attempted_at",
+        "duration_ms",
+        "request_url",
+        "request_headers",
+        "status_code",
+        "response_headers",
+        "error",
+        "response_body",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False

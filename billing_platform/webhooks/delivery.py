@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -138,6 +138,11 @@ def signature_headers(event_id: str, body: str, secrets_: list[str]) -> dict[str
     }
 
 
+# At most this many of an answer's headers are logged, each value cut to HEADER_BYTES.
+MAX_LOGGED_HEADERS = 100
+HEADER_BYTES = 1000
+
+
 @dataclass
 class Outcome:
     status_code: int | None
@@ -145,6 +150,10 @@ class Outcome:
     error: str
     duration_ms: int
     retry_after: int | None
+    # The answer's headers as [name, value] pairs, and the request's headers as they were sent
+    # (empty when nothing was sent).
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    sent_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -206,7 +215,10 @@ def post(clients: Clients, url: str, body: str, headers: dict[str, str]) -> Outc
     timeout = float(settings.WEBHOOK_TIMEOUT_SECONDS)
 
     def failed(error: str) -> Outcome:
-        return Outcome(None, "", error[:1000], int((time.monotonic() - started) * 1000), None)
+        return Outcome(
+            None, "", error[:1000], int((time.monotonic() - started) * 1000), None,
+            sent_headers=sent,
+        )
 
     try:
         host, port, addresses = resolve_checked(url)
@@ -222,9 +234,12 @@ def post(clients: Clients, url: str, body: str, headers: dict[str, str]) -> Outc
         "User-Agent": USER_AGENT,
         **headers,
     }
+    payload = body.encode()
+    # What goes on the wire, http.client's Content-Length included (the attempt log shows it).
+    sent = {**request_headers, "Content-Length": str(len(payload))}
     try:
-        status, received, retry_after = clients.for_host(host).exchange(
-            target, addresses[0], port, body.encode(), request_headers, started + timeout
+        status, received, answer_headers = clients.for_host(host).exchange(
+            target, addresses[0], port, payload, request_headers, started + timeout
         )
     except (_Deadline, TimeoutError):  # the socket's timeouts are what is left of the deadline
         return failed(f"timeout: no complete answer within {timeout:g} s")
@@ -236,8 +251,27 @@ def post(clients: Clients, url: str, body: str, headers: dict[str, str]) -> Outc
         received[:LOG_BYTES].decode("utf-8", "replace").replace("\x00", "\ufffd"),
         "",
         int((time.monotonic() - started) * 1000),
-        _retry_after(retry_after),
+        _retry_after(_header(answer_headers, "Retry-After")),
+        _logged_headers(answer_headers),
+        sent,
     )
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    wanted = name.lower()
+    return next((value for key, value in headers if key.lower() == wanted), None)
+
+
+def _logged_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """An answer's headers as the attempt log keeps them: bounded, text PostgreSQL stores."""
+    return [
+        (_clean(name)[:200], _clean(value)[:HEADER_BYTES])
+        for name, value in headers[:MAX_LOGGED_HEADERS]
+    ]
+
+
+def _clean(value: str) -> str:
+    return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def _ascii_hostname(host: str) -> str:
@@ -340,8 +374,8 @@ class HostConnections:
     def exchange(
         self, target: _Target, address: str, port: int, body: bytes, headers: dict[str, str],
         deadline: float,
-    ) -> tuple[int, bytes, str | None]:
-        """POST `body`; returns (status, up to 64 KiB of the answer, its Retry-After).
+    ) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """POST `body`; returns (status, up to 64 KiB of the answer, its headers).
 
         A connection the receiver resets or closes before answering (a kept-alive one it closed
         just then, a new one its full accept queue turned away) is replaced by a new connection
@@ -382,7 +416,7 @@ class HostConnections:
             # Kept for the next post only when the answer was read to its end and the
             # receiver keeps the connection (an informational status leaves its final answer).
             reusable = response.isclosed() and not response.will_close and response.status >= 200
-            return response.status, received, response.getheader("Retry-After")
+            return response.status, received, response.getheaders()
         finally:
             if reusable:
                 self._give_back(key, connection)

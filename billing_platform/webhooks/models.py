@@ -90,6 +90,14 @@ class Delivery(models.Model):
             models.Index(
                 fields=["next_attempt_at"], name="delivery_due_idx", condition=Q(status="pending")
             ),
+            # The console's delivery log: an endpoint's deliveries newest first, of one status.
+            models.Index(
+                fields=["endpoint", "-created_at", "-id"], name="delivery_endpoint_recent_idx"
+            ),
+            models.Index(
+                fields=["endpoint", "status", "-created_at", "-id"],
+                name="delivery_endpoint_status_idx",
+            ),
         ]
         verbose_name = "webhook delivery"
         verbose_name_plural = "webhook deliveries"
@@ -107,6 +115,11 @@ class DeliveryAttempt(models.Model):
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.TextField(blank=True, default="")
     error = models.TextField(blank=True, default="")
+    # The request as sent (custom header values masked) and the answer's headers, as
+    # [name, value] pairs in the order received; empty when nothing was sent.
+    request_url = models.TextField(blank=True, default="")
+    request_headers = models.JSONField(default=dict, blank=True)
+    response_headers = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ("-attempted_at",)

@@ -65,6 +65,7 @@ BUSY_POLL_SECONDS = 0.05
 RECORD_LINGER_SECONDS = 0.02
 RECORD_BATCH = 200
 DISABLED_ENDPOINT = "endpoint disabled"
+MASKED = "••••"
 
 
 # --- Statements prepared once per connection: planning the claim and record statements costs
@@ -190,6 +191,7 @@ class Result:
     outcome: Outcome | None
     attempted_at: datetime
     tenant_slug: str = ""  # for the per-tenant metrics
+    url: str = ""  # where it was posted (the attempt log keeps it: the endpoint's may change)
 
 
 @lru_cache(maxsize=1024)
@@ -216,11 +218,12 @@ def attempt(claimed: Claimed, clients: Clients) -> Result:
     started = timezone.now()
     if not claimed.endpoint_active:
         return Result(claimed.id, claimed.lease, claimed.attempts, None, started,
-                      claimed.tenant_slug)
+                      claimed.tenant_slug, claimed.url)
     try:
         body = event_body(claimed.event, claimed.tenant_slug)
+        custom = dict(_custom_headers(claimed.headers_encrypted))
         headers = {
-            **dict(_custom_headers(claimed.headers_encrypted)),
+            **custom,
             **signature_headers(claimed.event.pk, body, _secrets(claimed, started)),
         }
     except Exception as exc:  # a secret that no key decrypts: a failed attempt, retried
@@ -228,8 +231,12 @@ def attempt(claimed: Claimed, clients: Clients) -> Result:
         outcome = Outcome(None, "", f"not sent: {exc.__class__.__name__}: {exc}"[:1000], 0, None)
     else:
         outcome = post(clients, claimed.url, body, headers)
+        # Custom header values are secrets (shown masked, as the API shows them).
+        for name in custom:
+            if name in outcome.sent_headers:
+                outcome.sent_headers[name] = MASKED
     return Result(claimed.id, claimed.lease, claimed.attempts, outcome, started,
-                  claimed.tenant_slug)
+                  claimed.tenant_slug, claimed.url)
 
 
 # --- Recording
@@ -256,7 +263,8 @@ WITH result AS (
     SELECT * FROM jsonb_to_recordset(%(results)s::jsonb) AS r(
         id uuid, lease timestamptz, seq int, status text, next_attempt_at timestamptz,
         status_code int, duration_ms int, response_body text, error text,
-        attempted_at timestamptz, logged bool)
+        attempted_at timestamptz, logged bool, request_url text, request_headers jsonb,
+        response_headers jsonb)
 ), moved AS (
     UPDATE webhooks_delivery d
     SET status = r.status, locked_until = NULL,
@@ -269,8 +277,10 @@ WITH result AS (
     RETURNING d.id, d.endpoint_id
 ), logged AS (
     INSERT INTO webhooks_deliveryattempt
-        (delivery_id, attempted_at, duration_ms, status_code, response_body, error)
-    SELECT r.id, r.attempted_at, r.duration_ms, r.status_code, r.response_body, r.error
+        (delivery_id, attempted_at, duration_ms, status_code, response_body, error,
+         request_url, request_headers, response_headers)
+    SELECT r.id, r.attempted_at, r.duration_ms, r.status_code, r.response_body, r.error,
+           r.request_url, r.request_headers, r.response_headers
     FROM result r JOIN moved m ON m.id = r.id
     WHERE r.logged
 ), outcomes AS (
@@ -384,6 +394,9 @@ def record_results(results: list[Result]) -> int:
             "error": _text(result.outcome.error) if result.outcome else DISABLED_ENDPOINT,
             "attempted_at": result.attempted_at.isoformat(),
             "logged": result.outcome is not None,
+            "request_url": _text(result.url),
+            "request_headers": result.outcome.sent_headers if result.outcome else {},
+            "response_headers": result.outcome.headers if result.outcome else [],
         }
         for seq, (result, row) in enumerate(zip(results, rows, strict=True))
     ]

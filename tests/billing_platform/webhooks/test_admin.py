@@ -129,8 +129,14 @@ def test_webhook_models_are_named_in_words(
     page = operator.get(f"/admin/webhooks/delivery/{delivery.pk}/change/").content.decode()
     assert "webhook.test to http://127.0.0.1:9/named: pending" in page
     assert "Delivery object" not in page
-    attempt = DeliveryAttempt.objects.create(delivery=delivery, status_code=502, error="")
+    attempt = DeliveryAttempt.objects.create(
+        delivery=delivery, status_code=502, error="", request_url="http://127.0.0.1:9/named",
+        request_headers={"webhook-id": delivery.event_id}, response_headers=[["X-Gate", "shut"]],
+    )
     assert str(attempt).endswith("UTC: HTTP 502")
+    # The attempt's request and answer headers are shown under the delivery.
+    page = operator.get(f"/admin/webhooks/delivery/{delivery.pk}/change/").content.decode()
+    assert delivery.event_id in page and "X-Gate" in page and "shut" in page
     failed = DeliveryAttempt(delivery=delivery, error="connection refused")
     assert str(failed) == "not yet: connection refused"
 

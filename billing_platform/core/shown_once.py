@@ -1,8 +1,9 @@
-"""Secrets the admin shows once, handed from a POST to the page it redirects to.
+"""Secrets shown once, handed from a POST to the page it redirects to.
 
-A form that creates a secret (onboarding's first key, a new tenant key) answers with a redirect
+A form that creates a secret (in the operators' admin: onboarding's first key, a new tenant key;
+in the console: a new key, a webhook endpoint's signing secret) answers with a redirect
 (Post/Redirect/Get), so reloading the result page never submits the form again. The secret waits
-in the operator's session, encrypted (`billing_platform.core.crypto`), under the object it belongs
+in the person's session, encrypted (`billing_platform.core.crypto`), under the object it belongs
 to; the result page takes it out as it renders, so a reload or a second visit finds nothing.
 """
 
@@ -13,7 +14,7 @@ from django.http import HttpRequest
 
 from billing_platform.core import crypto
 
-_SESSION_KEY = "billable.admin.once"
+_SESSION_KEY = "billable.once"
 
 
 def keep_once(request: HttpRequest, *, kind: str, object_id: object, secret: str) -> None:
