@@ -215,6 +215,11 @@ class SameCustomer(Unprocessable):
     title = "Source and target are the same customer"
 
 
+class CustomerErased(Unprocessable):
+    code = "customer_erased"
+    title = "An erased customer can neither be merged nor take another's place"
+
+
 class PlanVersionRetired(Conflict):
     code = "plan_version_retired"
     title = "This version of the plan takes no new subscriptions"

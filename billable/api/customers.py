@@ -57,7 +57,7 @@ def identify(request: HttpRequest, payload: IdentifyIn) -> dict[str, Any]:
 def customer_merge(request: HttpRequest, payload: MergeIn) -> dict[str, Any]:
     """Move everything of the source customer (identities, batches, orders, holds, usages,
     referrals) to the target; the source then resolves to the target. 409 `identity_conflict`; 422
-    `same_customer`. Sends `customer.merged`."""
+    `same_customer`, `customer_erased` (either customer was erased). Sends `customer.merged`."""
     target = selectors.customer_get(customer_id=payload.target_customer_id)
     source = selectors.customer_get(customer_id=payload.source_customer_id)
     return presenters.merge_data(merge_services.customer_merge(target=target, source=source))

@@ -28,9 +28,10 @@ from billing_platform.core.db import service_atomic
 def customer_merge(*, target: Customer, source: Customer) -> MergeResult:
     """Move everything of `source` to `target` in one transaction; source keeps `merged_into`.
 
-    Raises SameCustomer (422), IdentityConflict (409: both hold different external ids for
-    one provider) and MetadataTooLarge (422: their metadata together passes 16 KiB). Ledger
-    entries belong to batches, so they follow without being touched.
+    Raises SameCustomer (422), CustomerErased (422: either was erased), IdentityConflict (409:
+    both hold different external ids for one provider) and MetadataTooLarge (422: their
+    metadata together passes 16 KiB). Ledger entries belong to batches, so they follow without
+    being touched.
     """
     if target.pk == source.pk:
         raise errors.SameCustomer()
@@ -45,6 +46,9 @@ def customer_merge(*, target: Customer, source: Customer) -> MergeResult:
         target, source = locked[target.pk], locked[source.pk]
         if source.merged_into_id is not None or target.merged_into_id is not None:
             raise errors.SameCustomer("One of these customers was already merged.")
+        # An erased person's rows stay anonymous: none are moved to, or given to, anyone.
+        if source.erased_at is not None or target.erased_at is not None:
+            raise errors.CustomerErased()
         target_ids = dict(
             ExternalIdentity.objects.filter(customer=target).values_list("provider", "external_id")
         )

@@ -24,7 +24,6 @@ from billable.services import plans as plan_services
 from billable.services.catalog import ItemSpec
 from billable.services.plans import Terms
 from billing_platform.console.services import Actor, Outcome
-from billing_platform.core.errors import ValidationFailed
 from billing_platform.core.patches import UNSET
 
 
@@ -361,11 +360,7 @@ def customer_batch_revoke(
 def customer_merge(*, actor: Actor, source: Customer, target: Customer, reason: str) -> Outcome:
     """Move everything of `source` to `target`, as `POST /billing/customers/merge`: 422
     `same_customer` (the same one, or one already merged), 409 `identity_conflict`,
-    `subscription_exists`; sends `customer.merged`. An erased customer takes no part."""
-    if source.erased_at is not None or target.erased_at is not None:
-        raise ValidationFailed(
-            "An erased customer cannot be merged, nor take another's place.", field="target"
-        )
+    `subscription_exists`, 422 `customer_erased`; sends `customer.merged`."""
     result = merge_services.customer_merge(target=target, source=source)
     moved = {
         "identities": result.moved_identities,

@@ -8,6 +8,7 @@ import pytest
 from django.db.models import Sum
 from django_tenants.utils import schema_context
 
+from billable import errors
 from billable.models import (
     Customer,
     ExternalIdentity,
@@ -19,6 +20,7 @@ from billable.models import (
     Referral,
     Usage,
 )
+from billable.services.merge import customer_merge
 from tenants.services import tenant_settings_update
 from tests.support.api import Api, assert_problem
 from tests.support.tenants import TenantFixture
@@ -427,3 +429,24 @@ def test_a_referral_answers_its_metadata_and_times(
     assert (made.json["metadata"], made.json["rewarded_at"]) == ({"source": "link"}, None)
     again = api.post("billing/referrals", json=body, key=acme.key)
     assert (again.json["created"], again.json["created_at"]) == (False, made.json["created_at"])
+
+
+def test_an_erased_customer_is_never_merged(api: Api, acme: TenantFixture, catalog: Catalog,
+                                            sent: dict[str, list[Any]]) -> None:
+    """An erased person's anonymous rows are moved to no one, and no one's go to them: the
+    engine refuses either way (the console and the API share it)."""
+    live = ident(api, acme.key, "live")
+    gone = ident(api, acme.key, "gone")
+    api.post("billing/grants", json={"customer_id": gone, "sku": "reports_10",
+                                     "kind": "bonus"}, key=acme.key)
+    assert api.delete(f"billing/customers/{gone}", key=acme.key).status == 204
+
+    with schema_context(acme.tenant.schema_name):
+        for target, source in ((live, gone), (gone, live)):
+            with pytest.raises(errors.CustomerErased):
+                customer_merge(target=Customer.objects.get(pk=target),
+                               source=Customer.objects.get(pk=source))
+        assert str(QuotaBatch.objects.get().customer_id) == gone
+        assert str(ExternalIdentity.objects.get().customer_id) == live
+        assert not Customer.objects.filter(merged_into__isnull=False).exists()
+    assert sent["customer_merged"] == []
