@@ -196,7 +196,24 @@ def with_more_rows(data: Any, prefix: str, more: int = EXTRA_ROWS) -> Any:
 # --- The main forms of the catalog
 
 
-class ProductForm(ActionForm):
+class _CatalogForm(ActionForm):
+    """A product, offer or plan: its key field is asked only when it is created."""
+
+    key_field = "key"
+
+    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if editing:
+            del self.fields[self.key_field]
+
+    def clean_name(self) -> str:
+        return _required_text(self.cleaned_data["name"], "Name it.")
+
+    def clean_currency(self) -> str:
+        return _required_text(self.cleaned_data["currency"], "Which currency?").upper()
+
+
+class ProductForm(_CatalogForm):
     key = forms.CharField(max_length=64, validators=[KEY], help_text="Shown upper-case.")
     name = forms.CharField(max_length=200)
     product_type = forms.ChoiceField(
@@ -213,16 +230,11 @@ class ProductForm(ActionForm):
         help_text="Its units can pay for offers priced in it (coins, credits).",
     )
 
-    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if editing:
-            del self.fields["key"]
-
-    def clean_name(self) -> str:
-        return _required_text(self.cleaned_data["name"], "Name it.")
 
 
-class OfferForm(ActionForm):
+class OfferForm(_CatalogForm):
+    key_field = "sku"
+
     sku = forms.CharField(
         max_length=64, validators=[KEY], label="SKU", help_text="Shown upper-case."
     )
@@ -238,16 +250,6 @@ class OfferForm(ActionForm):
         required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2})
     )
 
-    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if editing:
-            del self.fields["sku"]
-
-    def clean_name(self) -> str:
-        return _required_text(self.cleaned_data["name"], "Name it.")
-
-    def clean_currency(self) -> str:
-        return _required_text(self.cleaned_data["currency"], "Which currency?").upper()
 
 
 def features_of(rows: Any) -> list[str]:
@@ -306,7 +308,7 @@ def items_of(rows: Any) -> list[ItemSpec]:
 # --- Plans
 
 
-class PlanForm(ActionForm):
+class PlanForm(_CatalogForm):
     """A plan: the fields that change in place (name, description, upgrade allowance) and its
     terms (interval, price, trial), which make a new version when they change."""
 
@@ -337,16 +339,6 @@ class PlanForm(ActionForm):
         "the time left (prorated), or all of them (full).",
     )
 
-    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if editing:
-            del self.fields["key"]
-
-    def clean_name(self) -> str:
-        return _required_text(self.cleaned_data["name"], "Name it.")
-
-    def clean_currency(self) -> str:
-        return _required_text(self.cleaned_data["currency"], "Which currency?").upper()
 
 
 ENTITLEMENT_TYPES = [

@@ -149,7 +149,27 @@ def plan_detail(request: HttpRequest, console: ConsoleContext, key: str) -> Http
     return render(request, "console/catalog_plan.html", context)
 
 
-# --- Forms with rows: one flow for creating and editing products and offers
+# --- Forms with rows: one flow for creating and editing products, offers and plans
+
+
+def _with_more_rows(data: QueryDict | None, more: bool, *prefixes: str) -> QueryDict | None:
+    """The sent data with blank rows added to each formset when *More rows* was pressed."""
+    if data is not None and more:
+        for prefix in prefixes:
+            data = with_more_rows(data, prefix)
+    return data
+
+
+def _checked_metadata(main: forms.Form, rows: Any) -> dict[str, Any]:
+    """The metadata rows' object; a name given twice or an object over 16 KiB is an error on
+    the main form, as the API's schema refuses them."""
+    metadata, named_twice = metadata_of(rows)
+    if named_twice:
+        main.add_error(None, f"Metadata names {', '.join(named_twice)} twice.")
+    too_large = metadata_too_large(metadata)
+    if too_large:
+        main.add_error(None, too_large)
+    return metadata
 
 
 class _RowsForms(Protocol):
@@ -212,9 +232,7 @@ class _ProductForms:
     def __init__(
         self, data: QueryDict | None, *, product: Product | None = None, more: bool = False
     ) -> None:
-        if data is not None and more:
-            for prefix in ("features", "costs", "metadata"):
-                data = with_more_rows(data, prefix)
+        data = _with_more_rows(data, more, "features", "costs", "metadata")
         editing = product is not None
         initial: dict[str, Any] = {"form_key": services.new_form_key()}
         features: list[dict[str, Any]] = []
@@ -253,14 +271,8 @@ class _ProductForms:
         _costs, twice = costs_of(self.costs)
         if twice:
             self.main.add_error(None, f"Credit costs name {', '.join(twice)} twice.")
-        metadata, named_twice = metadata_of(self.metadata)
-        if named_twice:
-            self.main.add_error(None, f"Metadata names {', '.join(named_twice)} twice.")
-        if "features" in metadata:
+        if "features" in _checked_metadata(self.main, self.metadata):
             self.main.add_error(None, "The features are edited in their own rows, not metadata.")
-        too_large = metadata_too_large(metadata)
-        if too_large:
-            self.main.add_error(None, too_large)
         return not self.main.errors
 
     def fields(self) -> actions.ProductFields:
@@ -330,9 +342,7 @@ class _OfferForms:
     def __init__(
         self, data: QueryDict | None, *, offer: Offer | None = None, more: bool = False
     ) -> None:
-        if data is not None and more:
-            for prefix in ("items", "metadata"):
-                data = with_more_rows(data, prefix)
+        data = _with_more_rows(data, more, "items", "metadata")
         initial: dict[str, Any] = {"form_key": services.new_form_key()}
         items: list[dict[str, Any]] = []
         metadata: list[dict[str, str]] = []
@@ -368,12 +378,7 @@ class _OfferForms:
             return False
         if not items_of(self.items):
             self.main.add_error(None, "An offer has at least one item: choose a product.")
-        metadata, named_twice = metadata_of(self.metadata)
-        if named_twice:
-            self.main.add_error(None, f"Metadata names {', '.join(named_twice)} twice.")
-        too_large = metadata_too_large(metadata)
-        if too_large:
-            self.main.add_error(None, too_large)
+        _checked_metadata(self.main, self.metadata)
         return not self.main.errors
 
     def fields(self) -> actions.OfferFields:
@@ -436,9 +441,7 @@ class _PlanForms:
     def __init__(
         self, data: QueryDict | None, *, plan: Plan | None = None, more: bool = False
     ) -> None:
-        if data is not None and more:
-            for prefix in ("entitlements", "metadata"):
-                data = with_more_rows(data, prefix)
+        data = _with_more_rows(data, more, "entitlements", "metadata")
         initial: dict[str, Any] = {"form_key": services.new_form_key()}
         entitlements: list[dict[str, Any]] = []
         metadata: list[dict[str, str]] = []
@@ -471,12 +474,7 @@ class _PlanForms:
         valid = all([self.main.is_valid(), self.entitlements.is_valid(), self.metadata.is_valid()])
         if not valid:
             return False
-        metadata, named_twice = metadata_of(self.metadata)
-        if named_twice:
-            self.main.add_error(None, f"Metadata names {', '.join(named_twice)} twice.")
-        too_large = metadata_too_large(metadata)
-        if too_large:
-            self.main.add_error(None, too_large)
+        _checked_metadata(self.main, self.metadata)
         return not self.main.errors
 
     def fields(self) -> actions.PlanFields:

@@ -10,8 +10,10 @@ secret and a new or rotated signing secret are shown once: the action answers wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -95,32 +97,50 @@ def developers(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
     return _keys_page(request, console)
 
 
+def _create_with_secret(
+    request: HttpRequest,
+    console: ConsoleContext,
+    form: forms.Form,
+    *,
+    page: Callable[..., HttpResponse],
+    action: str,
+    run: Callable[[actions.NewSecret], services.Outcome],
+    kind: str,
+    shown_at: Callable[[str], HttpResponse],
+) -> HttpResponse:
+    """Create a key or an endpoint once for the form, keep its new secret for the one page that
+    shows it (Post/Redirect/Get), and lead there; a refusal shows `page` with the form."""
+    if not form.is_valid():
+        return page(request, console, form=form, status=422)
+    new = actions.NewSecret()
+    done = act(request, console, form, action=action, run=lambda: run(new))
+    if done.submitted is None:
+        return page(request, console, form=form, status=done.status)
+    if not done.submitted.replayed:
+        keep_once(request, kind=kind, object_id=new.object_id, secret=new.secret)
+    return shown_at(_target_id(done.submitted))
+
+
 @require_POST
 @console_page(MANAGE)
 def key_create(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
     form = KeyCreateForm(request.POST)
-    if not form.is_valid():
-        return _keys_page(request, console, form=form, status=422)
-    data = form.cleaned_data
-    new = actions.NewSecret()
-    done = act(
+    return _create_with_secret(
         request,
         console,
         form,
+        page=_keys_page,
         action="key.create",
-        run=lambda: actions.key_create(
+        run=lambda new: actions.key_create(
             actor=console.actor,
-            name=data["name"].strip(),
-            scopes=list(data["scopes"]),
-            expires_at=data["expires_at"],
+            name=form.cleaned_data["name"].strip(),
+            scopes=list(form.cleaned_data["scopes"]),
+            expires_at=form.cleaned_data["expires_at"],
             into=new,
         ),
+        kind=KEY_SECRET,
+        shown_at=lambda key_id: redirect("console:developer_key", key_id=key_id),
     )
-    if done.submitted is None:
-        return _keys_page(request, console, form=form, status=done.status)
-    if not done.submitted.replayed:
-        keep_once(request, kind=KEY_SECRET, object_id=new.object_id, secret=new.secret)
-    return redirect("console:developer_key", key_id=_target_id(done.submitted))
 
 
 def _api_base(request: HttpRequest) -> str:
@@ -231,28 +251,24 @@ def webhooks(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
 @console_page(MANAGE)
 def webhook_create(request: HttpRequest, console: ConsoleContext) -> HttpResponse:
     form = EndpointCreateForm(request.POST)
-    if not form.is_valid():
-        return _webhooks_page(request, console, form=form, status=422)
-    data = form.cleaned_data
-    new = actions.NewSecret()
-    done = act(
+    return _create_with_secret(
         request,
         console,
         form,
+        page=_webhooks_page,
         action="webhook.create",
-        run=lambda: actions.endpoint_create(
+        run=lambda new: actions.endpoint_create(
             actor=console.actor,
-            url=data["url"],
-            event_types=list(data["event_types"]),
-            description=data["description"].strip(),
+            url=form.cleaned_data["url"],
+            event_types=list(form.cleaned_data["event_types"]),
+            description=form.cleaned_data["description"].strip(),
             into=new,
         ),
+        kind=WEBHOOK_SECRET,
+        shown_at=lambda endpoint_id: redirect(
+            "console:developer_webhook", endpoint_id=endpoint_id
+        ),
     )
-    if done.submitted is None:
-        return _webhooks_page(request, console, form=form, status=done.status)
-    if not done.submitted.replayed:
-        keep_once(request, kind=WEBHOOK_SECRET, object_id=new.object_id, secret=new.secret)
-    return redirect("console:developer_webhook", endpoint_id=_target_id(done.submitted))
 
 
 def _webhook_page(
