@@ -28,7 +28,8 @@ from tests.billing_platform.console.test_console_browser import (
     _require_chromium,
     _shot,
 )
-from tests.support.console import PASSWORD, make_member
+from tests.support.console import make_member
+from tests.support.console_browser import signed_in_page
 from tests.support.servers import live_server_url
 from tests.support.tenants import TenantFixture, fresh_tenant
 
@@ -68,13 +69,7 @@ def test_an_admin_runs_the_catalog_and_orders_pages(shop: TenantFixture) -> None
     with live_server_url() as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 800})
-            page.set_default_timeout(20_000)
-            page.goto(f"{base}/console/login/")
-            page.fill("#id_email", EMAIL)
-            page.fill("#id_password", PASSWORD)
-            page.click("main button[type=submit]")
-            expect(page).to_have_url(f"{base}/console/")
+            page = signed_in_page(browser, base, EMAIL)
 
             # A product from rows: features, a credit cost, metadata of two kinds.
             page.click("nav.main-nav >> text=Catalog")
