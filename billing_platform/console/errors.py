@@ -1,7 +1,7 @@
 """The console's own errors, in the platform's one hierarchy (`billing_platform.core.errors`).
 
-NotFound (404): InvitationInvalid
-Conflict (409): AlreadyMember, SubmissionInProgress
+NotFound (404): InvitationInvalid, MemberNotFound
+Conflict (409): AlreadyMember, SubmissionInProgress, LastOwner
 """
 
 from __future__ import annotations
@@ -22,3 +22,13 @@ class AlreadyMember(Conflict):
 class SubmissionInProgress(Conflict):
     code = "submission_in_progress"
     title = "This form is still being processed; reload the page in a moment"
+
+
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+    title = "No member or pending invitation of this team has this id"
+
+
+class LastOwner(Conflict):
+    code = "last_owner"
+    title = "A team keeps at least one owner: make someone else an owner first"

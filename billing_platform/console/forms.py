@@ -134,6 +134,12 @@ class InviteForm(ActionForm):
     role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
 
 
+class RoleForm(ActionForm):
+    """A member's new role (the Team page, one form a member)."""
+
+    role = forms.ChoiceField(choices=Role.choices)
+
+
 class AcceptForm(forms.Form):
     """The new account's password (an existing account accepts by signing in instead)."""
 

@@ -55,6 +55,16 @@ def members_of(tenant: Tenant) -> QuerySet[Membership]:
     return Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__email")
 
 
+def member_get(*, tenant: Tenant, membership_id: int) -> Membership:
+    """A member of `tenant` by membership id; 404 `member_not_found` otherwise (another
+    tenant's member alike)."""
+    member = Membership.objects.filter(tenant=tenant, pk=membership_id).select_related("user")
+    found = member.first()
+    if found is None:
+        raise errors.MemberNotFound()
+    return found
+
+
 def token_hash(token: str) -> str:
     """What is stored of an invitation link's token (the token itself is shown once)."""
     return hashlib.sha256(token.encode()).hexdigest()

@@ -203,6 +203,86 @@ def normalise_email(value: str) -> str:
     return email
 
 
+def _team_locked(tenant: Tenant) -> dict[int, Membership]:
+    """The tenant's memberships by id, locked for the transaction: two owners changing each
+    other's roles at once still leave one owner."""
+    return {
+        m.pk: m
+        for m in Membership.objects.select_for_update()
+        .filter(tenant=tenant)
+        .select_related("user")
+        .order_by("pk")
+    }
+
+
+def _member_of(team: dict[int, Membership], membership_id: int) -> Membership:
+    member = team.get(membership_id)
+    if member is None:
+        raise errors.MemberNotFound()
+    return member
+
+
+def _owners_left(team: dict[int, Membership], without: Membership) -> int:
+    return sum(1 for m in team.values() if m.role == Role.OWNER and m.pk != without.pk)
+
+
+def member_role_change(*, actor: Actor, membership_id: int, role: str) -> Outcome:
+    """Give a member of the actor's tenant another role; 404 `member_not_found` (another
+    tenant's member too), 409 `last_owner` when the team would be left without an owner."""
+    if role not in Role.values:
+        raise ValidationFailed("Choose a role.", field="role", msg="invalid role")
+    with transaction.atomic():
+        team = _team_locked(actor.tenant)
+        member = _member_of(team, membership_id)
+        before = member.role
+        if before == Role.OWNER and role != Role.OWNER and not _owners_left(team, member):
+            raise errors.LastOwner()
+        if before != role:
+            member.role = role
+            member.save(update_fields=["role"])
+    email = member.user.email or member.user.get_username()
+    return Outcome(
+        message=f"{email} is now {Role(role).label.lower()}"
+        + ("." if before != role else " (unchanged)."),
+        target=f"member:{member.pk}",
+        detail={"email": email, "before": before, "role": role},
+    )
+
+
+def member_remove(*, actor: Actor, membership_id: int) -> Outcome:
+    """Take a member out of the actor's tenant: their next console page in it is refused.
+    404 `member_not_found`, 409 `last_owner`. Their account stays (other teams, history)."""
+    with transaction.atomic():
+        team = _team_locked(actor.tenant)
+        member = _member_of(team, membership_id)
+        if member.role == Role.OWNER and not _owners_left(team, member):
+            raise errors.LastOwner()
+        member.delete()
+    email = member.user.email or member.user.get_username()
+    return Outcome(
+        message=f"{email} is no longer a member of {actor.tenant.name}.",
+        target=f"member:{membership_id}",
+        detail={"email": email, "role": member.role},
+    )
+
+
+def invitation_revoke(*, actor: Actor, invitation_id: int) -> Outcome:
+    """Make a pending invitation of the actor's tenant unusable at once (it expires now); 404
+    `member_not_found` for one that is not pending here."""
+    now = clock.now()
+    revoked = Invitation.objects.filter(
+        pk=invitation_id, tenant=actor.tenant, accepted_at__isnull=True, expires_at__gt=now
+    ).update(expires_at=now)
+    if not revoked:
+        raise errors.MemberNotFound("This invitation is not pending in this team.")
+    invitation = Invitation.objects.get(pk=invitation_id)
+    return Outcome(
+        message=f"Revoked the invitation of {invitation.email}: its link no longer works.",
+        target=f"invitation:{invitation.pk}",
+        detail={"email": invitation.email, "role": invitation.role},
+    )
+
+
 def invitation_link(token: str, *, base_url: str) -> str:
     return base_url.rstrip("/") + reverse("console:invitation", args=[token])
 

@@ -40,6 +40,13 @@ urlpatterns = [
     path("customers/<str:customer_id>/", customers.customer_detail, name="customer"),
     path("customers/<str:customer_id>/grant/", customers.customer_grant, name="customer_grant"),
     path("team/", team.team, name="team"),
+    path("team/members/<int:membership_id>/role/", team.member_role, name="member_role"),
+    path("team/members/<int:membership_id>/remove/", team.member_remove, name="member_remove"),
+    path(
+        "team/invitations/<int:invitation_id>/revoke/",
+        team.invitation_revoke,
+        name="invitation_revoke",
+    ),
     # The catalog, orders and a customer's corrections.
     path("catalog/", catalog.product_list, name="catalog"),
     path("catalog/new-product/", catalog.product_new, name="product_new"),
