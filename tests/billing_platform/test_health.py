@@ -94,6 +94,19 @@ def test_readyz_leaves_out_a_tenant_whose_schema_is_being_built(
     assert response.json["migrations"]["tenant_schemas_behind"] == 0
 
 
+def test_the_schemas_the_check_reads_are_the_tenants_past_the_first_minute(
+    acme: TenantFixture,
+) -> None:
+    # A script that checks /readyz against one tenant (deploy/citus/worker_down.py) waits until
+    # its schema is among these: before that the check answers without reading it.
+    from tenants.schema_migrations import NEW_SCHEMA_GRACE_SECONDS, readiness_schema_names
+
+    _age(acme.tenant, NEW_SCHEMA_GRACE_SECONDS - 5)
+    assert acme.tenant.schema_name not in readiness_schema_names()
+    _age(acme.tenant, NEW_SCHEMA_GRACE_SECONDS + 1)
+    assert acme.tenant.schema_name in readiness_schema_names()
+
+
 def test_readyz_caches_the_tenant_check_until_a_migration_run(
     api: Api, acme: TenantFixture
 ) -> None:
