@@ -37,7 +37,10 @@ export DATABASE_URL
 CITUS_DIR=${CITUS_DIR:-var/citus}
 export CITUS_DIR  # the cluster's directory, also for the onboarding results below
 mkdir -p var/static
-export CACHE_KEY_PREFIX=${CACHE_KEY_PREFIX:-billable-citus-e2e} SECURE_HTTPS=false
+# One cache namespace per cluster (its coordinator's port): the Redis on the standard port may be
+# shared with another cluster's run, whose cached /readyz result would otherwise answer for ours.
+port=${DATABASE_URL##*:}
+export CACHE_KEY_PREFIX=${CACHE_KEY_PREFIX:-billable-citus-e2e-${port%%/*}} SECURE_HTTPS=false
 say "coordinator: $DATABASE_URL"
 
 "$PY" -m billing_platform.devserver.launcher exec -- sh -eu -c '

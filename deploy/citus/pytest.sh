@@ -18,5 +18,6 @@ deploy/citus/cluster.sh dropdb "$DB"
 deploy/citus/cluster.sh createdb "$DB" >/dev/null
 DATABASE_URL=$(deploy/citus/cluster.sh url)
 export DATABASE_URL TEST_DATABASE_NAME="$DB"
-export CACHE_KEY_PREFIX=${CACHE_KEY_PREFIX:-billable-citus-pytest}
+port=${DATABASE_URL##*:}  # one cache namespace per cluster, as in e2e.sh
+export CACHE_KEY_PREFIX=${CACHE_KEY_PREFIX:-billable-citus-pytest-${port%%/*}}
 exec "$PY" -m billing_platform.devserver.launcher exec -- "$PY" -m pytest -p no:warnings --reuse-db "$@"

@@ -3,7 +3,10 @@
     DATABASE_URL=<coordinator> python deploy/citus/worker_down.py <cluster.sh> <tenant schema>
 
 Run by deploy/citus/e2e.sh (`make e2e-citus`) on a migrated cluster with tenants; the worker
-is the one holding the tenant's schema. Through Django's test client: /readyz is `ready` with
+is the one holding the tenant's schema when the script stops it. The migration check leaves out
+tenants created in the last minute, so the script first waits until the tenant is older than
+that and checks that the schema is among those the check reads (else every migration check
+below would pass without reading it). Through Django's test client: /readyz is `ready` with
 every node reachable; the worker is stopped
 (`cluster.sh stop-node`, its data kept); /readyz answers 200 `degraded`, naming the worker, with
 the cached migration result, then, the cache dropped, with the migrations unknown (not "schemas
@@ -21,6 +24,8 @@ import os
 import secrets
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +42,15 @@ logging.disable(logging.WARNING)  # the access log and the "degraded" warning
 
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
+from django.utils import timezone  # noqa: E402
 
 from tenants.models import Tenant  # noqa: E402
-from tenants.schema_migrations import forget_recorded, forget_status  # noqa: E402
+from tenants.schema_migrations import (  # noqa: E402
+    NEW_SCHEMA_GRACE_SECONDS,
+    forget_recorded,
+    forget_status,
+    readiness_schema_names,
+)
 from tenants.services import api_key_create  # noqa: E402
 
 failures = 0
@@ -68,18 +79,42 @@ def node_up(client: Client, port: int) -> str | None:
     return None
 
 
-def main(cluster: str, schema: str) -> int:
-    client = Client()
+def wait_past_grace(tenant: Tenant) -> None:
+    """The migration check leaves out tenants created in the last NEW_SCHEMA_GRACE_SECONDS: it
+    would answer 0 without reading the schema, and every check below would pass for nothing."""
+    wait = (tenant.created_at + timedelta(seconds=NEW_SCHEMA_GRACE_SECONDS + 1)
+            - timezone.now()).total_seconds()
+    if wait > 0:
+        age = NEW_SCHEMA_GRACE_SECONDS + 1 - wait
+        print(f"[citus-worker-down] {tenant.schema_name} is {age:.0f} s old: waiting {wait:.0f} s,"
+              " until the migration check reads it", flush=True)
+        time.sleep(wait)
+
+
+def placement(schema: str) -> tuple[str, int]:
+    """The cluster.sh name and the port of the worker holding every shard of `schema` now."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT DISTINCT nodeport FROM citus_shards WHERE citus_table_type = "
                        "'schema' AND table_name::text LIKE %s", [f"{schema}.%"])
-        (port,) = cursor.fetchone()
+        ports = [row[0] for row in cursor.fetchall()]
+    if len(ports) != 1:
+        raise SystemExit(f"{schema} is not on exactly one worker: {ports}")
     citus_dir = Path(os.environ.get("CITUS_DIR", os.path.join(ROOT, "var", "citus")))
     worker = next(path.parent.name for path in citus_dir.glob("*/port")
-                  if int(path.read_text()) == port)
+                  if int(path.read_text()) == ports[0])
+    return worker, ports[0]
+
+
+def main(cluster: str, schema: str) -> int:
+    client = Client()
+    tenant = Tenant.objects.get(schema_name=schema)
+    wait_past_grace(tenant)
+    checked = readiness_schema_names()
+    check(f"{schema} is among the schemas the migration check reads", schema in checked, checked)
+    _row, key = api_key_create(tenant=tenant, name="worker-down check")
+    worker, port = placement(schema)  # looked up last: a move or a rebalance ran before
     print(f"[citus-worker-down] {schema} lives on {worker} (port {port})")
-    _row, key = api_key_create(tenant=Tenant.objects.get(schema_name=schema),
-                               name="worker-down check")
+    forget_status()  # a result cached before the tenant was old enough to be read
     status, body = readyz(client)
     check("before: /readyz 200 ready, every node reachable",
           status == 200 and body["status"] == "ready" and body["cluster"]["unreachable"] == [],

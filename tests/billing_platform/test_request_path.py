@@ -162,7 +162,8 @@ def test_api_answers_are_compact_json(api: Api, acme: TenantFixture) -> None:
 def _terminate(pid: int) -> None:
     """End a server session as an operator would, and wait until its backend is gone."""
     with psycopg.connect(database_url(), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        # integer: Citus adds a pg_terminate_backend(bigint) beside PostgreSQL's (int)
+        admin.execute("SELECT pg_terminate_backend(%s::integer)", [pid])
         deadline = time.monotonic() + 10
         while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
             assert time.monotonic() < deadline, "the backend did not exit"

@@ -95,6 +95,9 @@ def test_the_list_is_paged_newest_first(shop: TenantFixture) -> None:
 
 def test_search_by_identity_uses_the_index(shop: TenantFixture) -> None:
     with tenant_context(shop.tenant), connection.cursor() as cursor:
+        # On Citus the worker plans the query: the setting below must reach it (on plain
+        # PostgreSQL a `citus.` setting is a placeholder that changes nothing).
+        cursor.execute("SET LOCAL citus.propagate_set_commands = 'local'")
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(
             "EXPLAIN SELECT 1 FROM billable_externalidentity WHERE external_id LIKE 'ann%%'"
