@@ -237,15 +237,22 @@ class TenantAdmin(admin.ModelAdmin):
         }
         return self.render_change_form(request, context, add=True, form_url=form_url)
 
-    def onboarded_view(self, request: HttpRequest, object_id: str, key_id: Any) -> HttpResponse:
-        """The onboarded tenant, with its first key's secret the first time only."""
-        if not self.has_add_permission(request):
-            raise PermissionDenied
+    def _key_shown_once(
+        self, request: HttpRequest, object_id: str, key_id: Any
+    ) -> tuple[Tenant, ApiKey, str | None]:
+        """The tenant, its key `key_id` (404 otherwise) and the key's secret, the first time
+        this session asks only (`shown_once`)."""
         tenant = self._tenant_or_404(request, object_id)
         key = ApiKey.objects.filter(pk=key_id, tenant=tenant).first()
         if key is None:
             raise Http404("No such key.")
-        raw = take_once(request, kind=_API_KEY_SECRET, object_id=key.pk)
+        return tenant, key, take_once(request, kind=_API_KEY_SECRET, object_id=key.pk)
+
+    def onboarded_view(self, request: HttpRequest, object_id: str, key_id: Any) -> HttpResponse:
+        """The onboarded tenant, with its first key's secret the first time only."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        tenant, key, raw = self._key_shown_once(request, object_id, key_id)
         return self._page(
             request,
             self.onboarded_template,
@@ -298,11 +305,7 @@ class TenantAdmin(admin.ModelAdmin):
     def key_created_view(self, request: HttpRequest, object_id: str, key_id: Any) -> HttpResponse:
         if not self.has_view_permission(request) or not request.user.has_perm("tenants.add_apikey"):
             raise PermissionDenied
-        tenant = self._tenant_or_404(request, object_id)
-        key = ApiKey.objects.filter(pk=key_id, tenant=tenant).first()
-        if key is None:
-            raise Http404("No such key.")
-        raw = take_once(request, kind=_API_KEY_SECRET, object_id=key.pk)
+        tenant, key, raw = self._key_shown_once(request, object_id, key_id)
         return self._page(
             request,
             self.key_created_template,
