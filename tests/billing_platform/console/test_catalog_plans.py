@@ -313,3 +313,32 @@ def test_another_tenants_plan_is_not_found(shop: TenantFixture, globex: TenantFi
         plan = Plan.objects.get()
         assert plan.name == "Secret plan" and plan.versions.get().retired_at is None
     assert not AuditEntry.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {},
+        {"form_key": "m" * 24},
+        {"form_key": "m" * 24, "entitlements-TOTAL_FORMS": "many"},
+        {
+            "form_key": "m" * 24,
+            "price": "NaN",
+            **_management("entitlements", 1),
+            "entitlements-0-entitlement_type": "bogus",
+        },
+    ],
+)
+def test_malformed_plan_posts_answer_in_words_and_change_nothing(
+    shop: TenantFixture, data: dict[str, str]
+) -> None:
+    client = _admin(shop.tenant)
+    for path in ("/console/catalog/new-plan/", "/console/catalog/plans/TEAM/edit/"):
+        assert client.post(path, data).status_code == 422, path
+    retire = client.post("/console/catalog/plans/TEAM/versions/1/retire/", data)
+    assert retire.status_code in (200, 302)  # a confirmation page, or "out of date"
+    with tenant_context(shop.tenant):
+        plan = Plan.objects.get()
+        assert (plan.name, plan.current_version) == ("Team", 1)
+        assert plan.versions.get().retired_at is None
+    assert not AuditEntry.objects.exists()

@@ -192,3 +192,19 @@ def test_a_team_form_without_its_csrf_token_is_refused(acme: TenantFixture) -> N
     assert refused.status_code == 403
     target.refresh_from_db()
     assert target.role == "viewer"
+
+
+@pytest.mark.parametrize("data", [{}, {"form_key": "short"}, {"form_key": "g" * 24, "role": "god"}])
+def test_malformed_team_posts_change_nothing(acme: TenantFixture, data: dict[str, str]) -> None:
+    owner = _owner(acme.tenant)
+    make_member(acme.tenant, "kim@team.example", "viewer")
+    target = _membership("kim@team.example", acme.tenant)
+
+    role = owner.post(f"/console/team/members/{target.pk}/role/", data, follow=True)
+    revoke = owner.post("/console/team/invitations/999999/revoke/", data)
+
+    assert role.status_code == 200 and b'id="members"' in role.content
+    assert revoke.status_code == 404
+    target.refresh_from_db()
+    assert target.role == "viewer"
+    assert not AuditEntry.objects.exists()
